@@ -1,0 +1,118 @@
+"""Every error fleet raises, in one tree.
+
+::
+
+    FleetError                       base of everything below
+    ├── ConfigError                  a setting has a bad value (names the setting and its source)
+    ├── JobSpecError                 a job description is invalid (bad id, func, args, queue, ...)
+    ├── WalError                     the write-ahead log cannot be used
+    │   ├── WalCorruptError          a record in the middle of the log fails its checks
+    │   ├── WalDiskFullError         an append hit ENOSPC/EDQUOT; nothing was made durable
+    │   ├── WalFsyncError            fsync failed: the process must stop (never retry an fsync)
+    │   └── WalLockedError           another process holds the data directory
+    ├── SnapshotError                a snapshot is unreadable, has a bad checksum or a newer version
+    ├── TransportError               Redis could not be reached or answered an error
+    ├── ControllerBusyError          another controller holds the namespace's lease
+    ├── NoReceiptError               the controller did not answer an enqueue in time
+    ├── ControllerUnavailableError   the controller did not answer a control request in time
+    ├── JobNotFoundError             no job with that id is known (or it was compacted)
+    └── JobFailedError               a job ended dead; carries its last error
+
+Library errors (redis-py, OSError, JSON decoding) are translated at the boundary with
+``raise X(...) from None`` so that a user sees one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+
+class FleetError(Exception):
+    """Base class of every fleet error."""
+
+    exit_code = 1
+
+
+class ConfigError(FleetError):
+    """A configuration value is invalid; the message names the setting and where it came from."""
+
+    exit_code = 2
+
+
+class JobSpecError(FleetError):
+    """A job description is invalid and was not sent."""
+
+    exit_code = 2
+
+
+class WalError(FleetError):
+    """The write-ahead log cannot be opened, read or appended to."""
+
+    exit_code = 3
+
+
+class WalCorruptError(WalError):
+    """A record fails its CRC or framing checks somewhere other than the torn tail."""
+
+    def __init__(self, segment: str, offset: int, reason: str) -> None:
+        super().__init__(f"corrupt WAL record in {segment} at byte {offset}: {reason}")
+        self.segment = segment
+        self.offset = offset
+        self.reason = reason
+
+
+class WalDiskFullError(WalError):
+    """An append failed for lack of space; the log was cut back to its last good record."""
+
+
+class WalFsyncError(WalError):
+    """fsync failed. The page cache may have dropped the data: the process must exit."""
+
+
+class WalLockedError(WalError):
+    """Another process holds the data directory's lock."""
+
+
+class SnapshotError(FleetError):
+    """A snapshot cannot be used (checksum, version, framing)."""
+
+    exit_code = 3
+
+
+class TransportError(FleetError):
+    """Redis could not be reached or refused a command."""
+
+    exit_code = 4
+
+
+class ControllerBusyError(FleetError):
+    """Another live controller holds this namespace."""
+
+    exit_code = 5
+
+
+class NoReceiptError(FleetError):
+    """The controller did not confirm an enqueue within the timeout."""
+
+    exit_code = 6
+
+
+class ControllerUnavailableError(FleetError):
+    """The controller did not answer a control request within the timeout."""
+
+    exit_code = 6
+
+
+class JobNotFoundError(FleetError):
+    """No job with that id is known to the controller."""
+
+    exit_code = 7
+
+
+class JobFailedError(FleetError):
+    """A job ended ``dead``; ``error`` is its last error (``"Type: message"``)."""
+
+    exit_code = 8
+
+    def __init__(self, job_id: str, error: str) -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error

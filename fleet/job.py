@@ -1,0 +1,157 @@
+"""What a job is before it is accepted: its description, and the checks it must pass.
+
+Both the client (before sending) and the controller (before accepting) run ``validate_spec``,
+so a bad job is refused with the same one-line reason wherever it is caught.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import JobSpecError
+
+DEFAULT_QUEUE = "default"
+DEFAULT_FUNC = "fleet.demo:simulate"
+MAX_ID_CHARS = 200
+MAX_TIMEOUT_S = 7 * 24 * 3600
+MAX_RETRIES_LIMIT = 100
+MAX_PAYLOAD_BYTES = 512 * 1024
+
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_FUNC_RE = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job as a client describes it. Times are milliseconds since the epoch."""
+
+    id: str
+    func: str
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    run_at_ms: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        """The compact form carried on the intake list."""
+        wire: dict[str, Any] = {"id": self.id, "f": self.func, "q": self.queue}
+        if self.args:
+            wire["a"] = self.args
+        if self.kwargs:
+            wire["k"] = self.kwargs
+        if self.timeout_s is not None:
+            wire["to"] = self.timeout_s
+        if self.max_retries is not None:
+            wire["mr"] = self.max_retries
+        if self.run_at_ms:
+            wire["nb"] = self.run_at_ms
+        return wire
+
+
+def new_job_id() -> str:
+    """A random, URL-safe job id."""
+    return uuid.uuid4().hex
+
+
+def validate_spec(wire: Any) -> dict[str, Any]:
+    """Check one wire-form job and return it normalised.
+
+    Raises:
+        JobSpecError: with a one-line reason naming the bad field.
+    """
+    if not isinstance(wire, dict):
+        raise JobSpecError(f"a job must be a JSON object, not {type(wire).__name__}")
+    job_id = wire.get("id")
+    _check_id(job_id)
+    func = wire.get("f")
+    if not isinstance(func, str) or not _FUNC_RE.match(func):
+        raise JobSpecError(f"job {job_id}: func must be 'module:function' or a dotted path, "
+                           f"got {func!r}")
+    queue = wire.get("q", DEFAULT_QUEUE)
+    if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
+        raise JobSpecError(f"job {job_id}: queue must match [A-Za-z0-9_.-]{{1,64}}, got {queue!r}")
+    args, kwargs = wire.get("a", []), wire.get("k", {})
+    if not isinstance(args, list):
+        raise JobSpecError(f"job {job_id}: args must be a list")
+    if not isinstance(kwargs, dict):
+        raise JobSpecError(f"job {job_id}: kwargs must be an object")
+    out = {"id": job_id, "f": func, "q": queue, "a": args, "k": kwargs}
+    out.update(_check_limits(job_id, wire))
+    return out
+
+
+def _check_id(job_id: Any) -> None:
+    if not isinstance(job_id, str) or not job_id:
+        raise JobSpecError(f"job id must be a non-empty string, got {job_id!r}")
+    if len(job_id) > MAX_ID_CHARS:
+        raise JobSpecError(f"job id is {len(job_id)} characters; at most {MAX_ID_CHARS} allowed")
+    if not job_id.isprintable() or any(c.isspace() for c in job_id):
+        raise JobSpecError(f"job id {job_id!r} must be printable and contain no whitespace")
+
+
+def _check_limits(job_id: str, wire: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    timeout = wire.get("to")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+            0 < timeout <= MAX_TIMEOUT_S
+        ):
+            raise JobSpecError(f"job {job_id}: timeout must be a number of seconds in "
+                               f"(0, {MAX_TIMEOUT_S}], got {timeout!r}")
+        out["to"] = timeout
+    retries = wire.get("mr")
+    if retries is not None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or not (
+            0 <= retries <= MAX_RETRIES_LIMIT
+        ):
+            raise JobSpecError(f"job {job_id}: max_retries must be an integer in "
+                               f"[0, {MAX_RETRIES_LIMIT}], got {retries!r}")
+        out["mr"] = retries
+    run_at = wire.get("nb", 0)
+    if isinstance(run_at, bool) or not isinstance(run_at, int) or run_at < 0:
+        raise JobSpecError(f"job {job_id}: run_at must be epoch milliseconds, got {run_at!r}")
+    if run_at:
+        out["nb"] = run_at
+    size = len(orjson.dumps([wire.get("a"), wire.get("k")]))
+    if size > MAX_PAYLOAD_BYTES:
+        raise JobSpecError(f"job {job_id}: args and kwargs are {size} bytes encoded; "
+                           f"at most {MAX_PAYLOAD_BYTES} allowed")
+    return out
+
+
+def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpec:
+    """Turn one entry of a job file into a JobSpec.
+
+    Accepts fleet's own fields (``id``, ``func``, ``args``, ``kwargs``, ``queue``, ``timeout``,
+    ``max_retries``, ``run_at_ms``) and the original plan's ``{"id": ..., "payload": {...}}``,
+    where ``payload`` is the kwargs and a missing ``func`` means ``default_func``.
+    """
+    if not isinstance(entry, dict):
+        raise JobSpecError(f"each job must be a JSON object, got {type(entry).__name__}")
+    known = {"id", "func", "args", "kwargs", "payload", "queue", "timeout", "max_retries",
+             "run_at_ms"}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise JobSpecError(f"job {entry.get('id')!r}: unknown field(s) {', '.join(unknown)}")
+    if "payload" in entry and "kwargs" in entry:
+        raise JobSpecError(f"job {entry.get('id')!r}: give either payload or kwargs, not both")
+    kwargs = entry.get("kwargs", entry.get("payload", {}))
+    spec = JobSpec(
+        id=entry.get("id") if "id" in entry else new_job_id(),
+        func=entry.get("func", default_func),
+        args=entry.get("args", []),
+        kwargs=kwargs,
+        queue=entry.get("queue", DEFAULT_QUEUE),
+        timeout_s=entry.get("timeout"),
+        max_retries=entry.get("max_retries"),
+        run_at_ms=entry.get("run_at_ms", 0),
+    )
+    validate_spec(spec.to_wire())
+    return spec

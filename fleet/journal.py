@@ -1,0 +1,47 @@
+"""The journal binds the job table to its log: record events, then commit them as one batch.
+
+``record`` numbers an event, applies it to the table and queues it for the next commit; an
+event that does not fit the table (a stale ack, say) is dropped and gets no number, so the
+log holds only events that changed something. ``commit`` appends the batch as one frame with
+one fsync (group commit). The caller must not tell anyone about an event — trim it from Redis,
+send a receipt, push a message — before ``commit`` returned True.
+"""
+
+from __future__ import annotations
+
+from .state import JobTable
+from .state.events import Event
+from .wal import WalWriter
+
+
+class Journal:
+    """Numbering, applying and group-committing events."""
+
+    def __init__(self, table: JobTable, writer: WalWriter) -> None:
+        self.table = table
+        self.writer = writer
+        self.pending: list[Event] = []
+        self.next_seq = max(writer.next_seq, table.last_seq + 1)
+
+    def record(self, event: Event) -> bool:
+        """Apply ``event`` and queue it for commit. False if it changed nothing."""
+        event["s"] = self.next_seq
+        if not self.table.apply(event):
+            del event["s"]
+            return False
+        self.next_seq += 1
+        self.pending.append(event)
+        return True
+
+    def commit(self) -> bool:
+        """Append every recorded event as one batch. True when they are all durable.
+
+        Raises:
+            WalDiskFullError: nothing was written; call ``commit`` again later (the events
+                stay queued and keep their numbers).
+            WalFsyncError: fatal; the process must exit and recover.
+        """
+        batch = self.pending
+        durable = self.writer.append(batch)
+        self.pending = []
+        return durable

@@ -1,0 +1,166 @@
+"""Snapshots: the whole job table at one sequence number, written atomically.
+
+File layout: one JSON header line, then the body (the table's ``dump()`` as JSON)::
+
+    {"format": "fleet-snapshot", "version": 1, "last_seq": N, "size": B, "crc32": C}\\n<body>
+
+Written as ``<name>.tmp``, fsynced, renamed into place, then the directory is fsynced, so a
+crash at any point leaves either the old set of snapshots or the new one. ``SnapshotTaker``
+forks: the child serialises and writes while the parent goes on (copy-on-write keeps the
+child's view frozen), so the caller pauses only for ``fork()`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from dataclasses import dataclass
+
+import orjson
+
+from ..errors import SnapshotError
+from ..state import SCHEMA_VERSION, JobTable
+from .files import Files
+from .segments import list_snapshots, snapshot_dir, snapshot_name
+
+FORMAT = "fleet-snapshot"
+KEEP_SNAPSHOTS = 2
+
+
+def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -> str:
+    """Write a snapshot of ``table`` in this process; returns its path."""
+    files = files or Files()
+    body = orjson.dumps(table.dump())
+    header = orjson.dumps({"format": FORMAT, "version": SCHEMA_VERSION,
+                           "last_seq": table.last_seq, "size": len(body),
+                           "crc32": zlib.crc32(body)})
+    directory = snapshot_dir(data_dir)
+    files.makedirs(directory)
+    final = os.path.join(directory, snapshot_name(table.last_seq))
+    temp = final + ".tmp"
+    fd = files.open_write(temp)
+    try:
+        files.write(fd, header + b"\n" + body)
+        files.fsync(fd)
+    finally:
+        files.close(fd)
+    files.rename(temp, final)
+    files.fsync_dir(directory)
+    return final
+
+
+def read_snapshot(path: str, files: Files | None = None) -> JobTable:
+    """Load a snapshot, checking its framing, version and checksum.
+
+    Raises:
+        SnapshotError: naming the file and what is wrong with it.
+    """
+    files = files or Files()
+    data = files.read(path)
+    line_end = data.find(b"\n")
+    try:
+        header = orjson.loads(data[:line_end]) if line_end > 0 else None
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SnapshotError(f"{path} is not a fleet snapshot (bad header)")
+    if header.get("version") != SCHEMA_VERSION:
+        raise SnapshotError(f"{path} has schema version {header.get('version')}; this fleet "
+                            f"reads version {SCHEMA_VERSION} (a newer fleet wrote it?)")
+    body = memoryview(data)[line_end + 1:]
+    if len(body) != header.get("size") or zlib.crc32(body) != header.get("crc32"):
+        raise SnapshotError(f"{path} fails its checksum (truncated or corrupted)")
+    table = JobTable.load(orjson.loads(body))
+    if table.last_seq != header.get("last_seq"):
+        raise SnapshotError(f"{path}: header says seq {header.get('last_seq')}, body "
+                            f"{table.last_seq}")
+    return table
+
+
+def prune_snapshots(data_dir: str, files: Files, keep: int = KEEP_SNAPSHOTS) -> int | None:
+    """Delete all but the newest ``keep`` snapshots (and stray temp files).
+
+    Returns the last seq of the oldest snapshot kept: log records up to it are no longer needed
+    by any fallback, so segments through it may go.
+    """
+    snapshots = list_snapshots(files, data_dir)
+    for _, path in snapshots[:-keep]:
+        files.remove(path)
+    directory = snapshot_dir(data_dir)
+    if os.path.isdir(directory):
+        for name in files.listdir(directory):
+            if name.endswith(".tmp"):
+                files.remove(os.path.join(directory, name))
+    kept = snapshots[-keep:]
+    return kept[0][0] if kept else None
+
+
+@dataclass
+class SnapshotRun:
+    """A snapshot being written by a child process."""
+
+    pid: int
+    last_seq: int
+    started: float
+    pause_s: float
+
+
+class SnapshotTaker:
+    """Takes snapshots in a forked child so the caller is not stalled."""
+
+    def __init__(self, data_dir: str, files: Files | None = None, fork: bool = True) -> None:
+        self.data_dir = data_dir
+        self.files = files or Files()
+        self.fork = fork and hasattr(os, "fork")
+        self.running: SnapshotRun | None = None
+        self.last_duration_s = 0.0
+        self.last_pause_s = 0.0
+        self.last_seq = 0
+        self.last_finished = 0.0
+
+    def start(self, table: JobTable) -> bool:
+        """Begin a snapshot of ``table`` as it is now; False if one is already running."""
+        if self.running is not None:
+            return False
+        started = time.perf_counter()
+        if not self.fork:
+            write_snapshot(table, self.data_dir, self.files)
+            self._finished(table.last_seq, started, time.perf_counter() - started)
+            return True
+        pid = os.fork()
+        if pid == 0:  # the child: write and leave without running any parent cleanup
+            code = 1
+            try:
+                write_snapshot(table, self.data_dir, self.files)
+                code = 0
+            finally:
+                os._exit(code)
+        pause = time.perf_counter() - started
+        self.running = SnapshotRun(pid, table.last_seq, started, pause)
+        self.last_pause_s = pause
+        return True
+
+    def poll(self, block: bool = False) -> bool | None:
+        """None while running (or idle), True when a snapshot just landed.
+
+        Raises:
+            SnapshotError: the child failed; the previous snapshots are intact.
+        """
+        run = self.running
+        if run is None:
+            return None
+        pid, status = os.waitpid(run.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return None
+        self.running = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SnapshotError(f"snapshot at seq {run.last_seq} failed in its child process")
+        self._finished(run.last_seq, run.started, run.pause_s)
+        return True
+
+    def _finished(self, last_seq: int, started: float, pause_s: float) -> None:
+        self.last_duration_s = time.perf_counter() - started
+        self.last_pause_s = pause_s
+        self.last_seq = last_seq
+        self.last_finished = time.time()

@@ -1,0 +1,148 @@
+"""Operator tools behind ``fleet wal dump | verify | repair``.
+
+None of them takes the directory lock for reading (dump and verify work beside a running
+controller); repair does, since it rewrites files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..errors import SnapshotError, WalCorruptError
+from .files import DirLock, Files
+from .frame import Scan, iter_frames
+from .segments import list_segments, list_snapshots
+from .snapshot import read_snapshot
+
+
+def dump_events(data_dir: str, files: Files | None = None, from_seq: int = 0
+                ) -> Iterator[dict]:
+    """Every record in the log, oldest first (a torn tail ends the stream quietly)."""
+    files = files or Files()
+    segments = list_segments(files, data_dir)
+    for number, (_, path) in enumerate(segments):
+        scan = Scan(os.path.basename(path))
+        for _, events in iter_frames(files.read(path), scan, number == len(segments) - 1):
+            for event in events:
+                if event.get("s", 0) >= from_seq:
+                    yield event
+
+
+@dataclass
+class VerifyResult:
+    """What ``verify`` found. ``ok`` is False only for corruption, not for a torn tail."""
+
+    segments: int = 0
+    records: int = 0
+    torn_bytes: int = 0
+    snapshots_ok: list[str] = field(default_factory=list)
+    snapshots_bad: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
+    """Read every segment and snapshot; stop at the first corruption."""
+    files = files or Files()
+    result = VerifyResult()
+    segments = list_segments(files, data_dir)
+    try:
+        for number, (_, path) in enumerate(segments):
+            scan = Scan(os.path.basename(path))
+            for _, events in iter_frames(files.read(path), scan, number == len(segments) - 1):
+                result.records += len(events)
+            result.segments += 1
+            result.torn_bytes += scan.torn_bytes
+    except WalCorruptError as exc:
+        result.error = str(exc)
+    for _, path in list_snapshots(files, data_dir):
+        try:
+            read_snapshot(path, files)
+            result.snapshots_ok.append(os.path.basename(path))
+        except SnapshotError as exc:
+            result.snapshots_bad.append(str(exc))
+    return result
+
+
+@dataclass
+class RepairResult:
+    """What ``repair`` cut. ``records_cut`` counts records in frames that could be parsed."""
+
+    segment: str = ""
+    offset: int = 0
+    bytes_cut: int = 0
+    records_cut: int = 0
+    segments_removed: int = 0
+    backups: list[str] = field(default_factory=list)
+
+
+def repair(data_dir: str, files: Files | None = None) -> RepairResult | None:
+    """Cut the log at its last good record. Returns None if nothing needed cutting.
+
+    The damaged segment is copied to ``<segment>.broken`` first; later segments (which can no
+    longer be replayed in order) are renamed to ``<segment>.broken``.
+    """
+    files = files or Files()
+    lock = DirLock(data_dir)
+    lock.acquire()
+    try:
+        return _repair_locked(data_dir, files)
+    finally:
+        lock.release()
+
+
+def _repair_locked(data_dir: str, files: Files) -> RepairResult | None:
+    segments = list_segments(files, data_dir)
+    for number, (_, path) in enumerate(segments):
+        scan = Scan(os.path.basename(path))
+        is_last = number == len(segments) - 1
+        try:
+            for _ in iter_frames(files.read(path), scan, is_last):
+                pass
+        except WalCorruptError as exc:
+            return _cut(files, path, exc.offset, segments[number + 1:])
+        if scan.torn_bytes:
+            return _cut(files, path, scan.good_bytes, [])
+    return None
+
+
+def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]]) -> RepairResult:
+    result = RepairResult(segment=os.path.basename(path), offset=offset)
+    result.records_cut = _count_records_after(files.read(path), offset)
+    backup = path + ".broken"
+    shutil.copyfile(path, backup)
+    result.backups.append(backup)
+    result.bytes_cut = files.size(path) - offset
+    fd = files.open_append(path)
+    try:
+        files.truncate(fd, offset)
+        files.fsync(fd)
+    finally:
+        files.close(fd)
+    for _, later_path in later:
+        result.records_cut += _count_records_after(files.read(later_path), 0)
+        result.bytes_cut += files.size(later_path)
+        files.rename(later_path, later_path + ".broken")
+        result.backups.append(later_path + ".broken")
+        result.segments_removed += 1
+    files.fsync_dir(os.path.dirname(path))
+    return result
+
+
+def _count_records_after(data: bytes, offset: int) -> int:
+    """Records in the frames that still parse after ``offset`` (the bad frame counts as one)."""
+    scan = Scan("")
+    count = 0
+    tail = data[offset:]
+    try:
+        for _, events in iter_frames(tail, scan, is_last=True):
+            count += len(events)
+    except WalCorruptError:
+        return count + 1
+    return count + (1 if scan.torn_bytes else 0)

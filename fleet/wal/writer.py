@@ -1,0 +1,152 @@
+"""Appending to the log: one frame and (policy ``always``) one fsync per batch.
+
+Read-then-append: a ``WalWriter`` is only built by recovery (``fleet.wal.recovery``), after
+the last segment was read to a clean end and any torn tail was cut, so an append never lands
+behind garbage.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+
+from ..errors import WalDiskFullError, WalError, WalFsyncError
+from .files import Files
+from .frame import encode_batch
+from .segments import list_segments, segment_name, wal_dir
+
+FSYNC_POLICIES = ("always", "interval", "off")
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+@dataclass(frozen=True)
+class WalOptions:
+    """How the log writes. ``segment_bytes``: rotate past this size."""
+
+    fsync: str = "always"
+    fsync_interval_ms: int = 100
+    segment_bytes: int = 64 * 1024 * 1024
+
+
+class WalWriter:
+    """Appends batches of events to the newest segment, rotating by size."""
+
+    def __init__(self, data_dir: str, files: Files, options: WalOptions, next_seq: int,
+                 tail_path: str | None, tail_bytes: int) -> None:
+        if options.fsync not in FSYNC_POLICIES:
+            raise WalError(f"unknown fsync policy {options.fsync!r}; use one of "
+                           f"{', '.join(FSYNC_POLICIES)}")
+        self.data_dir = data_dir
+        self.files = files
+        self.options = options
+        self.next_seq = next_seq
+        self.segment_path = tail_path
+        self.segment_bytes = tail_bytes
+        self.total_bytes = sum(files.size(p) for _, p in list_segments(files, data_dir))
+        self.fsyncs = 0
+        self.last_fsync_s = 0.0
+        self._fd = files.open_append(tail_path) if tail_path else None
+        self._dirty = False
+        self._broken: str | None = None
+        self._last_sync_mono = time.monotonic()
+
+    def append(self, events: list[dict]) -> bool:
+        """Write ``events`` (already numbered) as one frame.
+
+        Returns True if the batch is durable on return (always with policy ``always``).
+
+        Raises:
+            WalDiskFullError: no space; the segment was cut back, nothing was written.
+            WalFsyncError: fsync failed; this writer refuses every later call.
+        """
+        if self._broken:
+            raise WalError(f"the log is unusable after an earlier failure: {self._broken}")
+        if not events:
+            return self.sync_if_due()
+        frame = encode_batch(events)
+        if self._fd is None or self.segment_bytes >= self.options.segment_bytes:
+            self._rotate(events[0]["s"])
+        self._write(frame)
+        self.next_seq = events[-1]["s"] + 1
+        self._dirty = True
+        if self.options.fsync == "always":
+            self.sync()
+            return True
+        return self.sync_if_due()
+
+    def sync_if_due(self) -> bool:
+        """Under policy ``interval``, fsync when the interval has passed. True if durable."""
+        if not self._dirty:
+            return True
+        due = time.monotonic() - self._last_sync_mono >= self.options.fsync_interval_ms / 1000
+        if self.options.fsync == "interval" and due:
+            self.sync()
+        return not self._dirty
+
+    def sync(self) -> None:
+        """fsync the current segment. A failure poisons the writer: never retry an fsync."""
+        if self._fd is None or not self._dirty:
+            return
+        started = time.perf_counter()
+        try:
+            self.files.fsync(self._fd)
+        except OSError as exc:
+            self._broken = f"fsync failed: {exc}"
+            raise WalFsyncError(f"fsync of {self.segment_path} failed ({exc}); the controller "
+                                "must restart and recover from the log") from None
+        self.last_fsync_s = time.perf_counter() - started
+        self.fsyncs += 1
+        self._dirty = False
+        self._last_sync_mono = time.monotonic()
+
+    def close(self) -> None:
+        """Sync (whatever the policy) and close the current segment."""
+        if self._fd is not None:
+            if not self._broken:
+                self.sync()
+            self.files.close(self._fd)
+            self._fd = None
+
+    def remove_segments_through(self, last_seq: int) -> int:
+        """Delete segments whose every record is at or below ``last_seq``; returns how many."""
+        segments = list_segments(self.files, self.data_dir)
+        removed = 0
+        for (_, path), (next_first, _) in zip(segments, segments[1:], strict=False):
+            if next_first - 1 <= last_seq and path != self.segment_path:
+                self.total_bytes -= self.files.size(path)
+                self.files.remove(path)
+                removed += 1
+        if removed:
+            self.files.fsync_dir(wal_dir(self.data_dir))
+        return removed
+
+    def _write(self, frame: bytes) -> None:
+        try:
+            self.files.write(self._fd, frame)
+        except OSError as exc:
+            self._undo_partial_write()
+            if exc.errno in _DISK_FULL:
+                raise WalDiskFullError(f"disk full writing {self.segment_path}: {exc}") from None
+            self._broken = f"write failed: {exc}"
+            raise WalError(f"write to {self.segment_path} failed: {exc}") from None
+        self.segment_bytes += len(frame)
+        self.total_bytes += len(frame)
+
+    def _undo_partial_write(self) -> None:
+        try:
+            self.files.truncate(self._fd, self.segment_bytes)
+        except OSError as exc:
+            self._broken = f"could not cut a partial write: {exc}"
+
+    def _rotate(self, first_seq: int) -> None:
+        if self._fd is not None:
+            self._dirty = True
+            self.sync()
+            self.files.close(self._fd)
+        directory = wal_dir(self.data_dir)
+        self.segment_path = os.path.join(directory, segment_name(first_seq))
+        self._fd = self.files.open_append(self.segment_path)
+        self.segment_bytes = 0
+        self.files.fsync_dir(directory)
