@@ -1,0 +1,38 @@
+"""Options and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..config import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_LOG_UNUSABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+def connection_options(func: Callable) -> Callable:
+    """``--redis-url``, ``--namespace`` and ``--config`` (each also from FLEET_*)."""
+
+    @click.option("--redis-url", default=None, help="Redis URL (FLEET_REDIS_URL; default "
+                  "redis://127.0.0.1:6379/0). redis://, rediss:// (TLS), user:password@ work.")
+    @click.option("--namespace", default=None, help="Namespace (FLEET_NAMESPACE; default fleet).")
+    @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
+                  help="YAML settings file (FLEET_CONFIG).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def settings_from(config_file: str | None, **flags: Any) -> Settings:
+    """Settings from every layer; ``flags`` are the command's own options (None = not given)."""
+    settings, _ = load_settings(flags, config_file=config_file)
+    return settings

@@ -1,0 +1,63 @@
+"""``fleet wal dump | verify | repair``: read and mend a controller's log."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from ..wal import tools
+from .common import EXIT_LOG_UNUSABLE
+
+data_dir_option = click.option(
+    "--data-dir", required=True, envvar="FLEET_DATA_DIR",
+    type=click.Path(exists=True, file_okay=False), help="The controller's data directory.")
+
+
+@click.group()
+def wal() -> None:
+    """Inspect, verify and repair the write-ahead log."""
+
+
+@wal.command()
+@data_dir_option
+@click.option("--from-seq", default=0, type=click.IntRange(min=0), help="Start at this seq.")
+def dump(data_dir: str, from_seq: int) -> None:
+    """Print every record as one JSON line (pipe to jq)."""
+    out = sys.stdout.buffer
+    for event in tools.dump_events(data_dir, from_seq=from_seq):
+        out.write(orjson.dumps(event) + b"\n")
+    out.flush()
+
+
+@wal.command()
+@data_dir_option
+def verify(data_dir: str) -> None:
+    """Check every record and snapshot; exit non-zero at the first corruption."""
+    result = tools.verify(data_dir)
+    click.echo(f"{result.segments} segments, {result.records} records, "
+               f"{len(result.snapshots_ok)} good snapshots")
+    if result.torn_bytes:
+        click.echo(f"torn tail: {result.torn_bytes} bytes will be cut when the log is opened")
+    for problem in result.snapshots_bad:
+        click.echo(f"bad snapshot: {problem}", err=True)
+    if not result.ok:
+        click.echo(f"error: {result.error}", err=True)
+        sys.exit(EXIT_LOG_UNUSABLE)
+
+
+@wal.command()
+@data_dir_option
+def repair(data_dir: str) -> None:
+    """Cut the log at its last good record, keeping .broken copies of what was cut."""
+    result = tools.repair(data_dir)
+    if result is None:
+        click.echo("log is clean; nothing to repair")
+        return
+    click.echo(f"cut {result.records_cut} records ({result.bytes_cut} bytes) from "
+               f"{result.segment} at byte {result.offset}"
+               + (f" and {result.segments_removed} later segments" if result.segments_removed
+                  else ""))
+    for backup in result.backups:
+        click.echo(f"kept a copy: {backup}")

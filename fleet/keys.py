@@ -1,0 +1,75 @@
+"""Every Redis key fleet uses, declared once. The table is repeated in docs/redis-keys.md.
+
+All keys share the hash tag ``{<namespace>}`` so that one namespace lives in one Redis Cluster
+slot (multi-key commands and pipelines stay legal) and several namespaces spread over a cluster.
+
+=========================  =======  ===========================  ============================
+key                        type     written by                   read by
+=========================  =======  ===========================  ============================
+{ns}:intake                list     clients (RPUSH requests)     controller (LRANGE, LTRIM)
+{ns}:receipt:<req>         list     controller (RPUSH, EXPIRE)   the client that sent <req>
+{ns}:ready:<queue>         list     controller (RPUSH, LREM)     workers (LPOP / BLPOP)
+{ns}:acks                  list     workers (RPUSH)              controller (LRANGE, LTRIM)
+{ns}:workers               set      workers (SADD)               controller (SMEMBERS, SREM)
+{ns}:worker:<id>           string   worker supervisor (SET EX)   controller (MGET), status
+{ns}:controller            string   controller (SET NX PX)       controllers (fencing), status
+{ns}:control               list     CLI / API (RPUSH)            controller (LRANGE, LTRIM)
+{ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
+{ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
+=========================  =======  ===========================  ============================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RECEIPT_TTL_S = 300
+REPLY_TTL_S = 60
+WORKER_TTL_S = 10
+CANCEL_TTL_S = 60
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys of one namespace."""
+
+    namespace: str = "fleet"
+
+    @property
+    def prefix(self) -> str:
+        return "{" + self.namespace + "}:"
+
+    @property
+    def intake(self) -> str:
+        return self.prefix + "intake"
+
+    @property
+    def acks(self) -> str:
+        return self.prefix + "acks"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    @property
+    def controller(self) -> str:
+        return self.prefix + "controller"
+
+    @property
+    def control(self) -> str:
+        return self.prefix + "control"
+
+    def receipt(self, request_id: str) -> str:
+        return self.prefix + "receipt:" + request_id
+
+    def ready(self, queue: str) -> str:
+        return self.prefix + "ready:" + queue
+
+    def worker(self, worker_id: str) -> str:
+        return self.prefix + "worker:" + worker_id
+
+    def reply(self, request_id: str) -> str:
+        return self.prefix + "reply:" + request_id
+
+    def cancel(self, worker_id: str) -> str:
+        return self.prefix + "cancel:" + worker_id
