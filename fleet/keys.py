@@ -16,6 +16,7 @@ key                        type     written by                   read by
 {ns}:control               list     CLI / API (RPUSH)            controller (LRANGE, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
+{ns}:wake                  list     clients, CLI (RPUSH)         controller (BLPOP when idle, DEL)
 =========================  =======  ===========================  ============================
 """
 
@@ -54,6 +55,10 @@ class Keys:
     @property
     def controller(self) -> str:
         return self.prefix + "controller"
+
+    @property
+    def wake(self) -> str:
+        return self.prefix + "wake"
 
     @property
     def control(self) -> str:

@@ -13,7 +13,9 @@ import sys
 import click
 
 from ..errors import FleetError
+from . import admin, jobs
 from .common import EXIT_INTERRUPTED
+from .controller import controller
 from .ops import register as register_ops
 from .wal import wal
 
@@ -24,7 +26,9 @@ def app() -> None:
     """fleet: a durable, distributed job queue. The controller's log is the truth."""
 
 
-app.add_command(wal)
+for command in (controller, jobs.enqueue, jobs.job, jobs.result, admin.status, admin.dead,
+                admin.cancel, admin.pause, admin.resume, admin.config, wal):
+    app.add_command(command)
 register_ops(app)
 
 

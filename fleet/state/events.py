@@ -43,16 +43,22 @@ def dispatched(job_id: str, attempt: int, lease_deadline_ms: int, at_ms: int) ->
     return {"t": DISPATCHED, "id": job_id, "n": attempt, "ld": lease_deadline_ms, "ts": at_ms}
 
 
-def acked(job_id: str, attempt: int, result: Any, run: dict[str, Any]) -> Event:
-    """Attempt ``attempt`` succeeded. ``run`` holds worker, host, start and finish times."""
-    return {"t": ACKED, "id": job_id, "n": attempt, "r": result, **_run_fields(run)}
+def acked(job_id: str, attempt: int, result: Any, run: dict[str, Any],
+          at_ms: int | None = None) -> Event:
+    """Attempt ``attempt`` succeeded. ``run`` holds worker, host, start and finish times.
+
+    ``at_ms`` is the controller's time of recording; it, not the worker's clock, dates the
+    finish (retention must not depend on a worker's clock being right).
+    """
+    return {"t": ACKED, "id": job_id, "n": attempt, "r": result, **_run_fields(run),
+            "ts": at_ms}
 
 
 def failed(job_id: str, attempt: int, error: str, run: dict[str, Any], retry_at_ms: int,
-           final: bool = False) -> Event:
+           final: bool = False, at_ms: int | None = None) -> Event:
     """Attempt ``attempt`` failed. Retried at ``retry_at_ms`` unless final or out of retries."""
     return {"t": FAILED, "id": job_id, "n": attempt, "e": error, "nb": retry_at_ms,
-            "fin": final, **_run_fields(run)}
+            "fin": final, **_run_fields(run), "ts": at_ms}
 
 
 def expired(job_id: str, attempt: int, retry_at_ms: int, at_ms: int) -> Event:

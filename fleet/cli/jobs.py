@@ -1,0 +1,183 @@
+"""``fleet enqueue``, ``fleet job`` and ``fleet result``: put jobs in, look them up."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+import orjson
+
+from ..client import Client, unique_ids
+from ..errors import FleetError, JobSpecError
+from ..job import JobSpec, new_job_id, spec_from_file_entry
+from .common import EXIT_BAD_INPUT, connection_options, settings_from
+
+PROGRESS_FROM = 2000
+
+
+def client_from(config_file: str | None, **flags: Any) -> Client:
+    settings = settings_from(config_file, **flags)
+    return Client(settings=settings, redis_url=settings.redis_url,
+                  namespace=settings.namespace)
+
+
+def _parse_arg(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def read_job_file(path: str) -> list[JobSpec]:
+    """Jobs from a JSON array or JSON lines file (``-`` is stdin).
+
+    Raises:
+        JobSpecError: naming the file, line or index and what is wrong.
+    """
+    try:
+        if path == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+    except OSError as exc:
+        raise JobSpecError(f"cannot read {path}: {exc.strerror}") from None
+    text = raw.strip()
+    if not text:
+        raise JobSpecError(f"{path} holds no jobs")
+    entries = _decode_entries(text, path)
+    specs = []
+    for index, entry in enumerate(entries, 1):
+        try:
+            specs.append(spec_from_file_entry(entry))
+        except JobSpecError as exc:
+            raise JobSpecError(f"{path}: job {index}: {exc}") from None
+    unique_ids(specs)
+    return specs
+
+
+def _decode_entries(text: bytes, path: str) -> list[Any]:
+    if text.startswith(b"["):
+        try:
+            entries = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise JobSpecError(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(entries, list):
+            raise JobSpecError(f"{path} must hold a JSON array of jobs")
+        return entries
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                entries.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise JobSpecError(f"{path}: line {number} is not valid JSON: {exc}") from None
+    return entries
+
+
+@click.command()
+@click.argument("func", required=False)
+@click.argument("args", nargs=-1)
+@click.option("--file", "job_file", default=None, help="JSON array or JSON lines of jobs; - "
+              "for stdin.")
+@click.option("--kwargs", default=None, help="Keyword arguments as a JSON object.")
+@click.option("--id", "job_id", default=None, help="Job id (default: random).")
+@click.option("--queue", default="default", show_default=True)
+@click.option("--timeout", type=float, default=None, help="Seconds before the job is killed.")
+@click.option("--retries", type=int, default=None, help="Retries after the first attempt.")
+@click.option("--delay", type=float, default=None, help="Run no earlier than in S seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@connection_options
+def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay, quiet,
+            config_file, **flags) -> None:
+    """Enqueue FUNC(ARGS...) or every job of --file; exit 0 only if all are durable.
+
+    Each ARG is parsed as JSON when it is valid JSON (42, "x", [1,2]) and kept as a string
+    otherwise.
+    """
+    if bool(func) == bool(job_file):
+        raise click.UsageError("give FUNC [ARGS...] or --file, not both and not neither")
+    if job_file:
+        specs = read_job_file(job_file)
+    else:
+        specs = [_spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, delay)]
+    client = client_from(config_file, **flags)
+    receipts = _send(client, specs)
+    _report(receipts, quiet)
+
+
+def _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, delay) -> JobSpec:
+    parsed_kwargs = {}
+    if kwargs:
+        try:
+            parsed_kwargs = orjson.loads(kwargs)
+        except orjson.JSONDecodeError as exc:
+            raise JobSpecError(f"--kwargs is not valid JSON: {exc}") from None
+        if not isinstance(parsed_kwargs, dict):
+            raise JobSpecError("--kwargs must be a JSON object")
+    run_at = int((time.time() + delay) * 1000) if delay else 0
+    if delay is not None and delay < 0:
+        raise JobSpecError(f"--delay must be >= 0, got {delay}")
+    return JobSpec(id=job_id or new_job_id(), func=func, args=[_parse_arg(a) for a in args],
+                   kwargs=parsed_kwargs, queue=queue, timeout_s=timeout, max_retries=retries,
+                   run_at_ms=run_at)
+
+
+def _send(client: Client, specs: list[JobSpec]) -> list:
+    if len(specs) < PROGRESS_FROM:
+        return client.enqueue_many(specs)
+    with click.progressbar(length=len(specs), label="enqueueing", file=sys.stderr) as bar:
+        return client.enqueue_many(specs, progress=bar.update)
+
+
+def _report(receipts: list, quiet: bool) -> None:
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+    for receipt in receipts:
+        counts[receipt.status] = counts.get(receipt.status, 0) + 1
+        if not quiet:
+            reason = f": {receipt.reason}" if receipt.reason else ""
+            click.echo(f"{receipt.id} {receipt.status}{reason}")
+    click.echo(f"{counts['accepted']} accepted, {counts['duplicate']} duplicate, "
+               f"{counts['rejected']} rejected", err=True)
+    if counts["rejected"]:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@connection_options
+def job(job_id, as_json, config_file, **flags) -> None:
+    """Show a job: state, every attempt (worker, host, timings, error) and result."""
+    info = client_from(config_file, **flags).job(job_id).info()
+    if as_json:
+        click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"job       {info['id']}\nstate     {info['state']}\nqueue     {info['queue']}\n"
+               f"func      {info['func']}\nattempts  {info['attempt']} "
+               f"(failures {info['failures']}, max retries {info['max_retries']})")
+    for attempt in info["attempts"]:
+        duration = f"{attempt['duration_s']:.3f}s" if attempt["duration_s"] is not None else "-"
+        error = f"  {attempt['error']}" if attempt.get("error") else ""
+        click.echo(f"  #{attempt['attempt']} {attempt['outcome']:<9} {attempt['worker'] or '-'} "
+                   f"{duration}{error}")
+    if info["state"] == "completed":
+        click.echo(f"result    {orjson.dumps(info['result']).decode()}")
+    if info.get("error"):
+        click.echo(f"error     {info['error']}")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to S seconds.")
+@connection_options
+def result(job_id, wait_s, config_file, **flags) -> None:
+    """Print a completed job's result as JSON (exit 8 if it ended dead)."""
+    handle = client_from(config_file, **flags).job(job_id)
+    try:
+        value = handle.result(timeout_s=wait_s)
+    except TimeoutError as exc:
+        raise FleetError(str(exc)) from None
+    click.echo(orjson.dumps(value).decode())

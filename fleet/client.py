@@ -1,0 +1,241 @@
+"""The Python API: enqueue jobs and ask the controller about them.
+
+    >>> client = fleet.Client(redis_url="redis://127.0.0.1:6379/0")      # doctest: +SKIP
+    >>> job = client.enqueue("fleet.demo:simulate", value=42)             # doctest: +SKIP
+    >>> job.result(timeout_s=10)                                          # doctest: +SKIP
+
+A job is accepted only once the controller has it in its log; ``enqueue`` returns after that.
+If no receipt arrives in time, NoReceiptError says the jobs may still be accepted later and
+that sending the same ids again is safe.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .config import Settings
+from .errors import (
+    ControllerUnavailableError,
+    FleetError,
+    JobFailedError,
+    JobNotFoundError,
+    JobSpecError,
+    NoReceiptError,
+)
+from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
+from .keys import Keys
+from .transport import ClientWire, connect
+
+REQUEST_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The controller's answer for one job: accepted, duplicate or rejected (with a reason)."""
+
+    id: str
+    status: str
+    reason: str = ""
+
+    @property
+    def durable(self) -> bool:
+        return self.status in ("accepted", "duplicate")
+
+
+class Client:
+    """Talks to one namespace's controller through Redis."""
+
+    def __init__(self, redis_url: str | None = None, namespace: str | None = None,
+                 receipt_timeout_s: float | None = None, settings: Settings | None = None,
+                 redis_client: Any = None) -> None:
+        settings = settings or Settings()
+        self.namespace = namespace or settings.namespace
+        self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
+        self.keys = Keys(self.namespace)
+        self.wire = ClientWire(redis_client or connect(redis_url or settings.redis_url),
+                               self.keys)
+
+    # -- enqueue ---------------------------------------------------------------------------
+
+    def enqueue(self, func: str | Callable, *args: Any, job_id: str | None = None,
+                queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
+                max_retries: int | None = None, delay_s: float | None = None,
+                run_at: float | None = None, **kwargs: Any) -> Job:
+        """Enqueue one job and wait until it is durable.
+
+        Args:
+            func: a callable, or ``"package.module:function"``.
+            delay_s / run_at: run no earlier than now + delay_s, or than the epoch seconds
+                ``run_at``.
+
+        Raises:
+            JobSpecError: the job is invalid or was rejected by the controller.
+            NoReceiptError: the controller did not answer in time.
+        """
+        spec = JobSpec(id=job_id or new_job_id(), func=func_path(func), args=list(args),
+                       kwargs=kwargs, queue=queue, timeout_s=timeout_s,
+                       max_retries=max_retries, run_at_ms=_run_at_ms(delay_s, run_at))
+        receipt = self.enqueue_many([spec])[0]
+        if not receipt.durable:
+            raise JobSpecError(f"job {receipt.id} rejected: {receipt.reason}")
+        return Job(self, receipt.id)
+
+    def enqueue_many(self, specs: Sequence[JobSpec], progress: Callable[[int], None] | None
+                     = None) -> list[Receipt]:
+        """Enqueue many jobs (sent in chunks, one round trip); one Receipt per job, in order."""
+        wires = [_checked_wire(spec) for spec in specs]
+        requests = []
+        for start in range(0, len(wires), REQUEST_CHUNK):
+            request_id = uuid.uuid4().hex
+            chunk = wires[start:start + REQUEST_CHUNK]
+            requests.append((request_id, len(chunk), orjson.dumps(
+                {"req": request_id, "ts": int(time.time() * 1000), "jobs": chunk})))
+        if requests:
+            self.wire.send_requests([body for _, _, body in requests])
+        deadline = time.monotonic() + self.receipt_timeout_s
+        receipts: list[Receipt] = []
+        for request_id, size, _ in requests:
+            receipts.extend(self._await_receipt(request_id, size, deadline, len(wires)))
+            if progress is not None:
+                progress(size)
+        return receipts
+
+    def _await_receipt(self, request_id: str, size: int, deadline: float, total: int
+                       ) -> list[Receipt]:
+        body = self.wire.wait(self.keys.receipt(request_id), deadline - time.monotonic())
+        if body is None:
+            raise NoReceiptError(
+                f"no receipt from the controller within {self.receipt_timeout_s:g} s for "
+                f"{total} job(s): they may still be accepted later; re-sending the same ids is "
+                "safe (they will be reported as duplicate)")
+        results = orjson.loads(body).get("results", [])
+        return [Receipt(r[0], r[1], r[2] if len(r) > 2 else "") for r in results]
+
+    # -- asking the controller ------------------------------------------------------------
+
+    def request(self, command: str, timeout_s: float = 10.0, **args: Any) -> Any:
+        """Send a control request and return its data.
+
+        Raises:
+            ControllerUnavailableError: no answer in time.
+            FleetError: the controller refused the request (its one-line reason).
+        """
+        request_id = uuid.uuid4().hex
+        self.wire.send_control(orjson.dumps({"req": request_id, "cmd": command,
+                                             "args": args}))
+        body = self.wire.wait(self.keys.reply(request_id), timeout_s)
+        if body is None:
+            raise ControllerUnavailableError(
+                f"the controller of namespace {self.namespace!r} did not answer within "
+                f"{timeout_s:g} s (is `fleet controller` running against this Redis?)")
+        reply = orjson.loads(body)
+        if not reply.get("ok"):
+            error = reply.get("error", "request failed")
+            if error.startswith("no job"):
+                raise JobNotFoundError(error)
+            raise FleetError(error)
+        return reply.get("data")
+
+    def status(self) -> dict[str, Any]:
+        """Counts by state and queue, workers, WAL and snapshot figures."""
+        return self.request("status")
+
+    def job(self, job_id: str) -> Job:
+        """A handle on a job by id (nothing is checked until you ask it something)."""
+        return Job(self, job_id)
+
+    def cancel(self, *job_ids: str) -> dict[str, Any]:
+        return self.request("cancel", ids=list(job_ids))
+
+    def pause(self, queue: str) -> None:
+        self.request("pause", queue=queue)
+
+    def resume(self, queue: str) -> None:
+        self.request("resume", queue=queue)
+
+
+class Job:
+    """A handle on one job. Every call asks the controller afresh."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id}>"
+
+    def info(self) -> dict[str, Any]:
+        """The whole record: state, attempts, result, error."""
+        return self.client.request("job", id=self.id)
+
+    def status(self) -> str:
+        """``pending``, ``in_flight``, ``completed``, ``dead`` or ``cancelled``."""
+        return self.info()["state"]
+
+    def result(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> Any:
+        """Wait for the job to finish and return its result.
+
+        Raises:
+            JobFailedError: the job ended dead (its last error is attached).
+            TimeoutError: it did not finish in time.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = self.info()
+            if info["state"] == "completed":
+                return info["result"]
+            if info["state"] == "dead":
+                raise JobFailedError(self.id, info.get("error") or "unknown error")
+            if info["state"] == "cancelled":
+                raise JobFailedError(self.id, "Cancelled: the job was cancelled")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} still {info['state']} after {timeout_s} s")
+            time.sleep(poll_s)
+            poll_s = min(poll_s * 1.5, 0.5)
+
+
+def func_path(func: str | Callable) -> str:
+    """``"module:qualname"`` for a callable; strings pass through."""
+    if isinstance(func, str):
+        return func
+    module, name = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+    if not module or not name or "<" in name:
+        raise JobSpecError(f"{func!r} is not an importable module-level function")
+    return f"{module}:{name}"
+
+
+def _run_at_ms(delay_s: float | None, run_at: float | None) -> int:
+    if delay_s is not None and run_at is not None:
+        raise JobSpecError("give delay_s or run_at, not both")
+    if delay_s is not None:
+        if delay_s < 0:
+            raise JobSpecError(f"delay_s must be >= 0, got {delay_s}")
+        return int((time.time() + delay_s) * 1000)
+    if run_at is not None:
+        return int(run_at * 1000)
+    return 0
+
+
+def _checked_wire(spec: JobSpec | dict) -> dict[str, Any]:
+    wire = spec.to_wire() if isinstance(spec, JobSpec) else spec
+    try:
+        orjson.dumps(wire)
+    except TypeError as exc:
+        raise JobSpecError(f"job {wire.get('id')}: arguments must be JSON: {exc}") from None
+    validate_spec(wire)
+    return wire
+
+
+def unique_ids(specs: Iterable[JobSpec]) -> None:
+    """Raise JobSpecError naming the first id that appears twice."""
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.id in seen:
+            raise JobSpecError(f"job id {spec.id!r} appears more than once")
+        seen.add(spec.id)

@@ -1,0 +1,129 @@
+"""Control requests from the CLI and the API: read the table, or change it through the log.
+
+Each command is a small function ``(ctx, args, now_ms) -> data``; one that changes state
+records events, and the reply goes out only after the commit, like every other answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..errors import FleetError, JobNotFoundError
+from ..state import IN_FLIGHT, PENDING
+from ..state import events as ev
+
+log = logging.getLogger("fleet.controller")
+
+Command = Callable[[Any, dict[str, Any], int], Any]
+
+
+class ControlError(FleetError):
+    """A control request cannot be carried out; the message goes back to the caller."""
+
+
+def handle_requests(ctx: Any, requests: list[bytes], now_ms: int) -> list[tuple[str, bytes]]:
+    """Run each request against the controller ``ctx``; returns ``(request id, reply)``."""
+    replies = []
+    for raw in requests:
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict) or not isinstance(request.get("req"), str):
+            log.warning("dropped a malformed control request (%d bytes)", len(raw))
+            continue
+        replies.append((request["req"], orjson.dumps(_run(ctx, request, now_ms))))
+    return replies
+
+
+def _run(ctx: Any, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    command = COMMANDS.get(request.get("cmd"))
+    args = request.get("args") if isinstance(request.get("args"), dict) else {}
+    if command is None:
+        return {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
+    try:
+        return {"ok": True, "data": command(ctx, args, now_ms)}
+    except (FleetError, KeyError, TypeError, ValueError) as exc:
+        return {"ok": False, "error": str(exc) or type(exc).__name__}
+
+
+def _ids(args: dict[str, Any]) -> list[str]:
+    ids = args.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ControlError("ids must be a list of job ids")
+    return ids
+
+
+def _status(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    return ctx.status(now_ms)
+
+
+def _job(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    job = ctx.journal.table.jobs.get(args.get("id"))
+    if job is None:
+        raise JobNotFoundError(f"no job {args.get('id')!r} (never enqueued, or compacted)")
+    return job.to_dict()
+
+
+def _dead_list(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    limit = int(args.get("limit", 1000))
+    return [{"id": job.id, "queue": job.queue, "func": job.func, "error": job.error,
+             "attempts": job.attempt, "finished_ms": job.finished_ms}
+            for job in ctx.journal.table.dead_jobs()[:limit]]
+
+
+def _dead_retry(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    table = ctx.journal.table
+    ids = [job.id for job in table.dead_jobs()] if args.get("all") else _ids(args)
+    done, missing = [], []
+    for job_id in ids:
+        (done if ctx.journal.record(ev.retried(job_id, now_ms)) else missing).append(job_id)
+    return {"retried": done, "not_dead": missing}
+
+
+def _dead_purge(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    older_than_ms = int(float(args.get("older_than_s", 0)) * 1000)
+    ids = [job.id for job in ctx.journal.table.dead_jobs()
+           if (job.finished_ms or 0) <= now_ms - older_than_ms]
+    if ids:
+        ctx.journal.record(ev.compacted(ids))
+    return {"purged": len(ids)}
+
+
+def _cancel(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    table = ctx.journal.table
+    done, not_cancellable = [], []
+    for job_id in _ids(args):
+        job = table.jobs.get(job_id)
+        was_running = job is not None and job.state == IN_FLIGHT
+        if job is None or job.state not in (PENDING, IN_FLIGHT):
+            not_cancellable.append(job_id)
+            continue
+        ctx.journal.record(ev.cancelled(job_id, now_ms))
+        done.append(job_id)
+        if was_running:
+            ctx.interrupt(job_id)
+    return {"cancelled": done, "not_cancellable": not_cancellable}
+
+
+def _pause(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    queue = str(args.get("queue"))
+    ctx.journal.record(ev.paused(queue))
+    return {"paused": queue}
+
+
+def _resume(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    queue = str(args.get("queue"))
+    ctx.journal.record(ev.resumed(queue))
+    return {"resumed": queue}
+
+
+COMMANDS: dict[str, Command] = {
+    "status": _status, "job": _job, "dead_list": _dead_list, "dead_retry": _dead_retry,
+    "dead_purge": _dead_purge, "cancel": _cancel, "pause": _pause, "resume": _resume,
+}
+

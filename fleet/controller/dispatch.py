@@ -1,0 +1,65 @@
+"""Dispatch: pending jobs leave as messages on short per-queue ready lists.
+
+Each ready list is kept at most ``window`` long so that a lease is not spent waiting in Redis
+and a cancel, a pause or a higher-priority job still acts late. The DISPATCH event is recorded
+now; the message is pushed only after the commit (the caller's Outbox).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from ..config import Settings
+from ..journal import Journal
+from ..state import JobRecord
+from ..state import events as ev
+
+MIN_WINDOW = 64
+WINDOW_PER_EXECUTOR = 8
+
+
+def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, signing_key: str = ""
+                   ) -> bytes:
+    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed."""
+    message = {"id": job.id, "n": attempt, "f": job.func, "a": job.args, "k": job.kwargs,
+               "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
+    if signing_key:
+        from ..worker.signing import sign_message
+        message = sign_message(message, signing_key)
+    return orjson.dumps(message)
+
+
+class Dispatcher:
+    """Fills ready lists up to their window with newly leased jobs."""
+
+    def __init__(self, journal: Journal, settings: Settings) -> None:
+        self.journal = journal
+        self.settings = settings
+        self.lease_ms = int(settings.lease_s * 1000)
+        self.dispatched_by_queue: dict[str, int] = {}
+
+    def window(self, executors: int) -> int:
+        """How many messages a ready list may hold."""
+        if self.settings.ready_window:
+            return self.settings.ready_window
+        return max(MIN_WINDOW, WINDOW_PER_EXECUTOR * executors)
+
+    def fill(self, ready_lengths: dict[str, int], executors: int, now_ms: int
+             ) -> dict[str, list[bytes]]:
+        """Lease jobs into every queue with room; returns messages per queue."""
+        window = self.window(executors)
+        table = self.journal.table
+        out: dict[str, list[bytes]] = {}
+        for queue, length in ready_lengths.items():
+            jobs = table.take_ready(queue, window - length, now_ms)
+            if jobs:
+                out[queue] = [self.lease(job, now_ms) for job in jobs]
+                self.dispatched_by_queue[queue] = (
+                    self.dispatched_by_queue.get(queue, 0) + len(jobs))
+        return out
+
+    def lease(self, job: JobRecord, now_ms: int) -> bytes:
+        """Record the next attempt of ``job`` and return its message."""
+        attempt = job.attempt + 1
+        self.journal.record(ev.dispatched(job.id, attempt, now_ms + self.lease_ms, now_ms))
+        return encode_message(job, attempt, now_ms, self.settings.signing_key)

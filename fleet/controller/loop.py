@@ -1,0 +1,318 @@
+"""The controller: one loop that reads Redis, records events, commits, then answers.
+
+Each iteration (``step``):
+
+1. **read** — one pipeline peeks at intake, acks and control requests, the ready-list lengths
+   and the controller lease;
+2. **decide** — intake → ENQUEUE, acks → ACK/FAIL/RELEASE, control → its events, leases past
+   their deadline → EXPIRE, free room in ready lists → DISPATCH; every event is applied to the
+   table and queued in the journal;
+3. **commit** — one WAL frame and one fsync for the whole batch (group commit);
+4. **write** — one pipeline sends receipts, replies and messages and trims what was read.
+
+Nothing leaves Redis and nothing is told to anyone before step 3 returned. Heartbeats,
+healing, compaction and snapshots run on their own cadence inside the same loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+
+from ..clock import now_ms as wall_ms
+from ..config import Settings
+from ..errors import TransportError, WalDiskFullError
+from ..journal import Journal
+from ..keys import Keys
+from ..metrics import Metrics, serve
+from ..state import events as ev
+from ..transport import ControllerWire, Outbox, connect
+from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
+from . import control
+from .dispatch import Dispatcher, encode_message
+from .fence import LOST, Fence
+from .heal import Healer
+from .intake import Intake
+from .reconcile import Reconciler
+
+log = logging.getLogger("fleet.controller")
+
+INTAKE_REQUESTS_PER_STEP = 64
+IDLE_WAIT_S = 0.05
+COMPACT_EVERY_MS = 1000
+
+
+class Controller:
+    """The single writer of one namespace."""
+
+    def __init__(self, settings: Settings, redis_client: Any = None, files: Any = None,
+                 clock: Any = wall_ms, fork_snapshots: bool = True) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.clock = clock
+        self.metrics = Metrics()
+        self.log = open_log(settings.data_dir, WalOptions(
+            fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms,
+            segment_bytes=settings.segment_bytes), files=files)
+        self.journal = Journal(self.log.table, self.log.writer)
+        self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys)
+        self.intake = Intake(self.journal, settings)
+        self.dispatcher = Dispatcher(self.journal, settings)
+        self.reconciler = Reconciler(self.journal, settings, random.Random())
+        self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000))
+        self.snapshots = SnapshotTaker(settings.data_dir, files, fork=fork_snapshots)
+        self.fence: Fence | None = None
+        self.beats: list[dict[str, Any]] = []
+        self.executors = 0
+        self.stopping = False
+        self.started_s = time.time()
+        self.last_step_s = time.time()
+        self._cancels: list[tuple[str, str]] = []
+        self._samples: deque[tuple[int, dict[str, int]]] = deque()
+        self._next_beat_ms = self._next_compact_ms = 0
+        self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
+        self._snapshot_started_s = time.time()
+        self._disk_full_logged = False
+        self._counted_stale = 0
+        self._redis_down_since: float | None = None
+        self.metrics_server = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self, serve_metrics: bool = True) -> None:
+        """Claim the namespace, record the boot and begin healing. Logs the recovery."""
+        report = self.log.report
+        log.info("%s", report.summary())
+        for refused in report.refused_snapshots:
+            log.warning("refused snapshot: %s", refused)
+        self.metrics.recovery.set(report.duration_ms / 1000)
+        epoch = self.journal.table.epoch + 1
+        self.fence = Fence(self.wire, epoch, self.settings.namespace)
+        self.fence.claim()
+        self.journal.record(ev.booted(epoch, self.clock()))
+        self._commit()
+        self.metrics.epoch.set(epoch)
+        now = self.clock()
+        self.reconciler.grant_grace(now)
+        self.healer.start(now)
+        if serve_metrics and self.settings.metrics_port:
+            self.metrics_server = serve(self.metrics, self.settings.metrics_host,
+                                        self.settings.metrics_port, self.healthy)
+        log.info("controller epoch %d serving namespace %r", epoch, self.settings.namespace)
+
+    def run(self) -> int:
+        """Loop until SIGTERM/SIGINT; returns the exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        while not self.stopping:
+            try:
+                if not self.step():
+                    self.wire.wait_for_work(self._idle_wait_s())
+                self._redis_down_since = None
+            except TransportError as exc:
+                self._on_transport_error(exc)
+        return 0
+
+    def _on_transport_error(self, exc: TransportError) -> None:
+        """Redis is unreachable: wait and retry. Whatever this iteration meant to send may be
+        lost, so heal afterwards: recorded events stay queued for the next commit, intake and
+        acks are read again (answered as duplicate / counted stale) and lost messages are
+        found and re-dispatched by the healer."""
+        now = time.monotonic()
+        if self._redis_down_since is None:
+            self._redis_down_since = now
+            log.warning("%s; retrying", exc)
+        time.sleep(min(2.0, 0.1 + (now - self._redis_down_since) / 5))
+        self.healer.start(self.clock())
+
+    def close(self) -> None:
+        """Finish a running snapshot, give up the lease and close the log."""
+        if self.snapshots.running is not None:
+            self.snapshots.poll(block=True)
+        if self.fence is not None:
+            try:
+                self.fence.release()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        self.log.close()
+
+    def healthy(self) -> bool:
+        return time.time() - self.last_step_s < 10 and not self.stopping
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        self.stopping = True
+
+    def _idle_wait_s(self) -> float:
+        due = self.journal.table.next_due_ms()
+        if due is None:
+            return IDLE_WAIT_S
+        return min(IDLE_WAIT_S, max(0.001, (due - self.clock()) / 1000))
+
+    # -- one iteration ---------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """One read → decide → commit → write round. Returns True if it did any work."""
+        now = self.clock()
+        table = self.journal.table
+        inbox = self.wire.read(INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
+                               list(table.queue_counts))
+        if self.fence.check(inbox.lease) == LOST:
+            self._on_redis_lost(now)
+        out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
+                     trim_control=len(inbox.control))
+        out.receipts = self.intake.handle(inbox.intake, now)
+        self.reconciler.handle_acks(inbox.acks, now)
+        out.replies = control.handle_requests(self, inbox.control, now)
+        out.stale = self.reconciler.expire(now, self.keys.ready)
+        self._heal(now, out)
+        lengths = {q: inbox.ready_lengths.get(q, 0) for q in table.queue_counts}
+        for queue, messages in self.dispatcher.fill(lengths, self.executors, now).items():
+            out.messages.setdefault(queue, []).extend(messages)
+        out.cancels, self._cancels = self._cancels, []
+        self._commit()
+        self.wire.write(out)
+        self._periodic(now)
+        self.last_step_s = time.time()
+        return not inbox.empty or bool(out.messages) or bool(out.stale)
+
+    def _commit(self) -> None:
+        batch = self.journal.pending
+        while True:
+            try:
+                self.journal.commit()
+                break
+            except WalDiskFullError as exc:
+                self._wait_for_space(exc)
+        if self._disk_full_logged:
+            log.warning("disk space is back: accepting work again")
+            self._disk_full_logged = False
+            self.metrics.disk_full.set(0)
+        if batch:
+            self.metrics.observe_batch(batch, self.journal.table)
+            self.metrics.wal_records.inc(len(batch))
+            self.metrics.fsync.observe(self.log.writer.last_fsync_s)
+
+    def _wait_for_space(self, exc: WalDiskFullError) -> None:
+        if not self._disk_full_logged:
+            log.error("%s: not accepting work until space returns (nothing was acknowledged)",
+                      exc)
+            self._disk_full_logged = True
+            self.metrics.disk_full.set(1)
+        time.sleep(0.5)
+        if self.fence is not None:
+            self.fence.check(self.wire.lease_holder())
+        if self.stopping:
+            raise exc
+
+    def _on_redis_lost(self, now: int) -> None:
+        log.warning("Redis lost its data (the controller key vanished): healing")
+        self.metrics.redis_losses.inc()
+        self.healer.start(now)
+
+    def _heal(self, now: int, out: Outbox) -> None:
+        candidates = self.healer.candidates(now)
+        if candidates is not None:
+            in_flight = self.journal.table.in_flight
+            probes = [(self.keys.ready(in_flight[i].queue),
+                       encode_message(in_flight[i], n, in_flight[i].dispatched_ms,
+                                      self.settings.signing_key)) for i, n in candidates]
+            present = self.wire.present(probes)
+            self.healer.found([c for c, p in zip(candidates, present, strict=True) if not p],
+                              now)
+        for job_id in self.healer.to_redispatch(now):
+            job = self.journal.table.in_flight[job_id]
+            out.messages.setdefault(job.queue, []).append(self.dispatcher.lease(job, now))
+
+    # -- on their own cadence --------------------------------------------------------------
+
+    def _periodic(self, now: int) -> None:
+        if now >= self._next_beat_ms:
+            self._next_beat_ms = now + int(self.settings.heartbeat_s * 1000)
+            self._read_heartbeats(now)
+            self._sample(now)
+        if now >= self._next_compact_ms:
+            self._next_compact_ms = now + COMPACT_EVERY_MS
+            self._compact(now)
+        self._snapshot()
+
+    def _read_heartbeats(self, now: int) -> None:
+        beats = []
+        for raw in self.wire.read_workers():
+            try:
+                beat = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                self.metrics.malformed.labels("heartbeat").inc()
+                continue
+            if isinstance(beat, dict):
+                beats.append(beat)
+        self.beats = beats
+        self.executors = sum(int(b.get("executors") or 0) for b in beats
+                             if isinstance(b.get("executors"), int))
+        self.healer.on_reported(self.reconciler.on_heartbeats(beats, now))
+        self.metrics.set_fleet(beats)
+        self.metrics.set_depths(self.journal.table)
+        self.metrics.wal_bytes.set(self.log.writer.total_bytes)
+        self.metrics.stale_acks.inc(self.reconciler.stale_acks - self._counted_stale)
+        self._counted_stale = self.reconciler.stale_acks
+
+    def _compact(self, now: int) -> None:
+        cutoff = now - int(self.settings.retention_s * 1000)
+        ids = self.journal.table.finished_before(cutoff, 50_000)
+        if ids:
+            self.journal.record(ev.compacted(ids))
+            self._commit()
+
+    def _snapshot(self) -> None:
+        taker = self.snapshots
+        if taker.running is not None:
+            if taker.poll():
+                self._snapshot_landed()
+            return
+        table = self.journal.table
+        due = (table.last_seq - self._snapshot_seq >= self.settings.snapshot_every_records
+               or (time.time() - self._snapshot_started_s >= self.settings.snapshot_interval_s
+                   and table.last_seq > self._snapshot_seq))
+        if due and not self.journal.pending:
+            self._snapshot_started_s = time.time()
+            self._snapshot_seq = table.last_seq
+            taker.start(table)
+            self.metrics.snapshot_pause.set(taker.last_pause_s)
+            if taker.running is None:
+                self._snapshot_landed()
+
+    def _snapshot_landed(self) -> None:
+        taker = self.snapshots
+        oldest_kept = prune_snapshots(self.settings.data_dir, self.log.writer.files)
+        if oldest_kept is not None:
+            self.log.writer.remove_segments_through(oldest_kept)
+        self.metrics.snapshot_duration.set(taker.last_duration_s)
+        log.info("snapshot at seq %d written in %.0f ms (loop paused %.1f ms)", taker.last_seq,
+                 taker.last_duration_s * 1000, taker.last_pause_s * 1000)
+
+    def _sample(self, now: int) -> None:
+        self._samples.append((now, dict(self.journal.table.totals)))
+        while self._samples and self._samples[0][0] < now - 60_000:
+            self._samples.popleft()
+        if self.snapshots.last_finished:
+            self.metrics.snapshot_age.set(time.time() - self.snapshots.last_finished)
+
+    # -- used by control commands ----------------------------------------------------------
+
+    def interrupt(self, job_id: str) -> None:
+        """Ask the worker running ``job_id`` to stop it (after the commit)."""
+        running = self.reconciler.running_on.get(job_id)
+        if running is not None:
+            self._cancels.append((running[1], job_id))
+
+    def status(self, now: int) -> dict[str, Any]:
+        from .status import build_status
+        return build_status(self, now)

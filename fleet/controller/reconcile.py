@@ -1,0 +1,131 @@
+"""Reconcile: acks become ACK / FAIL / RELEASE events; leases run out into EXPIRE events.
+
+Acks are fenced by ``(id, attempt)`` in the job table itself: an ack that does not fit the
+job's state records nothing and is counted as stale. Lease extensions from heartbeats are kept
+here, in memory only (see docs/protocol.md §5).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import orjson
+
+from ..config import Settings
+from ..journal import Journal
+from ..state import events as ev
+from .dispatch import encode_message
+from .retry import retry_at_ms
+
+log = logging.getLogger("fleet.controller")
+
+_OUTCOMES = ("ok", "fail", "rel", "cancelled")
+
+
+class Reconciler:
+    """Applies acks, heartbeats and lease expiry to the journal."""
+
+    def __init__(self, journal: Journal, settings: Settings, rng: random.Random) -> None:
+        self.journal = journal
+        self.settings = settings
+        self.rng = rng
+        self.lease_ms = int(settings.lease_s * 1000)
+        self.extended: dict[str, tuple[int, int]] = {}
+        self.running_on: dict[str, tuple[int, str]] = {}
+        self.stale_acks = 0
+        self.malformed_acks = 0
+
+    # -- acks ------------------------------------------------------------------------------
+
+    def handle_acks(self, raw_acks: list[bytes], now_ms: int) -> None:
+        """Record the event each ack stands for; count stale and malformed ones."""
+        for raw in raw_acks:
+            ack = _parse_ack(raw)
+            if ack is None:
+                self.malformed_acks += 1
+                continue
+            if not self._apply_ack(ack, now_ms):
+                self.stale_acks += 1
+
+    def _apply_ack(self, ack: dict[str, Any], now_ms: int) -> bool:
+        job = self.journal.table.jobs.get(ack["id"])
+        if job is None:
+            return False
+        outcome, attempt = ack["o"], ack["n"]
+        if outcome == "ok":
+            return self.journal.record(ev.acked(job.id, attempt, ack.get("r"), ack, now_ms))
+        elif outcome == "fail":
+            retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
+                                   self.settings.backoff_max_s, self.rng)
+            error = str(ack.get("e") or "unknown error")[:2000]
+            return self.journal.record(ev.failed(job.id, attempt, error, ack, retry_at,
+                                                 bool(ack.get("fin")), now_ms))
+        elif outcome == "rel":
+            return self.journal.record(ev.released(job.id, attempt, str(ack.get("e")),
+                                                   now_ms))
+        return False
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def on_heartbeats(self, beats: list[dict[str, Any]], now_ms: int) -> set[str]:
+        """Extend the lease of every job a live worker reports; returns the reported ids."""
+        reported: set[str] = set()
+        running: dict[str, tuple[int, str]] = {}
+        deadline = now_ms + self.lease_ms
+        for beat in beats:
+            for entry in beat.get("jobs") or []:
+                if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str):
+                    job_id, attempt = entry[0], entry[1]
+                    self.extended[job_id] = (attempt, deadline)
+                    running[job_id] = (attempt, str(beat.get("id")))
+                    reported.add(job_id)
+        self.running_on = running
+        in_flight = self.journal.table.in_flight
+        self.extended = {k: v for k, v in self.extended.items() if k in in_flight}
+        return reported
+
+    def grant_grace(self, now_ms: int) -> None:
+        """Give every in-flight job a fresh lease (after a restart nobody extended them)."""
+        for job in self.journal.table.in_flight.values():
+            self.extended[job.id] = (job.attempt, now_ms + self.lease_ms)
+
+    def expire(self, now_ms: int, ready_key: Any) -> list[tuple[str, bytes]]:
+        """Record EXPIRE for every lease that ran out; returns stale messages to LREM."""
+        stale = []
+        for job in list(self.journal.table.in_flight.values()):
+            deadline = job.lease_deadline_ms
+            extension = self.extended.get(job.id)
+            if extension is not None and extension[0] == job.attempt:
+                deadline = max(deadline, extension[1])
+            if now_ms <= deadline:
+                continue
+            message = encode_message(job, job.attempt, job.dispatched_ms,
+                                     self.settings.signing_key)
+            retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
+                                   self.settings.backoff_max_s, self.rng)
+            if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
+                stale.append((ready_key(job.queue), message))
+                log.info("lease of %s attempt %d expired", job.id, job.attempt)
+        return stale
+
+
+def _parse_ack(raw: bytes) -> dict[str, Any] | None:
+    try:
+        ack = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        log.warning("dropped an ack that is not JSON (%d bytes)", len(raw))
+        return None
+    if (not isinstance(ack, dict) or not isinstance(ack.get("id"), str)
+            or not isinstance(ack.get("n"), int) or isinstance(ack.get("n"), bool)
+            or ack.get("o") not in _OUTCOMES):
+        log.warning("dropped a malformed ack: %.200s", raw)
+        return None
+    for name in ("st", "ft"):
+        if not isinstance(ack.get(name), int) or isinstance(ack.get(name), bool):
+            ack[name] = None
+    for name in ("w", "h"):
+        if ack.get(name) is not None and not isinstance(ack[name], str):
+            ack[name] = str(ack[name])
+    return ack

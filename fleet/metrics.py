@@ -1,0 +1,158 @@
+"""Prometheus metrics of the controller, served with ``/healthz`` on one port.
+
+Counters are driven by the events the controller commits (one place sees every change), so
+they agree with the log; gauges are set from the table, the WAL and worker heartbeats each
+second. Worker-side figures arrive in heartbeats, so one scrape target sees the whole fleet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from .state import STATES, JobTable
+from .state import events as ev
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                    30, 60, 300, 1800)
+_FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+
+class Metrics:
+    """Every fleet_* series, in a registry of its own."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        jobs = "Jobs {} (by queue)"
+        self.enqueued = Counter("fleet_jobs_enqueued_total", jobs.format("accepted"), ["queue"],
+                                registry=r)
+        self.dispatched = Counter("fleet_jobs_dispatched_total", jobs.format("leased"),
+                                  ["queue"], registry=r)
+        self.completed = Counter("fleet_jobs_completed_total", jobs.format("completed"),
+                                 ["queue"], registry=r)
+        self.failed = Counter("fleet_jobs_failed_total", "Failed attempts (by queue)",
+                              ["queue"], registry=r)
+        self.retried = Counter("fleet_jobs_retried_total",
+                               "Failed attempts scheduled to run again (by queue)", ["queue"],
+                               registry=r)
+        self.dead = Counter("fleet_jobs_dead_total", jobs.format("moved to dead letters"),
+                            ["queue"], registry=r)
+        self.expired = Counter("fleet_jobs_expired_total", "Leases that ran out (by queue)",
+                               ["queue"], registry=r)
+        self.cancelled = Counter("fleet_jobs_cancelled_total", jobs.format("cancelled"),
+                                 ["queue"], registry=r)
+        self.stale_acks = Counter("fleet_stale_acks_total", "Acks ignored by (id, attempt) "
+                                  "fencing", registry=r)
+        self.malformed = Counter("fleet_malformed_messages_total",
+                                 "Messages read from Redis that were dropped", ["source"],
+                                 registry=r)
+        self.rejected = Counter("fleet_jobs_rejected_total", "Jobs refused at intake",
+                                registry=r)
+        self.depth = Gauge("fleet_jobs", "Jobs in the table by state and queue",
+                           ["state", "queue"], registry=r)
+        self.run_time = Histogram("fleet_job_run_seconds", "Job run time (by queue)",
+                                  ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.wait_time = Histogram("fleet_job_wait_seconds", "Enqueue to start (by queue)",
+                                   ["queue"], buckets=_LATENCY_BUCKETS, registry=r)
+        self._init_system(r)
+
+    def _init_system(self, r: CollectorRegistry) -> None:
+        self.fsync = Histogram("fleet_wal_fsync_seconds", "WAL fsync time",
+                               buckets=_FSYNC_BUCKETS, registry=r)
+        self.wal_bytes = Gauge("fleet_wal_bytes", "Bytes in WAL segments", registry=r)
+        self.wal_records = Counter("fleet_wal_records_total", "Records appended", registry=r)
+        self.disk_full = Gauge("fleet_wal_disk_full", "1 while appends fail for lack of space",
+                               registry=r)
+        self.snapshot_duration = Gauge("fleet_snapshot_duration_seconds",
+                                       "Duration of the last snapshot", registry=r)
+        self.snapshot_pause = Gauge("fleet_snapshot_pause_seconds",
+                                    "How long the last snapshot stalled the loop", registry=r)
+        self.snapshot_age = Gauge("fleet_snapshot_age_seconds", "Age of the last snapshot",
+                                  registry=r)
+        self.recovery = Gauge("fleet_recovery_seconds", "Time the last start spent recovering",
+                              registry=r)
+        self.redis_losses = Counter("fleet_redis_data_loss_total",
+                                    "Times Redis was found to have lost its data", registry=r)
+        self.workers = Gauge("fleet_workers", "Worker supervisors alive", registry=r)
+        self.executors = Gauge("fleet_executors", "Executor processes alive", registry=r)
+        self.busy = Gauge("fleet_executors_busy", "Executors running a job", registry=r)
+        self.worker_done = Gauge("fleet_worker_jobs_done", "Jobs finished, as reported by live "
+                                 "workers", registry=r)
+        self.epoch = Gauge("fleet_controller_epoch", "Fencing epoch of this controller",
+                           registry=r)
+        self.up_since = Gauge("fleet_controller_start_time_seconds", "Controller start time",
+                              registry=r)
+
+    def observe_batch(self, batch: list[ev.Event], table: JobTable) -> None:
+        """Count the committed events of one batch by type and queue."""
+        jobs = table.jobs
+        for event in batch:
+            job = jobs.get(event.get("id"))
+            if job is None:
+                continue
+            kind, queue = event["t"], job.queue
+            if kind == ev.ENQUEUED:
+                self.enqueued.labels(queue).inc()
+            elif kind == ev.DISPATCHED:
+                self.dispatched.labels(queue).inc()
+            elif kind == ev.ACKED:
+                self.completed.labels(queue).inc()
+                self._observe_times(event, job.enqueued_ms, queue)
+            elif kind in (ev.FAILED, ev.EXPIRED):
+                self._observe_failure(kind, event, job.state, queue)
+            elif kind == ev.CANCELLED:
+                self.cancelled.labels(queue).inc()
+
+    def _observe_failure(self, kind: str, event: ev.Event, state: str, queue: str) -> None:
+        (self.failed if kind == ev.FAILED else self.expired).labels(queue).inc()
+        (self.dead if state == "dead" else self.retried).labels(queue).inc()
+        if kind == ev.FAILED:
+            self._observe_times(event, None, queue)
+
+    def _observe_times(self, event: ev.Event, enqueued_ms: int | None, queue: str) -> None:
+        started, finished = event.get("st"), event.get("ft")
+        if started and finished:
+            self.run_time.labels(queue).observe(max(0, finished - started) / 1000)
+            if enqueued_ms and event.get("n") == 1:
+                self.wait_time.labels(queue).observe(max(0, started - enqueued_ms) / 1000)
+
+    def set_depths(self, table: JobTable) -> None:
+        for queue, counts in table.queue_counts.items():
+            for state in STATES:
+                self.depth.labels(state, queue).set(counts[state])
+
+    def set_fleet(self, beats: list[dict[str, Any]]) -> None:
+        self.workers.set(len(beats))
+        self.executors.set(sum(int(b.get("executors") or 0) for b in beats))
+        self.busy.set(sum(int(b.get("busy") or 0) for b in beats))
+        self.worker_done.set(sum(int(b.get("done") or 0) for b in beats))
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]
+          ) -> WSGIServer:
+    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server."""
+    prometheus_app = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            ok = healthy()
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"unhealthy\n"]
+        return prometheus_app(environ, start_response)
+
+    server = make_server(host, port, app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="fleet-metrics", daemon=True)
+    thread.start()
+    metrics.up_since.set(time.time())
+    return server

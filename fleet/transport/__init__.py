@@ -1,0 +1,5 @@
+"""The Redis wire (docs/protocol.md). Unit tests run the same classes on fakeredis."""
+
+from .redis import ClientWire, ControllerWire, Inbox, Outbox, connect, translated
+
+__all__ = ["ClientWire", "ControllerWire", "Inbox", "Outbox", "connect", "translated"]

@@ -1,0 +1,27 @@
+"""Job functions for the end-to-end tests (allowed with ``--allow tests.e2e_jobs``).
+
+Each run appends one line to an execution log with O_APPEND, so the tests can count how many
+times a job really ran, independently of the controller's record.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def record(log_path: str, tag: str, sleep_ms: float = 0) -> str:
+    """Sleep ``sleep_ms``, then append ``tag`` to ``log_path``; returns the tag."""
+    if sleep_ms:
+        time.sleep(sleep_ms / 1000)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{tag}\n".encode())
+    finally:
+        os.close(fd)
+    return tag
+
+
+def always_fail(message: str = "always fails") -> None:
+    """Raise every time."""
+    raise ValueError(message)
