@@ -16,6 +16,7 @@ from ..errors import FleetError
 from . import admin, jobs
 from .common import EXIT_INTERRUPTED
 from .controller import controller
+from .demo import demo
 from .ops import register as register_ops
 from .wal import wal
 
@@ -27,7 +28,7 @@ def app() -> None:
 
 
 for command in (controller, jobs.enqueue, jobs.job, jobs.result, admin.status, admin.dead,
-                admin.cancel, admin.pause, admin.resume, admin.config, wal):
+                admin.cancel, admin.pause, admin.resume, admin.config, demo, wal):
     app.add_command(command)
 register_ops(app)
 

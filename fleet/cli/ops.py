@@ -7,3 +7,6 @@ import click
 
 def register(app: click.Group) -> None:
     """Add the operational commands to ``app``."""
+    from .worker import worker
+
+    app.add_command(worker)

@@ -1,0 +1,29 @@
+"""The worker: a supervisor (pool.py) and N executor processes (executor.py).
+
+An executor pops dispatch messages from ``{ns}:ready:<queue>`` in priority order, runs each
+(runner.py: allow-list, timeout, JSON result) and pushes its ack on ``{ns}:acks``; the
+supervisor heartbeats, enforces hard timeouts, replaces dead executors, handles cancels and
+shutdown. The wire formats are docs/protocol.md §2-§5 and §8; docs/worker.md tells the rest.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..errors import ConfigError
+from .signing import sign_message, verify_message
+
+__all__ = ["run_worker", "sign_message", "verify_message"]
+
+
+def run_worker(settings: Settings) -> int:
+    """Run a worker until SIGTERM / SIGINT. Returns the exit code (0 drained, 130 cold stop).
+
+    Raises:
+        ConfigError: no queue to consume.
+    """
+    # Imported here: the controller imports fleet.worker.signing and should not pay for rq.
+    from .pool import Supervisor
+
+    if not settings.queues:
+        raise ConfigError("queues: give at least one queue to consume")
+    return Supervisor(settings).run()

@@ -1,0 +1,217 @@
+"""One executor process: pop a message, run it, ack, repeat (docs/protocol.md §3, §4).
+
+Round trips are what limit throughput, so after each job its ack and the pop of the next
+message go in one write (conn.py): ``RPUSH acks …; LPOP ready:<q1> <prefetch>``. A lower
+priority queue is tried only when the ones before it came back empty (a pipeline popping all
+of them would take work from every queue at once); when all are empty the executor waits in
+``BLPOP`` on all of them, 1 s at a time so that it notices a stop. With ``prefetch`` > 1 the
+ack of each job is written before the next prefetched job starts, and its reply read after.
+
+The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
+timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
+``done`` is ``(id, n, ok)`` of the job finished just before, or None. A finished job whose
+successor does not follow at once (the executor is about to wait, or Redis failed) is told as
+``("f", id, n, ok)``. On a clean exit it hands over the acks it could not push:
+``("x", acks)``. An ack stays in memory until Redis took it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+from collections import deque
+from typing import Any
+
+import redis
+
+from ..clock import now_ms
+from ..config import Settings
+from ..keys import Keys
+from .conn import Wire
+from .runner import AllowList, Runner
+from .wire import (
+    Identity,
+    RedisHealth,
+    connect,
+    encode,
+    make_ack,
+    parse_message,
+    worker_log,
+)
+
+BLOCK_TIMEOUT_S = 1
+HAND_BACK_TRIES = 3
+PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+class Executor:
+    """The pop-run-ack loop, with no process or signal handling of its own (so tests can run
+    it in-process on fakeredis)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, queues: tuple[str, ...], runner: Runner,
+                 prefetch: int = 1, channel: Any = None,
+                 log: logging.LoggerAdapter | None = None) -> None:
+        self.wire = Wire(client)
+        self.acks_key = keys.acks
+        self.queue_keys = [keys.ready(queue) for queue in queues]
+        self.runner = runner
+        self.prefetch = max(1, prefetch)
+        self.channel = channel
+        self.log = log or worker_log(__name__, runner.identity.worker_id)
+        self.health = RedisHealth(self.log)
+        self.buffer: deque[dict[str, Any]] = deque()
+        self.unpushed: list[bytes] = []
+        self.done: tuple[str, int, bool] | None = None
+        self.handled = 0
+        self.stopping = False
+
+    def stop(self, *_: Any) -> None:
+        """Finish the current job, then hand back what is prefetched and return (signal-safe)."""
+        self.stopping = True
+
+    def run(self, max_jobs: int | None = None) -> int:
+        """Loop until stopped (or ``max_jobs`` messages were handled). Returns that count."""
+        try:
+            while not self.stopping and (max_jobs is None or self.handled < max_jobs):
+                if self.buffer:
+                    self._handle(self.buffer.popleft())
+                else:
+                    self._refill()
+            self._hand_back()
+        finally:
+            self.wire.close()
+        return self.handled
+
+    def _refill(self) -> None:
+        try:
+            popped = self._fetch()
+        except redis.RedisError as exc:
+            self._tell_done()
+            time.sleep(self.health.failed(exc))
+            return
+        self.health.ok()
+        for raw in popped:
+            message = parse_message(raw)
+            if message is None:
+                self.log.warning("dropped a message that is not JSON or has no id/n: %.200r",
+                                 raw)
+            else:
+                self.buffer.append(message)
+
+    def _fetch(self) -> list[bytes]:
+        """Push pending acks and pop up to ``prefetch`` messages from the first non-empty queue;
+        wait in BLPOP when every queue is empty."""
+        commands: list[tuple] = [("RPUSH", self.acks_key, *self.unpushed)] if self.unpushed else []
+        commands.append(("LPOP", self.queue_keys[0], self.prefetch))
+        popped = self.wire.call(*commands)[-1]
+        self.unpushed = []
+        for key in self.queue_keys[1:]:
+            if popped:
+                return popped
+            popped = self.wire.call(("LPOP", key, self.prefetch))[0]
+        if popped or self.stopping:
+            return popped or []
+        self._tell_done()
+        found = self.wire.call(("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))[0]
+        return [found[1]] if found else []
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        job_id, attempt = message["id"], message["n"]
+        started_ms = now_ms()
+        held = [(queued["id"], queued["n"]) for queued in self.buffer]
+        self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
+                    self.done))
+        self.done = None
+        early = self._push_early()
+        ack, ok = self.runner.run(message, started_ms)
+        if early:
+            self._settle_early(early)
+        self.unpushed.append(ack)
+        self.handled += 1
+        self.done = (job_id, attempt, ok)
+
+    def _push_early(self) -> list[bytes]:
+        """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the
+        job runs; ``_settle_early`` reads its reply after. The acks reach Redis without a wait."""
+        if not self.unpushed:
+            return []
+        try:
+            self.wire.send(("RPUSH", self.acks_key, *self.unpushed))
+        except redis.RedisError:
+            return []  # they go with the next round trip
+        acks, self.unpushed = self.unpushed, []
+        return acks
+
+    def _settle_early(self, acks: list[bytes]) -> None:
+        try:
+            self.wire.settle()
+        except redis.RedisError:
+            self.unpushed[:0] = acks  # maybe pushed, maybe not: an ack twice is harmless
+
+    def _hand_back(self) -> None:
+        """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
+        self._tell_done()
+        for message in self.buffer:
+            ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
+                           e="WorkerShutdown: prefetched message handed back unrun")
+            self.unpushed.append(encode(ack))
+        self.buffer.clear()
+        for _ in range(HAND_BACK_TRIES):
+            if not self.unpushed:
+                break
+            try:
+                self.wire.call(("RPUSH", self.acks_key, *self.unpushed))
+                self.unpushed = []
+            except redis.RedisError as exc:
+                time.sleep(self.health.failed(exc))
+        self._tell(("x", self.unpushed))
+
+    def _tell_done(self) -> None:
+        if self.done is not None:
+            self._tell(("f", *self.done))
+            self.done = None
+
+    def _tell(self, event: tuple) -> None:
+        if self.channel is None:
+            return
+        try:
+            self.channel.send(event)
+        except OSError:
+            self.stopping = True  # the supervisor is gone
+
+
+def build_executor(settings: Settings, identity: Identity, client: redis.Redis,
+                   channel: Any = None, log: logging.LoggerAdapter | None = None) -> Executor:
+    """An Executor configured from ``settings``."""
+    runner = Runner(identity, AllowList(settings.allow), settings.task_timeout_s,
+                    settings.signing_key)
+    return Executor(client, Keys(settings.namespace), settings.queues, runner,
+                    settings.prefetch, channel, log)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its supervisor dies (Linux prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the supervisor's own cleanup has to do
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the supervisor died before prctl took effect
+
+
+def executor_main(settings: Settings, identity: Identity, slot: int, channel: Any,
+                  parent_pid: int) -> None:
+    """Entry point of an executor process, forked by the supervisor with SIGTERM and SIGINT
+    blocked so that neither reaches the supervisor's handlers inherited by the fork."""
+    die_with_parent(parent_pid)
+    signal.set_wakeup_fd(-1)
+    log = worker_log(__name__, f"{identity.worker_id}/e{slot}")
+    executor = build_executor(settings, identity, connect(settings.redis_url), channel, log)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    signal.signal(signal.SIGTERM, executor.stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    executor.run()

@@ -1,0 +1,163 @@
+"""The supervisor's view of one executor process: the job it runs, the messages it holds, and
+the acks owed for them once the process is gone.
+
+An executor that is killed, or dies, cannot ack its own job, so the supervisor does, from what
+the executor told it over the Pipe (executor.py). Why the process ended decides the ack:
+
+==============  ===================================================================
+kill reason     ack for the running job (prefetched, unstarted messages: ``rel``)
+==============  ===================================================================
+``timeout``     ``fail``  ``JobTimeoutException: … killed after N s``
+``cancel``      ``cancelled``
+``drain``       ``rel``   (not finished within the shutdown grace)
+``cold``        ``rel``   (second signal)
+none            ``fail``  ``ExecutorDied: …`` (it crashed, or someone else killed it)
+==============  ===================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from ..clock import now_ms
+from .wire import Identity, make_ack
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job an executor said it started."""
+
+    job_id: str
+    attempt: int
+    started_ms: int
+    timeout_s: float
+    started_mono: float
+
+
+class ExecutorHandle:
+    """One executor process, its Pipe, and what it is doing."""
+
+    def __init__(self, slot: int, process: BaseProcess, conn: Connection) -> None:
+        self.slot = slot
+        self.process = process
+        self.conn = conn
+        self.born_mono = time.monotonic()
+        self.job: RunningJob | None = None
+        self.held: list[tuple[str, int]] = []
+        self.handed_acks: list[bytes] = []
+        self.kill_reason: str | None = None
+        self.killed_mono = 0.0
+        self._owed: tuple[RunningJob | None, list[tuple[str, int]]] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
+    def read(self) -> list[bool]:
+        """Take every event the executor sent. Returns the ``ok`` of each job it finished."""
+        finished: list[bool] = []
+        try:
+            while self.conn.poll():
+                self._apply(self.conn.recv(), finished)
+        except (EOFError, OSError):
+            pass  # the executor is gone; reaping will notice
+        return finished
+
+    def _apply(self, event: tuple, finished: list[bool]) -> None:
+        kind = event[0]
+        if kind == "s":
+            _, job_id, attempt, started_ms, timeout_s, held, done = event
+            if done is not None:
+                self._finish(done, finished)
+            self.job = RunningJob(job_id, attempt, started_ms, timeout_s, time.monotonic())
+            self.held = list(held)
+        elif kind == "f":
+            self._finish(event[1:], finished)
+        elif kind == "x":
+            self.handed_acks.extend(event[1])
+            self.job, self.held = None, []
+
+    def _finish(self, done: tuple, finished: list[bool]) -> None:
+        job_id, attempt, ok = done
+        if self.job is not None and (self.job.job_id, self.job.attempt) == (job_id, attempt):
+            self.job = None
+        finished.append(bool(ok))
+
+    def overdue(self, now_mono: float, grace_s: float) -> bool:
+        """Running past its timeout plus the grace: time for the hard kill."""
+        job = self.job
+        return job is not None and now_mono > job.started_mono + job.timeout_s + grace_s
+
+    def terminate(self) -> None:
+        """Ask the executor to finish its job and exit (SIGTERM)."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the executor. The first reason, and the job at that moment, decide the ack."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+            self.killed_mono = time.monotonic()
+            self._owed = (self.job, list(self.held))
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.process.close()
+
+    def exit_acks(self, identity: Identity) -> list[dict[str, Any]]:
+        """The acks owed once the process is gone (call ``read`` first)."""
+        job, held = self._owed if self._owed is not None else (self.job, self.held)
+        acks = []
+        if job is not None:
+            acks.append(self._job_ack(job, identity))
+        why = ("executor stopped" if self.kill_reason in ("drain", "cold")
+               else "executor died before starting it")
+        acks.extend(make_ack(job_id, attempt, "rel", identity, now_ms(),
+                             e=f"WorkerShutdown: prefetched message handed back unrun ({why})")
+                    for job_id, attempt in held)
+        return acks
+
+    def _job_ack(self, job: RunningJob, identity: Identity) -> dict[str, Any]:
+        reason, pid = self.kill_reason, self.pid
+        if reason == "timeout":
+            ran_s = self.killed_mono - job.started_mono
+            return make_ack(job.job_id, job.attempt, "fail", identity, job.started_ms,
+                            e=f"JobTimeoutException: job ran past its timeout of "
+                              f"{job.timeout_s:g} s; executor pid {pid} killed after "
+                              f"{ran_s:.1f} s")
+        if reason == "cancel":
+            return make_ack(job.job_id, job.attempt, "cancelled", identity, job.started_ms)
+        if reason in ("drain", "cold"):
+            why = ("not finished within the shutdown grace" if reason == "drain"
+                   else "cold stop (second signal)")
+            return make_ack(job.job_id, job.attempt, "rel", identity, job.started_ms,
+                            e=f"WorkerShutdown: {why}; job interrupted and handed back")
+        return make_ack(job.job_id, job.attempt, "fail", identity, job.started_ms,
+                        e=f"ExecutorDied: executor pid {pid} {self.describe_exit()} while "
+                          f"running the job")
+
+    def describe_exit(self) -> str:
+        code = self.process.exitcode
+        if code is None:
+            return "is still running"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"

@@ -1,0 +1,108 @@
+"""The supervisor's Redis link: heartbeats (docs/protocol.md §5), its own acks, cancel requests.
+
+Every tick is one pipelined round trip: ``SADD workers``, ``SET worker:<id> EX``, ``RPUSH acks``
+(acks the supervisor owes: timeouts, dead executors, cancels, shutdown hand-backs) and
+``LPOP cancel:<id> <count>`` (protocol §8). Acks stay in memory until Redis took them; a Redis
+outage costs one log line and a backoff, never the worker.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from ..clock import now_ms
+from ..keys import WORKER_TTL_S, Keys
+from .handle import RunningJob
+from .wire import Identity, RedisHealth, WorkerLog
+
+CANCEL_BATCH = 100
+
+
+def heartbeat_payload(identity: Identity, pid: int, started_ms: int, queues: Iterable[str],
+                      executors: int, jobs: Iterable[RunningJob], done: int,
+                      failed: int) -> dict[str, Any]:
+    """The value of ``{ns}:worker:<id>`` (protocol §5)."""
+    running = [[job.job_id, job.attempt, job.started_ms] for job in jobs]
+    return {"id": identity.worker_id, "host": identity.host, "pid": pid,
+            "started_ms": started_ms, "ts": now_ms(), "executors": executors,
+            "busy": len(running), "queues": list(queues), "jobs": running,
+            "done": done, "failed": failed}
+
+
+class SupervisorLink:
+    """The supervisor's one Redis connection."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, identity: Identity, heartbeat_s: float,
+                 log: WorkerLog) -> None:
+        self.client = client
+        self.keys = keys
+        self.worker_id = identity.worker_id
+        self.ttl_s = max(WORKER_TTL_S, math.ceil(3 * heartbeat_s))
+        self.log = log
+        self.health = RedisHealth(log)
+        self.pending: list[bytes] = []
+
+    def push(self, acks: list[bytes]) -> None:
+        """Queue acks and try to push them now (unless backing off after a Redis error)."""
+        self.pending.extend(acks)
+        if self.pending and self.health.may_try():
+            self._send(lambda pipe: None)
+
+    def beat(self, payload: bytes) -> list[str]:
+        """Announce the worker, push pending acks, and return job ids asked to be cancelled."""
+        if not self.health.may_try():
+            return []
+
+        def add(pipe: Any) -> None:
+            pipe.sadd(self.keys.workers, self.worker_id)
+            pipe.set(self.keys.worker(self.worker_id), payload, ex=self.ttl_s)
+            pipe.lpop(self.keys.cancel(self.worker_id), CANCEL_BATCH)
+
+        results = self._send(add)
+        if not results or not results[-1]:
+            return []
+        return [raw.decode("utf-8", "replace") for raw in results[-1]]
+
+    def _send(self, add: Callable[[Any], None]) -> list | None:
+        pipe = self.client.pipeline(transaction=False)
+        pushed = len(self.pending)
+        if pushed:
+            pipe.rpush(self.keys.acks, *self.pending)
+        add(pipe)
+        try:
+            results = pipe.execute()
+        except redis.RedisError as exc:
+            self.health.failed(exc)
+            return None
+        self.health.ok()
+        del self.pending[:pushed]
+        return results
+
+    def flush(self, timeout_s: float) -> int:
+        """Push what is pending, retrying for up to ``timeout_s``. Returns how many are lost."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            if self._send(lambda pipe: None) is None:
+                time.sleep(max(0.0, min(self.health.delay_s, deadline - time.monotonic())))
+        if self.pending:
+            self.log.error("%d ack(s) could not be pushed to Redis; those jobs run again when "
+                           "their leases expire", len(self.pending))
+        return len(self.pending)
+
+    def deregister(self) -> None:
+        """Remove the worker's heartbeat (best effort: it expires anyway)."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.srem(self.keys.workers, self.worker_id)
+            pipe.delete(self.keys.worker(self.worker_id))
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+    def close(self) -> None:
+        self.client.close()

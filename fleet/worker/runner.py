@@ -1,0 +1,207 @@
+"""Running one job: check the message, resolve its function, call it under its timeout, ack.
+
+A message is refused (ack ``fail`` with ``fin``: retrying cannot help) when its signature is
+bad, its fields have the wrong types, its function's module is not allow-listed, or its result
+is not JSON. Anything the function raises, a soft timeout included, is an ordinary ``fail``.
+The hard timeout (a job that ignores the soft one) belongs to the supervisor (pool.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+from rq.utils import import_attribute
+
+from ..clock import now_ms
+from ..errors import FleetError
+from .signing import signature_problem
+from .wire import Identity, encode, error_text, make_ack
+
+ALWAYS_ALLOWED = ("fleet.demo",)
+
+logger = logging.getLogger(__name__)
+
+
+class JobRejected(FleetError):
+    """The worker will not run this message; retrying it elsewhere cannot help."""
+
+
+class NotAllowed(JobRejected):
+    """The function's module is not in the worker's allow-list."""
+
+
+class BadSignature(JobRejected):
+    """The worker requires signed messages and this one's ``sig`` is missing or wrong."""
+
+
+class BadMessage(JobRejected):
+    """A field of the message has the wrong type (func, args, kwargs, timeout)."""
+
+
+class ResultNotJSON(JobRejected):
+    """The function returned something orjson cannot encode."""
+
+
+class AllowList:
+    """Modules whose functions may run: ``pkg`` allows ``pkg`` and everything inside it."""
+
+    def __init__(self, modules: Iterable[str] = ()) -> None:
+        names = {name.strip() for name in modules if name.strip()} | set(ALWAYS_ALLOWED)
+        self.modules = tuple(sorted(names))
+
+    def allows(self, module: str) -> bool:
+        return any(module == name or module.startswith(name + ".") for name in self.modules)
+
+    def __str__(self) -> str:
+        return ", ".join(self.modules)
+
+
+def split_func(func: str) -> tuple[str, str]:
+    """``("pkg.mod", "fn")`` from ``"pkg.mod:fn"`` or ``"pkg.mod.fn"``."""
+    if ":" in func:
+        module, _, attribute = func.partition(":")
+    else:
+        module, _, attribute = func.rpartition(".")
+    return module, attribute
+
+
+def resolve(func: str, allow: AllowList) -> Callable[..., Any]:
+    """The callable named by ``func``, imported only if its module is allowed.
+
+    Raises:
+        BadMessage: ``func`` is malformed or does not name a callable.
+        NotAllowed: its module is outside the allow-list, or the path walks through an
+            attribute that is a module (``allowed.mod.os.system``).
+        ImportError, ValueError, and whatever importing the module raises.
+    """
+    module, attribute = split_func(func)
+    if not module or not attribute:
+        raise BadMessage(f"func {func!r} must be 'module:function' or 'module.function'")
+    if not allow.allows(module):
+        raise NotAllowed(f"module {module} is not in the worker's allow-list ({allow})")
+    target = import_attribute(f"{module}.{attribute}")
+    _refuse_module_hops(f"{module}.{attribute}", allow)
+    if not callable(target) or isinstance(target, types.ModuleType):
+        raise BadMessage(f"{func} is not a function")
+    return target
+
+
+def _refuse_module_hops(path: str, allow: AllowList) -> None:
+    """rq's import_attribute follows attributes, so ``tests.jobs.os.system`` would reach
+    ``os.system`` through ``tests.jobs``; refuse any step onto a module that is not allowed."""
+    bits = path.split(".")
+    for cut in range(len(bits) - 1, 0, -1):
+        owner = sys.modules.get(".".join(bits[:cut]))
+        if owner is not None:
+            break
+    else:
+        raise NotAllowed(f"{path} does not start with an importable module")
+    for name in bits[cut:-1]:
+        owner = getattr(owner, name)
+        if isinstance(owner, types.ModuleType) and not allow.allows(owner.__name__):
+            raise NotAllowed(f"{path} reaches module {owner.__name__}, which is not in the "
+                             f"worker's allow-list ({allow})")
+
+
+class SoftTimeout(UnixSignalDeathPenalty):
+    """rq's SIGALRM death penalty with sub-second precision (setitimer instead of alarm),
+    restoring the previous SIGALRM handler afterwards."""
+
+    def __init__(self, timeout_s: float) -> None:
+        shown = int(timeout_s) if float(timeout_s).is_integer() else timeout_s
+        super().__init__(shown, JobTimeoutException)
+        self._timeout_s = float(timeout_s)
+        self._previous: Any = signal.SIG_DFL
+
+    def setup_death_penalty(self) -> None:
+        self._previous = signal.signal(signal.SIGALRM, self.handle_death_penalty)
+        signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
+
+    def cancel_death_penalty(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._previous)
+
+
+def call(fn: Callable[..., Any], args: list, kwargs: dict, timeout_s: float) -> Any:
+    """``fn(*args, **kwargs)`` under a soft timeout; a coroutine is run with asyncio.run.
+
+    Raises:
+        JobTimeoutException: the timeout passed (rq's exception).
+    """
+    with SoftTimeout(timeout_s):
+        result = fn(*args, **kwargs)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+    return result
+
+
+class Runner:
+    """Turns one dispatch message into one encoded ack."""
+
+    def __init__(self, identity: Identity, allow: AllowList, default_timeout_s: float,
+                 signing_key: str = "") -> None:
+        self.identity = identity
+        self.allow = allow
+        self.default_timeout_s = default_timeout_s
+        self.signing_key = signing_key
+        self._resolved: dict[str, Callable[..., Any]] = {}
+
+    def timeout_of(self, message: dict[str, Any]) -> float:
+        """The message's ``to``, or the worker's default when it has none (or a bad one)."""
+        timeout = message.get("to")
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+            return float(timeout)
+        return self.default_timeout_s
+
+    def run(self, message: dict[str, Any], started_ms: int | None = None) -> tuple[bytes, bool]:
+        """Run the job in ``message``. Returns the encoded ack and whether it succeeded."""
+        started_ms = now_ms() if started_ms is None else started_ms
+        try:
+            fn = self._prepare(message)
+            result = call(fn, message.get("a") or [], message.get("k") or {},
+                          self.timeout_of(message))
+        except (Exception, SystemExit) as exc:
+            return self._failure(message, started_ms, exc), False
+        ack = make_ack(message["id"], message["n"], "ok", self.identity, started_ms, r=result)
+        try:
+            return encode(ack), True
+        except TypeError as exc:
+            problem = ResultNotJSON(f"{message.get('f')} returned {type(result).__name__}, "
+                                    f"which is not JSON ({exc})")
+            return self._failure(message, started_ms, problem), False
+
+    def _prepare(self, message: dict[str, Any]) -> Callable[..., Any]:
+        if self.signing_key:
+            problem = signature_problem(message, self.signing_key)
+            if problem:
+                raise BadSignature(problem)
+        func = message.get("f")
+        if not isinstance(func, str):
+            raise BadMessage(f"f must be a string naming a function, got {func!r}")
+        if not isinstance(message.get("a", []), list):
+            raise BadMessage("a (args) must be a list")
+        if not isinstance(message.get("k", {}), dict):
+            raise BadMessage("k (kwargs) must be an object")
+        if message.get("to") is not None and self.timeout_of(message) != message["to"]:
+            raise BadMessage(f"to (timeout) must be a positive number, got {message['to']!r}")
+        fn = self._resolved.get(func)
+        if fn is None:
+            fn = self._resolved[func] = resolve(func, self.allow)
+        return fn
+
+    def _failure(self, message: dict[str, Any], started_ms: int, exc: BaseException) -> bytes:
+        final = isinstance(exc, JobRejected)
+        logger.debug("job %s attempt %s failed", message.get("id"), message.get("n"),
+                     exc_info=not final)
+        fields: dict[str, Any] = {"e": error_text(exc)}
+        if final:
+            fields["fin"] = True
+        return encode(make_ack(message["id"], message["n"], "fail", self.identity, started_ms,
+                               **fields))

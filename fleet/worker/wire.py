@@ -1,0 +1,131 @@
+"""The worker's side of the wire: its identity, the Redis connection, messages in and acks out.
+
+Message and ack formats are docs/protocol.md §2 and §4; this module is the only place in the
+worker that builds an ack, so their shape is fixed here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..clock import now_ms
+
+SOCKET_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who acks: the worker id (``host:pid:4 hex``) and the host name."""
+
+    worker_id: str
+    host: str
+
+    @classmethod
+    def new(cls) -> Identity:
+        host = socket.gethostname()
+        return cls(f"{host}:{os.getpid()}:{secrets.token_hex(2)}", host)
+
+
+def connect(url: str) -> redis.Redis:
+    """A client with one connection and no hidden retries.
+
+    redis-py's own retries would resend a pipeline whose first copy may already have popped a
+    message; the worker's loops retry themselves, with a log line and a backoff instead.
+    """
+    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
+                                socket_connect_timeout=CONNECT_TIMEOUT_S,
+                                retry=Retry(NoBackoff(), 0), health_check_interval=0)
+
+
+def parse_message(raw: bytes) -> dict[str, Any] | None:
+    """A dispatch message, or None when it is not JSON or has no usable ``id`` / ``n``."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    job_id, attempt = message.get("id"), message.get("n")
+    if not isinstance(job_id, str) or not job_id:
+        return None
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        return None
+    return message
+
+
+def make_ack(job_id: str, attempt: int, outcome: str, identity: Identity, started_ms: int,
+             finished_ms: int | None = None, **fields: Any) -> dict[str, Any]:
+    """One ack (protocol §4). ``fields`` are ``r``, ``e`` or ``fin``."""
+    ack: dict[str, Any] = {"id": job_id, "n": attempt, "o": outcome}
+    ack.update(fields)
+    ack.update(w=identity.worker_id, h=identity.host, st=started_ms,
+               ft=now_ms() if finished_ms is None else finished_ms)
+    return ack
+
+
+def error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``"Type: message"`` on one line, cut to ``limit`` characters."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def encode(ack: dict[str, Any]) -> bytes:
+    return orjson.dumps(ack)
+
+
+class WorkerLog(logging.LoggerAdapter):
+    """Puts the worker id (and executor number) at the start of every line."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['who']}] {msg}", kwargs
+
+
+def worker_log(name: str, who: str) -> WorkerLog:
+    return WorkerLog(logging.getLogger(name), {"who": who})
+
+
+class RedisHealth:
+    """Paces retries after Redis errors; logs one line when Redis goes and one when it is back."""
+
+    def __init__(self, log: logging.LoggerAdapter, first_s: float = 0.05,
+                 max_s: float = 2.0) -> None:
+        self.log = log
+        self.first_s = first_s
+        self.max_s = max_s
+        self.delay_s = 0.0
+        self.retry_at = 0.0
+
+    @property
+    def failing(self) -> bool:
+        return self.delay_s > 0
+
+    def may_try(self) -> bool:
+        """False while backing off."""
+        return time.monotonic() >= self.retry_at
+
+    def failed(self, exc: Exception) -> float:
+        """Record a failure; returns how long to wait before the next try."""
+        if not self.failing:
+            self.log.warning("redis unavailable (%s); retrying with backoff", error_text(exc, 200))
+        self.delay_s = min(self.max_s, self.delay_s * 2 or self.first_s)
+        self.retry_at = time.monotonic() + self.delay_s
+        return self.delay_s
+
+    def ok(self) -> None:
+        if self.failing:
+            self.log.info("redis reachable again")
+        self.delay_s = 0.0
+        self.retry_at = 0.0

@@ -1,0 +1,178 @@
+"""The executor loop on fakeredis: pop in priority order, run, ack, hand back, survive Redis."""
+
+from __future__ import annotations
+
+import fakeredis
+import orjson
+import pytest
+
+from fleet.config import Settings
+from fleet.keys import Keys
+from fleet.worker.executor import build_executor
+from fleet.worker.wire import Identity
+
+pytestmark = pytest.mark.timeout(60, method="thread")
+
+KEYS = Keys("fleet")
+IDENTITY = Identity("host-a:42:beef", "host-a")
+_server: fakeredis.FakeServer | None = None
+
+
+class Channel:
+    """Stands in for the executor's Pipe to its supervisor."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def send(self, event: tuple) -> None:
+        self.events.append(event)
+
+
+def cut_redis() -> str:
+    """A job that makes fakeredis fail every command from now on."""
+    assert _server is not None
+    _server.connected = False
+    return "cut"
+
+
+@pytest.fixture()
+def server():
+    global _server
+    _server = fakeredis.FakeServer(version=(6, 2))
+    yield _server
+    _server = None
+
+
+@pytest.fixture()
+def client(server):
+    return fakeredis.FakeRedis(server=server)
+
+
+def push(client, queue: str, *messages: dict | bytes) -> None:
+    for message in messages:
+        raw = message if isinstance(message, bytes) else orjson.dumps(message)
+        client.rpush(KEYS.ready(queue), raw)
+
+
+def job(job_id: str, func: str = "tests.jobs:add", **fields) -> dict:
+    return {"id": job_id, "n": 1, "f": func, "a": [1, 2], **fields}
+
+
+def acks(client) -> list[dict]:
+    return [orjson.loads(raw) for raw in client.lrange(KEYS.acks, 0, -1)]
+
+
+def executor(client, channel=None, **settings):
+    values = {"allow": ("tests.jobs", __name__), "queues": ("default",), **settings}
+    return build_executor(Settings(**values), IDENTITY, client, channel)
+
+
+def test_executor_runs_messages_and_pushes_one_ack_each(client):
+    """Every popped message is run once and acked ok on {ns}:acks."""
+    push(client, "default", *(job(f"j{i}") for i in range(5)))
+    assert executor(client).run(max_jobs=5) == 5
+    got = acks(client)
+    assert [ack["id"] for ack in got] == [f"j{i}" for i in range(5)]
+    assert all(ack["o"] == "ok" and ack["r"] == 3 and ack["w"] == IDENTITY.worker_id
+               for ack in got)
+    assert client.llen(KEYS.ready("default")) == 0
+
+
+def test_executor_takes_queues_in_priority_order(client):
+    """The first non-empty queue in the configured order wins, message by message."""
+    push(client, "low", job("low-1"), job("low-2"))
+    push(client, "high", job("high-1"), job("high-2"))
+    executor(client, queues=("high", "low")).run(max_jobs=4)
+    assert [ack["id"] for ack in acks(client)] == ["high-1", "high-2", "low-1", "low-2"]
+
+
+def test_lower_priority_queue_is_left_alone_while_a_higher_one_has_work(client):
+    """Popping from the high queue does not take messages from the low one."""
+    push(client, "high", job("high-1"))
+    push(client, "low", job("low-1"))
+    executor(client, queues=("high", "low")).run(max_jobs=1)
+    assert client.llen(KEYS.ready("low")) == 1
+
+
+def test_failures_and_refusals_are_acked(client):
+    """A raising job is acked fail; a disallowed module fail with fin true."""
+    push(client, "default", job("boom", "tests.jobs:fail", a=["bad"]), job("os", "os:getcwd", a=[]))
+    executor(client).run(max_jobs=2)
+    boom, denied = acks(client)
+    assert (boom["o"], boom["e"]) == ("fail", "ValueError: bad")
+    assert denied["o"] == "fail" and denied["fin"] is True
+    assert denied["e"].startswith("NotAllowed: module os is not in the worker's allow-list")
+
+
+def test_malformed_messages_are_dropped_without_an_ack(client):
+    """Not JSON, or no id / n: logged and dropped, the loop goes on."""
+    push(client, "default", b"not json", orjson.dumps({"f": "tests.jobs:add"}), job("good"))
+    executor(client).run(max_jobs=1)
+    assert [ack["id"] for ack in acks(client)] == ["good"]
+
+
+def test_unsigned_message_is_refused_when_signing_is_on(client):
+    """With signing_key set, a message without sig is acked BadSignature, fin true."""
+    push(client, "default", job("unsigned"))
+    executor(client, signing_key="k").run(max_jobs=1)
+    (ack,) = acks(client)
+    assert ack["fin"] is True and ack["e"].startswith("BadSignature: ")
+
+
+def test_prefetched_messages_not_started_are_released_on_stop(client):
+    """With prefetch 3, stopping after one job hands the other two back with rel."""
+    push(client, "default", job("a"), job("b"), job("c"), job("d"))
+    channel = Channel()
+    executor(client, channel, prefetch=3).run(max_jobs=1)
+    got = {ack["id"]: ack for ack in acks(client)}
+    assert got["a"]["o"] == "ok"
+    assert got["b"]["o"] == got["c"]["o"] == "rel"
+    assert got["b"]["e"].startswith("WorkerShutdown: ")
+    assert "d" not in got and client.llen(KEYS.ready("default")) == 1
+    start = channel.events[0]
+    assert start[:3] == ("s", "a", 1) and start[5] == [("b", 1), ("c", 1)]
+
+
+def test_prefetched_batch_acks_each_job_before_the_next_starts(client):
+    """With prefetch, a job's ack is in Redis while the next job of the batch runs."""
+    push(client, "default", job("a"), job("b", f"{__name__}:count_acks", a=[]))
+    executor(client, prefetch=2).run(max_jobs=2)
+    got = acks(client)
+    assert got[0]["id"] == "a" and got[1]["r"] == 1
+
+
+def count_acks() -> int:
+    """A job that reports how many acks Redis holds while it runs."""
+    assert _server is not None
+    return fakeredis.FakeRedis(server=_server).llen(KEYS.acks)
+
+
+def test_executor_tells_its_supervisor_what_it_starts_and_finishes(client):
+    """Start events carry id, attempt, start time, timeout; the finish rides on the next."""
+    push(client, "default", job("a", to=7), job("b", "tests.jobs:fail"))
+    channel = Channel()
+    executor(client, channel).run(max_jobs=2)
+    first, second, finish, exit_event = channel.events
+    assert first[0:3] == ("s", "a", 1) and first[4] == 7.0 and first[6] is None
+    assert second[0:3] == ("s", "b", 1) and second[6] == ("a", 1, True)
+    assert finish == ("f", "b", 1, False)
+    assert exit_event == ("x", [])
+
+
+def test_acks_that_cannot_be_pushed_are_handed_to_the_supervisor(client):
+    """When Redis fails after a job, the executor keeps the ack and hands it over on exit."""
+    push(client, "default", job("cut", f"{__name__}:cut_redis", a=[]))
+    channel = Channel()
+    executor(client, channel).run(max_jobs=1)
+    kind, handed = channel.events[-1]
+    assert kind == "x" and [orjson.loads(raw)["id"] for raw in handed] == ["cut"]
+
+
+def test_executor_survives_redis_errors_and_goes_on(client, server, monkeypatch):
+    """A Redis outage is waited out; the ack and the next job go through afterwards."""
+    monkeypatch.setattr("fleet.worker.executor.time.sleep", lambda s: setattr(
+        server, "connected", True))
+    push(client, "default", job("first"), job("second"))
+    server.connected = False
+    executor(client).run(max_jobs=2)
+    assert [ack["id"] for ack in acks(client)] == ["first", "second"]
