@@ -63,6 +63,7 @@ _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "b
 _NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s"}
 _CHOICES = {"fsync": ("always", "interval", "off")}
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_FLAG_NAMES = {"worker_count": "--count"}
 
 
 def setting_names() -> list[str]:
@@ -93,7 +94,8 @@ def load_settings(flags: Mapping[str, Any] | None = None, config_file: str | Non
             sources[name] = f"env {ENV_PREFIX}{name.upper()}"
     for name, raw in (flags or {}).items():
         if name in sources and raw is not None and raw != ():
-            values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+            flag = _FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
+            values[name] = _coerce(name, raw, flag)
             sources[name] = "flag"
     return Settings(**values), sources
 

@@ -36,7 +36,7 @@ register_ops(app)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: FleetError becomes one line on stderr and a named exit code."""
     try:
-        app.main(args=argv, standalone_mode=False)
+        code = app.main(args=argv, standalone_mode=False)
     except FleetError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -51,3 +51,5 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
+    sys.exit(code if isinstance(code, int) else 0)

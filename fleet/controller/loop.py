@@ -172,9 +172,9 @@ class Controller:
         out.receipts = self.intake.handle(inbox.intake, now)
         self.reconciler.handle_acks(inbox.acks, now)
         out.replies = control.handle_requests(self, inbox.control, now)
-        out.stale = self.reconciler.expire(now, self.keys.ready)
+        lapsed = self._expire_leases(now)
         self._heal(now, out)
-        lengths = {q: inbox.ready_lengths.get(q, 0) for q in table.queue_counts}
+        lengths = {q: inbox.ready_lengths.get(q, 0) for q in self._served_queues()}
         for queue, messages in self.dispatcher.fill(lengths, self.executors, now).items():
             out.messages.setdefault(queue, []).extend(messages)
         out.cancels, self._cancels = self._cancels, []
@@ -182,7 +182,27 @@ class Controller:
         self.wire.write(out)
         self._periodic(now)
         self.last_step_s = time.time()
-        return not inbox.empty or bool(out.messages) or bool(out.stale)
+        return not inbox.empty or bool(out.messages) or bool(lapsed)
+
+    def _expire_leases(self, now: int) -> int:
+        """End lapsed leases; first take their messages out of Redis if still there, so a job
+        never sits twice in a ready list (a crash in between is healed like any lost message)."""
+        lapsed = self.reconciler.lapsed(now)
+        if lapsed:
+            removed = self.wire.remove([
+                (self.keys.ready(job.queue), encode_message(
+                    job, job.attempt, job.dispatched_ms, self.settings.signing_key))
+                for job in lapsed])
+            self.reconciler.expire(lapsed, removed, now)
+        return len(lapsed)
+
+    def _served_queues(self) -> list[str]:
+        """Queues to dispatch into: those a live worker consumes (all, before any worker
+        was seen), so a job for a queue nobody serves waits in the table, not in Redis."""
+        known = list(self.journal.table.queue_counts)
+        served = {q for beat in self.beats for q in beat.get("queues") or ()
+                  if isinstance(q, str)}
+        return [q for q in known if q in served] if self.beats else known
 
     def _commit(self) -> None:
         batch = self.journal.pending

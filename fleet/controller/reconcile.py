@@ -15,8 +15,8 @@ import orjson
 
 from ..config import Settings
 from ..journal import Journal
+from ..state import JobRecord
 from ..state import events as ev
-from .dispatch import encode_message
 from .retry import retry_at_ms
 
 log = logging.getLogger("fleet.controller")
@@ -91,24 +91,35 @@ class Reconciler:
         for job in self.journal.table.in_flight.values():
             self.extended[job.id] = (job.attempt, now_ms + self.lease_ms)
 
-    def expire(self, now_ms: int, ready_key: Any) -> list[tuple[str, bytes]]:
-        """Record EXPIRE for every lease that ran out; returns stale messages to LREM."""
-        stale = []
-        for job in list(self.journal.table.in_flight.values()):
+    def lapsed(self, now_ms: int) -> list[JobRecord]:
+        """In-flight jobs whose lease (with any heartbeat extension) ran out by ``now_ms``."""
+        found = []
+        for job in self.journal.table.in_flight.values():
             deadline = job.lease_deadline_ms
             extension = self.extended.get(job.id)
             if extension is not None and extension[0] == job.attempt:
                 deadline = max(deadline, extension[1])
-            if now_ms <= deadline:
+            if now_ms > deadline:
+                found.append(job)
+        return found
+
+    def expire(self, lapsed: list[JobRecord], still_queued: list[bool], now_ms: int) -> None:
+        """Record the end of each lapsed lease.
+
+        ``still_queued[i]`` says the job's message was still in its ready list (and has just
+        been removed): no worker ever took it, so it goes back to pending without counting
+        as a failed attempt. Otherwise a worker took it and went silent: EXPIRE, a failure.
+        """
+        for job, queued in zip(lapsed, still_queued, strict=True):
+            if queued:
+                self.journal.record(ev.released(
+                    job.id, job.attempt, "lease ran out before any worker took the message",
+                    now_ms))
                 continue
-            message = encode_message(job, job.attempt, job.dispatched_ms,
-                                     self.settings.signing_key)
             retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
                                    self.settings.backoff_max_s, self.rng)
             if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
-                stale.append((ready_key(job.queue), message))
                 log.info("lease of %s attempt %d expired", job.id, job.attempt)
-        return stale
 
 
 def _parse_ack(raw: bytes) -> dict[str, Any] | None:

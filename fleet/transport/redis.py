@@ -75,7 +75,6 @@ class Outbox:
 
     receipts: list[tuple[str, bytes]] = field(default_factory=list)
     replies: list[tuple[str, bytes]] = field(default_factory=list)
-    stale: list[tuple[str, bytes]] = field(default_factory=list)
     messages: dict[str, list[bytes]] = field(default_factory=dict)
     cancels: list[tuple[str, str]] = field(default_factory=list)
     trim_intake: int = 0
@@ -84,7 +83,7 @@ class Outbox:
 
     @property
     def empty(self) -> bool:
-        return not (self.receipts or self.replies or self.stale or self.messages
+        return not (self.receipts or self.replies or self.messages
                     or self.cancels or self.trim_intake or self.trim_acks or self.trim_control)
 
 
@@ -116,8 +115,6 @@ class ControllerWire:
         if out.empty:
             return
         pipe = self.client.pipeline(transaction=False)
-        for key, value in out.stale:
-            pipe.lrem(key, 1, value)
         for queue, messages in out.messages.items():
             pipe.rpush(self.keys.ready(queue), *messages)
         for worker_id, job_id in out.cancels:
@@ -152,6 +149,14 @@ class ControllerWire:
         for key, message in messages:
             pipe.lpos(key, message)
         return [position is not None for position in pipe.execute()] if messages else []
+
+    @translated
+    def remove(self, messages: list[tuple[str, bytes]]) -> list[bool]:
+        """LREM each ``(ready key, message)``; True where a copy was there and is now gone."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, message in messages:
+            pipe.lrem(key, 1, message)
+        return [bool(count) for count in pipe.execute()]
 
     @translated
     def read_workers(self) -> list[bytes | None]:

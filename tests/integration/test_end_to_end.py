@@ -233,3 +233,27 @@ def test_enqueue_without_controller_says_resending_is_safe(local):
     assert done.returncode == 6
     assert "may still be accepted" in done.stderr and "safe" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_lease_lapsing_while_waiting_in_redis_is_not_a_failure(local, redis_url):
+    """A message nobody took before its lease ran out is taken back without a failure, and is
+    never in the ready list twice."""
+    local.controller()
+    assert local.cli("enqueue", "tests.jobs:add", "1", "2", "--id", "w1").returncode == 0
+    time.sleep(4.5)  # past the 3 s lease
+    info = local.client().job("w1").info()
+    assert info["failures"] == 0 and info["state"] == "in_flight" and info["attempt"] >= 2
+    assert info["attempts"][0]["outcome"] == "released"
+    assert redis.Redis.from_url(redis_url).llen("{fleet}:ready:default") == 1
+
+
+def test_job_for_a_queue_no_worker_serves_stays_pending(local):
+    """With workers alive but none consuming a queue, its jobs wait in the table, not in Redis."""
+    local.controller()
+    local.worker(1)
+    local.wait_for(lambda s: s["executors"] == 1, timeout_s=10)
+    assert local.cli("enqueue", "tests.jobs:add", "1", "2", "--id", "o1",
+                     "--queue", "other").returncode == 0
+    time.sleep(1.0)
+    info = local.client().job("o1").info()
+    assert info["state"] == "pending" and info["attempt"] == 0
