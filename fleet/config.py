@@ -50,6 +50,7 @@ class Settings:
     heartbeat_s: float = 1.0
     signing_key: str = ""
     receipt_timeout_s: float = 30.0
+    schedule_file: str = ""
 
     @property
     def executors(self) -> int:

@@ -23,6 +23,8 @@ def setup_logging(level: str = "INFO") -> None:
               "(FLEET_METRICS_HOST; default 127.0.0.1).")
 @click.option("--fsync", default=None, type=click.Choice(["always", "interval", "off"]),
               help="When the log is fsynced (FLEET_FSYNC; default always).")
+@click.option("--schedule", "schedule_file", default=None,
+              help="YAML file of periodic jobs (FLEET_SCHEDULE_FILE).")
 @connection_options
 def controller(config_file, **flags) -> None:
     """Run the controller: the log, dispatch, leases, retries and acks of one namespace."""

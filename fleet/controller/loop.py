@@ -31,6 +31,7 @@ from ..errors import TransportError, WalDiskFullError
 from ..journal import Journal
 from ..keys import Keys
 from ..metrics import Metrics, serve
+from ..schedule import load_schedules
 from ..state import events as ev
 from ..transport import ControllerWire, Outbox, connect
 from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
@@ -39,6 +40,7 @@ from .dispatch import Dispatcher, encode_message
 from .fence import LOST, Fence
 from .heal import Healer
 from .intake import Intake
+from .periodic import Scheduler
 from .reconcile import Reconciler
 
 log = logging.getLogger("fleet.controller")
@@ -66,6 +68,8 @@ class Controller:
         self.dispatcher = Dispatcher(self.journal, settings)
         self.reconciler = Reconciler(self.journal, settings, random.Random())
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000))
+        schedules = load_schedules(settings.schedule_file) if settings.schedule_file else []
+        self.scheduler = Scheduler(self.journal, schedules, settings)
         self.snapshots = SnapshotTaker(settings.data_dir, files, fork=fork_snapshots)
         self.fence: Fence | None = None
         self.beats: list[dict[str, Any]] = []
@@ -152,7 +156,8 @@ class Controller:
         self.stopping = True
 
     def _idle_wait_s(self) -> float:
-        due = self.journal.table.next_due_ms()
+        dues = [self.journal.table.next_due_ms(), self.scheduler.next_due_ms()]
+        due = min((d for d in dues if d is not None), default=None)
         if due is None:
             return IDLE_WAIT_S
         return min(IDLE_WAIT_S, max(0.001, (due - self.clock()) / 1000))
@@ -173,6 +178,7 @@ class Controller:
         self.reconciler.handle_acks(inbox.acks, now)
         out.replies = control.handle_requests(self, inbox.control, now)
         lapsed = self._expire_leases(now)
+        self.scheduler.fire_due(now)
         self._heal(now, out)
         lengths = {q: inbox.ready_lengths.get(q, 0) for q in self._served_queues()}
         for queue, messages in self.dispatcher.fill(lengths, self.executors, now).items():

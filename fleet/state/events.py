@@ -26,9 +26,10 @@ COMPACTED = "compact"
 PAUSED = "pause"
 RESUMED = "resume"
 BOOTED = "boot"
+SCHEDULED = "sched"
 
 ALL_TYPES = frozenset({ENQUEUED, DISPATCHED, ACKED, FAILED, EXPIRED, RELEASED, RETRIED,
-                       CANCELLED, COMPACTED, PAUSED, RESUMED, BOOTED})
+                       CANCELLED, COMPACTED, PAUSED, RESUMED, BOOTED, SCHEDULED})
 
 
 def enqueued(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: int) -> Event:
@@ -99,6 +100,11 @@ def resumed(queue: str) -> Event:
 def booted(epoch: int, at_ms: int) -> Event:
     """A controller started with fencing epoch ``epoch``."""
     return {"t": BOOTED, "epoch": epoch, "ts": at_ms}
+
+
+def scheduled(name: str, fire_ms: int) -> Event:
+    """Periodic schedule ``name`` has fired every run up to ``fire_ms`` (its cursor)."""
+    return {"t": SCHEDULED, "name": name, "at": fire_ms}
 
 
 def _run_fields(run: dict[str, Any]) -> dict[str, Any]:

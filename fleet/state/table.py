@@ -21,7 +21,7 @@ the state check skips them), so taking work is O(1) per job.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +39,7 @@ class JobTable:
         self.in_flight: dict[str, JobRecord] = {}
         self.last_seq = 0
         self.epoch = 0
+        self.schedules: dict[str, int] = {}
         self.paused: set[str] = set()
         self.counts: dict[str, int] = dict.fromkeys(STATES, 0)
         self.queue_counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
@@ -55,6 +56,7 @@ class JobTable:
             ev.RELEASED: self._on_released, ev.RETRIED: self._on_retried,
             ev.CANCELLED: self._on_cancelled, ev.COMPACTED: self._on_compacted,
             ev.PAUSED: self._on_paused, ev.RESUMED: self._on_resumed, ev.BOOTED: self._on_booted,
+            ev.SCHEDULED: self._on_scheduled,
         }
 
     # -- applying events -------------------------------------------------------------------
@@ -65,24 +67,25 @@ class JobTable:
         if seq is not None and seq <= self.last_seq:
             return False
         handler = self._handlers.get(event.get("t"))
-        if handler is None:
+        if handler is None or not handler(event):
             return False
-        applied = handler(event)
-        if applied and seq is not None:
+        if seq is not None:
             self.last_seq = seq
-        return applied
+        return True
 
     def apply_all(self, events: Iterable[ev.Event]) -> int:
         """Apply events in order; returns how many changed the table."""
         return sum(1 for event in events if self.apply(event))
 
     def _on_enqueued(self, e: ev.Event) -> bool:
-        if e["id"] in self.jobs:
+        job_id, jobs = e["id"], self.jobs
+        if job_id in jobs:
             return False
-        job = JobRecord(e["id"], e["q"], e["f"], e["a"], e["k"], e["to"], e["mr"],
-                        not_before_ms=e["nb"], enqueued_ms=e["ts"])
-        self.jobs[job.id] = job
-        self._count(job, PENDING, +1)
+        job = JobRecord(job_id, e["q"], e["f"], e["a"], e["k"], e["to"], e["mr"], PENDING, 0, 0,
+                        e["nb"], None, e["ts"])
+        jobs[job_id] = job
+        self.counts[PENDING] += 1
+        self.queue_counts[job.queue][PENDING] += 1
         self.totals["enqueued"] += 1
         self._make_ready(job)
         return True
@@ -103,13 +106,14 @@ class JobTable:
 
     def _on_acked(self, e: ev.Event) -> bool:
         job = self.jobs.get(e["id"])
-        # A late success of an older attempt may still complete a job that is not complete.
-        if job is None or job.state not in (PENDING, IN_FLIGHT) or e["n"] > job.attempt:
+        # A late success of an older attempt may still complete a job that is not complete;
+        # an attempt that was never dispatched (0, or past the current one) cannot.
+        if job is None or job.state not in (PENDING, IN_FLIGHT) or not 1 <= e["n"] <= job.attempt:
             return False
         job.history.append({"n": e["n"], "o": "ok", "w": e["w"], "h": e["h"], "st": e["st"],
                             "ft": e["ft"]})
         job.result = e["r"]
-        self._finish(job, COMPLETED, e["ft"] or job.dispatched_ms or job.enqueued_ms)
+        self._finish(job, COMPLETED, e.get("ts") or e["ft"] or job.dispatched_ms or 0)
         self.totals["completed"] += 1
         return True
 
@@ -120,7 +124,7 @@ class JobTable:
         job.history.append({"n": e["n"], "o": "failed", "w": e["w"], "h": e["h"],
                             "st": e["st"], "ft": e["ft"], "e": e["e"]})
         self.totals["failed"] += 1
-        self._after_failure(job, e["e"], e["nb"], e["fin"], e["ft"] or 0)
+        self._after_failure(job, e["e"], e["nb"], e["fin"], e.get("ts") or e["ft"] or 0)
         return True
 
     def _on_expired(self, e: ev.Event) -> bool:
@@ -181,6 +185,12 @@ class JobTable:
         self.epoch = max(self.epoch, e["epoch"])
         return True
 
+    def _on_scheduled(self, e: ev.Event) -> bool:
+        if e["at"] <= self.schedules.get(e["name"], -1):
+            return False
+        self.schedules[e["name"]] = e["at"]
+        return True
+
     # -- transitions -----------------------------------------------------------------------
 
     def _current_attempt(self, e: ev.Event) -> JobRecord | None:
@@ -212,23 +222,29 @@ class JobTable:
         self._finished.append((at_ms, job.id))
 
     def _move(self, job: JobRecord, state: str) -> None:
-        if job.state == IN_FLIGHT:
+        # Counting is spelt out here rather than via _count: this runs for most records
+        # replayed at recovery.
+        old = job.state
+        if old == IN_FLIGHT:
             self.in_flight.pop(job.id, None)
-        self._count(job, job.state, -1)
         job.state = state
-        self._count(job, state, +1)
+        counts, per_queue = self.counts, self.queue_counts[job.queue]
+        counts[old] -= 1
+        counts[state] += 1
+        per_queue[old] -= 1
+        per_queue[state] += 1
 
     def _count(self, job: JobRecord, state: str, delta: int) -> None:
         self.counts[state] += delta
         self.queue_counts[job.queue][state] += delta
 
     def _make_ready(self, job: JobRecord) -> None:
-        self._ticket += 1
-        job.ticket = self._ticket
+        ticket = self._ticket = self._ticket + 1
+        job.ticket = ticket
         if job.not_before_ms:
-            heapq.heappush(self._delayed, (job.not_before_ms, job.ticket, job.ticket, job))
+            heapq.heappush(self._delayed, (job.not_before_ms, ticket, ticket, job))
         else:
-            self._ready[job.queue].append((job.ticket, job))
+            self._ready[job.queue].append((ticket, job))
 
     # -- queries (they never change the logical state) --------------------------------------
 
@@ -331,10 +347,17 @@ class JobTable:
     # -- snapshot form ---------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        """Everything needed to rebuild the table (what a snapshot stores)."""
+        """Everything needed to rebuild the table (what a snapshot stores).
+
+        Jobs go out in ticket order, the order they last became ready, so that ``load`` queues
+        pending jobs in the same FIFO order (a retried or released job stays behind the jobs
+        that were waiting before it came back). The result is a copy as of now: later events
+        do not change it.
+        """
+        jobs = sorted(self.jobs.values(), key=_ticket_of)
         return {"version": SCHEMA_VERSION, "last_seq": self.last_seq, "epoch": self.epoch,
-                "paused": sorted(self.paused), "totals": self.totals,
-                "jobs": [job.to_row() for job in self.jobs.values()]}
+                "paused": sorted(self.paused), "totals": dict(self.totals),
+                "schedules": dict(self.schedules), "jobs": [job.to_row() for job in jobs]}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> JobTable:
@@ -344,11 +367,16 @@ class JobTable:
         table.epoch = data["epoch"]
         table.paused = set(data["paused"])
         table.totals.update(data["totals"])
+        table.schedules = dict(data.get("schedules", {}))
+        # Bulk steps (comprehensions, one Counter) rather than a call per job: this is most
+        # of the time recovery spends after decoding a snapshot.
+        jobs = [JobRecord(*row) for row in data["jobs"]]
+        table.jobs = {job.id: job for job in jobs}
+        for (queue, state), count in Counter((job.queue, job.state) for job in jobs).items():
+            table.counts[state] += count
+            table.queue_counts[queue][state] += count
         finished = []
-        for row in data["jobs"]:
-            job = JobRecord(*row)
-            table.jobs[job.id] = job
-            table._count(job, job.state, +1)
+        for job in jobs:
             if job.state == PENDING:
                 table._make_ready(job)
             elif job.state == IN_FLIGHT:
@@ -364,6 +392,10 @@ class JobTable:
         data = self.dump()
         data["jobs"] = sorted(data["jobs"], key=lambda row: row[0])
         return data
+
+
+def _ticket_of(job: JobRecord) -> int:
+    return job.ticket
 
 
 def _job_problems(job_id: str, job: JobRecord, in_flight: dict[str, JobRecord]) -> list[str]:
