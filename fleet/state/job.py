@@ -49,11 +49,14 @@ class JobRecord:
         self.ticket = 0
 
     def to_row(self) -> list[Any]:
-        """The snapshot form: a list in ``__slots__`` order, without the index ticket."""
+        """The snapshot form: a list in ``__slots__`` order, without the index ticket.
+
+        ``history`` is copied because it grows in place; the other values are never mutated.
+        """
         return [self.id, self.queue, self.func, self.args, self.kwargs, self.timeout_s,
                 self.max_retries, self.state, self.attempt, self.failures, self.not_before_ms,
                 self.lease_deadline_ms, self.enqueued_ms, self.dispatched_ms, self.finished_ms,
-                self.result, self.error, self.history]
+                self.result, self.error, list(self.history)]
 
     def to_dict(self) -> dict[str, Any]:
         """A readable form for ``fleet job`` and the API."""

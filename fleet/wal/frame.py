@@ -28,6 +28,7 @@ HEADER_BYTES = HEADER.size
 TYPE_BATCH = 1
 KNOWN_TYPES = frozenset({TYPE_BATCH})
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+ZERO_TAIL = "zero-filled tail"
 
 
 def encode_batch(events: list[dict]) -> bytes:
@@ -53,8 +54,8 @@ class Scan:
 def iter_frames(data: bytes, scan: Scan, is_last: bool) -> Iterator[tuple[int, list[dict]]]:
     """Yield ``(offset, events)`` for each good frame of a segment.
 
-    In the last segment, a torn tail (short header, zero header, length past the end, or a
-    CRC mismatch in the final frame) ends the iteration and is reported in ``scan``. Anything
+    In the last segment, a torn tail (short header, zeros to the end, length past the end, or
+    a CRC mismatch in the final frame) ends the iteration and is reported in ``scan``. Anything
     else that fails its checks raises WalCorruptError with the segment and byte offset.
     """
     view, offset, end = memoryview(data), 0, len(data)
@@ -89,16 +90,43 @@ def _frame_problem(data: bytes, offset: int, end: int) -> tuple[bool, str] | Non
         return True, f"short header ({end - offset} bytes)"
     crc, length, kind = HEADER.unpack_from(data, offset)
     if kind == 0:
-        return True, "zero-filled header"
+        # Only zeros to the end is a tail the filesystem never filled; a zeroed header with
+        # data after it is damage in the middle, and reading it as the end would drop records.
+        if data.count(0, offset, end) == end - offset:
+            return True, ZERO_TAIL
+        return False, "zeroed header followed by data"
     if length > MAX_RECORD_BYTES:
         return False, f"length {length} exceeds the maximum {MAX_RECORD_BYTES}"
     if kind not in KNOWN_TYPES:
         return False, f"unknown record type {kind}"
     frame_end = offset + HEADER_BYTES + length
     if frame_end > end:
+        # A writer that died mid-record left nothing after it; whole records behind a length
+        # that runs past the end mean the length itself is damaged.
+        if _whole_frame_within(data, offset + HEADER_BYTES, end):
+            return False, f"length {length} runs past the end of the file, but whole records follow"
         return True, f"record of {length} bytes runs past the end of the file"
     actual = zlib.crc32(memoryview(data)[offset + HEADER_BYTES:frame_end],
                         zlib.crc32(bytes((kind,))))
     if actual != crc:
         return frame_end == end, f"CRC mismatch (stored {crc:08x}, computed {actual:08x})"
     return None
+
+
+def _whole_frame_within(data: bytes, start: int, end: int) -> bool:
+    """True if a complete frame with a good CRC starts anywhere in ``data[start:end]``.
+
+    Payloads are JSON text, which never holds the byte 0x01 (control characters are escaped,
+    UTF-8 multi-byte sequences use bytes >= 0x80), so only a 0x01 can be the type byte of a
+    later header: the search costs one ``find`` per candidate, not one check per byte.
+    """
+    type_byte = bytes((TYPE_BATCH,))
+    seed = zlib.crc32(type_byte)
+    pos = data.find(type_byte, start + HEADER_BYTES - 1, end)
+    while pos != -1:
+        crc, length, _ = HEADER.unpack_from(data, pos - HEADER_BYTES + 1)
+        frame_end = pos + 1 + length
+        if frame_end <= end and zlib.crc32(memoryview(data)[pos + 1:frame_end], seed) == crc:
+            return True
+        pos = data.find(type_byte, pos + 1, end)
+    return False

@@ -12,6 +12,7 @@ child's view frozen), so the caller pauses only for ``fork()`` itself.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import zlib
@@ -132,6 +133,9 @@ class SnapshotTaker:
         if pid == 0:  # the child: write and leave without running any parent cleanup
             code = 1
             try:
+                # A collection here would write to every tracked object's header, copying the
+                # whole shared heap; the child lives for one write and frees nothing anyway.
+                gc.disable()
                 write_snapshot(table, self.data_dir, self.files)
                 code = 0
             finally:

@@ -11,9 +11,11 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import orjson
+
 from ..errors import SnapshotError, WalCorruptError
 from .files import DirLock, Files
-from .frame import Scan, iter_frames
+from .frame import HEADER, HEADER_BYTES, KNOWN_TYPES, MAX_RECORD_BYTES, ZERO_TAIL, Scan, iter_frames
 from .segments import list_segments, list_snapshots
 from .snapshot import read_snapshot
 
@@ -72,7 +74,7 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
 
 @dataclass
 class RepairResult:
-    """What ``repair`` cut. ``records_cut`` counts records in frames that could be parsed."""
+    """What ``repair`` cut. ``records_cut`` counts the records behind the cut, bad ones too."""
 
     segment: str = ""
     offset: int = 0
@@ -136,13 +138,41 @@ def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]]) -> 
 
 
 def _count_records_after(data: bytes, offset: int) -> int:
-    """Records in the frames that still parse after ``offset`` (the bad frame counts as one)."""
-    scan = Scan("")
+    """Records in the frames after ``offset``, the bad ones included.
+
+    A bad frame whose header is still plausible is stepped over, so the records behind it are
+    counted too; a bad header ends the count (nothing after it can be framed).
+    """
     count = 0
-    tail = data[offset:]
+    while offset < len(data):
+        scan = Scan("")
+        try:
+            for _, events in iter_frames(data[offset:], scan, is_last=True):
+                count += len(events)
+        except WalCorruptError as exc:
+            records, offset = _bad_frame(data, offset + exc.offset)
+            count += records
+            continue
+        if scan.torn_bytes and scan.torn_reason != ZERO_TAIL:  # zeros held no record
+            count += _bad_frame(data, offset + scan.good_bytes)[0]
+        return count
+    return count
+
+
+def _bad_frame(data: bytes, offset: int) -> tuple[int, int]:
+    """(records it seems to hold, where the next frame starts) for the bad frame at ``offset``.
+
+    The payload is read past its failed CRC only to count it; nothing from it is kept. A frame
+    cut short counts as one record.
+    """
+    if len(data) - offset < HEADER_BYTES:
+        return 1, len(data)
+    _, length, kind = HEADER.unpack_from(data, offset)
+    if kind not in KNOWN_TYPES or length > MAX_RECORD_BYTES:
+        return 1, len(data)
+    start = offset + HEADER_BYTES
     try:
-        for _, events in iter_frames(tail, scan, is_last=True):
-            count += len(events)
-    except WalCorruptError:
-        return count + 1
-    return count + (1 if scan.torn_bytes else 0)
+        events = orjson.loads(data[start:start + length])
+    except orjson.JSONDecodeError:
+        events = None
+    return (len(events) if isinstance(events, list) and events else 1), start + length

@@ -1,0 +1,168 @@
+"""``fleet wal dump | verify | repair`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from fleet.cli import app
+from fleet.journal import Journal
+from fleet.state import events as ev
+from fleet.wal import Files, WalOptions, open_log, write_snapshot
+from fleet.wal.frame import HEADER_BYTES
+from fleet.wal.segments import list_segments
+
+EXIT_LOG_UNUSABLE = 3
+
+
+def build_log(data_dir, batches: int = 4, per_batch: int = 3,
+              segment_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, int]]:
+    """Commit ``batches`` frames; returns (segment path, offset) of each frame."""
+    log = open_log(str(data_dir), WalOptions(segment_bytes=segment_bytes))
+    journal = Journal(log.table, log.writer)
+    frames = []
+    for batch in range(batches):
+        for n in range(per_batch):
+            spec = {"id": f"job-{batch}-{n}", "q": "default", "f": "tasks:add", "a": [n],
+                    "k": {"batch": batch}}
+            journal.record(ev.enqueued(spec, 1_000 + batch, 30.0, 3))
+        before = log.writer.segment_bytes if log.writer.segment_path else 0
+        journal.commit()
+        after_rotation = log.writer.segment_bytes - before < 0
+        frames.append((log.writer.segment_path, 0 if after_rotation else before))
+    log.close()
+    return frames
+
+
+def flip_byte(path: str, offset: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes((byte[0] ^ 0x20,)))
+
+
+def wal(*args: str):
+    return CliRunner().invoke(app, ["wal", *args])
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    return tmp_path / "data"
+
+
+def test_dump_prints_one_json_line_per_record(data_dir):
+    """Every record comes out as a JSON object on its own line, in seq order."""
+    build_log(data_dir)
+    result = wal("dump", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    records = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [r["s"] for r in records] == list(range(1, 13))
+    assert records[0]["t"] == "enq" and records[0]["id"] == "job-0-0"
+
+
+def test_dump_from_seq_starts_later(data_dir):
+    """--from-seq skips the records before it."""
+    build_log(data_dir)
+    result = wal("dump", "--data-dir", str(data_dir), "--from-seq", "10")
+    assert [orjson.loads(line)["s"] for line in result.stdout.splitlines()] == [10, 11, 12]
+
+
+def test_verify_passes_a_clean_log(data_dir):
+    """A clean log and a good snapshot verify with exit code 0."""
+    build_log(data_dir)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    log.close()
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "1 segments, 12 records, 1 good snapshots" in result.stdout
+
+
+def test_verify_names_segment_and_offset_of_corruption(data_dir):
+    """A damaged middle record fails verify with a non-zero exit naming where it is."""
+    frames = build_log(data_dir)
+    path, offset = frames[1]
+    flip_byte(path, offset + HEADER_BYTES + 3)
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == EXIT_LOG_UNUSABLE
+    assert f"corrupt WAL record in {os.path.basename(path)} at byte {offset}" in result.stderr
+
+
+def test_verify_accepts_a_torn_tail_and_says_it_will_be_cut(data_dir):
+    """A torn tail is not corruption: verify passes and reports the bytes open will cut."""
+    build_log(data_dir)
+    (_, path), = list_segments(Files(), str(data_dir))
+    os.truncate(path, os.path.getsize(path) - 4)
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == 0
+    assert "torn tail" in result.stdout and "9 records" in result.stdout
+
+
+def test_verify_reports_a_bad_snapshot(data_dir):
+    """A snapshot failing its checksum is named on stderr."""
+    build_log(data_dir)
+    log = open_log(str(data_dir))
+    snapshot = write_snapshot(log.table, str(data_dir))
+    log.close()
+    flip_byte(snapshot, os.path.getsize(snapshot) - 5)
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert "bad snapshot" in result.stderr and "fails its checksum" in result.stderr
+
+
+def test_repair_cuts_at_the_last_good_record_keeping_a_broken_copy(data_dir):
+    """repair backs the segment up, truncates at the bad record, counts the cut, and then
+    verify passes and the log opens with the records before the damage."""
+    frames = build_log(data_dir)
+    path, offset = frames[1]
+    size = os.path.getsize(path)
+    flip_byte(path, offset + HEADER_BYTES + 3)
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert f"cut 9 records ({size - offset} bytes) from {os.path.basename(path)} " \
+           f"at byte {offset}" in result.stdout
+    assert f"kept a copy: {path}.broken" in result.stdout
+    assert os.path.getsize(path + ".broken") == size
+    assert os.path.getsize(path) == offset
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+    log = open_log(str(data_dir))
+    assert sorted(log.table.jobs) == ["job-0-0", "job-0-1", "job-0-2"]
+    log.close()
+
+
+def test_repair_moves_later_segments_aside(data_dir):
+    """Segments after the damaged one cannot be replayed in order, so they become .broken."""
+    frames = build_log(data_dir, batches=8, segment_bytes=700)
+    segments = [path for _, path in list_segments(Files(), str(data_dir))]
+    assert len(segments) >= 3
+    path, offset = next(frame for frame in frames if frame[0] == segments[0] and frame[1] > 0)
+    flip_byte(path, offset + HEADER_BYTES + 3)
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert f"and {len(segments) - 1} later segments" in result.stdout
+    survivors = [orjson.loads(line) for line in
+                 wal("dump", "--data-dir", str(data_dir)).stdout.splitlines()]
+    assert f"cut {24 - len(survivors)} records" in result.stdout
+    assert all(os.path.exists(later + ".broken") for later in segments[1:])
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+
+
+def test_repair_cuts_a_torn_tail(data_dir):
+    """A torn tail is cut the same way open would cut it, and counted as one record."""
+    frames = build_log(data_dir)
+    path, offset = frames[-1]
+    os.truncate(path, offset + 20)
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert "cut 1 records (20 bytes)" in result.stdout
+    assert os.path.getsize(path) == offset
+
+
+def test_repair_of_a_clean_log_changes_nothing(data_dir):
+    """A clean log is left alone."""
+    build_log(data_dir)
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0 and "nothing to repair" in result.stdout
+    assert not [name for name in os.listdir(data_dir / "wal") if name.endswith(".broken")]

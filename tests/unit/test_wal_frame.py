@@ -1,0 +1,168 @@
+"""Record framing: what a frame holds, and how a torn tail is told from corruption."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from fleet.errors import WalCorruptError
+from fleet.wal import frame
+from fleet.wal.frame import (
+    HEADER,
+    HEADER_BYTES,
+    MAX_RECORD_BYTES,
+    TYPE_BATCH,
+    ZERO_TAIL,
+    Scan,
+    encode_batch,
+    iter_frames,
+)
+
+SEGMENT = "00000000000000000001.wal"
+
+
+def batch(first_seq: int, size: int = 3) -> list[dict]:
+    return [{"t": "enq", "id": f"job-{seq}", "q": "default", "f": "tasks:add", "a": [seq, 2],
+             "k": {}, "to": 30.0, "mr": 3, "nb": 0, "ts": 1_700_000_000_000, "s": seq}
+            for seq in range(first_seq, first_seq + size)]
+
+
+def segment(frames: int = 4) -> tuple[bytes, list[int]]:
+    """A segment of ``frames`` frames and the byte offset where each one starts."""
+    data, offsets = b"", []
+    for number in range(frames):
+        offsets.append(len(data))
+        data += encode_batch(batch(number * 3 + 1))
+    return data, offsets
+
+
+def read(data: bytes, is_last: bool = True) -> tuple[list[dict], Scan]:
+    scan = Scan(SEGMENT)
+    events = [event for _, frame_events in iter_frames(data, scan, is_last)
+              for event in frame_events]
+    return events, scan
+
+
+def test_frame_holds_crc_length_type_and_json_payload():
+    """A frame is crc32(type+payload) | length | type 1 | the batch as a JSON array."""
+    events = batch(1)
+    data = encode_batch(events)
+    crc, length, kind = HEADER.unpack_from(data, 0)
+    payload = data[HEADER_BYTES:]
+    assert HEADER_BYTES == 9 and kind == TYPE_BATCH and length == len(payload)
+    assert crc == zlib.crc32(bytes((TYPE_BATCH,)) + payload)
+    assert read(data) == (events, Scan(SEGMENT, good_bytes=len(data), frames=1))
+
+
+def test_frames_are_read_back_in_order_with_their_offsets():
+    """iter_frames yields every frame's offset and events, and ends at the clean end."""
+    data, offsets = segment(4)
+    scan = Scan(SEGMENT)
+    found = list(iter_frames(data, scan, is_last=False))
+    assert [offset for offset, _ in found] == offsets
+    assert [event["s"] for _, events in found for event in events] == list(range(1, 13))
+    assert (scan.good_bytes, scan.torn_bytes) == (len(data), 0)
+
+
+def test_torn_last_frame_is_reported_at_every_byte_offset():
+    """A last frame cut at any byte reads as a torn tail; the frames before it survive."""
+    data, offsets = segment(3)
+    last = offsets[-1]
+    for cut in range(last + 1, len(data)):
+        events, scan = read(data[:cut])
+        assert [e["s"] for e in events] == list(range(1, 7)), cut
+        assert (scan.good_bytes, scan.torn_bytes) == (last, cut - last), cut
+
+
+def test_torn_frame_outside_the_last_segment_is_corruption():
+    """Only the last segment may end mid-record; elsewhere the same bytes are refused."""
+    data, offsets = segment(3)
+    with pytest.raises(WalCorruptError) as caught:
+        read(data[:-5], is_last=False)
+    assert (caught.value.segment, caught.value.offset) == (SEGMENT, offsets[-1])
+
+
+def test_flipped_byte_in_a_middle_frame_is_refused_with_segment_and_offset():
+    """Any single damaged byte of a middle frame (header or payload) is corruption, not a tail."""
+    data, offsets = segment(4)
+    start, end = offsets[1], offsets[2]
+    for position in range(start, end):
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        with pytest.raises(WalCorruptError) as caught:
+            read(bytes(damaged))
+        assert (caught.value.segment, caught.value.offset) == (SEGMENT, start), position
+        assert f"{SEGMENT} at byte {start}" in str(caught.value)
+
+
+def test_damaged_length_running_past_the_end_is_corruption_when_records_follow():
+    """A length inflated past the end of the file, with whole frames behind it, is refused."""
+    data, offsets = segment(4)
+    damaged = bytearray(data)
+    HEADER.pack_into(damaged, offsets[1], *HEADER.unpack_from(data, offsets[1])[:1],
+                     len(data) * 2, TYPE_BATCH)
+    with pytest.raises(WalCorruptError, match="whole records follow"):
+        read(bytes(damaged))
+
+
+def test_zero_filled_tail_reads_as_the_end_of_the_log():
+    """Zeros after the last frame (a tail the filesystem never filled) end the log quietly."""
+    data, _ = segment(2)
+    events, scan = read(data + bytes(4096))
+    assert len(events) == 6
+    assert (scan.good_bytes, scan.torn_bytes, scan.torn_reason) == (len(data), 4096, ZERO_TAIL)
+
+
+def test_zeroed_header_with_data_behind_it_is_corruption():
+    """A zeroed region in the middle of the last segment must not swallow the records after it."""
+    data, offsets = segment(4)
+    damaged = bytearray(data)
+    damaged[offsets[1]:offsets[2]] = bytes(offsets[2] - offsets[1])
+    with pytest.raises(WalCorruptError) as caught:
+        read(bytes(damaged))
+    assert caught.value.offset == offsets[1]
+
+
+def test_oversize_length_is_refused_before_reading_the_payload():
+    """A length above MAX_RECORD_BYTES is corruption even at the tail: nothing is allocated."""
+    data, offsets = segment(2)
+    header = HEADER.pack(0, MAX_RECORD_BYTES + 1, TYPE_BATCH)
+    with pytest.raises(WalCorruptError, match="exceeds the maximum") as caught:
+        read(data + header + b"[")
+    assert caught.value.offset == len(data)
+
+
+def test_oversize_batch_is_refused_when_encoding(monkeypatch):
+    """The writer never produces a frame that the reader would refuse as too long."""
+    monkeypatch.setattr(frame, "MAX_RECORD_BYTES", 100)
+    with pytest.raises(ValueError, match="exceeds"):
+        encode_batch(batch(1, size=10))
+
+
+def test_unknown_record_type_is_corruption():
+    """Type bytes other than the known ones are refused, even in the last frame."""
+    data, offsets = segment(2)
+    damaged = bytearray(data)
+    damaged[offsets[1] + 8] = 7
+    with pytest.raises(WalCorruptError, match="unknown record type 7"):
+        read(bytes(damaged))
+
+
+def test_crc_mismatch_in_the_final_frame_is_a_torn_tail():
+    """A bad CRC in the very last frame is what a torn write looks like, so it is cut."""
+    data, offsets = segment(3)
+    damaged = bytearray(data)
+    damaged[-2] ^= 0x01
+    events, scan = read(bytes(damaged))
+    assert len(events) == 6 and scan.good_bytes == offsets[-1]
+    assert scan.torn_reason.startswith("CRC mismatch")
+
+
+def test_payload_that_is_not_json_is_corruption():
+    """A frame whose CRC matches but whose payload is not a JSON list is refused."""
+    for payload in (b"{not json", b'{"t": "enq"}'):
+        crc = zlib.crc32(payload, zlib.crc32(bytes((TYPE_BATCH,))))
+        data = HEADER.pack(crc, len(payload), TYPE_BATCH) + payload
+        with pytest.raises(WalCorruptError, match="payload is not"):
+            read(data)
