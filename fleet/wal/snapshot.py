@@ -16,6 +16,7 @@ import gc
 import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -110,8 +111,12 @@ class SnapshotRun:
 class SnapshotTaker:
     """Takes snapshots in a forked child so the caller is not stalled."""
 
-    def __init__(self, data_dir: str, files: Files | None = None, fork: bool = True) -> None:
+    def __init__(self, data_dir: str, files: Files | None = None, fork: bool = True,
+                 in_child: Callable[[], None] | None = None) -> None:
+        """``in_child`` runs first in the forked child: the controller passes its directory
+        lock's release, so a child still writing cannot keep a restarted controller out."""
         self.data_dir = data_dir
+        self.in_child = in_child
         self.files = files or Files()
         self.fork = fork and hasattr(os, "fork")
         self.running: SnapshotRun | None = None
@@ -136,6 +141,8 @@ class SnapshotTaker:
                 # A collection here would write to every tracked object's header, copying the
                 # whole shared heap; the child lives for one write and frees nothing anyway.
                 gc.disable()
+                if self.in_child is not None:
+                    self.in_child()
                 write_snapshot(table, self.data_dir, self.files)
                 code = 0
             finally:

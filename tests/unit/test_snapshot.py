@@ -249,3 +249,33 @@ def test_snapshot_taker_without_fork_writes_in_process(tmp_path):
     assert taker.last_seq == log.table.last_seq
     assert len(list_snapshots(Files(), str(tmp_path))) == 1
     log.close()
+
+
+def test_snapshot_child_does_not_keep_the_directory_lock(tmp_path):
+    """A forked snapshot child still writing does not stop a restarted controller taking the
+    data directory once the parent is gone."""
+    import time as _time
+
+    from fleet.errors import WalLockedError
+    from fleet.wal import DirLock, Files, SnapshotTaker, open_log
+
+    class SlowFiles(Files):
+        def write(self, fd, data):
+            _time.sleep(1.5)
+            super().write(fd, data)
+
+    log = open_log(str(tmp_path))
+    taker = SnapshotTaker(str(tmp_path), SlowFiles(), fork=True, in_child=log.lock.release)
+    taker.start(log.table)
+    log.close()  # the parent lets go, as a killed process would
+    second = DirLock(str(tmp_path))
+    for _ in range(20):  # the child releases its copy as soon as it is scheduled
+        try:
+            second.acquire()
+            break
+        except WalLockedError:
+            _time.sleep(0.05)
+    assert second._fd is not None, "the snapshot child kept the directory lock"
+    assert taker.poll() is None, "the child should still be writing"
+    second.release()
+    assert taker.poll(block=True) is True
