@@ -8,7 +8,8 @@ Each iteration (``step``):
    their deadline → EXPIRE, free room in ready lists → DISPATCH; every event is applied to the
    table and queued in the journal;
 3. **commit** — one WAL frame and one fsync for the whole batch (group commit);
-4. **write** — one pipeline sends receipts, replies and messages and trims what was read.
+4. **write** — one pipeline sends receipts, replies and messages and trims what was read;
+   when the iteration did work, the same pipeline also does the next iteration's read.
 
 Nothing leaves Redis and nothing is told to anyone before step 3 returned. Heartbeats,
 healing, compaction and snapshots run on their own cadence inside the same loop.
@@ -16,6 +17,7 @@ healing, compaction and snapshots run on their own cadence inside the same loop.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import signal
@@ -33,7 +35,7 @@ from ..keys import Keys
 from ..metrics import Metrics, serve
 from ..schedule import load_schedules
 from ..state import events as ev
-from ..transport import ControllerWire, Outbox, connect
+from ..transport import ControllerWire, Inbox, Outbox, connect
 from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
 from . import control
 from .dispatch import Dispatcher, encode_message
@@ -70,7 +72,9 @@ class Controller:
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000))
         schedules = load_schedules(settings.schedule_file) if settings.schedule_file else []
         self.scheduler = Scheduler(self.journal, schedules, settings)
-        self.snapshots = SnapshotTaker(settings.data_dir, files, fork=fork_snapshots)
+        lock = self.log.lock
+        self.snapshots = SnapshotTaker(settings.data_dir, files, fork=fork_snapshots,
+                                       in_child=lock.release if lock is not None else None)
         self.fence: Fence | None = None
         self.beats: list[dict[str, Any]] = []
         self.executors = 0
@@ -78,6 +82,7 @@ class Controller:
         self.started_s = time.time()
         self.last_step_s = time.time()
         self._cancels: list[tuple[str, str]] = []
+        self._inbox: Inbox | None = None  # read along with the last write, for the next step
         self._samples: deque[tuple[int, dict[str, int]]] = deque()
         self._next_beat_ms = self._next_compact_ms = 0
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
@@ -96,6 +101,7 @@ class Controller:
         for refused in report.refused_snapshots:
             log.warning("refused snapshot: %s", refused)
         self.metrics.recovery.set(report.duration_ms / 1000)
+        gc.freeze()  # the recovered table is long-lived: keep it out of every collection
         epoch = self.journal.table.epoch + 1
         self.fence = Fence(self.wire, epoch, self.settings.namespace)
         self.fence.claim()
@@ -167,9 +173,10 @@ class Controller:
     def step(self) -> bool:
         """One read → decide → commit → write round. Returns True if it did any work."""
         now = self.clock()
-        table = self.journal.table
-        inbox = self.wire.read(INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
-                               list(table.queue_counts))
+        inbox, self._inbox = self._inbox, None
+        if inbox is None:
+            inbox = self.wire.read(INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
+                                   list(self.journal.table.queue_counts))
         if self.fence.check(inbox.lease) == LOST:
             self._on_redis_lost(now)
         out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
@@ -185,10 +192,17 @@ class Controller:
             out.messages.setdefault(queue, []).extend(messages)
         out.cancels, self._cancels = self._cancels, []
         self._commit()
-        self.wire.write(out)
+        worked = not inbox.empty or bool(out.messages) or bool(lapsed)
+        if worked:
+            # More is probably waiting: read it in the same round trip as this write.
+            self._inbox = self.wire.exchange(out, INTAKE_REQUESTS_PER_STEP,
+                                             self.settings.batch_size,
+                                             list(self.journal.table.queue_counts))
+        else:
+            self.wire.write(out)
         self._periodic(now)
         self.last_step_s = time.time()
-        return not inbox.empty or bool(out.messages) or bool(lapsed)
+        return worked
 
     def _expire_leases(self, now: int) -> int:
         """End lapsed leases; first take their messages out of Redis if still there, so a job

@@ -9,11 +9,14 @@
 
 ``crc32`` (little-endian, zlib's CRC-32) covers the type byte and the payload; ``length`` is
 the payload length. Type 0 is never written, so a zero-filled tail reads as the end of the log.
+The payload is the JSON array ``[first_seq, last_seq, [event, ...]]``: the sequence range leads
+so that recovery can skip a frame a snapshot already covers without decoding its events.
 See docs/wal-format.md for the rules that tell a torn tail from corruption.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -32,8 +35,9 @@ ZERO_TAIL = "zero-filled tail"
 
 
 def encode_batch(events: list[dict]) -> bytes:
-    """One frame holding ``events`` (a group-commit batch) as a JSON array."""
-    payload = orjson.dumps(events)
+    """One frame holding ``events`` (a group-commit batch, numbered in order)."""
+    first, last = (events[0].get("s", 0), events[-1].get("s", 0)) if events else (0, 0)
+    payload = b"[%d,%d,%s]" % (first, last, orjson.dumps(events))
     if len(payload) > MAX_RECORD_BYTES:
         raise ValueError(f"batch of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
     crc = zlib.crc32(payload, zlib.crc32(bytes((TYPE_BATCH,))))
@@ -51,8 +55,12 @@ class Scan:
     torn_reason: str = ""
 
 
-def iter_frames(data: bytes, scan: Scan, is_last: bool) -> Iterator[tuple[int, list[dict]]]:
+def iter_frames(data: bytes, scan: Scan, is_last: bool, skip_through: int = 0
+                ) -> Iterator[tuple[int, list[dict]]]:
     """Yield ``(offset, events)`` for each good frame of a segment.
+
+    Frames whose last sequence number is at or below ``skip_through`` are checked (CRC) but
+    not decoded, and yield nothing.
 
     In the last segment, a torn tail (short header, zeros to the end, length past the end, or
     a CRC mismatch in the final frame) ends the iteration and is reported in ``scan``. Anything
@@ -65,14 +73,9 @@ def iter_frames(data: bytes, scan: Scan, is_last: bool) -> Iterator[tuple[int, l
             crc, length, kind = HEADER.unpack_from(data, offset)
             start = offset + HEADER_BYTES
             payload = view[start:start + length]
-            try:
-                events = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise WalCorruptError(scan.name, offset, "payload is not valid JSON") from None
-            if not isinstance(events, list):
-                raise WalCorruptError(scan.name, offset, "payload is not a list of events")
             scan.frames += 1
-            yield offset, events
+            if not (skip_through and _last_seq(payload) <= skip_through):
+                yield offset, _decode(payload, scan.name, offset)
             offset = start + length
             scan.good_bytes = offset
             continue
@@ -82,6 +85,24 @@ def iter_frames(data: bytes, scan: Scan, is_last: bool) -> Iterator[tuple[int, l
         scan.torn_bytes = end - offset
         scan.torn_reason = reason
         return
+
+
+_RANGE = re.compile(rb"\[(\d+),(\d+),")
+
+
+def _last_seq(payload: memoryview) -> int:
+    match = _RANGE.match(payload[:48])
+    return int(match.group(2)) if match else 0
+
+
+def _decode(payload: memoryview, segment: str, offset: int) -> list[dict]:
+    try:
+        batch = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise WalCorruptError(segment, offset, "payload is not valid JSON") from None
+    if not (isinstance(batch, list) and len(batch) == 3 and isinstance(batch[2], list)):
+        raise WalCorruptError(segment, offset, "payload is not [first_seq, last_seq, events]")
+    return batch[2]
 
 
 def _frame_problem(data: bytes, offset: int, end: int) -> tuple[bool, str] | None:

@@ -221,7 +221,7 @@ def read_segments(data_dir: str, files: Files, from_seq: int = 1
         scan = Scan(os.path.basename(path))
         data = files.read(path)
         is_last = number == len(chosen) - 1
-        for _, events in iter_frames(data, scan, is_last):
+        for _, events in iter_frames(data, scan, is_last, skip_through=from_seq - 1):
             yield path, events, scan
         yield path, [], scan
 

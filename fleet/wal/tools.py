@@ -7,6 +7,7 @@ controller); repair does, since it rewrites files.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -171,8 +172,14 @@ def _bad_frame(data: bytes, offset: int) -> tuple[int, int]:
     if kind not in KNOWN_TYPES or length > MAX_RECORD_BYTES:
         return 1, len(data)
     start = offset + HEADER_BYTES
+    payload = data[start:start + length]
     try:
-        events = orjson.loads(data[start:start + length])
+        batch = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        events = None
-    return (len(events) if isinstance(events, list) and events else 1), start + length
+        batch = None
+    if isinstance(batch, list) and len(batch) == 3 and isinstance(batch[2], list):
+        return max(len(batch[2]), 1), start + length
+    match = re.match(rb"\[(\d+),(\d+),", payload[:48])
+    if match and 0 <= int(match.group(2)) - int(match.group(1)) < 1_000_000:
+        return int(match.group(2)) - int(match.group(1)) + 1, start + length
+    return 1, start + length

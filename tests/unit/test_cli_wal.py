@@ -86,7 +86,7 @@ def test_verify_names_segment_and_offset_of_corruption(data_dir):
     """A damaged middle record fails verify with a non-zero exit naming where it is."""
     frames = build_log(data_dir)
     path, offset = frames[1]
-    flip_byte(path, offset + HEADER_BYTES + 3)
+    flip_byte(path, offset + HEADER_BYTES + 20)  # inside an event, past the seq range
     result = wal("verify", "--data-dir", str(data_dir))
     assert result.exit_code == EXIT_LOG_UNUSABLE
     assert f"corrupt WAL record in {os.path.basename(path)} at byte {offset}" in result.stderr
@@ -119,7 +119,7 @@ def test_repair_cuts_at_the_last_good_record_keeping_a_broken_copy(data_dir):
     frames = build_log(data_dir)
     path, offset = frames[1]
     size = os.path.getsize(path)
-    flip_byte(path, offset + HEADER_BYTES + 3)
+    flip_byte(path, offset + HEADER_BYTES + 20)  # inside an event, past the seq range
     result = wal("repair", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
     assert f"cut 9 records ({size - offset} bytes) from {os.path.basename(path)} " \
@@ -139,7 +139,7 @@ def test_repair_moves_later_segments_aside(data_dir):
     segments = [path for _, path in list_segments(Files(), str(data_dir))]
     assert len(segments) >= 3
     path, offset = next(frame for frame in frames if frame[0] == segments[0] and frame[1] > 0)
-    flip_byte(path, offset + HEADER_BYTES + 3)
+    flip_byte(path, offset + HEADER_BYTES + 20)  # inside an event, past the seq range
     result = wal("repair", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
     assert f"and {len(segments) - 1} later segments" in result.stdout
@@ -156,7 +156,7 @@ def test_repair_cuts_a_torn_tail(data_dir):
     path, offset = frames[-1]
     os.truncate(path, offset + 20)
     result = wal("repair", "--data-dir", str(data_dir))
-    assert "cut 1 records (20 bytes)" in result.stdout
+    assert "cut 3 records (20 bytes)" in result.stdout  # the torn frame held 3
     assert os.path.getsize(path) == offset
 
 

@@ -166,3 +166,15 @@ def test_payload_that_is_not_json_is_corruption():
         data = HEADER.pack(crc, len(payload), TYPE_BATCH) + payload
         with pytest.raises(WalCorruptError, match="payload is not"):
             read(data)
+
+
+def test_frames_a_snapshot_covers_are_skipped_without_decoding():
+    """With skip_through, frames whose last seq is covered yield nothing (still CRC-checked)."""
+    data = b"".join(encode_batch([{"t": "pause", "q": "x", "s": s} for s in range(f, f + 3)])
+                    for f in (1, 4, 7))
+    found = list(iter_frames(data, Scan("seg"), is_last=True, skip_through=6))
+    assert [[e["s"] for e in events] for _, events in found] == [[7, 8, 9]]
+    damaged = bytearray(data)
+    damaged[HEADER_BYTES + 20] ^= 0xFF
+    with pytest.raises(WalCorruptError):
+        list(iter_frames(bytes(damaged), Scan("seg"), is_last=True, skip_through=6))
