@@ -8,11 +8,20 @@ Public API::
     job = client.enqueue("fleet.demo:simulate", value=42)
     job.result(timeout_s=10)
 
+    @fleet.task(queue="default", max_retries=3)
+    def add(a, b): ...
+    add.enqueue(1, 2)           # through fleet.configure(client), or a client from FLEET_*
+
+docs/api.md has the whole API; ``fleet.testing.InlineClient`` runs jobs inline in tests.
+
 Errors are in ``fleet.errors`` (all derive from ``fleet.FleetError``).
 """
 
 from .client import Client, Job, Receipt
 from .errors import FleetError, JobFailedError, NoReceiptError
+from .job import JobSpec
+from .task import Task, configure, task
 
-__all__ = ["Client", "Job", "Receipt", "FleetError", "JobFailedError", "NoReceiptError"]
+__all__ = ["Client", "Job", "JobSpec", "Receipt", "FleetError", "JobFailedError",
+           "NoReceiptError", "Task", "configure", "task"]
 __version__ = "0.1.0"

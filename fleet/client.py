@@ -74,13 +74,19 @@ class Client:
             delay_s / run_at: run no earlier than now + delay_s, or than the epoch seconds
                 ``run_at``.
 
+        Returns:
+            A Job handle; for an id seen before (``duplicate``), the existing job's handle.
+
         Raises:
             JobSpecError: the job is invalid or was rejected by the controller.
             NoReceiptError: the controller did not answer in time.
         """
-        spec = JobSpec(id=job_id or new_job_id(), func=func_path(func), args=list(args),
-                       kwargs=kwargs, queue=queue, timeout_s=timeout_s,
-                       max_retries=max_retries, run_at_ms=_run_at_ms(delay_s, run_at))
+        return self.enqueue_spec(build_spec(func, args, kwargs, job_id=job_id, queue=queue,
+                                            timeout_s=timeout_s, max_retries=max_retries,
+                                            delay_s=delay_s, run_at=run_at))
+
+    def enqueue_spec(self, spec: JobSpec) -> Job:
+        """Enqueue one prepared JobSpec (see ``build_spec``); the Job handle, as ``enqueue``."""
         receipt = self.enqueue_many([spec])[0]
         if not receipt.durable:
             raise JobSpecError(f"job {receipt.id} rejected: {receipt.reason}")
@@ -151,13 +157,40 @@ class Client:
         return Job(self, job_id)
 
     def cancel(self, *job_ids: str) -> dict[str, Any]:
+        """Cancel pending or running jobs (a running one is interrupted on its worker).
+
+        Returns:
+            ``{"cancelled": [ids], "not_cancellable": [ids unknown or already finished]}``.
+        """
         return self.request("cancel", ids=list(job_ids))
 
     def pause(self, queue: str) -> None:
+        """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``."""
         self.request("pause", queue=queue)
 
     def resume(self, queue: str) -> None:
         self.request("resume", queue=queue)
+
+    def dead_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The dead-letter set, oldest first: id, queue, func, error, attempts, finished_ms.
+
+        ``limit`` 0 returns all of them.
+        """
+        return self.request("dead_list", limit=limit)
+
+    def retry_dead(self, *job_ids: str, all_dead: bool = False) -> dict[str, Any]:
+        """Send dead jobs back to pending with a fresh retry budget (``all_dead``: every one).
+
+        Returns:
+            ``{"retried": [ids], "not_dead": [ids]}``.
+        """
+        if all_dead:
+            return self.request("dead_retry", all=True)
+        return self.request("dead_retry", ids=list(job_ids))
+
+    def purge_dead(self, older_than_s: float = 0) -> int:
+        """Forget dead jobs that died at least ``older_than_s`` ago; returns how many."""
+        return self.request("dead_purge", older_than_s=older_than_s)["purged"]
 
 
 class Job:
@@ -198,6 +231,20 @@ class Job:
                 raise TimeoutError(f"job {self.id} still {info['state']} after {timeout_s} s")
             time.sleep(poll_s)
             poll_s = min(poll_s * 1.5, 0.5)
+
+
+def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str, Any] | None
+               = None, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
+               timeout_s: float | None = None, max_retries: int | None = None,
+               delay_s: float | None = None, run_at: float | None = None) -> JobSpec:
+    """A JobSpec for ``func(*args, **kwargs)``, for ``enqueue_spec`` or ``enqueue_many``.
+
+    Raises:
+        JobSpecError: ``func`` is not importable by path, or delay_s / run_at are bad.
+    """
+    return JobSpec(id=job_id or new_job_id(), func=func_path(func), args=list(args),
+                   kwargs=dict(kwargs or {}), queue=queue, timeout_s=timeout_s,
+                   max_retries=max_retries, run_at_ms=_run_at_ms(delay_s, run_at))
 
 
 def func_path(func: str | Callable) -> str:

@@ -78,17 +78,21 @@ def dead() -> None:
 
 @dead.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="Show at most N jobs, oldest first; 0 shows all.")
 @connection_options
-def dead_list(as_json, config_file, **flags) -> None:
+def dead_list(as_json, limit, config_file, **flags) -> None:
     """Jobs that ran out of retries, with their last error."""
-    jobs = client_from(config_file, **flags).request("dead_list")
+    jobs = client_from(config_file, **flags).request("dead_list", limit=limit)
     if as_json:
         _print_json(jobs)
         return
     for job in jobs:
         click.echo(f"{job['id']}  {job['queue']}  {job['func']}  attempts {job['attempts']}  "
                    f"{job['error']}")
-    click.echo(f"{len(jobs)} dead", err=True)
+    more = f" shown (the first {limit}; --limit 0 shows all)" if limit and len(jobs) == limit \
+        else ""
+    click.echo(f"{len(jobs)} dead{more}", err=True)
 
 
 @dead.command("retry")

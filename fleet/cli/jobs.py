@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -88,10 +89,12 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
 @click.option("--timeout", type=float, default=None, help="Seconds before the job is killed.")
 @click.option("--retries", type=int, default=None, help="Retries after the first attempt.")
 @click.option("--delay", type=float, default=None, help="Run no earlier than in S seconds.")
+@click.option("--at", "run_at", default=None, help="Run no earlier than this time: ISO 8601 "
+              "with a timezone (2030-01-01T09:00:00+01:00, ...Z) or epoch seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @connection_options
-def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay, quiet,
-            config_file, **flags) -> None:
+def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay, run_at,
+            quiet, config_file, **flags) -> None:
     """Enqueue FUNC(ARGS...) or every job of --file; exit 0 only if all are durable.
 
     Each ARG is parsed as JSON when it is valid JSON (42, "x", [1,2]) and kept as a string
@@ -102,13 +105,14 @@ def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay
     if job_file:
         specs = read_job_file(job_file)
     else:
-        specs = [_spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, delay)]
+        specs = [_spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
+                                 _not_before_ms(delay, run_at))]
     client = client_from(config_file, **flags)
     receipts = _send(client, specs)
     _report(receipts, quiet)
 
 
-def _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, delay) -> JobSpec:
+def _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, run_at_ms) -> JobSpec:
     parsed_kwargs = {}
     if kwargs:
         try:
@@ -117,12 +121,47 @@ def _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, delay) 
             raise JobSpecError(f"--kwargs is not valid JSON: {exc}") from None
         if not isinstance(parsed_kwargs, dict):
             raise JobSpecError("--kwargs must be a JSON object")
-    run_at = int((time.time() + delay) * 1000) if delay else 0
-    if delay is not None and delay < 0:
-        raise JobSpecError(f"--delay must be >= 0, got {delay}")
     return JobSpec(id=job_id or new_job_id(), func=func, args=[_parse_arg(a) for a in args],
                    kwargs=parsed_kwargs, queue=queue, timeout_s=timeout, max_retries=retries,
-                   run_at_ms=run_at)
+                   run_at_ms=run_at_ms)
+
+
+def _not_before_ms(delay: float | None, run_at: str | None) -> int:
+    """Epoch milliseconds from --delay or --at (0: run now)."""
+    if delay is not None and run_at is not None:
+        raise JobSpecError("give --delay or --at, not both")
+    if delay is not None:
+        if delay < 0:
+            raise JobSpecError(f"--delay must be >= 0, got {delay}")
+        return int((time.time() + delay) * 1000) if delay else 0
+    if run_at is None:
+        return 0
+    return int(parse_run_at(run_at) * 1000)
+
+
+def parse_run_at(text: str) -> float:
+    """Epoch seconds from ``--at``: ISO 8601 with a timezone, or epoch seconds.
+
+    Raises:
+        JobSpecError: the text is neither, or the datetime has no timezone.
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not 0 <= seconds < 1e11:
+            raise JobSpecError(f"--at {text}: epoch seconds out of range")
+        return seconds
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise JobSpecError(f"--at {text!r}: expected an ISO 8601 datetime with a timezone "
+                           "(2030-01-01T09:00:00+01:00) or epoch seconds") from None
+    if when.tzinfo is None:
+        raise JobSpecError(f"--at {text!r} has no timezone: add one (Z, +01:00), or the time "
+                           "would depend on the clock of whoever reads it")
+    return when.timestamp()
 
 
 def _send(client: Client, specs: list[JobSpec]) -> list:

@@ -2,12 +2,14 @@
 
 A message is refused (ack ``fail`` with ``fin``: retrying cannot help) when its signature is
 bad, its fields have the wrong types, its function's module is not allow-listed, or its result
-is not JSON. Anything the function raises, a soft timeout included, is an ordinary ``fail``.
+is not JSON or encodes to more than ``fleet.job.MAX_PAYLOAD_BYTES``. Anything the function
+raises, a soft timeout included, is an ordinary ``fail``.
 The hard timeout (a job that ignores the soft one) belongs to the supervisor (pool.py).
 """
 
 from __future__ import annotations
 
+import _signal
 import asyncio
 import logging
 import signal
@@ -16,17 +18,31 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.utils import import_attribute
 
 from ..clock import now_ms
 from ..errors import FleetError
+from ..job import MAX_PAYLOAD_BYTES
 from .signing import signature_problem
 from .wire import Identity, encode, error_text, make_ack
 
 ALWAYS_ALLOWED = ("fleet.demo",)
+_SIGALRM = int(signal.SIGALRM)
+_ITIMER_REAL = int(signal.ITIMER_REAL)
 
 logger = logging.getLogger(__name__)
+
+_running: list[tuple[str, int]] = []
+
+
+def current_job() -> tuple[str, int] | None:
+    """``(job id, attempt)`` of the job this executor is running, or None outside a job.
+
+    For job functions that must tell their attempts apart (the chaos runner's execution log).
+    """
+    return _running[-1] if _running else None
 
 
 class JobRejected(FleetError):
@@ -47,6 +63,10 @@ class BadMessage(JobRejected):
 
 class ResultNotJSON(JobRejected):
     """The function returned something orjson cannot encode."""
+
+
+class ResultTooLarge(JobRejected):
+    """The function's result is more than MAX_PAYLOAD_BYTES of JSON (the controller keeps it)."""
 
 
 class AllowList:
@@ -120,13 +140,15 @@ class SoftTimeout(UnixSignalDeathPenalty):
         self._timeout_s = float(timeout_s)
         self._previous: Any = signal.SIG_DFL
 
+    # _signal.signal, not signal.signal: the wrapper's enum conversions (an exception raised
+    # and caught for any handler that is a function) cost more than the job, twice per job.
     def setup_death_penalty(self) -> None:
-        self._previous = signal.signal(signal.SIGALRM, self.handle_death_penalty)
-        signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
+        self._previous = _signal.signal(_SIGALRM, self.handle_death_penalty)
+        _signal.setitimer(_ITIMER_REAL, self._timeout_s)
 
     def cancel_death_penalty(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, self._previous)
+        _signal.setitimer(_ITIMER_REAL, 0)
+        _signal.signal(_SIGALRM, self._previous)
 
 
 def call(fn: Callable[..., Any], args: list, kwargs: dict, timeout_s: float) -> Any:
@@ -165,16 +187,17 @@ class Runner:
         started_ms = now_ms() if started_ms is None else started_ms
         try:
             fn = self._prepare(message)
-            result = call(fn, message.get("a") or [], message.get("k") or {},
-                          self.timeout_of(message))
+            _running.append((message["id"], message["n"]))
+            try:
+                result = call(fn, message.get("a") or [], message.get("k") or {},
+                              self.timeout_of(message))
+            finally:
+                _running.pop()
         except (Exception, SystemExit) as exc:
             return self._failure(message, started_ms, exc), False
-        ack = make_ack(message["id"], message["n"], "ok", self.identity, started_ms, r=result)
         try:
-            return encode(ack), True
-        except TypeError as exc:
-            problem = ResultNotJSON(f"{message.get('f')} returned {type(result).__name__}, "
-                                    f"which is not JSON ({exc})")
+            return encode_success(message, result, self.identity, started_ms), True
+        except JobRejected as problem:
             return self._failure(message, started_ms, problem), False
 
     def _prepare(self, message: dict[str, Any]) -> Callable[..., Any]:
@@ -205,3 +228,27 @@ class Runner:
             fields["fin"] = True
         return encode(make_ack(message["id"], message["n"], "fail", self.identity, started_ms,
                                **fields))
+
+
+def encode_success(message: dict[str, Any], result: Any, identity: Identity,
+                   started_ms: int) -> bytes:
+    """The encoded ``ok`` ack carrying ``result``.
+
+    The size is checked on the encoded ack first, so a normal result is encoded only once.
+
+    Raises:
+        ResultNotJSON: orjson cannot encode the result.
+        ResultTooLarge: the result is more than MAX_PAYLOAD_BYTES of JSON.
+    """
+    ack = make_ack(message["id"], message["n"], "ok", identity, started_ms, r=result)
+    try:
+        body = encode(ack)
+    except TypeError as exc:
+        raise ResultNotJSON(f"{message.get('f')} returned {type(result).__name__}, which is "
+                            f"not JSON ({exc})") from None
+    if len(body) > MAX_PAYLOAD_BYTES:
+        size_bytes = len(orjson.dumps(result))
+        if size_bytes > MAX_PAYLOAD_BYTES:
+            raise ResultTooLarge(f"the JSON result of {message.get('f')} is {size_bytes} "
+                                 f"bytes, at most {MAX_PAYLOAD_BYTES} allowed")
+    return body
