@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import FleetError, JobNotFoundError
+from ..job import QUEUE_RE
 from ..state import IN_FLIGHT, PENDING
 from ..state import events as ev
 
@@ -35,6 +36,7 @@ def handle_requests(ctx: Any, requests: list[bytes], now_ms: int) -> list[tuple[
             request = None
         if not isinstance(request, dict) or not isinstance(request.get("req"), str):
             log.warning("dropped a malformed control request (%d bytes)", len(raw))
+            ctx.malformed_control += 1
             continue
         replies.append((request["req"], orjson.dumps(_run(ctx, request, now_ms))))
     return replies
@@ -70,10 +72,11 @@ def _job(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
 
 
 def _dead_list(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    limit = int(args.get("limit", 1000))
+    limit = int(args.get("limit", 1000))  # 0: all of them
+    dead = ctx.journal.table.dead_jobs()
     return [{"id": job.id, "queue": job.queue, "func": job.func, "error": job.error,
              "attempts": job.attempt, "finished_ms": job.finished_ms}
-            for job in ctx.journal.table.dead_jobs()[:limit]]
+            for job in (dead[:limit] if limit > 0 else dead)]
 
 
 def _dead_retry(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
@@ -110,14 +113,21 @@ def _cancel(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     return {"cancelled": done, "not_cancellable": not_cancellable}
 
 
+def _queue(args: dict[str, Any]) -> str:
+    queue = args.get("queue")
+    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+        raise ControlError(f"queue must match [A-Za-z0-9_.-]{{1,64}}, got {queue!r}")
+    return queue
+
+
 def _pause(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    queue = str(args.get("queue"))
+    queue = _queue(args)
     ctx.journal.record(ev.paused(queue))
     return {"paused": queue}
 
 
 def _resume(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    queue = str(args.get("queue"))
+    queue = _queue(args)
     ctx.journal.record(ev.resumed(queue))
     return {"resumed": queue}
 

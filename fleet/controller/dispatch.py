@@ -1,7 +1,11 @@
 """Dispatch: pending jobs leave as messages on short per-queue ready lists.
 
 Each ready list is kept at most ``window`` long so that a lease is not spent waiting in Redis
-and a cancel, a pause or a higher-priority job still acts late. The DISPATCH event is recorded
+and a cancel, a pause or a higher-priority job still acts late. The window is sized to the
+live workers (``WINDOW_PER_EXECUTOR`` messages each), and for a queue of short jobs to its
+recent dispatch rate: ``QUEUED_WORK_S`` worth of messages, so that executors finishing jobs
+every few hundred microseconds do not run dry between two controller iterations while a
+message still waits only milliseconds in Redis. The DISPATCH event is recorded
 now; the message is pushed only after the commit (the caller's Outbox).
 """
 
@@ -16,6 +20,9 @@ from ..state import events as ev
 
 MIN_WINDOW = 64
 WINDOW_PER_EXECUTOR = 8
+MAX_WINDOW = 2048
+QUEUED_WORK_S = 0.05
+RATE_EVERY_MS = 500
 
 
 def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, signing_key: str = ""
@@ -37,21 +44,37 @@ class Dispatcher:
         self.settings = settings
         self.lease_ms = int(settings.lease_s * 1000)
         self.dispatched_by_queue: dict[str, int] = {}
+        self.rate_per_s: dict[str, float] = {}
+        self._counted: dict[str, int] = {}
+        self._measured_ms = 0
 
-    def window(self, executors: int) -> int:
-        """How many messages a ready list may hold."""
+    def window(self, executors: int, queue: str | None = None) -> int:
+        """How many messages the ready list of ``queue`` may hold."""
         if self.settings.ready_window:
             return self.settings.ready_window
-        return max(MIN_WINDOW, WINDOW_PER_EXECUTOR * executors)
+        by_workers = max(MIN_WINDOW, WINDOW_PER_EXECUTOR * executors)
+        by_rate = int(self.rate_per_s.get(queue, 0.0) * QUEUED_WORK_S) if queue else 0
+        return max(by_workers, min(MAX_WINDOW, by_rate))
+
+    def _measure(self, now_ms: int) -> None:
+        """Dispatches per second of each queue over the last ``RATE_EVERY_MS`` or so."""
+        elapsed_ms = now_ms - self._measured_ms
+        if elapsed_ms < RATE_EVERY_MS:
+            return
+        counted = self._counted
+        self.rate_per_s = {queue: (total - counted.get(queue, 0)) * 1000 / elapsed_ms
+                           for queue, total in self.dispatched_by_queue.items()}
+        self._counted = dict(self.dispatched_by_queue)
+        self._measured_ms = now_ms
 
     def fill(self, ready_lengths: dict[str, int], executors: int, now_ms: int
              ) -> dict[str, list[bytes]]:
         """Lease jobs into every queue with room; returns messages per queue."""
-        window = self.window(executors)
+        self._measure(now_ms)
         table = self.journal.table
         out: dict[str, list[bytes]] = {}
         for queue, length in ready_lengths.items():
-            jobs = table.take_ready(queue, window - length, now_ms)
+            jobs = table.take_ready(queue, self.window(executors, queue) - length, now_ms)
             if jobs:
                 out[queue] = [self.lease(job, now_ms) for job in jobs]
                 self.dispatched_by_queue[queue] = (

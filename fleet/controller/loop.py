@@ -25,8 +25,6 @@ import time
 from collections import deque
 from typing import Any
 
-import orjson
-
 from ..clock import now_ms as wall_ms
 from ..config import Settings
 from ..errors import TransportError, WalDiskFullError
@@ -82,13 +80,15 @@ class Controller:
         self.started_s = time.time()
         self.last_step_s = time.time()
         self._cancels: list[tuple[str, str]] = []
+        self._withdrawn: list[tuple[str, bytes]] = []
         self._inbox: Inbox | None = None  # read along with the last write, for the next step
         self._samples: deque[tuple[int, dict[str, int]]] = deque()
         self._next_beat_ms = self._next_compact_ms = 0
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
         self._snapshot_started_s = time.time()
         self._disk_full_logged = False
-        self._counted_stale = 0
+        self._counted: dict[str, int] = {}
+        self.malformed_control = 0
         self._redis_down_since: float | None = None
         self.metrics_server = None
 
@@ -191,6 +191,7 @@ class Controller:
         for queue, messages in self.dispatcher.fill(lengths, self.executors, now).items():
             out.messages.setdefault(queue, []).extend(messages)
         out.cancels, self._cancels = self._cancels, []
+        out.withdrawn, self._withdrawn = self._withdrawn, []
         self._commit()
         worked = not inbox.empty or bool(out.messages) or bool(lapsed)
         if worked:
@@ -285,24 +286,28 @@ class Controller:
         self._snapshot()
 
     def _read_heartbeats(self, now: int) -> None:
-        beats = []
-        for raw in self.wire.read_workers():
-            try:
-                beat = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                self.metrics.malformed.labels("heartbeat").inc()
-                continue
-            if isinstance(beat, dict):
-                beats.append(beat)
+        beats = self.reconciler.parse_beats(self.wire.read_workers())
         self.beats = beats
-        self.executors = sum(int(b.get("executors") or 0) for b in beats
-                             if isinstance(b.get("executors"), int))
+        self.executors = sum(b.get("executors") or 0 for b in beats)
         self.healer.on_reported(self.reconciler.on_heartbeats(beats, now))
         self.metrics.set_fleet(beats)
         self.metrics.set_depths(self.journal.table)
         self.metrics.wal_bytes.set(self.log.writer.total_bytes)
-        self.metrics.stale_acks.inc(self.reconciler.stale_acks - self._counted_stale)
-        self._counted_stale = self.reconciler.stale_acks
+        self._sync_counters()
+
+    def _sync_counters(self) -> None:
+        """Carry the drops and refusals the parts count into their Prometheus counters."""
+        counts = {"stale": self.reconciler.stale_acks, "rejected": self.intake.counts["rejected"],
+                  "intake": self.intake.malformed, "acks": self.reconciler.malformed_acks,
+                  "control": self.malformed_control,
+                  "heartbeat": self.reconciler.malformed_beats}
+        for name, value in counts.items():
+            delta = value - self._counted.get(name, 0)
+            if delta > 0:
+                counter = {"stale": self.metrics.stale_acks, "rejected": self.metrics.rejected
+                           }.get(name) or self.metrics.malformed.labels(name)
+                counter.inc(delta)
+        self._counted = counts
 
     def _compact(self, now: int) -> None:
         cutoff = now - int(self.settings.retention_s * 1000)
@@ -348,10 +353,16 @@ class Controller:
     # -- used by control commands ----------------------------------------------------------
 
     def interrupt(self, job_id: str) -> None:
-        """Ask the worker running ``job_id`` to stop it (after the commit)."""
+        """Stop a cancelled in-flight job wherever it is (after the commit): take its message
+        back if it still waits in Redis, and tell the worker running it to stop it — every
+        live worker if no heartbeat has reported it yet (it may have just been popped)."""
+        job = self.journal.table.jobs[job_id]
+        self._withdrawn.append((self.keys.ready(job.queue), encode_message(
+            job, job.attempt, job.dispatched_ms, self.settings.signing_key)))
         running = self.reconciler.running_on.get(job_id)
-        if running is not None:
-            self._cancels.append((running[1], job_id))
+        workers = [running[1]] if running is not None else [
+            str(beat.get("id")) for beat in self.beats if beat.get("id")]
+        self._cancels.extend((worker_id, job_id) for worker_id in workers)
 
     def status(self, now: int) -> dict[str, Any]:
         from .status import build_status

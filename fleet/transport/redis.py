@@ -1,8 +1,9 @@
 """The controller's and the client's side of the Redis wire (docs/protocol.md).
 
 Every redis-py error is translated here into TransportError, so no caller imports redis.
-One read pipeline and one write pipeline per controller loop iteration: the controller pays
-two round trips per batch, however many jobs the batch holds.
+One read pipeline and one write pipeline per controller loop iteration, and while work keeps
+coming the write of one iteration and the read of the next share a pipeline (``exchange``):
+the controller pays one round trip per batch, however many jobs the batch holds.
 """
 
 from __future__ import annotations
@@ -77,14 +78,20 @@ class Outbox:
     replies: list[tuple[str, bytes]] = field(default_factory=list)
     messages: dict[str, list[bytes]] = field(default_factory=dict)
     cancels: list[tuple[str, str]] = field(default_factory=list)
+    withdrawn: list[tuple[str, bytes]] = field(default_factory=list)
     trim_intake: int = 0
     trim_acks: int = 0
     trim_control: int = 0
 
     @property
     def empty(self) -> bool:
-        return not (self.receipts or self.replies or self.messages
-                    or self.cancels or self.trim_intake or self.trim_acks or self.trim_control)
+        return not (self.receipts or self.replies or self.messages or self.cancels
+                    or self.withdrawn or self.trim_intake or self.trim_acks or self.trim_control)
+
+
+def _inbox(replies: list[Any], queues: list[str]) -> Inbox:
+    intake, acks, control, lease, *lengths = replies[:-1]
+    return Inbox(intake, acks, control, dict(zip(queues, lengths, strict=True)), lease)
 
 
 class ControllerWire:
@@ -99,15 +106,8 @@ class ControllerWire:
         """Peek at intake, acks and control, the ready lengths and the lease, in one trip."""
         queues = list(queues)
         pipe = self.client.pipeline(transaction=False)
-        pipe.lrange(self.keys.intake, 0, intake_n - 1)
-        pipe.lrange(self.keys.acks, 0, acks_n - 1)
-        pipe.lrange(self.keys.control, 0, 99)
-        pipe.get(self.keys.controller)
-        for queue in queues:
-            pipe.llen(self.keys.ready(queue))
-        pipe.delete(self.keys.wake)
-        intake, acks, control, lease, *lengths = pipe.execute()[:-1]
-        return Inbox(intake, acks, control, dict(zip(queues, lengths, strict=True)), lease)
+        self._add_reads(pipe, intake_n, acks_n, queues)
+        return _inbox(pipe.execute(), queues)
 
     @translated
     def write(self, out: Outbox) -> None:
@@ -115,6 +115,37 @@ class ControllerWire:
         if out.empty:
             return
         pipe = self.client.pipeline(transaction=False)
+        self._add_writes(pipe, out)
+        pipe.execute()
+
+    @translated
+    def exchange(self, out: Outbox, intake_n: int, acks_n: int, queues: Iterable[str]
+                 ) -> Inbox:
+        """``write(out)`` and then the next ``read``, in one round trip instead of two.
+
+        The reads run after the writes, so the ready lengths include the messages just pushed
+        and nothing that was just trimmed is read again.
+        """
+        queues = list(queues)
+        pipe = self.client.pipeline(transaction=False)
+        written = self._add_writes(pipe, out) if not out.empty else 0
+        self._add_reads(pipe, intake_n, acks_n, queues)
+        return _inbox(pipe.execute()[written:], queues)
+
+    def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
+        pipe.lrange(self.keys.intake, 0, intake_n - 1)
+        pipe.lrange(self.keys.acks, 0, acks_n - 1)
+        pipe.lrange(self.keys.control, 0, 99)
+        pipe.get(self.keys.controller)
+        for queue in queues:
+            pipe.llen(self.keys.ready(queue))
+        pipe.delete(self.keys.wake)
+
+    def _add_writes(self, pipe: Any, out: Outbox) -> int:
+        """Queue the commands that send ``out``; returns how many."""
+        before = len(pipe)
+        for key, message in out.withdrawn:
+            pipe.lrem(key, 1, message)
         for queue, messages in out.messages.items():
             pipe.rpush(self.keys.ready(queue), *messages)
         for worker_id, job_id in out.cancels:
@@ -127,7 +158,7 @@ class ControllerWire:
             pipe.ltrim(self.keys.acks, out.trim_acks, -1)
         if out.trim_control:
             pipe.ltrim(self.keys.control, out.trim_control, -1)
-        pipe.execute()
+        return len(pipe) - before
 
     def _send_answers(self, pipe: Any, out: Outbox) -> None:
         for request_id, body in out.receipts:
