@@ -22,7 +22,7 @@ MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_RETRIES_LIMIT = 100
 MAX_PAYLOAD_BYTES = 512 * 1024
 
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _FUNC_RE = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 
 
@@ -75,7 +75,7 @@ def validate_spec(wire: Any) -> dict[str, Any]:
         raise JobSpecError(f"job {job_id}: func must be 'module:function' or a dotted path, "
                            f"got {func!r}")
     queue = wire.get("q", DEFAULT_QUEUE)
-    if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
+    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
         raise JobSpecError(f"job {job_id}: queue must match [A-Za-z0-9_.-]{{1,64}}, got {queue!r}")
     args, kwargs = wire.get("a", []), wire.get("k", {})
     if not isinstance(args, list):
