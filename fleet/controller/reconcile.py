@@ -36,6 +36,9 @@ class Reconciler:
         self.running_on: dict[str, tuple[int, str]] = {}
         self.stale_acks = 0
         self.malformed_acks = 0
+        self.malformed_beats = 0
+        self.report_grace_ms = int(2 * settings.heartbeat_s * 1000)
+        self._graced: set[tuple[str, int]] = set()
 
     # -- acks ------------------------------------------------------------------------------
 
@@ -69,6 +72,20 @@ class Reconciler:
 
     # -- leases ----------------------------------------------------------------------------
 
+    def parse_beats(self, raw_beats: list[bytes]) -> list[dict[str, Any]]:
+        """Usable heartbeats; one that is not an object, or has a field of the wrong type, is
+        counted and logged (its good fields are still used)."""
+        beats = []
+        for raw in raw_beats:
+            beat, clean = parse_heartbeat(raw)
+            if not clean:
+                self.malformed_beats += 1
+                log.warning("malformed worker heartbeat%s: %.200r",
+                            "" if beat is None else " (bad fields ignored)", raw)
+            if beat is not None:
+                beats.append(beat)
+        return beats
+
     def on_heartbeats(self, beats: list[dict[str, Any]], now_ms: int) -> set[str]:
         """Extend the lease of every job a live worker reports; returns the reported ids."""
         reported: set[str] = set()
@@ -84,6 +101,7 @@ class Reconciler:
         self.running_on = running
         in_flight = self.journal.table.in_flight
         self.extended = {k: v for k, v in self.extended.items() if k in in_flight}
+        self._graced = {graced for graced in self._graced if graced[0] in in_flight}
         return reported
 
     def grant_grace(self, now_ms: int) -> None:
@@ -116,6 +134,13 @@ class Reconciler:
                     job.id, job.attempt, "lease ran out before any worker took the message",
                     now_ms))
                 continue
+            if (job.id, job.attempt) not in self._graced:
+                # Gone from the list, but a worker may have popped it just now and not yet
+                # named it in a heartbeat: give it two heartbeats before calling it lost, or a
+                # job that waited its lease out in the list would run twice.
+                self._graced.add((job.id, job.attempt))
+                self.extended[job.id] = (job.attempt, now_ms + self.report_grace_ms)
+                continue
             retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
                                    self.settings.backoff_max_s, self.rng)
             if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
@@ -128,15 +153,61 @@ def _parse_ack(raw: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         log.warning("dropped an ack that is not JSON (%d bytes)", len(raw))
         return None
-    if (not isinstance(ack, dict) or not isinstance(ack.get("id"), str)
-            or not isinstance(ack.get("n"), int) or isinstance(ack.get("n"), bool)
-            or ack.get("o") not in _OUTCOMES):
+    # Exact type checks (orjson makes no subclasses; ``type(x) is int`` also refuses bools),
+    # and each field looked up once: this runs for every ack.
+    if (type(ack) is not dict or type(ack.get("id")) is not str
+            or type(ack.get("n")) is not int or ack.get("o") not in _OUTCOMES):
         log.warning("dropped a malformed ack: %.200s", raw)
         return None
-    for name in ("st", "ft"):
-        if not isinstance(ack.get(name), int) or isinstance(ack.get(name), bool):
-            ack[name] = None
+    if type(ack.get("st")) is not int:
+        ack["st"] = None
+    if type(ack.get("ft")) is not int:
+        ack["ft"] = None
     for name in ("w", "h"):
-        if ack.get(name) is not None and not isinstance(ack[name], str):
-            ack[name] = str(ack[name])
+        value = ack.get(name)
+        if value is not None and type(value) is not str:
+            ack[name] = str(value)
     return ack
+
+
+_BEAT_INTS = ("pid", "started_ms", "ts", "executors", "busy", "done", "failed")
+
+
+def parse_heartbeat(raw: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """A worker heartbeat (protocol §5) with every field of its type, and whether it came so.
+
+    Not JSON, or not an object: ``(None, False)``. A field of the wrong type is set to None (a
+    ``jobs`` entry that is not ``[id, attempt, ...]`` is left out), so that nothing downstream
+    trips over what a broken or hostile writer put in Redis.
+    """
+    try:
+        beat = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, False
+    if not isinstance(beat, dict):
+        return None, False
+    clean = True
+    for name in _BEAT_INTS:
+        if beat.get(name) is not None and not _is_int(beat[name]):
+            beat[name], clean = None, False
+    for name in ("id", "host"):
+        if beat.get(name) is not None and not isinstance(beat[name], str):
+            beat[name], clean = None, False
+    queues = beat.get("queues")
+    if queues is not None and not (isinstance(queues, list)
+                                   and all(isinstance(q, str) for q in queues)):
+        beat["queues"], clean = None, False
+    jobs = beat.get("jobs")
+    good = [entry for entry in jobs if _is_job_entry(entry)] if isinstance(jobs, list) else []
+    clean = clean and (jobs is None or (isinstance(jobs, list) and len(good) == len(jobs)))
+    beat["jobs"] = good
+    return beat, clean
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_job_entry(entry: Any) -> bool:
+    return (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str)
+            and _is_int(entry[1]))

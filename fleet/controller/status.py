@@ -28,7 +28,9 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
         "rates_per_s": _rates(ctl, now_ms),
         "oldest_pending_age_s": _oldest_pending_age(table, now_ms),
         "stale_acks": ctl.reconciler.stale_acks,
-        "malformed": {"intake": ctl.intake.malformed, "acks": ctl.reconciler.malformed_acks},
+        "malformed": {"intake": ctl.intake.malformed, "acks": ctl.reconciler.malformed_acks,
+                      "control": ctl.malformed_control,
+                      "heartbeats": ctl.reconciler.malformed_beats},
     })
     return data
 
