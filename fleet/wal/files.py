@@ -42,6 +42,15 @@ class Files:
     def close(self, fd: int) -> None:
         os.close(fd)
 
+    def cut(self, path: str, size_bytes: int) -> None:
+        """Truncate ``path`` to ``size_bytes`` and make that durable."""
+        fd = self.open_append(path)
+        try:
+            self.truncate(fd, size_bytes)
+            self.fsync(fd)
+        finally:
+            self.close(fd)
+
     def read(self, path: str) -> bytes:
         with open(path, "rb") as handle:
             return handle.read()

@@ -232,10 +232,5 @@ def _finish_tail(files: Files, path: str, good_bytes: int, report: RecoveryRepor
     if size > good_bytes:
         report.torn_bytes_cut = size - good_bytes
         if cut:
-            fd = files.open_append(path)
-            try:
-                files.truncate(fd, good_bytes)
-                files.fsync(fd)
-            finally:
-                files.close(fd)
+            files.cut(path, good_bytes)
     return good_bytes

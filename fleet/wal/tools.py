@@ -122,12 +122,7 @@ def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]]) -> 
     shutil.copyfile(path, backup)
     result.backups.append(backup)
     result.bytes_cut = files.size(path) - offset
-    fd = files.open_append(path)
-    try:
-        files.truncate(fd, offset)
-        files.fsync(fd)
-    finally:
-        files.close(fd)
+    files.cut(path, offset)
     for _, later_path in later:
         result.records_cut += _count_records_after(files.read(later_path), 0)
         result.bytes_cut += files.size(later_path)

@@ -12,6 +12,10 @@ import orjson
 
 TERMINAL_EVENTS = ("ack", "cancel")
 
+# Short leases, heartbeats and backoff so that faults play out in seconds.
+FAST_ENV = {"FLEET_HEARTBEAT_S": "0.2", "FLEET_LEASE_S": "3", "FLEET_BACKOFF_BASE_S": "0.05",
+            "FLEET_BACKOFF_MAX_S": "0.5", "FLEET_ALLOW": "tests.e2e_jobs,tests.jobs"}
+
 
 def write_job_file(path: str, jobs: list[dict]) -> str:
     with open(path, "w") as handle:

@@ -14,6 +14,7 @@ import redis
 from fleet.testing.cluster import LocalFleet, finished
 
 from .helpers import (
+    FAST_ENV,
     executions,
     record_jobs,
     terminal_counts,
@@ -23,16 +24,6 @@ from .helpers import (
 
 pytestmark = pytest.mark.integration
 
-FAST = {"FLEET_HEARTBEAT_S": "0.2", "FLEET_LEASE_S": "3", "FLEET_BACKOFF_BASE_S": "0.05",
-        "FLEET_BACKOFF_MAX_S": "0.5", "FLEET_ALLOW": "tests.e2e_jobs,tests.jobs"}
-
-
-@pytest.fixture()
-def local(redis_url, tmp_path):
-    """A LocalFleet on the session's private Redis, stopped after the test."""
-    fleet = LocalFleet(redis_url, workdir=str(tmp_path), env=FAST)
-    yield fleet
-    fleet.stop_all()
 
 
 def _enqueue_file(local: LocalFleet, jobs: list[dict]) -> None:
@@ -118,7 +109,7 @@ def test_killed_executor_and_worker_fleet_jobs_are_retried_once(local):
 
 def test_redis_restarted_empty_mid_run_every_job_completes(own_redis, tmp_path):
     """Redis comes back empty mid-run (SHUTDOWN NOSAVE and start): every job still completes."""
-    local = LocalFleet(own_redis.url, workdir=str(tmp_path), env=FAST)
+    local = LocalFleet(own_redis.url, workdir=str(tmp_path), env=FAST_ENV)
     try:
         log_path = os.path.join(local.workdir, "exec.log")
         jobs = record_jobs(300, log_path, sleep_ms=20)

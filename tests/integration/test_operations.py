@@ -14,19 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.localredis import free_port
-from fleet.testing.cluster import LocalFleet, finished
+from fleet.testing.cluster import finished
 
 pytestmark = pytest.mark.integration
 
-FAST = {"FLEET_HEARTBEAT_S": "0.2", "FLEET_LEASE_S": "5", "FLEET_BACKOFF_BASE_S": "0.05",
-        "FLEET_BACKOFF_MAX_S": "0.2", "FLEET_ALLOW": "tests.e2e_jobs,tests.jobs"}
-
-
-@pytest.fixture()
-def local(redis_url, tmp_path):
-    fleet = LocalFleet(redis_url, workdir=str(tmp_path), env=FAST)
-    yield fleet
-    fleet.stop_all()
 
 
 def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
