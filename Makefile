@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all build install test lint demo bench bench-wal chaos clean
+.PHONY: all build install test lint demo bench bench-scale bench-wal chaos clean
 
 all: test
 
@@ -26,11 +26,27 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fleet demo
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_wal.py
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# fleet against RQ, Dramatiq and Huey on this machine (docs/performance.md), about 15 min;
+# BENCH_ARGS="--quick" for a short try. bench-scale: executors, 1M pending jobs, recovery.
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_peers.py $(BENCH_ARGS)
+
+bench-scale: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
 
 bench-wal: $(STAMP)
 	$(BIN)/python benchmarks/bench_wal.py
+
+# Chaos: 20,000 jobs under controller/worker/executor kills, a Redis restart and a stalled
+# worker; exits non-zero on any loss. CHAOS_ARGS="--seed 42 --jobs 5000" to vary it.
+chaos: $(STAMP)
+	$(BIN)/python -m fleet.testing.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .demo

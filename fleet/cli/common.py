@@ -21,7 +21,8 @@ def connection_options(func: Callable) -> Callable:
     """``--redis-url``, ``--namespace`` and ``--config`` (each also from FLEET_*)."""
 
     @click.option("--redis-url", default=None, help="Redis URL (FLEET_REDIS_URL; default "
-                  "redis://127.0.0.1:6379/0). redis://, rediss:// (TLS), user:password@ work.")
+                  "redis://127.0.0.1:6379/0). redis://, rediss:// (TLS), user:password@ work; "
+                  "a private CA: rediss://host:port/0?ssl_ca_certs=/path/ca.crt.")
     @click.option("--namespace", default=None, help="Namespace (FLEET_NAMESPACE; default fleet).")
     @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False),
                   help="YAML settings file (FLEET_CONFIG).")

@@ -1,0 +1,46 @@
+"""``python -m fleet.testing.chaos``: run the chaos workload, print the table, exit 1 on loss."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from .report import fault_lines, summary_table
+from .runner import ChaosConfig, run_chaos
+
+
+@click.command()
+@click.option("--jobs", default=20_000, show_default=True)
+@click.option("--seed", type=int, default=None, help="Default: random (printed).")
+@click.option("--controller-kills", default=3, show_default=True)
+@click.option("--executor-kills", default=10, show_default=True)
+@click.option("--supervisor-kills", default=2, show_default=True)
+@click.option("--redis-restarts", default=1, show_default=True)
+@click.option("--stalls", default=1, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="Worker fleets.")
+@click.option("--executors", default=4, show_default=True, help="Executors per worker.")
+@click.option("--workdir", default=None, help="Keep logs and data here (default: a temp dir).")
+@click.option("--report", "report_path", default=None, help="Also write the table here.")
+def main(report_path: str | None, **options) -> None:
+    """Run the chaos workload and check that nothing was lost."""
+    config = ChaosConfig(**options)
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        click.echo(f"[{time.monotonic() - started:6.1f}s] {text}", err=True)
+
+    result = run_chaos(config, progress=say)
+    click.echo("\n".join(["faults:", *fault_lines(result), ""]), err=True)
+    table = summary_table(result)
+    click.echo(table)
+    click.echo(f"\nlogs and data: {result.workdir}", err=True)
+    if report_path:
+        with open(report_path, "w") as handle:
+            handle.write(table + "\n")
+    sys.exit(0 if result.ok else 1)
+
+
+if __name__ == "__main__":
+    main()

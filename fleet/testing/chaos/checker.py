@@ -1,0 +1,227 @@
+"""The independent checker: what was enqueued, what really ran, and what the controller says.
+
+Three sources, none trusted to agree with another:
+
+1. **the runner's own list** of jobs the controller confirmed durable (accepted / duplicate);
+2. **the execution log** the job functions appended to (``"<id> <attempt> <pid>"`` lines);
+3. **the controller's record**: ``fleet status --json``, one job lookup per job (the Client
+   API, spot-checked against ``fleet job ID --json``), ``fleet dead list --json``, and the
+   whole log from ``fleet wal dump``, folded here with rules of the checker's own (not the
+   controller's job table).
+
+A job is **lost** when it was confirmed but the record does not show it finished (unknown,
+pending or in flight at the end, or no terminal event in the log). Duplicate executions are
+executions whose attempt did not produce the outcome of record; each is put down to what the
+record says ended that attempt (lease expired, executor died, healed re-dispatch, ...).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = ("completed", "dead", "cancelled")
+# Errors the workload's own functions raise: their executions are the outcome of record.
+JOB_ERRORS = ("RuntimeError", "ValueError")
+
+
+@dataclass
+class Folded:
+    """One job as the checker reads it from the log."""
+
+    state: str = "pending"
+    max_retries: int = 0
+    failures: int = 0
+    terminal: int = 0
+    acked: int | None = None
+    outcomes: dict[int, str] = field(default_factory=dict)
+
+
+def fold_log(events: list[dict[str, Any]]) -> tuple[dict[str, Folded], list[str]]:
+    """Per-job state from the log's events; also problems with the log itself."""
+    jobs: dict[str, Folded] = {}
+    problems = []
+    expected_seq = events[0].get("s", 1) if events else 1
+    if expected_seq != 1:
+        problems.append(f"the log starts at seq {expected_seq}: earlier records were pruned")
+    for event in events:
+        if event.get("s") != expected_seq:
+            problems.append(f"seq {event.get('s')} where {expected_seq} was expected")
+        expected_seq = event.get("s", expected_seq) + 1
+        _fold(jobs, event)
+    return jobs, problems
+
+
+def _fold(jobs: dict[str, Folded], e: dict[str, Any]) -> None:
+    kind = e.get("t")
+    if kind == "enq":
+        jobs[e["id"]] = Folded(max_retries=e["mr"])
+        return
+    job = jobs.get(e.get("id"))
+    if job is None:
+        return
+    if kind == "disp":
+        job.state = "in_flight"
+    elif kind == "ack":
+        job.outcomes[e["n"]] = "ok"
+        job.acked = e["n"]
+        _end(job, "completed")
+    elif kind in ("fail", "exp"):
+        error = str(e.get("e", "")).split(":")[0] if kind == "fail" else ""
+        job.outcomes[e["n"]] = f"fail:{error}" if kind == "fail" else "exp"
+        job.failures += 1
+        if e.get("fin") or job.failures > job.max_retries:
+            _end(job, "dead")
+        else:
+            job.state = "pending"
+    elif kind == "rel":
+        job.outcomes[e["n"]] = "rel"
+        job.state = "pending"
+    elif kind == "retry":
+        job.failures, job.state = 0, "pending"
+    elif kind == "cancel":
+        _end(job, "cancelled")
+
+
+def _end(job: Folded, state: str) -> None:
+    job.state = state
+    job.terminal += 1
+
+
+def read_executions(path: str) -> list[tuple[str, int, int]]:
+    """``(job id, attempt, pid)`` for every line of the execution log."""
+    out = []
+    try:
+        with open(path) as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) == 3:
+                    out.append((parts[0], int(parts[1]), int(parts[2])))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+@dataclass
+class Inputs:
+    """Everything the checker compares."""
+
+    kinds: dict[str, str]
+    expected: dict[str, str]
+    confirmed: set[str]
+    executions: list[tuple[str, int, int]]
+    status: dict[str, Any]
+    dead_list: list[dict[str, Any]]
+    lookups: dict[str, dict[str, Any] | None]
+    cli_lookups: dict[str, dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+@dataclass
+class Verdict:
+    """What the checker found. ``ok`` is False on any loss or inconsistency of the record."""
+
+    enqueued: int = 0
+    completed: int = 0
+    dead: int = 0
+    lost: list[str] = field(default_factory=list)
+    two_terminal: list[str] = field(default_factory=list)
+    disagreements: list[str] = field(default_factory=list)
+    phantom: list[str] = field(default_factory=list)
+    unknown_executions: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    executions: int = 0
+    duplicates: int = 0
+    duplicate_causes: Counter = field(default_factory=Counter)
+    same_attempt_twice: int = 0
+    stale_acks: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.two_terminal or self.disagreements or self.phantom
+                    or self.unknown_executions)
+
+
+def check(inputs: Inputs) -> Verdict:
+    """Compare the three sources; see the module docstring for the rules."""
+    verdict = Verdict(enqueued=len(inputs.confirmed), executions=len(inputs.executions),
+                      stale_acks=int(inputs.status.get("stale_acks") or 0))
+    folded, problems = fold_log(inputs.events)
+    verdict.disagreements += [f"log: {p}" for p in problems]
+    ran = Counter((job_id, n) for job_id, n, _ in inputs.executions)
+    for job_id in sorted(inputs.confirmed):
+        _check_job(verdict, job_id, folded.get(job_id), inputs, ran)
+    _check_totals(verdict, folded, inputs)
+    _count_duplicates(verdict, folded, ran)
+    verdict.unknown_executions = sum(c for (job_id, _), c in ran.items()
+                                     if job_id not in inputs.kinds)
+    return verdict
+
+
+def _check_job(verdict: Verdict, job_id: str, job: Folded | None, inputs: Inputs,
+               ran: Counter) -> None:
+    info = inputs.lookups.get(job_id)
+    state = info.get("state") if info else None
+    if job is None or state not in TERMINAL or job.state not in TERMINAL:
+        verdict.lost.append(f"{job_id}: record {state or 'unknown'}, log "
+                            f"{job.state if job else 'no enqueue record'}")
+        return
+    if job.terminal > 1:
+        verdict.two_terminal.append(job_id)
+    if state != job.state:
+        verdict.disagreements.append(f"{job_id}: job lookup {state}, log {job.state}")
+    cli = inputs.cli_lookups.get(job_id)
+    if cli is not None and (cli.get("state"), cli.get("attempt")) != (state, info["attempt"]):
+        verdict.disagreements.append(f"{job_id}: fleet job --json disagrees with the API")
+    if state == "completed":
+        verdict.completed += 1
+        if not ran.get((job_id, job.acked)):
+            verdict.phantom.append(f"{job_id}: attempt {job.acked} completed, never ran")
+    elif state == "dead":
+        verdict.dead += 1
+    if state != inputs.expected.get(inputs.kinds.get(job_id, ""), state):
+        verdict.unexpected.append(f"{job_id}: {state}: {info.get('error')}")
+
+
+def _check_totals(verdict: Verdict, folded: dict[str, Folded], inputs: Inputs) -> None:
+    states = inputs.status.get("states", {})
+    for name in TERMINAL:
+        from_log = sum(1 for job in folded.values() if job.state == name)
+        if states.get(name) != from_log:
+            verdict.disagreements.append(f"status says {states.get(name)} {name}, the log "
+                                         f"{from_log}")
+    dead_ids = {entry["id"] for entry in inputs.dead_list}
+    dead_in_log = {job_id for job_id, job in folded.items() if job.state == "dead"}
+    if dead_ids != dead_in_log:
+        verdict.disagreements.append(f"dead list has {len(dead_ids)} ids, the log "
+                                     f"{len(dead_in_log)} (differing: "
+                                     f"{sorted(dead_ids ^ dead_in_log)[:5]})")
+    extra = set(folded) - inputs.confirmed
+    if extra:
+        verdict.disagreements.append(f"{len(extra)} jobs in the log were never confirmed to "
+                                     f"the runner, e.g. {sorted(extra)[:3]}")
+
+
+def _count_duplicates(verdict: Verdict, folded: dict[str, Folded], ran: Counter) -> None:
+    for (job_id, attempt), count in ran.items():
+        job = folded.get(job_id)
+        outcome = job.outcomes.get(attempt) if job else None
+        verdict.same_attempt_twice += count - 1
+        useful = outcome == "ok" or (outcome or "").split(":")[-1] in JOB_ERRORS
+        wasted = count - 1 if useful else count
+        if wasted:
+            verdict.duplicates += wasted
+            verdict.duplicate_causes[_cause(outcome, useful)] += wasted
+
+
+def _cause(outcome: str | None, useful: bool) -> str:
+    if useful:
+        return "same attempt ran twice"
+    if outcome is None:
+        return "attempt without an outcome (healed re-dispatch, or overtaken by a late ack)"
+    if outcome == "exp":
+        return "lease expired (stalled or killed worker)"
+    if outcome == "rel":
+        return "handed back"
+    return f"attempt ended {outcome.removeprefix('fail:')}"

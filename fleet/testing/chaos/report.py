@@ -1,0 +1,61 @@
+"""The chaos summary table (Markdown, so it can be pasted into docs/reliability.md)."""
+
+from __future__ import annotations
+
+from .faults import FAULT_KINDS
+from .runner import ChaosResult
+
+EXAMPLES = 5
+
+
+def summary_table(result: ChaosResult) -> str:
+    """The summary as a Markdown table, followed by examples of anything that went wrong."""
+    v, faults = result.verdict, result.faults
+    answered, logged = faults.recovery_summary()
+    injected = ", ".join(f"{kind} {faults.count(kind)}" for kind in FAULT_KINDS)
+    rows = [
+        ("seed", str(result.seed)),
+        ("jobs enqueued (confirmed durable)", f"{v.enqueued:,} ({result.resends} chunk(s) re-sent "
+                                              "after no receipt)"),
+        ("completed", f"{v.completed:,}"),
+        ("dead (dead-letter set)", f"{v.dead:,}"),
+        ("**lost** (must be 0)", str(len(v.lost))),
+        ("**in two terminal states** (must be 0)", str(len(v.two_terminal))),
+        ("record disagreements: status / job / dead list / WAL (must be 0)",
+         str(len(v.disagreements))),
+        ("completions whose attempt never ran (must be 0)", str(len(v.phantom))),
+        ("executions logged", f"{v.executions:,}"),
+        ("duplicate executions", f"{v.duplicates:,} (the faults injected could explain up to "
+                                 f"{faults.could_explain:,})"),
+        *[(f"&nbsp;&nbsp;{cause}", f"{count:,}")
+          for cause, count in v.duplicate_causes.most_common()],
+        ("same attempt executed twice", str(v.same_attempt_twice)),
+        ("stale acks counted (last controller only)", f"{v.stale_acks:,}"),
+        ("jobs ending in another state than their kind expects", str(len(v.unexpected))),
+        ("faults injected", injected),
+        ("controller recovery: answered `status`, max / median ms", answered),
+        ("controller recovery: 'recovered in N ms' log line, max / median ms", logged),
+        ("wall time", f"{result.elapsed_s:.0f} s"
+                      + ("" if result.finished_in_time else " (deadline passed!)")),
+        ("verdict", "PASS" if result.ok else "FAIL"),
+    ]
+    lines = ["| measure | result |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines + _examples(result))
+
+
+def _examples(result: ChaosResult) -> list[str]:
+    v = result.verdict
+    out = []
+    for title, items in (("lost", v.lost), ("two terminal states", v.two_terminal),
+                         ("disagreements", v.disagreements), ("never ran", v.phantom),
+                         ("unexpected outcomes", v.unexpected), ("notes", result.notes)):
+        if items:
+            out.append(f"\n{title} ({len(items)}):")
+            out += [f"  {item}" for item in items[:EXAMPLES]]
+    return out
+
+
+def fault_lines(result: ChaosResult) -> list[str]:
+    """One line per injected fault, in order."""
+    return [f"{fault.at:6.1%}  {fault.kind:<10} {what}" for fault, what in result.faults.fired]

@@ -1,0 +1,336 @@
+"""Security: JSON only on the wire and on disk, allow-listed functions, Redis AUTH and TLS for
+every process, the metrics bind address, and HMAC-signed dispatch messages."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+import fleet
+from fleet.config import Settings
+from fleet.controller import Controller
+from fleet.journal import Journal
+from fleet.keys import Keys
+from fleet.localredis import find_redis_server, free_port
+from fleet.state import events as ev
+from fleet.testing.cluster import LocalFleet, finished
+from fleet.wal import open_log, write_snapshot
+from fleet.wal.frame import HEADER
+from fleet.wal.segments import list_segments, list_snapshots
+
+pytestmark = pytest.mark.integration
+
+KEYS = Keys("fleet")
+PACKAGE = Path(fleet.__file__).parent
+FAST = {"FLEET_HEARTBEAT_S": "0.2", "FLEET_LEASE_S": "3", "FLEET_ALLOW": "tests.jobs",
+        "FLEET_BACKOFF_BASE_S": "0.05", "FLEET_RECEIPT_TIMEOUT_S": "10"}
+SERIALISERS = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle",
+               "jsonpickle"}
+# The executor tells its own supervisor what it runs over an anonymous Pipe of one host (as
+# multiprocessing.Connection does); nothing from Redis or the disk is ever unpickled.
+LOCAL_PIPE_ONLY = {"worker/executor.py", "worker/handle.py"}
+
+
+# -- JSON, never pickle --------------------------------------------------------------------
+
+
+def _serialiser_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found & SERIALISERS
+
+
+def test_no_module_on_the_wire_or_disk_path_imports_pickle_or_marshal():
+    """No fleet module imports pickle, marshal or a kin of theirs, except the executor's local
+    Pipe to its supervisor; the wire, WAL, snapshot, controller and client code never do."""
+    users = {str(path.relative_to(PACKAGE)): _serialiser_imports(path)
+             for path in PACKAGE.rglob("*.py")}
+    users = {name: found for name, found in users.items() if found}
+    assert set(users) <= LOCAL_PIPE_ONLY, users
+
+
+def test_wal_frames_and_snapshots_hold_json(tmp_path):
+    """Every WAL frame's payload and the snapshot header and body decode as JSON."""
+    data_dir = str(tmp_path / "data")
+    log = open_log(data_dir)
+    journal = Journal(log.table, log.writer)
+    for i in range(3):
+        journal.record(ev.enqueued({"id": f"j{i}", "q": "default", "f": "tests.jobs:add",
+                                    "a": [i, 1], "k": {"x": [1, None]}}, 1, 10, 1))
+        journal.commit()
+    write_snapshot(log.table, data_dir)
+    files = log.writer.files
+    log.close()
+    (_, segment), = list_segments(files, data_dir)
+    data, offset, frames = Path(segment).read_bytes(), 0, 0
+    while offset < len(data):
+        _, length, _ = HEADER.unpack_from(data, offset)
+        start = offset + HEADER.size
+        assert isinstance(orjson.loads(data[start:start + length]), list)
+        offset, frames = start + length, frames + 1
+    assert frames == 3
+    (_, snapshot), = list_snapshots(files, data_dir)
+    header, body = Path(snapshot).read_bytes().split(b"\n", 1)
+    assert orjson.loads(header)["format"] == "fleet-snapshot"
+    assert isinstance(orjson.loads(body), dict)
+
+
+# -- helpers: a redis-server with options of our own ---------------------------------------
+
+
+class Server:
+    """A redis-server started with ``args``; ready once ``url`` answers PING."""
+
+    def __init__(self, args: list[str], url: str, workdir: Path) -> None:
+        self.url = url
+        self.log = open(workdir / "redis.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [find_redis_server(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(workdir), *args], stdout=self.log, stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError((workdir / "redis.log").read_text())
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+def _run_one_job_everywhere(local: LocalFleet, tag: str) -> None:
+    """Controller, worker, `fleet enqueue`, `fleet status` and the Client all on ``local``."""
+    local.controller()
+    local.worker(1)
+    done = local.cli("enqueue", "tests.jobs:add", "2", "3", "--id", tag)
+    assert done.returncode == 0, done.stderr
+    local.wait_for(finished(1), timeout_s=30)
+    assert local.client().job(tag).result(timeout_s=10) == 5
+    status = local.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert orjson.loads(status.stdout)["states"]["completed"] == 1
+
+
+# -- Redis AUTH ----------------------------------------------------------------------------
+
+
+def test_acl_user_and_password_in_the_url_work_for_every_process(tmp_path):
+    """With requirepass and an ACL user, the user:password URL carries controller, worker, CLI
+    and client; a wrong password is refused in one line with exit code 4."""
+    port = free_port()
+    server = Server(["--port", str(port), "--requirepass", "default-secret",
+                     "--user", "fleetuser", "on", ">s3cret", "~*", "&*", "+@all"],
+                    f"redis://fleetuser:s3cret@127.0.0.1:{port}/0", tmp_path)
+    local = LocalFleet(server.url, workdir=str(tmp_path), env=FAST)
+    try:
+        _run_one_job_everywhere(local, "auth-1")
+        wrong = local.cli("status", "--redis-url", f"redis://fleetuser:nope@127.0.0.1:{port}/0")
+        assert wrong.returncode == 4 and "Traceback" not in wrong.stderr
+        assert wrong.stderr.strip().count("\n") == 0 and "credentials" in wrong.stderr
+        anonymous = local.cli("status", "--redis-url", f"redis://127.0.0.1:{port}/0")
+        assert anonymous.returncode == 4 and "Traceback" not in anonymous.stderr
+    finally:
+        local.stop_all()
+        server.stop()
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl CLI to make a test certificate")
+    ca_key, ca, key, csr, cert = (directory / n for n in
+                                  ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=fleet test CA"],
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext],
+    ):
+        subprocess.run([openssl, *map(str, args)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+def _tls_server(tmp_path: Path) -> Server:
+    ca, cert, key = _make_certificates(tmp_path)
+    port = free_port()
+    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}&ssl_cert_reqs=required"
+    try:
+        return Server(args, url, tmp_path)
+    except RuntimeError as exc:
+        if "tls" in str(exc).lower():
+            pytest.skip(f"this redis-server was built without TLS: {str(exc).strip()[-200:]}")
+        raise
+
+
+def test_rediss_url_with_the_test_ca_works_for_every_process(tmp_path):
+    """Over TLS (rediss:// with ?ssl_ca_certs=), controller, worker, CLI and client all work;
+    a client that does not trust the CA fails in one line with exit code 4."""
+    server = _tls_server(tmp_path)
+    local = LocalFleet(server.url, workdir=str(tmp_path), env=FAST)
+    try:
+        _run_one_job_everywhere(local, "tls-1")
+        untrusting = local.cli("status", "--redis-url", server.url.split("?")[0])
+        assert untrusting.returncode == 4, untrusting.stderr
+        assert "Traceback" not in untrusting.stderr and "certificate" in untrusting.stderr
+        assert untrusting.stderr.strip().count("\n") == 0
+    finally:
+        local.stop_all()
+        server.stop()
+
+
+# -- metrics bind address ------------------------------------------------------------------
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def test_metrics_listen_only_on_the_configured_metrics_host(redis_url, tmp_path):
+    """The metrics port binds to ``metrics_host`` (loopback by default), not every address,
+    and counts what the controller drops."""
+    assert Settings().metrics_host == "127.0.0.1"
+    port = free_port()
+    ctl = Controller(Settings(redis_url=redis_url, data_dir=str(tmp_path / "data"),
+                              metrics_host="127.0.0.2", metrics_port=port, heartbeat_s=0.05),
+                     fork_snapshots=False)
+    try:
+        ctl.start()
+        assert "fleet_wal_disk_full 0.0" in _get(f"http://127.0.0.2:{port}/metrics")
+        assert _get(f"http://127.0.0.2:{port}/healthz").startswith("ok")
+        with pytest.raises(urllib.error.URLError):
+            _get(f"http://127.0.0.1:{port}/metrics")
+        redis.Redis.from_url(redis_url).rpush(KEYS.intake, b"not json")
+        dropped = 'fleet_malformed_messages_total{source="intake"} 1.0'
+        deadline = time.monotonic() + 10
+        while dropped not in _get(f"http://127.0.0.2:{port}/metrics"):
+            assert time.monotonic() < deadline, "the dropped request was never counted"
+            ctl.step()
+            time.sleep(0.01)
+    finally:
+        ctl.close()
+
+
+# -- the allow-list and signatures, through real processes ---------------------------------
+
+
+def _acks_of(local: LocalFleet, job_id: str, timeout_s: float = 20) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = local.client().job(job_id).info()
+        if info["state"] in ("dead", "completed"):
+            return info
+        time.sleep(0.1)
+    raise AssertionError(f"{job_id} did not finish: {info}")
+
+
+def test_forged_messages_never_run_a_function_outside_the_allow_list(redis_url, tmp_path):
+    """Messages written straight into Redis naming os:system, or reaching os through an
+    allowed module, are refused with NotAllowed; the command never runs."""
+    local = LocalFleet(redis_url, workdir=str(tmp_path), env=FAST)
+    marker = tmp_path / "pwned"
+    r = redis.Redis.from_url(redis_url)
+    try:
+        local.controller()
+        local.worker(1)
+        for job_id, func in (("direct", "os:system"), ("hop", "tests.jobs.os.system"),
+                             ("hop-colon", "tests.jobs:os.system")):
+            local.client().enqueue(func, f"touch {marker}", job_id=job_id, max_retries=2)
+            info = _acks_of(local, job_id)
+            assert info["state"] == "dead" and info["attempt"] == 1, info
+            assert info["error"].startswith("NotAllowed:"), info
+        before = local.client().status()["stale_acks"]
+        forged = {"id": "forged", "n": 1, "f": "os:system", "a": [f"touch {marker}"], "k": {},
+                  "to": 5, "q": "default", "eq": 0, "ts": 0}
+        r.rpush(KEYS.ready("default"), orjson.dumps(forged))
+        local.wait_for(lambda s: s["stale_acks"] > before, timeout_s=20)
+        assert not marker.exists()
+    finally:
+        local.stop_all()
+
+
+def _pop(r: redis.Redis, key: str, timeout_s: float = 10) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = r.lpop(key)
+        if found is not None:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"nothing arrived on {key}")
+
+
+def _announce_parked_worker(r: redis.Redis) -> None:
+    """A heartbeat of a worker that serves the queue "parked" (the test plays it), so the
+    controller dispatches there and the test can take a genuinely signed message."""
+    beat = {"id": "parked-worker", "host": "test", "pid": 1, "ts": int(time.time() * 1000),
+            "executors": 1, "busy": 0, "queues": ["parked"], "jobs": []}
+    r.sadd(KEYS.workers, "parked-worker")
+    r.set(KEYS.worker("parked-worker"), orjson.dumps(beat), ex=60)
+
+
+def test_unsigned_and_forged_messages_are_rejected_when_signing_is_on(redis_url, tmp_path):
+    """With FLEET_SIGNING_KEY set, signed jobs run; a real job's message re-pushed without its
+    signature or with altered arguments ends dead with BadSignature, and an unsigned message
+    for an unknown job is reported by an ack that the controller counts as stale."""
+    local = LocalFleet(redis_url, workdir=str(tmp_path),
+                       env={**FAST, "FLEET_SIGNING_KEY": "k" * 32, "FLEET_LEASE_S": "60"})
+    r = redis.Redis.from_url(redis_url)
+    marker = tmp_path / "pwned"
+    try:
+        local.controller()
+        local.worker(1, "--queues", "default")
+        _announce_parked_worker(r)
+        client = local.client()
+        assert client.enqueue("tests.jobs:add", 1, 2, job_id="signed").result(10) == 3
+        for job_id, forge in (("unsigned", lambda m: m.pop("sig")),
+                              ("altered", lambda m: m.update(f="os:system",
+                                                             a=[f"touch {marker}"]))):
+            client.enqueue("tests.jobs:add", 1, 2, job_id=job_id, queue="parked")
+            message = orjson.loads(_pop(r, KEYS.ready("parked")))
+            assert message["id"] == job_id and len(message["sig"]) == 64
+            forge(message)
+            r.rpush(KEYS.ready("default"), orjson.dumps(message))
+            info = _acks_of(local, job_id)
+            assert info["state"] == "dead" and info["attempt"] == 1, info
+            assert info["error"].startswith("BadSignature:"), info
+        before = client.status()["stale_acks"]
+        r.rpush(KEYS.ready("default"), orjson.dumps(
+            {"id": "nobody", "n": 1, "f": "tests.jobs:add", "a": [1, 2], "k": {}}))
+        local.wait_for(lambda s: s["stale_acks"] == before + 1, timeout_s=20)
+        assert client.status()["totals"]["dead"] == 2
+        assert not marker.exists()
+    finally:
+        local.stop_all()
