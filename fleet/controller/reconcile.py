@@ -21,6 +21,7 @@ from .retry import retry_at_ms
 
 log = logging.getLogger("fleet.controller")
 
+SILENT_BEATS = 3
 _OUTCOMES = ("ok", "fail", "rel", "cancelled")
 
 
@@ -39,6 +40,7 @@ class Reconciler:
         self.malformed_beats = 0
         self.report_grace_ms = int(2 * settings.heartbeat_s * 1000)
         self._graced: set[tuple[str, int]] = set()
+        self._beat_seen: dict[Any, tuple[Any, int]] = {}
 
     # -- acks ------------------------------------------------------------------------------
 
@@ -86,12 +88,33 @@ class Reconciler:
                 beats.append(beat)
         return beats
 
+    def live_beats(self, beats: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+        """The heartbeats whose worker is still beating.
+
+        A heartbeat key outlives its worker by its expiry (10 s); a frozen or cut-off worker
+        must not keep extending its jobs' leases meanwhile. A beat whose ``ts`` has not moved
+        for ``SILENT_BEATS`` heartbeat periods of the controller's clock is ignored (comparing
+        the worker's own timestamps with each other, so clock skew between hosts is harmless).
+        """
+        silent_ms = SILENT_BEATS * self.report_grace_ms // 2
+        live, seen = [], {}
+        for beat in beats:
+            worker_id, ts = beat.get("id"), beat.get("ts")
+            last_ts, changed_ms = self._beat_seen.get(worker_id, (None, now_ms))
+            if ts != last_ts:
+                changed_ms = now_ms
+            seen[worker_id] = (ts, changed_ms)
+            if now_ms - changed_ms <= silent_ms:
+                live.append(beat)
+        self._beat_seen = seen
+        return live
+
     def on_heartbeats(self, beats: list[dict[str, Any]], now_ms: int) -> set[str]:
         """Extend the lease of every job a live worker reports; returns the reported ids."""
         reported: set[str] = set()
         running: dict[str, tuple[int, str]] = {}
         deadline = now_ms + self.lease_ms
-        for beat in beats:
+        for beat in self.live_beats(beats, now_ms):
             for entry in beat.get("jobs") or []:
                 if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str):
                     job_id, attempt = entry[0], entry[1]

@@ -52,3 +52,19 @@ def test_message_taken_but_never_reported_expires_after_two_heartbeats(tmp_path)
     _expire_due(reconciler, LEASE_MS + 10 + 2 * HEARTBEAT_MS + 1)
     job = reconciler.journal.table.jobs["j"]
     assert job.state == PENDING and job.failures == 1
+
+
+def test_a_silent_workers_lingering_heartbeat_stops_extending_leases(tmp_path):
+    """A worker frozen mid-job leaves its heartbeat key behind for seconds; once its `ts` stops
+    moving for three heartbeat periods its jobs' leases are no longer extended."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w1", "ts": 100, "jobs": [["j", 1, 0]]}
+    assert reconciler.on_heartbeats([beat], 1000) == {"j"}
+    assert reconciler.on_heartbeats([dict(beat, ts=300)], 1200) == {"j"}
+    frozen = dict(beat, ts=300)
+    assert reconciler.on_heartbeats([frozen], 1400) == {"j"}
+    assert reconciler.on_heartbeats([frozen], 1800) == {"j"}
+    assert reconciler.on_heartbeats([frozen], 1801) == set()
+    _expire_due(reconciler, 1800 + LEASE_MS + 1)
+    _expire_due(reconciler, 1800 + LEASE_MS + 2 * HEARTBEAT_MS + 2)
+    assert reconciler.journal.table.jobs["j"].state == PENDING
