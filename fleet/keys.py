@@ -16,7 +16,7 @@ key                        type     written by                   read by
 {ns}:control               list     CLI / API (RPUSH)            controller (LRANGE, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
-{ns}:wake                  list     clients, CLI (RPUSH)         controller (BLPOP when idle, DEL)
+{ns}:wake                  list     clients, CLI, executors      controller (BLPOP when idle, DEL)
 =========================  =======  ===========================  ============================
 """
 

@@ -4,8 +4,10 @@ Round trips are what limit throughput, so after each job its ack and the pop of 
 message go in one write (conn.py): ``RPUSH acks …; LPOP ready:<q1> <prefetch>``. A lower
 priority queue is tried only when the ones before it came back empty (a pipeline popping all
 of them would take work from every queue at once); when all are empty the executor waits in
-``BLPOP`` on all of them, 1 s at a time so that it notices a stop. With ``prefetch`` > 1 the
-ack of each job is written before the next prefetched job starts, and its reply read after.
+``BLPOP`` on all of them, 1 s at a time so that it notices a stop (pushing ``{ns}:wake`` in
+the same write when a job has just finished, so that the controller records its ack now).
+With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
+and its reply read after.
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
@@ -20,9 +22,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import pickle
 import signal
 import time
 from collections import deque
+from multiprocessing.connection import Connection
 from typing import Any
 
 import redis
@@ -57,10 +61,14 @@ class Executor:
                  log: logging.LoggerAdapter | None = None) -> None:
         self.wire = Wire(client)
         self.acks_key = keys.acks
+        self.wake_key = keys.wake
         self.queue_keys = [keys.ready(queue) for queue in queues]
         self.runner = runner
         self.prefetch = max(1, prefetch)
         self.channel = channel
+        # A real Pipe takes the pickle as bytes: Connection.send's ForkingPickler costs more
+        # than the write itself, once per job.
+        self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
         self.log = log or worker_log(__name__, runner.identity.worker_id)
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
@@ -115,8 +123,11 @@ class Executor:
             popped = self.wire.call(("LPOP", key, self.prefetch))[0]
         if popped or self.stopping:
             return popped or []
+        # Going idle right after a job: wake the controller, or the ack just pushed may wait
+        # for its next iteration (up to its idle wait) before the job counts as done.
+        commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
         self._tell_done()
-        found = self.wire.call(("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))[0]
+        found = self.wire.call(*commands, ("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))[-1]
         return [found[1]] if found else []
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -179,7 +190,10 @@ class Executor:
         if self.channel is None:
             return
         try:
-            self.channel.send(event)
+            if self._send_bytes is not None:
+                self._send_bytes(pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
+            else:
+                self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
 

@@ -18,20 +18,24 @@ none            ``fail``  ``ExecutorDied: …`` (it crashed, or someone else kil
 from __future__ import annotations
 
 import os
+import pickle
 import signal
+import struct
 import time
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..clock import now_ms
 from .wire import Identity, make_ack
 
+READ_BYTES = 64 * 1024
+_SIZE = struct.Struct("!i")
+_BIG_SIZE = struct.Struct("!Q")
 
-@dataclass(frozen=True)
-class RunningJob:
-    """A job an executor said it started."""
+
+class RunningJob(NamedTuple):
+    """A job an executor said it started (a tuple: one is made per job)."""
 
     job_id: str
     attempt: int
@@ -54,6 +58,7 @@ class ExecutorHandle:
         self.kill_reason: str | None = None
         self.killed_mono = 0.0
         self._owed: tuple[RunningJob | None, list[tuple[str, int]]] | None = None
+        self._partial = b""
 
     @property
     def pid(self) -> int:
@@ -62,20 +67,49 @@ class ExecutorHandle:
     def read(self) -> list[bool]:
         """Take every event the executor sent. Returns the ``ok`` of each job it finished."""
         finished: list[bool] = []
-        try:
-            while self.conn.poll():
-                self._apply(self.conn.recv(), finished)
-        except (EOFError, OSError):
-            pass  # the executor is gone; reaping will notice
+        now_mono = time.monotonic()
+        for event in self._events():
+            self._apply(event, finished, now_mono)
         return finished
 
-    def _apply(self, event: tuple, finished: list[bool]) -> None:
+    def _events(self) -> list[tuple]:
+        """Every whole event waiting in the Pipe (the executor is gone when it is closed).
+
+        The executor sends an event per job, so the Pipe is read a buffer at a time rather
+        than with a ``recv`` (three system calls) per event. Frames are those of
+        ``multiprocessing.Connection``: a 4-byte big-endian length (-1 and then 8 bytes for a
+        huge one) and the pickle; a frame cut by the buffer waits for the next read.
+        """
+        data = self._partial
+        try:
+            while self.conn.poll():
+                chunk = os.read(self.conn.fileno(), READ_BYTES)
+                if not chunk:
+                    break  # the executor is gone; reaping will notice
+                data += chunk
+        except (EOFError, OSError):
+            pass
+        events, offset, end = [], 0, len(data)
+        while end - offset >= _SIZE.size:
+            (size,), start = _SIZE.unpack_from(data, offset), offset + _SIZE.size
+            if size == -1:
+                if end - offset < _SIZE.size + _BIG_SIZE.size:
+                    break
+                (size,), start = _BIG_SIZE.unpack_from(data, start), start + _BIG_SIZE.size
+            if start + size > end:
+                break
+            events.append(pickle.loads(data[start:start + size]))
+            offset = start + size
+        self._partial = data[offset:]
+        return events
+
+    def _apply(self, event: tuple, finished: list[bool], now_mono: float) -> None:
         kind = event[0]
         if kind == "s":
             _, job_id, attempt, started_ms, timeout_s, held, done = event
             if done is not None:
                 self._finish(done, finished)
-            self.job = RunningJob(job_id, attempt, started_ms, timeout_s, time.monotonic())
+            self.job = RunningJob(job_id, attempt, started_ms, timeout_s, now_mono)
             self.held = list(held)
         elif kind == "f":
             self._finish(event[1:], finished)

@@ -1,0 +1,163 @@
+"""fleet at scale on this machine: executors, memory with many pending jobs, recovery.
+
+    .venv/bin/python benchmarks/bench_scale.py [--pending N] [--jobs N] [--only a,b,c]
+
+1. **executors** — no-op drain rate (``--jobs`` jobs, end to end) with 1, 2, 4, 8 and 16
+   executors in one ``fleet worker``, fsync always.
+2. **memory** — ``--pending`` jobs enqueued with ``Client.enqueue_many`` in chunks of 100,000
+   and no worker: controller RSS before and after, per pending job, and the enqueue rate.
+3. **recovery** — ``kill -9`` of that controller with ``--pending`` jobs in its log, then a
+   restart, timed until it answers ``status``: once with no snapshot (snapshots switched off,
+   the whole log is replayed) and once right after a snapshot landed.
+
+Data lives on the repository's disk (``benchmarks/results/scale.tmp``). Prints markdown and
+writes benchmarks/results/scale.md; docs/performance.md quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchlib import RESULTS, loadavg, proc_cpu_s, rss_bytes, wait_until  # noqa: E402
+from sys_fleet import FleetSystem  # noqa: E402
+
+from fleet.job import JobSpec  # noqa: E402
+from fleet.localredis import RedisServer  # noqa: E402
+from fleet.testing.cluster import LocalFleet  # noqa: E402
+
+CHUNK = 100_000
+NO_SNAPSHOTS = {"FLEET_SNAPSHOT_EVERY_RECORDS": "1000000000", "FLEET_SNAPSHOT_INTERVAL_S": "1e9"}
+
+
+def executors(url: str, workdir: str, jobs: int, counts: list[int]) -> list[str]:
+    lines = ["| executors | no-op drain jobs/s | controller CPU µs / job |",
+             "| ---: | ---: | ---: |"]
+    for count in counts:
+        system = FleetSystem(url, os.path.join(workdir, f"exec{count}"), executors=count)
+        system.start()
+        try:
+            system.enqueue("noop", 200)
+            wait_until(lambda s=system: s.finished() >= 200, 60)
+            cpu = proc_cpu_s(system.controller.pid)
+            started = time.perf_counter()
+            system.enqueue("noop", jobs)
+            wait_until(lambda s=system: s.finished() >= 200 + jobs, 900, 0.02)
+            rate = jobs / (time.perf_counter() - started)
+            per_job = 1e6 * (proc_cpu_s(system.controller.pid) - cpu) / jobs
+        finally:
+            system.stop()
+        print(f"  {count} executors: {rate:,.0f} jobs/s", flush=True)
+        lines.append(f"| {count} | {rate:,.0f} | {per_job:.0f} |")
+    return lines
+
+
+def enqueue_pending(fleet: LocalFleet, pending: int) -> float:
+    """Enqueue ``pending`` no-op jobs with no worker; returns the seconds it took."""
+    client = fleet.client(receipt_timeout_s=600)
+    started = time.perf_counter()
+    for start in range(0, pending, CHUNK):
+        t = time.time()
+        specs = [JobSpec(id=f"p{i:08d}", func="peer_tasks:noop", args=[t])
+                 for i in range(start, min(pending, start + CHUNK))]
+        client.enqueue_many(specs)
+    return time.perf_counter() - started
+
+
+def memory_and_recovery(url: str, workdir: str, pending: int) -> list[str]:
+    lines = ["| measure | value |", "| --- | ---: |"]
+    results = {}
+    for label, env in (("without a snapshot", NO_SNAPSHOTS),
+                       ("with a recent snapshot", {"FLEET_SNAPSHOT_EVERY_RECORDS": str(pending)})):
+        fleet = LocalFleet(url, workdir=os.path.join(workdir, label.split()[0]),
+                           namespace=f"scale{len(results)}", env=env)
+        os.makedirs(fleet.workdir, exist_ok=True)
+        controller = fleet.controller()
+        rss_before = rss_bytes(controller.pid)
+        took = enqueue_pending(fleet, pending)
+        client = fleet.client()
+        status = client.status()
+        assert _known(status["states"]) == pending, status["states"]
+        if label.startswith("with "):
+            wait_until(lambda c=client: (c.status()["snapshot"]["last_seq"] or 0) >= pending
+                       and not c.status()["snapshot"]["running"], 300, 0.5, "snapshot")
+        rss_after = rss_bytes(controller.pid)
+        wal_bytes = client.status()["wal"]["bytes"]
+        controller.kill9()
+        restarted = fleet.controller(wait=False)
+        recovery_s = fleet.wait_ready(restarted, timeout_s=300)
+        after = client.status()
+        states, recovery_ms = after["states"], after["controller"]["recovery_ms"]
+        startup_s = _startup_s()
+        fleet.stop_all()
+        assert _known(states) == pending, states
+        results[label] = recovery_s
+        print(f"  {label}: enqueued {pending:,} in {took:.1f} s, RSS {rss_after / 2**20:,.0f} "
+              f"MiB, recovery {recovery_s:.2f} s (log and snapshot {recovery_ms / 1000:.2f} s)",
+              flush=True)
+        if label == "without a snapshot":
+            lines += [f"| enqueue {pending:,} jobs (enqueue_many, chunks of {CHUNK:,}) | "
+                      f"{took:.1f} s ({pending / took:,.0f} jobs/s) |",
+                      f"| controller RSS before / after | {rss_before / 2**20:,.0f} MiB / "
+                      f"{rss_after / 2**20:,.0f} MiB |",
+                      f"| RSS per pending job | {(rss_after - rss_before) / pending:,.0f} bytes |",
+                      f"| WAL size | {wal_bytes / 2**20:,.0f} MiB |"]
+        lines.append(f"| recovery after kill -9, {pending:,} jobs, {label} | "
+                     f"{recovery_s:.2f} s until it answers status; reading the log and "
+                     f"snapshot {recovery_ms / 1000:.2f} s, starting Python and importing "
+                     f"fleet ≈ {startup_s:.2f} s |")
+    return lines
+
+
+def _startup_s() -> float:
+    """How long ``python -c 'import fleet.cli, fleet.controller'`` takes: process start."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import fleet.cli, fleet.controller"], check=True)
+    return time.perf_counter() - started
+
+
+def _known(states: dict[str, int]) -> int:
+    # Before any worker is seen the controller fills the ready list: a window is in flight.
+    return states["pending"] + states["in_flight"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pending", type=int, default=1_000_000)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--executors", default="1,2,4,8,16")
+    parser.add_argument("--only", default="executors,memory")
+    parser.add_argument("--workdir", default=os.path.join(RESULTS, "scale.tmp"))
+    parser.add_argument("--out", default=os.path.join(RESULTS, "scale.md"))
+    args = parser.parse_args()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    only = set(args.only.split(","))
+    lines = [f"# fleet at scale\n\n{time.strftime('%Y-%m-%d %H:%M')}, load average "
+             f"{loadavg()} at the start; fsync always; generated by benchmarks/bench_scale.py.\n"]
+    with RedisServer() as server:
+        if "executors" in only:
+            counts = [int(c) for c in args.executors.split(",")]
+            lines += ["## Throughput by executors\n"]
+            lines += executors(server.url, args.workdir, args.jobs, counts) + [""]
+        if "memory" in only:
+            lines += ["## Memory and recovery\n"]
+            lines += memory_and_recovery(server.url, args.workdir, args.pending) + [""]
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    lines.append(f"Load average at the end: {loadavg()}.")
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as handle:
+        handle.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

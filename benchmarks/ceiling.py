@@ -1,0 +1,86 @@
+"""The physical ceiling on this machine: fsyncs per second on this disk, and Redis list
+throughput (``redis-benchmark -t lpush,rpop`` against a private server).
+
+    .venv/bin/python benchmarks/ceiling.py [--seconds S] [--dir DIR]
+
+The fsync test appends 1 KiB and fsyncs, in a loop, in a file on the repository's
+filesystem (a ``*.tmp`` directory under benchmarks/results/): the cost of one group commit
+with a small batch. Prints a short markdown table (docs/performance.md quotes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from fleet.localredis import RedisServer  # noqa: E402
+
+
+def fsync_rate(directory: str, seconds: float, block_bytes: int
+               ) -> tuple[float, float, float]:
+    """(fsyncs per second, median and p99 fsync ms) appending ``block_bytes`` before each."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "fsync.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    block, times = b"x" * block_bytes, []
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            os.write(fd, block)
+            started = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        os.remove(path)
+    times.sort()
+    return (len(times) / sum(times), times[len(times) // 2] * 1000,
+            times[int(len(times) * 0.99)] * 1000)
+
+
+def redis_benchmark(requests: int, pipeline: int) -> dict[str, float]:
+    """Requests per second for LPUSH and RPOP from ``redis-benchmark``."""
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return {}
+    with RedisServer() as server:
+        out = subprocess.run([binary, "-p", str(server.port), "-t", "lpush,rpop", "-n",
+                              str(requests), "-P", str(pipeline), "-q", "-c", "8"],
+                             capture_output=True, text=True, check=True).stdout
+    rates = {}
+    for line in out.replace("\r", "\n").splitlines():
+        match = re.match(r"(\w+): ([\d.]+) requests per second", line.strip())
+        if match:
+            rates[match.group(1)] = float(match.group(2))
+    return rates
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--dir", default=os.path.join(HERE, "results", "ceiling.tmp"))
+    args = parser.parse_args()
+    with open("/proc/loadavg") as handle:
+        print(f"load average: {' '.join(handle.read().split()[:3])}")
+    print("| measure | value |\n| --- | ---: |")
+    for size in (1024, 64 * 1024):
+        rate, median_ms, p99_ms = fsync_rate(args.dir, args.seconds, size)
+        print(f"| write {size // 1024} KiB + fsync | {rate:,.0f}/s (median {median_ms:.2f} ms, "
+              f"p99 {p99_ms:.2f} ms) |")
+    shutil.rmtree(args.dir, ignore_errors=True)
+    for pipeline in (1, 16):
+        for name, rate in redis_benchmark(200_000, pipeline).items():
+            print(f"| redis-benchmark {name}, 8 clients, pipeline {pipeline} | {rate:,.0f}/s |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
