@@ -92,7 +92,9 @@ def _check_id(job_id: Any) -> None:
         raise JobSpecError(f"job id must be a non-empty string, got {job_id!r}")
     if len(job_id) > MAX_ID_CHARS:
         raise JobSpecError(f"job id is {len(job_id)} characters; at most {MAX_ID_CHARS} allowed")
-    if not job_id.isprintable() or any(c.isspace() for c in job_id):
+    # The ASCII test is the fast path: printable ASCII holds no whitespace but the space.
+    plain = job_id.isascii() and job_id.isprintable() and " " not in job_id
+    if not plain and (not job_id.isprintable() or any(c.isspace() for c in job_id)):
         raise JobSpecError(f"job id {job_id!r} must be printable and contain no whitespace")
 
 

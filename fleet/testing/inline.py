@@ -177,7 +177,8 @@ class InlineClient(Client):
         job = self.table.jobs.get(id)
         if job is None:
             raise JobNotFoundError(f"no job {id!r} (never enqueued, or compacted)")
-        return job.to_dict()
+        # A copy, as the real client gets one over the wire: mutating it must not touch the job.
+        return orjson.loads(orjson.dumps(job.to_dict()))
 
     def _cancel(self, ids: list[str]) -> dict[str, Any]:
         done, not_cancellable = [], []
