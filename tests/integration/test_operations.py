@@ -145,3 +145,17 @@ def test_demo_runs_green_in_short_form(tmp_path):
     assert "kill -9 controller" in done.stdout
     assert "recovered in" in done.stdout
     assert "OK: every job ended exactly once in the record; none lost" in done.stdout
+
+
+def test_status_watch_refreshes_in_place(local):
+    """`fleet status --watch S` redraws the table until interrupted (the screen is cleared
+    on a terminal; click drops the escape codes on a pipe)."""
+    local.controller()
+    proc = subprocess.Popen([sys.executable, "-m", "fleet", "status", "--watch", "0.2"],
+                            env=local.environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(2)  # Ctrl-C
+    out, err = proc.communicate(timeout=10)
+    assert out.count("namespace fleet") >= 2
+    assert proc.returncode == 130 and "Traceback" not in err
