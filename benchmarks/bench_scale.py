@@ -80,24 +80,12 @@ def memory_and_recovery(url: str, workdir: str, pending: int) -> list[str]:
         fleet = LocalFleet(url, workdir=os.path.join(workdir, label.split()[0]),
                            namespace=f"scale{len(results)}", env=env)
         os.makedirs(fleet.workdir, exist_ok=True)
-        controller = fleet.controller()
-        rss_before = rss_bytes(controller.pid)
-        took = enqueue_pending(fleet, pending)
-        client = fleet.client()
-        status = client.status()
-        assert _known(status["states"]) == pending, status["states"]
-        if label.startswith("with "):
-            wait_until(lambda c=client: (c.status()["snapshot"]["last_seq"] or 0) >= pending
-                       and not c.status()["snapshot"]["running"], 300, 0.5, "snapshot")
-        rss_after = rss_bytes(controller.pid)
-        wal_bytes = client.status()["wal"]["bytes"]
-        controller.kill9()
-        restarted = fleet.controller(wait=False)
-        recovery_s = fleet.wait_ready(restarted, timeout_s=300)
-        after = client.status()
-        states, recovery_ms = after["states"], after["controller"]["recovery_ms"]
+        try:
+            measured = _measure_one(fleet, label, pending)
+        finally:
+            fleet.stop_all()  # never leave a controller behind, even when a step fails
+        took, rss_before, rss_after, wal_bytes, recovery_s, states, recovery_ms = measured
         startup_s = _startup_s()
-        fleet.stop_all()
         assert _known(states) == pending, states
         results[label] = recovery_s
         print(f"  {label}: enqueued {pending:,} in {took:.1f} s, RSS {rss_after / 2**20:,.0f} "
@@ -115,6 +103,27 @@ def memory_and_recovery(url: str, workdir: str, pending: int) -> list[str]:
                      f"snapshot {recovery_ms / 1000:.2f} s, starting Python and importing "
                      f"fleet ≈ {startup_s:.2f} s |")
     return lines
+
+
+def _measure_one(fleet: LocalFleet, label: str, pending: int) -> tuple:
+    """Enqueue ``pending`` jobs, kill -9 the controller, time its recovery."""
+    controller = fleet.controller()
+    rss_before = rss_bytes(controller.pid)
+    took = enqueue_pending(fleet, pending)
+    client = fleet.client()
+    status = client.status()
+    assert _known(status["states"]) == pending, status["states"]
+    if label.startswith("with "):
+        wait_until(lambda c=client: (c.status()["snapshot"]["last_seq"] or 0) >= pending
+                   and not c.status()["snapshot"]["running"], 300, 0.5, "snapshot")
+    rss_after = rss_bytes(controller.pid)
+    wal_bytes = client.status()["wal"]["bytes"]
+    controller.kill9()
+    restarted = fleet.controller(wait=False)
+    recovery_s = fleet.wait_ready(restarted, timeout_s=300)
+    after = client.status()
+    return (took, rss_before, rss_after, wal_bytes, recovery_s, after["states"],
+            after["controller"]["recovery_ms"])
 
 
 def _startup_s() -> float:
