@@ -169,19 +169,12 @@ def _apply_frame(table: JobTable, events: list[dict], last_seen: int, path: str,
                  scan: Scan) -> int:
     """Apply a frame's records after ``last_seen``, which must follow on without a gap.
 
-    Returns the new last seq. This loop runs once per record at recovery: keep it lean.
+    Returns the new last seq.
     """
-    apply = table.apply
-    for event in events:
-        seq = event["s"]
-        if seq <= last_seen:
-            continue
-        if seq != last_seen + 1:
-            raise WalCorruptError(os.path.basename(path), scan.good_bytes,
-                                  f"records {last_seen + 1}..{seq - 1} are missing")
-        apply(event)
-        last_seen = seq
-    return last_seen
+    try:
+        return table.replay(events, last_seen)
+    except ValueError as exc:
+        raise WalCorruptError(os.path.basename(path), scan.good_bytes, str(exc)) from None
 
 
 @contextmanager

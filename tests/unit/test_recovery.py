@@ -179,3 +179,20 @@ def test_empty_directory_recovers_an_empty_table(tmp_path):
     assert log.table.jobs == {} and log.writer.next_seq == 1
     assert log.report.summary().startswith("recovered in")
     log.close()
+
+
+def test_replay_refuses_an_unknown_record_type(tmp_path):
+    """A record type this fleet does not know (a newer fleet wrote it) is refused, not skipped."""
+    from fleet.errors import WalCorruptError
+    from fleet.journal import Journal
+    from fleet.state import events as ev
+    from fleet.wal import open_log
+
+    log = open_log(str(tmp_path))
+    journal = Journal(log.table, log.writer)
+    journal.record(ev.paused("q"))
+    journal.commit()
+    log.writer.append([{"t": "teleport", "s": journal.next_seq}])
+    log.close()
+    with pytest.raises(WalCorruptError, match="unknown type 'teleport'"):
+        open_log(str(tmp_path))
