@@ -6,8 +6,6 @@ import os
 import time
 from typing import Any
 
-from ..state import PENDING
-
 
 def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
     """The status document (``fleet status --json`` prints it as is)."""
@@ -66,11 +64,5 @@ def _rates(ctl: Any, now_ms: int) -> dict[str, float]:
 
 
 def _oldest_pending_age(table: Any, now_ms: int) -> float | None:
-    oldest = None
-    for entries in table._ready.values():
-        for ticket, job in entries:
-            if job.ticket == ticket and job.state == PENDING:
-                if oldest is None or job.enqueued_ms < oldest:
-                    oldest = job.enqueued_ms
-                break
+    oldest = table.oldest_ready_enqueued_ms()
     return round((now_ms - oldest) / 1000, 3) if oldest is not None else None

@@ -312,6 +312,16 @@ class JobTable:
             heapq.heappop(self._delayed)
         return None
 
+    def oldest_ready_enqueued_ms(self) -> int | None:
+        """Enqueue time of the oldest job at the head of any ready queue (for status)."""
+        heads = []
+        for entries in self._ready.values():
+            for ticket, job in entries:
+                if job.ticket == ticket and job.state == PENDING:
+                    heads.append(job.enqueued_ms)
+                    break
+        return min(heads, default=None)
+
     def _promote_due(self, now_ms: int) -> None:
         delayed = self._delayed
         while delayed and delayed[0][0] <= now_ms:

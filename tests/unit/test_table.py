@@ -444,3 +444,18 @@ def test_dump_and_load_give_the_same_table(table):
     assert loaded.validate() == []
     order = [j.id for j in table.take_ready("default", 10, 9_000)]
     assert [j.id for j in loaded.take_ready("default", 10, 9_000)] == order == ["j4", "j1", "j2"]
+
+
+def test_oldest_ready_job_is_found_across_queues_skipping_dispatched_ones():
+    """Status's oldest pending age comes from the oldest job still waiting at a queue head."""
+    from fleet.state import JobTable
+    from fleet.state import events as ev
+
+    table = JobTable()
+    assert table.oldest_ready_enqueued_ms() is None
+    for job_id, queue, at in (("a", "x", 5), ("b", "y", 3), ("c", "y", 9)):
+        table.apply(ev.enqueued({"id": job_id, "q": queue, "f": "m:f", "a": [], "k": {}},
+                                at, 1.0, 1))
+    assert table.oldest_ready_enqueued_ms() == 3
+    table.apply(ev.dispatched("b", 1, 100, 10))
+    assert table.oldest_ready_enqueued_ms() == 5
