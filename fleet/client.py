@@ -244,7 +244,7 @@ def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str,
     """
     return JobSpec(id=job_id or new_job_id(), func=func_path(func), args=list(args),
                    kwargs=dict(kwargs or {}), queue=queue, timeout_s=timeout_s,
-                   max_retries=max_retries, run_at_ms=_run_at_ms(delay_s, run_at))
+                   max_retries=max_retries, run_at_ms=run_at_ms(delay_s, run_at))
 
 
 def func_path(func: str | Callable) -> str:
@@ -257,13 +257,21 @@ def func_path(func: str | Callable) -> str:
     return f"{module}:{name}"
 
 
-def _run_at_ms(delay_s: float | None, run_at: float | None) -> int:
+def run_at_ms(delay_s: float | None, run_at: float | None,
+              names: tuple[str, str] = ("delay_s", "run_at")) -> int:
+    """Epoch milliseconds a job may start at (0: at once), from a delay or a time.
+
+    ``names`` are what the caller calls the two options, for the error message.
+
+    Raises:
+        JobSpecError: both were given, or the delay is negative.
+    """
     if delay_s is not None and run_at is not None:
-        raise JobSpecError("give delay_s or run_at, not both")
+        raise JobSpecError(f"give {names[0]} or {names[1]}, not both")
     if delay_s is not None:
         if delay_s < 0:
-            raise JobSpecError(f"delay_s must be >= 0, got {delay_s}")
-        return int((time.time() + delay_s) * 1000)
+            raise JobSpecError(f"{names[0]} must be >= 0, got {delay_s}")
+        return int((time.time() + delay_s) * 1000) if delay_s else 0
     if run_at is not None:
         return int(run_at * 1000)
     return 0

@@ -9,7 +9,3 @@ def now_ms() -> int:
     """Wall-clock milliseconds since the epoch (what is written into records)."""
     return time.time_ns() // 1_000_000
 
-
-def monotonic_ms() -> int:
-    """Monotonic milliseconds, for measuring durations and pacing loops."""
-    return time.monotonic_ns() // 1_000_000

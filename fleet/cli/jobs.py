@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
 from datetime import datetime
 from typing import Any
 
 import click
 import orjson
 
-from ..client import Client, unique_ids
+from ..client import Client, run_at_ms, unique_ids
 from ..errors import FleetError, JobSpecError
 from ..job import JobSpec, new_job_id, spec_from_file_entry
 from .common import EXIT_BAD_INPUT, connection_options, settings_from
@@ -128,15 +127,8 @@ def _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, run_at_
 
 def _not_before_ms(delay: float | None, run_at: str | None) -> int:
     """Epoch milliseconds from --delay or --at (0: run now)."""
-    if delay is not None and run_at is not None:
-        raise JobSpecError("give --delay or --at, not both")
-    if delay is not None:
-        if delay < 0:
-            raise JobSpecError(f"--delay must be >= 0, got {delay}")
-        return int((time.time() + delay) * 1000) if delay else 0
-    if run_at is None:
-        return 0
-    return int(parse_run_at(run_at) * 1000)
+    at_s = parse_run_at(run_at) if run_at is not None else None
+    return run_at_ms(delay, at_s, names=("--delay", "--at"))
 
 
 def parse_run_at(text: str) -> float:

@@ -75,6 +75,7 @@ class Controller:
                                        in_child=lock.release if lock is not None else None)
         self.fence: Fence | None = None
         self.beats: list[dict[str, Any]] = []
+        self._served: set[str] = set()  # queues the live workers consume
         self.executors = 0
         self.stopping = False
         self.started_s = time.time()
@@ -223,9 +224,7 @@ class Controller:
         """Queues to dispatch into: those a live worker consumes (all, before any worker
         was seen), so a job for a queue nobody serves waits in the table, not in Redis."""
         known = list(self.journal.table.queue_counts)
-        served = {q for beat in self.beats for q in beat.get("queues") or ()
-                  if isinstance(q, str)}
-        return [q for q in known if q in served] if self.beats else known
+        return [q for q in known if q in self._served] if self.beats else known
 
     def _commit(self) -> None:
         batch = self.journal.pending
@@ -291,6 +290,8 @@ class Controller:
     def _read_heartbeats(self, now: int) -> None:
         beats = self.reconciler.parse_beats(self.wire.read_workers())
         self.beats = beats
+        self._served = {q for beat in beats for q in beat.get("queues") or ()
+                        if isinstance(q, str)}
         self.executors = sum(b.get("executors") or 0 for b in beats)
         self.healer.on_reported(self.reconciler.on_heartbeats(beats, now))
         self.metrics.set_fleet(beats)

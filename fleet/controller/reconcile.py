@@ -38,7 +38,8 @@ class Reconciler:
         self.stale_acks = 0
         self.malformed_acks = 0
         self.malformed_beats = 0
-        self.report_grace_ms = int(2 * settings.heartbeat_s * 1000)
+        self.heartbeat_ms = int(settings.heartbeat_s * 1000)
+        self.report_grace_ms = 2 * self.heartbeat_ms
         self._graced: set[tuple[str, int]] = set()
         self._beat_seen: dict[Any, tuple[Any, int]] = {}
 
@@ -96,7 +97,7 @@ class Reconciler:
         for ``SILENT_BEATS`` heartbeat periods of the controller's clock is ignored (comparing
         the worker's own timestamps with each other, so clock skew between hosts is harmless).
         """
-        silent_ms = SILENT_BEATS * self.report_grace_ms // 2
+        silent_ms = SILENT_BEATS * self.heartbeat_ms
         live, seen = [], {}
         for beat in beats:
             worker_id, ts = beat.get("id"), beat.get("ts")

@@ -169,14 +169,10 @@ class ControllerWire:
             pipe.expire(self.keys.reply(request_id), REPLY_TTL_S)
 
     @translated
-    def wait_for_work(self, timeout_s: float) -> None:
-        """Block until a client or worker pushes a wake-up, or ``timeout_s`` passes."""
-        self.client.blpop([self.keys.wake], timeout=timeout_s)
-
-    @translated
     def wait_then_read(self, timeout_s: float, intake_n: int, acks_n: int,
                        queues: Iterable[str]) -> Inbox:
-        """``wait_for_work`` and then ``read``, in one round trip.
+        """Block until a client or worker pushes a wake-up (or ``timeout_s`` passes), then
+        ``read``, in one round trip.
 
         Redis runs the rest of a pipeline only once its BLPOP returns, so the read sees what
         the wake-up announced without another trip: a job enqueued into an idle controller
@@ -284,14 +280,3 @@ class ClientWire:
         found = self.client.blpop([key], timeout=max(timeout_s, 0.01))
         return found[1] if found else None
 
-    @translated
-    def lease_holder(self) -> bytes | None:
-        return self.client.get(self.keys.controller)
-
-    @translated
-    def heartbeats(self) -> list[bytes]:
-        ids = self.client.smembers(self.keys.workers)
-        if not ids:
-            return []
-        beats = self.client.mget([self.keys.worker(i.decode()) for i in sorted(ids)])
-        return [beat for beat in beats if beat is not None]
