@@ -241,14 +241,15 @@ def build_log(data_dir: str, records: int, snapshot_fraction: float) -> dict:
     for event in lifecycle():
         if not journal.record(event):
             raise AssertionError(f"lifecycle event did not apply: {event}")
-        kinds[event["t"]] += 1
-        if len(journal.pending) == 1000 or event["s"] == records:
+        seq = journal.next_seq - 1
+        kinds[ev.NAMES[event[0]]] += 1
+        if len(journal.pending) == 1000 or seq == records:
             journal.commit()
-        if event["s"] == snapshot_at:
+        if seq == snapshot_at:
             journal.commit()
             write_snapshot(log.table, data_dir)
             snapshot_seq = snapshot_at
-        if event["s"] == records:
+        if seq == records:
             break
     states = dict(log.table.counts)
     log.close()

@@ -1,16 +1,17 @@
 """The journal binds the job table to its log: record events, then commit them as one batch.
 
-``record`` numbers an event, applies it to the table and queues it for the next commit; an
-event that does not fit the table (a stale ack, say) is dropped and gets no number, so the
-log holds only events that changed something. ``commit`` appends the batch as one frame with
-one fsync (group commit). The caller must not tell anyone about an event — trim it from Redis,
-send a receipt, push a message — before ``commit`` returned True.
+``record`` numbers an event (a record, see ``state.events``), applies it to the table and
+queues it for the next commit; an event that does not fit the table (a stale ack, say) is
+dropped and gets no number, so the log holds only events that changed something. ``commit``
+appends the batch as one frame with one fsync (group commit). The caller must not tell anyone
+about an event — trim it from Redis, send a receipt, push a message — before ``commit``
+returned True.
 """
 
 from __future__ import annotations
 
 from .state import JobTable
-from .state.events import Event
+from .state.events import Record
 from .wal import WalWriter
 
 
@@ -20,17 +21,20 @@ class Journal:
     def __init__(self, table: JobTable, writer: WalWriter) -> None:
         self.table = table
         self.writer = writer
-        self.pending: list[Event] = []
+        self.pending: list[Record] = []
         self.next_seq = max(writer.next_seq, table.last_seq + 1)
 
-    def record(self, event: Event) -> bool:
-        """Apply ``event`` and queue it for commit. False if it changed nothing."""
-        event["s"] = self.next_seq
-        if not self.table.apply(event):
-            del event["s"]
+    @property
+    def first_pending_seq(self) -> int:
+        """The number of the oldest record waiting for commit (records are consecutive)."""
+        return self.next_seq - len(self.pending)
+
+    def record(self, record: Record) -> bool:
+        """Apply ``record`` and queue it for commit. False if it changed nothing."""
+        if not self.table.apply(record, self.next_seq):
             return False
         self.next_seq += 1
-        self.pending.append(event)
+        self.pending.append(record)
         return True
 
     def commit(self) -> bool:
@@ -42,6 +46,6 @@ class Journal:
             WalFsyncError: fatal; the process must exit and recover.
         """
         batch = self.pending
-        durable = self.writer.append(batch)
+        durable = self.writer.append(batch, self.first_pending_seq)
         self.pending = []
         return durable

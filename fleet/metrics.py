@@ -94,30 +94,36 @@ class Metrics:
         self.up_since = Gauge("fleet_controller_start_time_seconds", "Controller start time",
                               registry=r)
 
-    def observe_batch(self, batch: list[ev.Event], table: JobTable) -> None:
-        """Count the committed events of one batch by type and queue.
+    def observe_batch(self, batch: list[ev.Record], table: JobTable) -> None:
+        """Count the committed records of one batch by type and queue.
 
         Counts are summed per (counter, queue) and times collected per queue first, then
-        added once each: ``labels().inc()`` and ``observe()`` cost more than the rest of an
-        event's bookkeeping, and a batch holds thousands of events.
+        added once each: ``labels().inc()`` and ``observe()`` cost more than the rest of a
+        record's bookkeeping, and a batch holds thousands of records.
         """
-        jobs = table.jobs
-        counts: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[int | str, str], int] = {}
         times: dict[str, tuple[list[float], list[float]]] = {}
-        for event in batch:
-            job = jobs.get(event.get("id"))
+        for record in batch:
+            kind = record[0]
+            if kind == ev.ENQUEUED:
+                key = (kind, record[2])
+                counts[key] = counts.get(key, 0) + 1
+                continue
+            if kind not in ev.JOB_TYPES:
+                continue
+            job = table.get(record[1])
             if job is None:
                 continue
-            kind, queue = event["t"], job.queue
+            queue = job.queue
             key = (kind, queue)
             counts[key] = counts.get(key, 0) + 1
             if kind == ev.ACKED:
-                _collect_times(event, job.enqueued_ms, times, queue)
+                _collect_times(record[6], record[7], record[2], job.enqueued_ms, times, queue)
             elif kind == ev.FAILED or kind == ev.EXPIRED:
                 key = ("dead" if job.state == "dead" else "retried", queue)
                 counts[key] = counts.get(key, 0) + 1
                 if kind == ev.FAILED:
-                    _collect_times(event, None, times, queue)
+                    _collect_times(record[8], record[9], record[2], None, times, queue)
         by_kind = self._by_kind
         for (kind, queue), count in counts.items():
             counter = by_kind.get(kind)
@@ -128,7 +134,7 @@ class Metrics:
             self.wait_time.observe_many(queue, wait_s)
 
     @property
-    def _by_kind(self) -> dict[str, Counter]:
+    def _by_kind(self) -> dict[int | str, Counter]:
         return {ev.ENQUEUED: self.enqueued, ev.DISPATCHED: self.dispatched,
                 ev.ACKED: self.completed, ev.FAILED: self.failed, ev.EXPIRED: self.expired,
                 ev.CANCELLED: self.cancelled, "dead": self.dead, "retried": self.retried}
@@ -153,14 +159,14 @@ class Metrics:
         self.worker_done.set(sum(int(b.get("done") or 0) for b in beats))
 
 
-def _collect_times(event: ev.Event, enqueued_ms: int | None,
-                   times: dict[str, tuple[list[float], list[float]]], queue: str) -> None:
+def _collect_times(started: int | None, finished: int | None, attempt: int,
+                   enqueued_ms: int | None, times: dict[str, tuple[list[float], list[float]]],
+                   queue: str) -> None:
     """Add an attempt's run time (and a first attempt's wait) to ``times[queue]``."""
-    started, finished = event.get("st"), event.get("ft")
     if started and finished:
         run_s, wait_s = times.get(queue) or times.setdefault(queue, ([], []))
         run_s.append(max(0, finished - started) / 1000)
-        if enqueued_ms and event.get("n") == 1:
+        if enqueued_ms and attempt == 1:
             wait_s.append(max(0, started - enqueued_ms) / 1000)
 
 

@@ -65,7 +65,7 @@ def _status(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
 
 
 def _job(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    job = ctx.journal.table.jobs.get(args.get("id"))
+    job = ctx.journal.table.get(args.get("id"))
     if job is None:
         raise JobNotFoundError(f"no job {args.get('id')!r} (never enqueued, or compacted)")
     return job.to_dict()
@@ -101,7 +101,7 @@ def _cancel(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     table = ctx.journal.table
     done, not_cancellable = [], []
     for job_id in _ids(args):
-        job = table.jobs.get(job_id)
+        job = table.get(job_id)
         was_running = job is not None and job.state == IN_FLIGHT
         if job is None or job.state not in (PENDING, IN_FLIGHT):
             not_cancellable.append(job_id)

@@ -360,7 +360,7 @@ class Controller:
         """Stop a cancelled in-flight job wherever it is (after the commit): take its message
         back if it still waits in Redis, and tell the worker running it to stop it — every
         live worker if no heartbeat has reported it yet (it may have just been popped)."""
-        job = self.journal.table.jobs[job_id]
+        job = self.journal.table.get(job_id)
         self._withdrawn.append((self.keys.ready(job.queue), encode_message(
             job, job.attempt, job.dispatched_ms, self.settings.signing_key)))
         running = self.reconciler.running_on.get(job_id)

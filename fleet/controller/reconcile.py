@@ -56,7 +56,7 @@ class Reconciler:
                 self.stale_acks += 1
 
     def _apply_ack(self, ack: dict[str, Any], now_ms: int) -> bool:
-        job = self.journal.table.jobs.get(ack["id"])
+        job = self.journal.table.get(ack["id"])
         if job is None:
             return False
         outcome, attempt = ack["o"], ack["n"]

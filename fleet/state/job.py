@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any
+
+import orjson
 
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
@@ -19,11 +22,12 @@ class JobRecord:
 
     ``attempt`` counts dispatches; ``failures`` counts failed attempts since the job was
     enqueued (or last retried from dead). Attribute order is the snapshot row order.
+    ``ticket`` and ``lingers`` belong to the table's ready index (see ``table``).
     """
 
     __slots__ = ("id", "queue", "func", "args", "kwargs", "timeout_s", "max_retries", "state",
                  "attempt", "failures", "not_before_ms", "lease_deadline_ms", "enqueued_ms",
-                 "dispatched_ms", "finished_ms", "result", "error", "history", "ticket")
+                 "dispatched_ms", "finished_ms", "result", "error", "history", "ticket", "lingers")
 
     def __init__(self, id, queue, func, args, kwargs, timeout_s, max_retries, state=PENDING,
                  attempt=0, failures=0, not_before_ms=0, lease_deadline_ms=None, enqueued_ms=0,
@@ -47,6 +51,18 @@ class JobRecord:
         self.error = error
         self.history = history if history is not None else []
         self.ticket = 0
+        self.lingers = False
+
+    @classmethod
+    def from_spec(cls, job_id: str, spec: str) -> JobRecord:
+        """A pending, never dispatched job from its enqueue spec text (see ``events``)."""
+        queue, not_before_ms, func, args, kwargs, timeout_s, max_retries, enqueued_ms = \
+            orjson.loads(spec)
+        # The queue and function names are interned: a million jobs share a handful of each.
+        job = cls(job_id, intern(queue), intern(func), args, kwargs, timeout_s, max_retries,
+                  PENDING, 0, 0, not_before_ms, None, enqueued_ms)
+        job.lingers = True  # its id still stands in a ready list or the delayed heap
+        return job
 
     def to_row(self) -> list[Any]:
         """The snapshot form: a list in ``__slots__`` order, without the index ticket.

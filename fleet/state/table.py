@@ -1,6 +1,6 @@
 """The job table: a pure state machine. Events in, state out; no disk, sockets or clock.
 
-Transitions (``docs/wal-format.md`` has the event fields)::
+Transitions (``docs/wal-format.md`` has the record fields)::
 
     enq ──▶ pending ──disp──▶ in_flight ──ack──▶ completed
                ▲  ▲              │ fail / exp (retries left) ──▶ pending (not before nb)
@@ -8,38 +8,53 @@ Transitions (``docs/wal-format.md`` has the event fields)::
                └─────────────────┘ cancel (from pending or in_flight) ──▶ cancelled
     compact: a finished job is forgotten (its id may be used again).
 
-``apply`` returns False for an event that does not fit the current state (a stale ack, a
-second completion, an unknown id): such events change nothing. Events carry a sequence number
-``s``; one at or below ``last_seq`` was applied before and is skipped, which is what makes
-replaying a record twice, or a snapshot plus an overlapping log, give the same table.
+Events are the positional records of ``events``. ``apply`` returns False for one that does not
+fit the current state (a stale ack, a second completion, an unknown id): such events change
+nothing. A record numbered at or below ``last_seq`` was applied before and is skipped, which
+is what makes replaying a record twice, or a snapshot plus an overlapping log, give the same
+table.
 
-FIFO within a queue: each queue keeps a deque of ``(ticket, job)`` entries in the order jobs
-became ready. Entries go stale instead of being removed (a cancel or a dispatch bumps nothing:
-the state check skips them), so taking work is O(1) per job.
+Cold jobs. Recovery cost is memory: every object built while reading a log or a snapshot is
+a fresh page touched (about a second per GB here). So a job nobody has touched since it was
+enqueued stays as its spec text in ``_cold``, and a finished job loaded from a snapshot as its
+row text in ``_cold_done``; the first read or event that needs it turns it into a JobRecord
+in ``_jobs`` (``_thaw``). A backlog of a million pending jobs is a million strings.
+
+FIFO within a queue: each queue keeps a deque of entries in the order jobs became ready, and
+delayed jobs wait in a heap of ``(not_before_ms, order, queue, entry)``. A cold job's entry is
+its id; a JobRecord put back in line gets a ``(ticket, job)`` entry. Entries go stale instead
+of being removed, so taking work is O(1) per job: an id entry is live while its job is cold,
+or thawed (``lingers``) and still pending with ticket 0; a ``(ticket, job)`` entry while the
+job is pending with that ticket. An id compacted while its stale entry may still be queued
+goes into ``_lingering``, and a new job under that id is queued by ticket, so the old entry
+can never stand for it.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
-from operator import attrgetter
-from sys import intern
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import orjson
 
 from . import events as ev
 from .job import CANCELLED, COMPLETED, DEAD, IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
 
-SCHEMA_VERSION = 1
-_ID = attrgetter("id")
-_QUEUE_AND_STATE = attrgetter("queue", "state")
+SCHEMA_VERSION = 2
+Entry = Any  # a cold job's id, or (ticket, JobRecord)
 
 
 class JobTable:
     """Every job the controller knows, with per-state and per-queue counts."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, JobRecord] = {}
+        self._jobs: dict[str, JobRecord] = {}
+        self._cold: dict[str, str] = {}
+        self._cold_done: dict[str, str] = {}
+        self._cold_dead: list[str] = []
+        self._lingering: set[str] = set()
         self.in_flight: dict[str, JobRecord] = {}
         self.last_seq = 0
         self.epoch = 0
@@ -50,8 +65,8 @@ class JobTable:
         self.totals: dict[str, int] = dict.fromkeys(
             ("enqueued", "dispatched", "completed", "failed", "expired", "released", "dead",
              "retried", "cancelled", "compacted"), 0)
-        self._ready: dict[str, deque[tuple[int, JobRecord]]] = defaultdict(deque)
-        self._delayed: list[tuple[int, int, int, JobRecord]] = []
+        self._ready: dict[str, deque[Entry]] = defaultdict(deque)
+        self._delayed: list[tuple[int, int, str, Entry]] = []
         self._finished: deque[tuple[int, str]] = deque()
         self._ticket = 0
         self._handlers = {
@@ -63,126 +78,189 @@ class JobTable:
             ev.SCHEDULED: self._on_scheduled,
         }
 
+    # -- reading jobs ----------------------------------------------------------------------
+
+    @property
+    def jobs(self) -> Mapping[str, JobRecord]:
+        """Every job by id, as a read-only mapping (reading a cold job thaws it)."""
+        return _JobsView(self)
+
+    def get(self, job_id: Any) -> JobRecord | None:
+        """The job with this id, or None."""
+        job = self._jobs.get(job_id)
+        return job if job is not None else self._thaw(job_id)
+
+    def __len__(self) -> int:
+        return len(self._jobs) + len(self._cold) + len(self._cold_done)
+
+    def __contains__(self, job_id: Any) -> bool:
+        return job_id in self._jobs or job_id in self._cold or job_id in self._cold_done
+
+    def _thaw(self, job_id: Any) -> JobRecord | None:
+        spec = self._cold.pop(job_id, None)
+        if spec is not None:
+            job = JobRecord.from_spec(job_id, spec)
+        else:
+            row = self._cold_done.pop(job_id, None)
+            if row is None:
+                return None
+            job = JobRecord(*orjson.loads(row))
+        self._jobs[job_id] = job
+        return job
+
+    def all_jobs(self) -> Iterator[JobRecord]:
+        """Every job; a cold one as a fresh copy that is not kept (for checks and tools, not
+        for hot paths: nothing thaws, so the table's structure stays as it was)."""
+        yield from self._jobs.values()
+        for job_id, spec in self._cold.items():
+            job = JobRecord.from_spec(job_id, spec)
+            yield job
+        for row in self._cold_done.values():
+            yield JobRecord(*orjson.loads(row))
+
     # -- applying events -------------------------------------------------------------------
 
-    def apply(self, event: ev.Event) -> bool:
-        """Apply one event. Returns False if it was already applied or does not fit."""
-        seq = event.get("s")
+    def apply(self, record: ev.Record, seq: int | None = None) -> bool:
+        """Apply one record, numbered ``seq`` if it is logged. False if it was already applied
+        or does not fit."""
         if seq is not None and seq <= self.last_seq:
             return False
-        handler = self._handlers.get(event.get("t"))
-        if handler is None or not handler(event):
+        handler = self._handlers.get(record[0])
+        if handler is None or not handler(record):
             return False
         if seq is not None:
             self.last_seq = seq
         return True
 
-    def replay(self, events: list[ev.Event], last_seen: int) -> int:
-        """Apply logged events numbered after ``last_seen``, in order: recovery's hot loop,
-        ``apply`` without its per-event call (a million records cost a second less).
+    def replay(self, records: list[ev.Record], first_seq: int, last_seen: int) -> int:
+        """Apply logged records numbered ``first_seq`` on, skipping those at or below
+        ``last_seen``: recovery's hot loop, ``apply`` without its per-record call.
 
         Returns the last sequence number seen.
 
         Raises:
-            ValueError: the numbers skip (records are missing) or an event type is unknown
-                (a newer fleet wrote it); the message says which.
+            ValueError: the numbers skip (records are missing), a record has an unknown type
+                (a newer fleet wrote it) or the wrong fields; the message says which.
         """
+        if first_seq > last_seen + 1:
+            raise ValueError(f"records {last_seen + 1}..{first_seq - 1} are missing")
         handlers = self._handlers
-        for event in events:
-            seq = event["s"]
+        seq = first_seq - 1
+        for record in records:
+            seq += 1
             if seq <= last_seen:
                 continue
-            if seq != last_seen + 1:
-                raise ValueError(f"records {last_seen + 1}..{seq - 1} are missing")
-            handler = handlers.get(event["t"])
+            handler = handlers.get(record[0]) if record.__class__ is list and record else None
             if handler is None:
-                raise ValueError(f"record {seq} has unknown type {event['t']!r}")
-            if handler(event):
-                self.last_seq = seq
+                raise ValueError(f"record {seq} is not a record of a known type: "
+                                 f"{str(record)[:60]}")
+            try:
+                if handler(record):
+                    self.last_seq = seq
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                raise ValueError(f"record {seq} has the wrong fields: {str(record)[:60]}"
+                                 ) from None
             last_seen = seq
         return last_seen
 
-    def apply_all(self, events: Iterable[ev.Event]) -> int:
-        """Apply events in order; returns how many changed the table."""
-        return sum(1 for event in events if self.apply(event))
+    def apply_all(self, records: list[tuple[ev.Record, int | None]]) -> int:
+        """Apply ``(record, seq)`` pairs in order; returns how many changed the table."""
+        return sum(1 for record, seq in records if self.apply(record, seq))
 
-    def _on_enqueued(self, e: ev.Event) -> bool:
-        job_id, jobs = e["id"], self.jobs
-        if job_id in jobs:
+    def _on_enqueued(self, record: ev.Record) -> bool:
+        _, job_id, queue, not_before_ms, spec = record
+        if job_id in self._cold or job_id in self._jobs or job_id in self._cold_done:
             return False
-        # Memory per pending job: the queue and function names are interned (a million jobs
-        # share a handful of each).
-        job = JobRecord(job_id, intern(e["q"]), intern(e["f"]), e["a"], e["k"], e["to"],
-                        e["mr"], PENDING, 0, 0, e["nb"], None, e["ts"])
-        jobs[job_id] = job
         self.counts[PENDING] += 1
-        self.queue_counts[job.queue][PENDING] += 1
+        self.queue_counts[queue][PENDING] += 1
         self.totals["enqueued"] += 1
-        if job.not_before_ms:
-            self._make_ready(job)
-        else:  # _make_ready spelt out: replay runs this once per job in the log
-            ticket = job.ticket = self._ticket = self._ticket + 1
-            self._ready[job.queue].append((ticket, job))
+        if job_id in self._lingering:  # an old entry for this id may still be queued
+            self._make_ready(self._thaw_new(job_id, spec))
+        elif not_before_ms:
+            self._cold[job_id] = spec
+            self._ticket += 1
+            heapq.heappush(self._delayed, (not_before_ms, self._ticket, queue, job_id))
+        else:
+            self._cold[job_id] = spec
+            self._ready[queue].append(job_id)
         return True
 
-    def _on_dispatched(self, e: ev.Event) -> bool:
-        job = self.jobs.get(e["id"])
+    def _thaw_new(self, job_id: str, spec: str) -> JobRecord:
+        job = self._jobs[job_id] = JobRecord.from_spec(job_id, spec)
+        job.lingers = False
+        return job
+
+    def _on_dispatched(self, record: ev.Record) -> bool:
+        _, job_id, attempt, lease_deadline_ms, at_ms = record
+        job = self._jobs.get(job_id) or self._thaw(job_id)
         # Dispatching an in-flight job again is the heal after Redis lost its message.
-        if job is None or job.state not in (PENDING, IN_FLIGHT) or e["n"] != job.attempt + 1:
+        if job is None or job.state not in (PENDING, IN_FLIGHT) or attempt != job.attempt + 1:
             return False
+        if job.lingers:
+            # Replaying the log: the job was dispatched by id, most likely from the head of
+            # its queue; take the entry off so it does not linger until the next take.
+            ready = self._ready.get(job.queue)
+            if ready and ready[0] == job_id:
+                ready.popleft()
+                job.lingers = False
         self._move(job, IN_FLIGHT)
-        job.attempt = e["n"]
-        job.lease_deadline_ms = e["ld"]
-        job.dispatched_ms = e["ts"]
+        job.attempt = attempt
+        job.lease_deadline_ms = lease_deadline_ms
+        job.dispatched_ms = at_ms
         job.not_before_ms = 0
-        self.in_flight[job.id] = job
+        self.in_flight[job_id] = job
         self.totals["dispatched"] += 1
         return True
 
-    def _on_acked(self, e: ev.Event) -> bool:
-        job = self.jobs.get(e["id"])
+    def _on_acked(self, record: ev.Record) -> bool:
+        _, job_id, attempt, result, worker, host, started_ms, finished_ms, at_ms = record
+        job = self._jobs.get(job_id) or self._thaw(job_id)
         # A late success of an older attempt may still complete a job that is not complete;
         # an attempt that was never dispatched (0, or past the current one) cannot.
-        if job is None or job.state not in (PENDING, IN_FLIGHT) or not 1 <= e["n"] <= job.attempt:
+        if job is None or job.state not in (PENDING, IN_FLIGHT) or not 1 <= attempt <= job.attempt:
             return False
-        job.history.append({"n": e["n"], "o": "ok", "w": e["w"], "h": e["h"], "st": e["st"],
-                            "ft": e["ft"]})
-        job.result = e["r"]
-        self._finish(job, COMPLETED, e.get("ts") or e["ft"] or job.dispatched_ms or 0)
+        job.history.append({"n": attempt, "o": "ok", "w": worker, "h": host, "st": started_ms,
+                            "ft": finished_ms})
+        job.result = result
+        self._finish(job, COMPLETED, at_ms or finished_ms or job.dispatched_ms or 0)
         self.totals["completed"] += 1
         return True
 
-    def _on_failed(self, e: ev.Event) -> bool:
-        job = self._current_attempt(e)
+    def _on_failed(self, record: ev.Record) -> bool:
+        (_, job_id, attempt, error, retry_at_ms, final, worker, host, started_ms, finished_ms,
+         at_ms) = record
+        job = self._current_attempt(job_id, attempt)
         if job is None:
             return False
-        job.history.append({"n": e["n"], "o": "failed", "w": e["w"], "h": e["h"],
-                            "st": e["st"], "ft": e["ft"], "e": e["e"]})
+        job.history.append({"n": attempt, "o": "failed", "w": worker, "h": host,
+                            "st": started_ms, "ft": finished_ms, "e": error})
         self.totals["failed"] += 1
-        self._after_failure(job, e["e"], e["nb"], e["fin"], e.get("ts") or e["ft"] or 0)
+        self._after_failure(job, error, retry_at_ms, final, at_ms or finished_ms or 0)
         return True
 
-    def _on_expired(self, e: ev.Event) -> bool:
-        job = self._current_attempt(e)
+    def _on_expired(self, record: ev.Record) -> bool:
+        _, job_id, attempt, retry_at_ms, at_ms = record
+        job = self._current_attempt(job_id, attempt)
         if job is None:
             return False
-        job.history.append({"n": e["n"], "o": "expired", "ft": e["ts"], "e": "lease expired"})
+        job.history.append({"n": attempt, "o": "expired", "ft": at_ms, "e": "lease expired"})
         self.totals["expired"] += 1
-        self._after_failure(job, "LeaseExpired: no ack before the lease ran out", e["nb"], False,
-                            e["ts"])
+        self._after_failure(job, "LeaseExpired: no ack before the lease ran out", retry_at_ms,
+                            False, at_ms)
         return True
 
-    def _on_released(self, e: ev.Event) -> bool:
-        job = self._current_attempt(e)
+    def _on_released(self, record: ev.Record) -> bool:
+        _, job_id, attempt, reason, at_ms = record
+        job = self._current_attempt(job_id, attempt)
         if job is None:
             return False
-        job.history.append({"n": e["n"], "o": "released", "ft": e["ts"], "e": e["why"]})
+        job.history.append({"n": attempt, "o": "released", "ft": at_ms, "e": reason})
         self.totals["released"] += 1
         self._back_to_pending(job, 0)
         return True
 
-    def _on_retried(self, e: ev.Event) -> bool:
-        job = self.jobs.get(e["id"])
+    def _on_retried(self, record: ev.Record) -> bool:
+        job = self.get(record[1])
         if job is None or job.state != DEAD:
             return False
         job.failures = 0
@@ -191,46 +269,52 @@ class JobTable:
         self._back_to_pending(job, 0)
         return True
 
-    def _on_cancelled(self, e: ev.Event) -> bool:
-        job = self.jobs.get(e["id"])
+    def _on_cancelled(self, record: ev.Record) -> bool:
+        _, job_id, at_ms = record
+        job = self.get(job_id)
         if job is None or job.state not in (PENDING, IN_FLIGHT):
             return False
-        self._finish(job, CANCELLED, e["ts"])
+        self._finish(job, CANCELLED, at_ms)
         self.totals["cancelled"] += 1
         return True
 
-    def _on_compacted(self, e: ev.Event) -> bool:
-        for job_id in e["ids"]:
-            job = self.jobs.get(job_id)
+    def _on_compacted(self, record: ev.Record) -> bool:
+        for job_id in record[1]:
+            if job_id in self._cold:
+                continue  # pending: not finished, nothing to forget
+            job = self.get(job_id)
             if job is not None and job.state in TERMINAL:
                 self._count(job, job.state, -1)
-                del self.jobs[job_id]
+                del self._jobs[job_id]
+                if job.lingers:
+                    self._lingering.add(job_id)
                 self.totals["compacted"] += 1
         return True
 
-    def _on_paused(self, e: ev.Event) -> bool:
-        self.paused.add(e["q"])
+    def _on_paused(self, record: ev.Record) -> bool:
+        self.paused.add(record[1])
         return True
 
-    def _on_resumed(self, e: ev.Event) -> bool:
-        self.paused.discard(e["q"])
+    def _on_resumed(self, record: ev.Record) -> bool:
+        self.paused.discard(record[1])
         return True
 
-    def _on_booted(self, e: ev.Event) -> bool:
-        self.epoch = max(self.epoch, e["epoch"])
+    def _on_booted(self, record: ev.Record) -> bool:
+        self.epoch = max(self.epoch, record[1])
         return True
 
-    def _on_scheduled(self, e: ev.Event) -> bool:
-        if e["at"] <= self.schedules.get(e["name"], -1):
+    def _on_scheduled(self, record: ev.Record) -> bool:
+        _, name, fire_ms = record
+        if fire_ms <= self.schedules.get(name, -1):
             return False
-        self.schedules[e["name"]] = e["at"]
+        self.schedules[name] = fire_ms
         return True
 
     # -- transitions -----------------------------------------------------------------------
 
-    def _current_attempt(self, e: ev.Event) -> JobRecord | None:
-        job = self.jobs.get(e["id"])
-        if job is None or job.state != IN_FLIGHT or e["n"] != job.attempt:
+    def _current_attempt(self, job_id: str, attempt: int) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.state != IN_FLIGHT or attempt != job.attempt:
             return None
         return job
 
@@ -277,11 +361,34 @@ class JobTable:
         ticket = self._ticket = self._ticket + 1
         job.ticket = ticket
         if job.not_before_ms:
-            heapq.heappush(self._delayed, (job.not_before_ms, ticket, ticket, job))
+            heapq.heappush(self._delayed, (job.not_before_ms, ticket, job.queue, (ticket, job)))
         else:
             self._ready[job.queue].append((ticket, job))
 
-    # -- queries (they never change the logical state) --------------------------------------
+    # -- the ready index -------------------------------------------------------------------
+
+    def _live(self, entry: Entry) -> bool:
+        """Whether a ready or delayed entry still stands for a pending job (nothing thaws)."""
+        if entry.__class__ is tuple:
+            ticket, job = entry
+            return job.ticket == ticket and job.state == PENDING
+        if entry in self._cold:
+            return True
+        job = self._jobs.get(entry)
+        return job is not None and job.lingers and job.ticket == 0 and job.state == PENDING
+
+    def _take(self, entry: Entry) -> JobRecord | None:
+        """The pending job a live entry stands for (thawed, its id entry used up); None if
+        the entry is stale."""
+        if entry.__class__ is tuple:
+            ticket, job = entry
+            return job if job.ticket == ticket and job.state == PENDING else None
+        job = self._jobs.get(entry) or self._thaw(entry)
+        if job is None or not (job.lingers and job.ticket == 0 and job.state == PENDING):
+            self._lingering.discard(entry)  # a stale id entry: this was the one left behind
+            return None
+        job.lingers = False
+        return job
 
     def take_ready(self, queue: str, limit: int, now_ms: int) -> list[JobRecord]:
         """Up to ``limit`` pending jobs of ``queue`` that may run at ``now_ms``, oldest first.
@@ -293,8 +400,8 @@ class JobTable:
         self._promote_due(now_ms)
         ready, taken = self._ready.get(queue), []
         while ready and len(taken) < limit:
-            ticket, job = ready.popleft()
-            if job.ticket == ticket and job.state == PENDING:
+            job = self._take(ready.popleft())
+            if job is not None:
                 taken.append(job)
         return taken
 
@@ -306,35 +413,50 @@ class JobTable:
     def next_due_ms(self) -> int | None:
         """When the earliest delayed job becomes due, if any."""
         while self._delayed:
-            _, _, ticket, job = self._delayed[0]
-            if job.ticket == ticket and job.state == PENDING:
-                return job.not_before_ms
-            heapq.heappop(self._delayed)
+            not_before_ms, _, _, entry = self._delayed[0]
+            if self._live(entry):
+                return not_before_ms
+            self._drop(heapq.heappop(self._delayed)[3])
         return None
 
     def oldest_ready_enqueued_ms(self) -> int | None:
         """Enqueue time of the oldest job at the head of any ready queue (for status)."""
         heads = []
         for entries in self._ready.values():
-            for ticket, job in entries:
-                if job.ticket == ticket and job.state == PENDING:
-                    heads.append(job.enqueued_ms)
+            for entry in entries:
+                if self._live(entry):
+                    heads.append(self._enqueued_ms(entry))
                     break
         return min(heads, default=None)
+
+    def _enqueued_ms(self, entry: Entry) -> int:
+        if entry.__class__ is tuple:
+            return entry[1].enqueued_ms
+        spec = self._cold.get(entry)
+        return orjson.loads(spec)[7] if spec is not None else self._jobs[entry].enqueued_ms
+
+    def _drop(self, entry: Entry) -> None:
+        if entry.__class__ is not tuple:
+            self._lingering.discard(entry)
 
     def _promote_due(self, now_ms: int) -> None:
         delayed = self._delayed
         while delayed and delayed[0][0] <= now_ms:
-            _, _, ticket, job = heapq.heappop(delayed)
-            if job.ticket == ticket and job.state == PENDING:
-                self._ready[job.queue].append((ticket, job))
+            _, _, queue, entry = heapq.heappop(delayed)
+            if self._live(entry):
+                self._ready[queue].append(entry)
+            else:
+                self._drop(entry)
 
     def finished_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Ids of terminal jobs finished before ``cutoff_ms`` (candidates for compaction)."""
         found: list[str] = []
         while self._finished and self._finished[0][0] < cutoff_ms and len(found) < limit:
             at_ms, job_id = self._finished.popleft()
-            job = self.jobs.get(job_id)
+            if job_id in self._cold_done:  # untouched since the snapshot: still as it was
+                found.append(job_id)
+                continue
+            job = self._jobs.get(job_id)
             if job is not None and job.state in TERMINAL and job.finished_ms == at_ms:
                 found.append(job_id)
         return found
@@ -347,7 +469,10 @@ class JobTable:
 
     def dead_jobs(self) -> list[JobRecord]:
         """Jobs in the dead-letter set, oldest failure first."""
-        dead = [job for job in self.jobs.values() if job.state == DEAD]
+        for job_id in self._cold_dead:
+            self.get(job_id)
+        self._cold_dead = []
+        dead = [job for job in self._jobs.values() if job.state == DEAD]
         return sorted(dead, key=lambda job: job.finished_ms or 0)
 
     # -- invariants ------------------------------------------------------------------------
@@ -357,17 +482,25 @@ class JobTable:
         problems: list[str] = []
         counts = dict.fromkeys(STATES, 0)
         queue_counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
-        for job_id, job in self.jobs.items():
+        pending: set[str] = set()
+        for job in self.all_jobs():
             if job.state not in counts:
-                problems.append(f"{job_id}: unknown state {job.state!r}")
+                problems.append(f"{job.id}: unknown state {job.state!r}")
                 continue
             counts[job.state] += 1
             queue_counts[job.queue][job.state] += 1
-            problems.extend(_job_problems(job_id, job, self.in_flight))
+            if job.state == PENDING:
+                pending.add(job.id)
+            problems.extend(_job_problems(job, self.in_flight))
+        problems.extend(f"{job_id}: stored under another id ({job.id})"
+                        for job_id, job in self._jobs.items() if job.id != job_id)
+        problems.extend(f"{job_id}: both cold and thawed"
+                        for job_id in self._jobs.keys() & (self._cold.keys()
+                                                           | self._cold_done.keys()))
         problems.extend(f"{job_id}: in the in-flight index but {job.state}"
                         for job_id, job in self.in_flight.items()
-                        if job.state != IN_FLIGHT or self.jobs.get(job_id) is not job)
-        problems.extend(self._ready_index_problems())
+                        if job.state != IN_FLIGHT or self._jobs.get(job_id) is not job)
+        problems.extend(self._ready_index_problems(pending))
         if counts != self.counts:
             problems.append(f"state counters {self.counts} disagree with the jobs {counts}")
         mine = {q: c for q, c in self.queue_counts.items() if any(c.values())}
@@ -375,92 +508,209 @@ class JobTable:
             problems.append("per-queue counters disagree with the jobs")
         return problems
 
-    def _ready_index_problems(self) -> list[str]:
+    def _ready_index_problems(self, pending: set[str]) -> list[str]:
         problems, seen = [], set()
-        live = [(t, j) for entries in self._ready.values() for t, j in entries]
-        live += [(t, j) for _, _, t, j in self._delayed]
-        for ticket, job in live:
-            if job.ticket != ticket or job.state != PENDING:
+        entries = [entry for queued in self._ready.values() for entry in queued]
+        entries += [entry for _, _, _, entry in self._delayed]
+        for entry in entries:
+            if not self._live(entry):
                 continue
-            if job.id in seen:
-                problems.append(f"{job.id}: queued twice for dispatch")
-            seen.add(job.id)
-            if self.jobs.get(job.id) is not job:
-                problems.append(f"{job.id}: queued for dispatch but not in the table")
+            job_id = entry[1].id if entry.__class__ is tuple else entry
+            if entry.__class__ is tuple and self._jobs.get(job_id) is not entry[1]:
+                problems.append(f"{job_id}: queued for dispatch but not in the table")
+            if job_id in seen:
+                problems.append(f"{job_id}: queued twice for dispatch")
+            seen.add(job_id)
+        problems.extend(f"{job_id}: pending but not queued for dispatch"
+                        for job_id in sorted(pending - seen))
         return problems
 
     # -- snapshot form ---------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        """Everything needed to rebuild the table (what a snapshot stores).
+        """Everything needed to rebuild the table (what a snapshot stores), in the form that
+        loads fastest; the result is a copy as of now (later events do not change it) and
+        reading it thaws nothing, so a forked snapshot child shares the parent's pages.
 
-        Jobs go out in ticket order, the order they last became ready, so that ``load`` queues
-        pending jobs in the same FIFO order (a retried or released job stays behind the jobs
-        that were waiting before it came back). The result is a copy as of now: later events
-        do not change it.
+        - ``ready``: per queue, pending jobs in their FIFO order: ``cold`` maps id to spec,
+          ``rows`` holds the other pending jobs as ``[position, row]``, their place counted
+          over both.
+        - ``delayed``: ``[not_before_ms, id, spec]`` or ``[not_before_ms, row]``, due order.
+        - ``in_flight``: rows.
+        - ``done``: finished jobs in finish order, id to row text (they load without being
+          decoded, into ``_cold_done``), and ``done_index`` their queue, state and finish
+          time, three flat values each.
+
+        Cold jobs are JSON objects because the decoder builds the dict as it parses, hashing
+        each id while it is in cache: faster than building it from lists afterwards.
         """
-        jobs = sorted(self.jobs.values(), key=_ticket_of)
+        ready: dict[str, dict[str, list[Any]]] = {}
+        for queue, entries in self._ready.items():
+            cold: dict[str, str] = {}
+            rows: list[list[Any]] = []
+            for entry in entries:
+                if not self._live(entry):
+                    continue
+                job_id = entry if entry.__class__ is not tuple else None
+                spec = self._cold.get(job_id) if job_id is not None else None
+                if spec is not None:
+                    cold[job_id] = spec
+                else:
+                    job = entry[1] if job_id is None else self._jobs[job_id]
+                    rows.append([len(cold) + len(rows), job.to_row()])
+            if cold or rows:
+                ready[queue] = {"cold": cold, "rows": rows}
+        delayed: list[list[Any]] = []
+        for not_before_ms, _, _, entry in sorted(self._delayed, key=_due_order):
+            if not self._live(entry):
+                continue
+            spec = self._cold.get(entry) if entry.__class__ is not tuple else None
+            if spec is not None:
+                delayed.append([not_before_ms, entry, spec])
+            else:
+                job = entry[1] if entry.__class__ is tuple else self._jobs[entry]
+                delayed.append([not_before_ms, job.to_row()])
+        done = [(job.finished_ms or 0, job.id, job.queue, job.state, job.to_row())
+                for job in self._jobs.values() if job.state in TERMINAL]
+        for row_text in self._cold_done.values():
+            row = orjson.loads(row_text)
+            done.append((row[_FINISHED] or 0, row[0], row[1], row[_STATE], row_text))
+        done.sort(key=_finish_order)
+        done_rows: dict[str, str] = {}
+        done_index: list[Any] = []
+        for finished_ms, job_id, queue, state, row in done:
+            done_rows[job_id] = row if row.__class__ is str else orjson.dumps(row).decode()
+            done_index += (queue, state, finished_ms)
         return {"version": SCHEMA_VERSION, "last_seq": self.last_seq, "epoch": self.epoch,
                 "paused": sorted(self.paused), "totals": dict(self.totals),
-                "schedules": dict(self.schedules), "jobs": [job.to_row() for job in jobs]}
+                "schedules": dict(self.schedules), "ready": ready, "delayed": delayed,
+                "in_flight": [job.to_row() for job in self.in_flight.values()],
+                "done": done_rows, "done_index": done_index}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> JobTable:
-        """Rebuild a table from ``dump()`` output."""
+        """Rebuild a table from ``dump()`` output.
+
+        Bulk steps (slices, zip, dict and deque constructors run in C) rather than a Python
+        step per job: pending and finished jobs stay cold, so a million of them cost a
+        million strings and no JobRecord.
+        """
         table = cls()
         table.last_seq = data["last_seq"]
         table.epoch = data["epoch"]
         table.paused = set(data["paused"])
         table.totals.update(data["totals"])
         table.schedules = dict(data.get("schedules", {}))
-        # Bulk steps (comprehensions, one Counter) rather than a call per job: this is most
-        # of the time recovery spends after decoding a snapshot.
-        # (map/zip with attrgetter run in C, without a Python frame per job.)
-        jobs = [JobRecord(*row) for row in data["jobs"]]
-        table.jobs = dict(zip(map(_ID, jobs), jobs, strict=True))
-        for (queue, state), count in Counter(map(_QUEUE_AND_STATE, jobs)).items():
-            table.counts[state] += count
-            table.queue_counts[queue][state] += count
-        table._index(jobs)
+        for queue, section in data["ready"].items():
+            table._load_ready(queue, section["cold"], section["rows"])
+        for item in data["delayed"]:
+            table._load_delayed(item)
+        for row in data["in_flight"]:
+            job = table._load_row(row)
+            table.in_flight[job.id] = job
+        table._load_done(data["done"], data["done_index"])
         return table
 
-    def _index(self, jobs: list[JobRecord]) -> None:
-        """Ready, delayed, in-flight and finished indexes of freshly loaded jobs, in order."""
-        ready, delayed, in_flight, finished = self._ready, self._delayed, self.in_flight, []
-        ticket = self._ticket
-        for job in jobs:
-            state = job.state
-            if state == PENDING:
-                ticket += 1
-                job.ticket = ticket
-                if job.not_before_ms:
-                    delayed.append((job.not_before_ms, ticket, ticket, job))
-                else:
-                    ready[job.queue].append((ticket, job))
-            elif state == IN_FLIGHT:
-                in_flight[job.id] = job
-            elif job.finished_ms is not None:
-                finished.append((job.finished_ms, job.id))
-        self._ticket = ticket
-        heapq.heapify(delayed)
-        finished.sort()
-        self._finished.extend(finished)
+    def _load_row(self, row: list[Any]) -> JobRecord:
+        job = JobRecord(*row)
+        self._jobs[job.id] = job
+        self._count(job, job.state, 1)
+        return job
+
+    def _load_ready(self, queue: str, cold: dict[str, str], rows: list[list[Any]]) -> None:
+        if self._cold:
+            self._cold.update(cold)
+        else:
+            self._cold = cold  # the decoder's dict, kept as it is
+        self.counts[PENDING] += len(cold)
+        self.queue_counts[queue][PENDING] += len(cold)
+        entries = self._ready[queue]
+        if not rows:
+            entries.extend(cold)
+            return
+        ids, used = list(cold), 0
+        for position, row in rows:
+            cold_before = position - len(entries)
+            entries.extend(ids[used:used + cold_before])
+            used += cold_before
+            job = self._load_row(row)
+            job.ticket = self._ticket = self._ticket + 1
+            entries.append((job.ticket, job))
+        entries.extend(ids[used:])
+
+    def _load_delayed(self, item: list[Any]) -> None:
+        self._ticket += 1
+        if len(item) == 3:
+            not_before_ms, job_id, spec = item
+            queue = orjson.loads(spec)[0]
+            self._cold[job_id] = spec
+            self.counts[PENDING] += 1
+            self.queue_counts[queue][PENDING] += 1
+            self._delayed.append((not_before_ms, self._ticket, queue, job_id))
+        else:
+            not_before_ms, row = item
+            job = self._load_row(row)
+            job.ticket = self._ticket
+            self._delayed.append((not_before_ms, job.ticket, job.queue, (job.ticket, job)))
+
+    def _load_done(self, rows: dict[str, str], index: list[Any]) -> None:
+        ids, queues, states, finished = list(rows), index[0::3], index[1::3], index[2::3]
+        self._cold_done = rows
+        for (queue, state), count in Counter(zip(queues, states, strict=True)).items():
+            self.counts[state] += count
+            self.queue_counts[queue][state] += count
+        self._finished.extend(zip(finished, ids, strict=True))
+        self._cold_dead = [job_id for job_id, state in zip(ids, states, strict=True)
+                           if state == DEAD]
 
     def canonical(self) -> dict[str, Any]:
-        """A form for comparing two tables: jobs sorted by id, indexes left out."""
-        data = self.dump()
-        data["jobs"] = sorted(data["jobs"], key=lambda row: row[0])
-        return data
+        """A form for comparing two tables: every job's row sorted by id, indexes left out."""
+        rows = sorted((job.to_row() for job in self.all_jobs()), key=_job_id_of)
+        return {"last_seq": self.last_seq, "epoch": self.epoch, "paused": sorted(self.paused),
+                "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows}
 
 
-def _ticket_of(job: JobRecord) -> int:
-    return job.ticket
+_STATE = JobRecord.__slots__.index("state")
+_FINISHED = JobRecord.__slots__.index("finished_ms")
 
 
-def _job_problems(job_id: str, job: JobRecord, in_flight: dict[str, JobRecord]) -> list[str]:
+def _job_id_of(row: list[Any]) -> str:
+    return row[0]
+
+
+def _due_order(item: tuple[int, int, str, Entry]) -> tuple[int, int]:
+    return item[0], item[1]
+
+
+def _finish_order(item: tuple[Any, ...]) -> tuple[int, str]:
+    return item[0], item[1]
+
+
+class _JobsView(Mapping):
+    """``table.jobs``: every job by id; reading a cold one thaws it."""
+
+    def __init__(self, table: JobTable) -> None:
+        self._table = table
+
+    def __getitem__(self, job_id: str) -> JobRecord:
+        job = self._table.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([job.id for job in self._table.all_jobs()])
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _job_problems(job: JobRecord, in_flight: dict[str, JobRecord]) -> list[str]:
     problems = []
-    if job.id != job_id:
-        problems.append(f"{job_id}: stored under another id ({job.id})")
+    job_id = job.id
     if job.state == IN_FLIGHT:
         if job.lease_deadline_ms is None:
             problems.append(f"{job_id}: in flight without a lease")

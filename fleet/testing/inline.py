@@ -174,7 +174,7 @@ class InlineClient(Client):
         return data
 
     def _job(self, id: str) -> dict[str, Any]:
-        job = self.table.jobs.get(id)
+        job = self.table.get(id)
         if job is None:
             raise JobNotFoundError(f"no job {id!r} (never enqueued, or compacted)")
         # A copy, as the real client gets one over the wire: mutating it must not touch the job.
@@ -183,7 +183,7 @@ class InlineClient(Client):
     def _cancel(self, ids: list[str]) -> dict[str, Any]:
         done, not_cancellable = [], []
         for job_id in ids:
-            job = self.table.jobs.get(job_id)
+            job = self.table.get(job_id)
             if job is None or job.state not in (PENDING, IN_FLIGHT):
                 not_cancellable.append(job_id)
             else:

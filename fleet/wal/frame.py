@@ -9,8 +9,10 @@
 
 ``crc32`` (little-endian, zlib's CRC-32) covers the type byte and the payload; ``length`` is
 the payload length. Type 0 is never written, so a zero-filled tail reads as the end of the log.
-The payload is the JSON array ``[first_seq, last_seq, [event, ...]]``: the sequence range leads
-so that recovery can skip a frame a snapshot already covers without decoding its events.
+The payload is the JSON array ``[first_seq, last_seq, [record, ...]]``: the records are
+numbered ``first_seq`` to ``last_seq`` in order (a record does not repeat its number), and the
+range leads so that recovery can skip a frame a snapshot already covers without decoding its
+records. Type 1 was the format before records became positional; it is refused.
 See docs/wal-format.md for the rules that tell a torn tail from corruption.
 """
 
@@ -28,16 +30,33 @@ from ..errors import WalCorruptError
 
 HEADER = struct.Struct("<IIB")
 HEADER_BYTES = HEADER.size
-TYPE_BATCH = 1
+TYPE_BATCH = 2
 KNOWN_TYPES = frozenset({TYPE_BATCH})
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+FRAME_RECORDS = 2048
 ZERO_TAIL = "zero-filled tail"
 
 
-def encode_batch(events: list[dict]) -> bytes:
-    """One frame holding ``events`` (a group-commit batch, numbered in order)."""
-    first, last = (events[0].get("s", 0), events[-1].get("s", 0)) if events else (0, 0)
-    payload = b"[%d,%d,%s]" % (first, last, orjson.dumps(events))
+def encode_batch(records: list[list], first_seq: int) -> bytes:
+    """The frames holding ``records`` (a group-commit batch) numbered from ``first_seq``: one
+    frame per ``FRAME_RECORDS`` records, written with one ``write()`` and one fsync all the
+    same.
+
+    Why split: the decoder is about a quarter slower on a frame of 64k records (a burst of
+    enqueues) than on frames of a few thousand, whose objects are freed and reused while
+    they are still in cache. Why it is safe: a crash mid-write can leave the first frames of a
+    batch without the rest, but nobody was told about any record of the batch before the
+    commit returned, so a durable prefix is no different from a whole batch whose effects
+    (receipts, pushes, trims) never happened: the same redelivery and healing cover both.
+    """
+    if len(records) <= FRAME_RECORDS:
+        return _frame(records, first_seq)
+    return b"".join(_frame(records[start:start + FRAME_RECORDS], first_seq + start)
+                    for start in range(0, len(records), FRAME_RECORDS))
+
+
+def _frame(records: list[list], first_seq: int) -> bytes:
+    payload = b"[%d,%d,%s]" % (first_seq, first_seq + len(records) - 1, orjson.dumps(records))
     if len(payload) > MAX_RECORD_BYTES:
         raise ValueError(f"batch of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
     crc = zlib.crc32(payload, zlib.crc32(bytes((TYPE_BATCH,))))
@@ -56,8 +75,8 @@ class Scan:
 
 
 def iter_frames(data: bytes, scan: Scan, is_last: bool, skip_through: int = 0
-                ) -> Iterator[tuple[int, list[dict]]]:
-    """Yield ``(offset, events)`` for each good frame of a segment.
+                ) -> Iterator[tuple[int, int, list[list]]]:
+    """Yield ``(offset, first_seq, records)`` for each good frame of a segment.
 
     Frames whose last sequence number is at or below ``skip_through`` are checked (CRC) but
     not decoded, and yield nothing.
@@ -75,7 +94,7 @@ def iter_frames(data: bytes, scan: Scan, is_last: bool, skip_through: int = 0
             payload = view[start:start + length]
             scan.frames += 1
             if not (skip_through and _last_seq(payload) <= skip_through):
-                yield offset, _decode(payload, scan.name, offset)
+                yield offset, *_decode(payload, scan.name, offset)
             offset = start + length
             scan.good_bytes = offset
             continue
@@ -95,14 +114,16 @@ def _last_seq(payload: memoryview) -> int:
     return int(match.group(2)) if match else 0
 
 
-def _decode(payload: memoryview, segment: str, offset: int) -> list[dict]:
+def _decode(payload: memoryview, segment: str, offset: int) -> tuple[int, list[list]]:
     try:
         batch = orjson.loads(payload)
     except orjson.JSONDecodeError:
         raise WalCorruptError(segment, offset, "payload is not valid JSON") from None
-    if not (isinstance(batch, list) and len(batch) == 3 and isinstance(batch[2], list)):
-        raise WalCorruptError(segment, offset, "payload is not [first_seq, last_seq, events]")
-    return batch[2]
+    if not (isinstance(batch, list) and len(batch) == 3 and isinstance(batch[2], list)
+            and isinstance(batch[0], int) and batch[1] == batch[0] + len(batch[2]) - 1):
+        raise WalCorruptError(segment, offset, "payload is not [first_seq, last_seq, records] "
+                                               "with one record per number")
+    return batch[0], batch[2]
 
 
 def _frame_problem(data: bytes, offset: int, end: int) -> tuple[bool, str] | None:
@@ -119,7 +140,8 @@ def _frame_problem(data: bytes, offset: int, end: int) -> tuple[bool, str] | Non
     if length > MAX_RECORD_BYTES:
         return False, f"length {length} exceeds the maximum {MAX_RECORD_BYTES}"
     if kind not in KNOWN_TYPES:
-        return False, f"unknown record type {kind}"
+        older = " (written by a pre-release fleet)" if kind == 1 else ""
+        return False, f"unknown record type {kind}{older}"
     frame_end = offset + HEADER_BYTES + length
     if frame_end > end:
         # A writer that died mid-record left nothing after it; whole records behind a length
@@ -137,9 +159,10 @@ def _frame_problem(data: bytes, offset: int, end: int) -> tuple[bool, str] | Non
 def _whole_frame_within(data: bytes, start: int, end: int) -> bool:
     """True if a complete frame with a good CRC starts anywhere in ``data[start:end]``.
 
-    Payloads are JSON text, which never holds the byte 0x01 (control characters are escaped,
-    UTF-8 multi-byte sequences use bytes >= 0x80), so only a 0x01 can be the type byte of a
-    later header: the search costs one ``find`` per candidate, not one check per byte.
+    Payloads are JSON text, which never holds the type byte 0x02 (control characters are
+    escaped, UTF-8 multi-byte sequences use bytes >= 0x80), so only a 0x02 can be the type
+    byte of a later header: the search costs one ``find`` per candidate, not one check per
+    byte.
     """
     type_byte = bytes((TYPE_BATCH,))
     seed = zlib.crc32(type_byte)

@@ -137,12 +137,14 @@ def replay(data_dir: str, files: Files, table: JobTable, report: RecoveryReport,
     last_seen = table.last_seq
     _check_log_reaches_back(data_dir, files, last_seen + 1, report)
     tail_path, tail_bytes = None, 0
-    for path, events, scan in read_segments(data_dir, files, from_seq=last_seen + 1):
+    for path, first_seq, records, scan in read_segments(data_dir, files,
+                                                         from_seq=last_seen + 1):
         if path != tail_path:
             report.segments_read += 1
             tail_path = path
-        if events and events[-1]["s"] > last_seen:
-            before, last_seen = last_seen, _apply_frame(table, events, last_seen, path, scan)
+        if records and first_seq + len(records) - 1 > last_seen:
+            before = last_seen
+            last_seen = _apply_frame(table, records, first_seq, last_seen, path, scan)
             report.records_replayed += last_seen - before
         tail_bytes = scan.good_bytes
         report.torn_reason = scan.torn_reason
@@ -165,14 +167,14 @@ def _check_log_reaches_back(data_dir: str, files: Files, from_seq: int,
                               f"records {from_seq}..{segments[0][0] - 1} are missing{why}")
 
 
-def _apply_frame(table: JobTable, events: list[dict], last_seen: int, path: str,
-                 scan: Scan) -> int:
+def _apply_frame(table: JobTable, records: list[list], first_seq: int, last_seen: int,
+                 path: str, scan: Scan) -> int:
     """Apply a frame's records after ``last_seen``, which must follow on without a gap.
 
     Returns the new last seq.
     """
     try:
-        return table.replay(events, last_seen)
+        return table.replay(records, first_seq, last_seen)
     except ValueError as exc:
         raise WalCorruptError(os.path.basename(path), scan.good_bytes, str(exc)) from None
 
@@ -198,10 +200,11 @@ def _gc_paused() -> Iterator[None]:
 
 
 def read_segments(data_dir: str, files: Files, from_seq: int = 1
-                  ) -> Iterator[tuple[str, list[dict], Scan]]:
-    """Yield ``(segment path, events of one frame, scan so far)`` for frames in order.
+                  ) -> Iterator[tuple[str, int, list[list], Scan]]:
+    """Yield ``(segment path, first seq, records of one frame, scan so far)`` for frames in
+    order.
 
-    Also yields ``(path, [], scan)`` once at the end of each segment so callers see empty
+    Also yields ``(path, 0, [], scan)`` once at the end of each segment so callers see empty
     segments and the final clean length.
     """
     segments = list_segments(files, data_dir)
@@ -214,9 +217,10 @@ def read_segments(data_dir: str, files: Files, from_seq: int = 1
         scan = Scan(os.path.basename(path))
         data = files.read(path)
         is_last = number == len(chosen) - 1
-        for _, events in iter_frames(data, scan, is_last, skip_through=from_seq - 1):
-            yield path, events, scan
-        yield path, [], scan
+        for _, first_seq, records in iter_frames(data, scan, is_last,
+                                                 skip_through=from_seq - 1):
+            yield path, first_seq, records, scan
+        yield path, 0, [], scan
 
 
 def _finish_tail(files: Files, path: str, good_bytes: int, report: RecoveryReport,

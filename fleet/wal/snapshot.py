@@ -67,13 +67,19 @@ def read_snapshot(path: str, files: Files | None = None) -> JobTable:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SnapshotError(f"{path} is not a fleet snapshot (bad header)")
-    if header.get("version") != SCHEMA_VERSION:
-        raise SnapshotError(f"{path} has schema version {header.get('version')}; this fleet "
-                            f"reads version {SCHEMA_VERSION} (a newer fleet wrote it?)")
+    version = header.get("version")
+    if version != SCHEMA_VERSION:
+        who = "a newer" if isinstance(version, int) and version > SCHEMA_VERSION else "an older"
+        raise SnapshotError(f"{path} has schema version {version}; this fleet reads version "
+                            f"{SCHEMA_VERSION} ({who} fleet wrote it?)")
     body = memoryview(data)[line_end + 1:]
     if len(body) != header.get("size") or zlib.crc32(body) != header.get("crc32"):
         raise SnapshotError(f"{path} fails its checksum (truncated or corrupted)")
-    table = JobTable.load(orjson.loads(body))
+    try:
+        table = JobTable.load(orjson.loads(body))
+    except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise SnapshotError(f"{path} passes its checksum but its body is not a version "
+                            f"{SCHEMA_VERSION} table ({type(exc).__name__}: {exc})") from None
     if table.last_seq != header.get("last_seq"):
         raise SnapshotError(f"{path}: header says seq {header.get('last_seq')}, body "
                             f"{table.last_seq}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..errors import SnapshotError, WalCorruptError
+from ..state.events import describe
 from .files import DirLock, Files
 from .frame import HEADER, HEADER_BYTES, KNOWN_TYPES, MAX_RECORD_BYTES, ZERO_TAIL, Scan, iter_frames
 from .segments import list_segments, list_snapshots
@@ -23,15 +24,25 @@ from .snapshot import read_snapshot
 
 def dump_events(data_dir: str, files: Files | None = None, from_seq: int = 0
                 ) -> Iterator[dict]:
-    """Every record in the log, oldest first (a torn tail ends the stream quietly)."""
+    """Every record in the log from ``from_seq`` on, oldest first, as a dict with named fields
+    (``events.describe``); a torn tail ends the stream quietly.
+
+    Raises:
+        WalCorruptError: a frame fails its checks, or holds something that is not a record.
+    """
     files = files or Files()
     segments = list_segments(files, data_dir)
     for number, (_, path) in enumerate(segments):
         scan = Scan(os.path.basename(path))
-        for _, events in iter_frames(files.read(path), scan, number == len(segments) - 1):
-            for event in events:
-                if event.get("s", 0) >= from_seq:
-                    yield event
+        for offset, first_seq, records in iter_frames(files.read(path), scan,
+                                                      number == len(segments) - 1):
+            for seq, record in enumerate(records, first_seq):
+                if seq < from_seq:
+                    continue
+                try:
+                    yield describe(record, seq)
+                except ValueError as exc:
+                    raise WalCorruptError(scan.name, offset, f"record {seq}: {exc}") from None
 
 
 @dataclass
@@ -58,8 +69,9 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
     try:
         for number, (_, path) in enumerate(segments):
             scan = Scan(os.path.basename(path))
-            for _, events in iter_frames(files.read(path), scan, number == len(segments) - 1):
-                result.records += len(events)
+            for _, _, records in iter_frames(files.read(path), scan,
+                                             number == len(segments) - 1):
+                result.records += len(records)
             result.segments += 1
             result.torn_bytes += scan.torn_bytes
     except WalCorruptError as exc:
@@ -143,8 +155,8 @@ def _count_records_after(data: bytes, offset: int) -> int:
     while offset < len(data):
         scan = Scan("")
         try:
-            for _, events in iter_frames(data[offset:], scan, is_last=True):
-                count += len(events)
+            for _, _, records in iter_frames(data[offset:], scan, is_last=True):
+                count += len(records)
         except WalCorruptError as exc:
             records, offset = _bad_frame(data, offset + exc.offset)
             count += records

@@ -52,8 +52,8 @@ class WalWriter:
         self._broken: str | None = None
         self._last_sync_mono = time.monotonic()
 
-    def append(self, events: list[dict]) -> bool:
-        """Write ``events`` (already numbered) as one frame.
+    def append(self, records: list[list], first_seq: int) -> bool:
+        """Write ``records``, numbered from ``first_seq``, as one frame.
 
         Returns True if the batch is durable on return (always with policy ``always``).
 
@@ -63,13 +63,13 @@ class WalWriter:
         """
         if self._broken:
             raise WalError(f"the log is unusable after an earlier failure: {self._broken}")
-        if not events:
+        if not records:
             return self.sync_if_due()
-        frame = encode_batch(events)
+        frame = encode_batch(records, first_seq)
         if self._fd is None or self.segment_bytes >= self.options.segment_bytes:
-            self._rotate(events[0]["s"])
+            self._rotate(first_seq)
         self._write(frame)
-        self.next_seq = events[-1]["s"] + 1
+        self.next_seq = first_seq + len(records)
         self._dirty = True
         if self.options.fsync == "always":
             self.sync()

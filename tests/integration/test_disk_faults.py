@@ -22,6 +22,7 @@ from fleet.config import Settings
 from fleet.controller import Controller
 from fleet.errors import WalDiskFullError, WalFsyncError
 from fleet.keys import Keys
+from fleet.state import events as ev
 from fleet.wal import Files, open_log, tools
 
 pytestmark = pytest.mark.integration
@@ -235,9 +236,9 @@ def test_append_cut_short_by_disk_full_leaves_no_partial_frame(tmp_path):
     log = open_log(str(tmp_path / "data"), files=files)
     files.disk_full = True
     with pytest.raises(WalDiskFullError):
-        log.writer.append([{"t": "boot", "epoch": 1, "ts": 0, "s": 1}])
+        log.writer.append([ev.booted(1, 0)], 1)
     files.disk_full = False
-    assert log.writer.append([{"t": "boot", "epoch": 1, "ts": 0, "s": 1}])
+    assert log.writer.append([ev.booted(1, 0)], 1)
     log.close()
     assert [e["s"] for e in tools.dump_events(str(tmp_path / "data"))] == [1]
     assert tools.verify(str(tmp_path / "data")).torn_bytes == 0

@@ -39,9 +39,8 @@ def test_observe_batch_counts_each_event_once_by_queue():
         batch.append(ev.enqueued(spec, 1000, 30.0, 3))
         batch.append(ev.dispatched(f"j{i}", 1, 9000, 1001))
     batch.append(ev.acked("j0", 1, None, {"w": "w", "h": "h", "st": 1002, "ft": 1005}, 1006))
-    for seq, event in enumerate(batch, 1):
-        event["s"] = seq
-        assert table.apply(event)
+    for seq, record in enumerate(batch, 1):
+        assert table.apply(record, seq)
     metrics.observe_batch(batch, table)
     value = metrics.registry.get_sample_value
     assert value("fleet_jobs_enqueued_total", {"queue": "mail"}) == 3

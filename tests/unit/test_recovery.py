@@ -16,7 +16,7 @@ from fleet.wal.segments import list_segments, segment_name, wal_dir
 from fleet.wal.tools import dump_events
 
 
-def enqueue_event(n: int) -> dict:
+def enqueue_event(n: int) -> list:
     spec = {"id": f"job-{n}", "q": "default", "f": "tasks:add", "a": [n], "k": {}}
     return ev.enqueued(spec, 1_700_000_000_000 + n, 30.0, 3)
 
@@ -133,7 +133,7 @@ def test_gap_in_sequence_numbers_is_refused(tmp_path):
     """A record whose seq skips ahead means records are missing: the start is refused."""
     write_log(tmp_path, [3])
     log = open_log(str(tmp_path))
-    log.writer.append([{**enqueue_event(10), "s": 7}])
+    log.writer.append([enqueue_event(10)], 7)
     log.close()
     with pytest.raises(WalCorruptError, match="records 4..6 are missing"):
         open_log(str(tmp_path))
@@ -192,7 +192,7 @@ def test_replay_refuses_an_unknown_record_type(tmp_path):
     journal = Journal(log.table, log.writer)
     journal.record(ev.paused("q"))
     journal.commit()
-    log.writer.append([{"t": "teleport", "s": journal.next_seq}])
+    log.writer.append([[99, "teleport"]], journal.next_seq)
     log.close()
-    with pytest.raises(WalCorruptError, match="unknown type 'teleport'"):
+    with pytest.raises(WalCorruptError, match="record 2 is not a record of a known type"):
         open_log(str(tmp_path))

@@ -345,9 +345,8 @@ def test_late_success_of_an_older_attempt_completes_a_pending_job(table):
 
 def test_events_at_or_below_the_last_seq_are_skipped(table):
     """An event whose seq was already applied changes nothing (replay is idempotent)."""
-    first = {**ev.enqueued({"id": "a", "q": "default", "f": "m:f", "a": [], "k": {}}, 1, 30, 2),
-             "s": 1}
-    cancel = {**ev.cancelled("a", 2), "s": 2}
+    first = (ev.enqueued({"id": "a", "q": "default", "f": "m:f", "a": [], "k": {}}, 1, 30, 2), 1)
+    cancel = (ev.cancelled("a", 2), 2)
     assert table.apply_all([first, cancel]) == 2
     assert table.apply_all([first, cancel]) == 0
     assert (table.last_seq, state_of(table, "a")) == (2, CANCELLED)

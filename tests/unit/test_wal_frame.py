@@ -7,6 +7,7 @@ import zlib
 import pytest
 
 from fleet.errors import WalCorruptError
+from fleet.state import events as ev
 from fleet.wal import frame
 from fleet.wal.frame import (
     HEADER,
@@ -22,9 +23,9 @@ from fleet.wal.frame import (
 SEGMENT = "00000000000000000001.wal"
 
 
-def batch(first_seq: int, size: int = 3) -> list[dict]:
-    return [{"t": "enq", "id": f"job-{seq}", "q": "default", "f": "tasks:add", "a": [seq, 2],
-             "k": {}, "to": 30.0, "mr": 3, "nb": 0, "ts": 1_700_000_000_000, "s": seq}
+def batch(first_seq: int, size: int = 3) -> list[list]:
+    return [ev.enqueued({"id": f"job-{seq}", "q": "default", "f": "tasks:add", "a": [seq, 2],
+                         "k": {}}, 1_700_000_000_000, 30.0, 3)
             for seq in range(first_seq, first_seq + size)]
 
 
@@ -33,26 +34,29 @@ def segment(frames: int = 4) -> tuple[bytes, list[int]]:
     data, offsets = b"", []
     for number in range(frames):
         offsets.append(len(data))
-        data += encode_batch(batch(number * 3 + 1))
+        data += encode_batch(batch(number * 3 + 1), number * 3 + 1)
     return data, offsets
 
 
-def read(data: bytes, is_last: bool = True) -> tuple[list[dict], Scan]:
+def read(data: bytes, is_last: bool = True) -> tuple[list[tuple[int, list]], Scan]:
+    """Every ``(seq, record)`` of a segment, and what the scan found."""
     scan = Scan(SEGMENT)
-    events = [event for _, frame_events in iter_frames(data, scan, is_last)
-              for event in frame_events]
-    return events, scan
+    numbered = [pair for _, first_seq, records in iter_frames(data, scan, is_last)
+                for pair in enumerate(records, first_seq)]
+    return numbered, scan
 
 
 def test_frame_holds_crc_length_type_and_json_payload():
-    """A frame is crc32(type+payload) | length | type 1 | the batch as a JSON array."""
-    events = batch(1)
-    data = encode_batch(events)
+    """A frame is crc32(type+payload) | length | type 2 | the batch as a JSON array."""
+    records = batch(1)
+    data = encode_batch(records, 1)
     crc, length, kind = HEADER.unpack_from(data, 0)
     payload = data[HEADER_BYTES:]
     assert HEADER_BYTES == 9 and kind == TYPE_BATCH and length == len(payload)
     assert crc == zlib.crc32(bytes((TYPE_BATCH,)) + payload)
-    assert read(data) == (events, Scan(SEGMENT, good_bytes=len(data), frames=1))
+    assert payload.startswith(b"[1,3,[[0,")
+    assert read(data) == (list(enumerate(records, 1)),
+                          Scan(SEGMENT, good_bytes=len(data), frames=1))
 
 
 def test_frames_are_read_back_in_order_with_their_offsets():
@@ -60,8 +64,10 @@ def test_frames_are_read_back_in_order_with_their_offsets():
     data, offsets = segment(4)
     scan = Scan(SEGMENT)
     found = list(iter_frames(data, scan, is_last=False))
-    assert [offset for offset, _ in found] == offsets
-    assert [event["s"] for _, events in found for event in events] == list(range(1, 13))
+    assert [offset for offset, _, _ in found] == offsets
+    assert [first_seq for _, first_seq, _ in found] == [1, 4, 7, 10]
+    assert [record[1] for _, _, records in found for record in records] == [
+        f"job-{seq}" for seq in range(1, 13)]
     assert (scan.good_bytes, scan.torn_bytes) == (len(data), 0)
 
 
@@ -70,8 +76,8 @@ def test_torn_last_frame_is_reported_at_every_byte_offset():
     data, offsets = segment(3)
     last = offsets[-1]
     for cut in range(last + 1, len(data)):
-        events, scan = read(data[:cut])
-        assert [e["s"] for e in events] == list(range(1, 7)), cut
+        numbered, scan = read(data[:cut])
+        assert [seq for seq, _ in numbered] == list(range(1, 7)), cut
         assert (scan.good_bytes, scan.torn_bytes) == (last, cut - last), cut
 
 
@@ -109,8 +115,8 @@ def test_damaged_length_running_past_the_end_is_corruption_when_records_follow()
 def test_zero_filled_tail_reads_as_the_end_of_the_log():
     """Zeros after the last frame (a tail the filesystem never filled) end the log quietly."""
     data, _ = segment(2)
-    events, scan = read(data + bytes(4096))
-    assert len(events) == 6
+    numbered, scan = read(data + bytes(4096))
+    assert len(numbered) == 6
     assert (scan.good_bytes, scan.torn_bytes, scan.torn_reason) == (len(data), 4096, ZERO_TAIL)
 
 
@@ -133,11 +139,30 @@ def test_oversize_length_is_refused_before_reading_the_payload():
     assert caught.value.offset == len(data)
 
 
+def test_a_large_batch_is_split_into_frames_of_frame_records():
+    """A group commit of many records becomes consecutive frames, numbered on without a gap."""
+    records = batch(1, size=frame.FRAME_RECORDS * 2 + 5)
+    data = encode_batch(records, 1)
+    found = list(iter_frames(data, Scan(SEGMENT), is_last=True))
+    assert [(first_seq, len(chunk)) for _, first_seq, chunk in found] == [
+        (1, frame.FRAME_RECORDS), (frame.FRAME_RECORDS + 1, frame.FRAME_RECORDS),
+        (2 * frame.FRAME_RECORDS + 1, 5)]
+    assert [record for _, _, chunk in found for record in chunk] == records
+
+
 def test_oversize_batch_is_refused_when_encoding(monkeypatch):
     """The writer never produces a frame that the reader would refuse as too long."""
     monkeypatch.setattr(frame, "MAX_RECORD_BYTES", 100)
     with pytest.raises(ValueError, match="exceeds"):
-        encode_batch(batch(1, size=10))
+        encode_batch(batch(1, size=10), 1)
+
+
+def test_frame_of_the_pre_release_format_is_refused_by_name():
+    """Type 1 frames (keyed events, before records became positional) are refused, saying so."""
+    payload = b'[1,1,[{"t":"pause","q":"x","s":1}]]'
+    data = HEADER.pack(zlib.crc32(payload, zlib.crc32(b"\x01")), len(payload), 1) + payload
+    with pytest.raises(WalCorruptError, match="unknown record type 1 .written by a pre-release"):
+        read(data)
 
 
 def test_unknown_record_type_is_corruption():
@@ -154,14 +179,14 @@ def test_crc_mismatch_in_the_final_frame_is_a_torn_tail():
     data, offsets = segment(3)
     damaged = bytearray(data)
     damaged[-2] ^= 0x01
-    events, scan = read(bytes(damaged))
-    assert len(events) == 6 and scan.good_bytes == offsets[-1]
+    numbered, scan = read(bytes(damaged))
+    assert len(numbered) == 6 and scan.good_bytes == offsets[-1]
     assert scan.torn_reason.startswith("CRC mismatch")
 
 
 def test_payload_that_is_not_json_is_corruption():
     """A frame whose CRC matches but whose payload is not a JSON list is refused."""
-    for payload in (b"{not json", b'{"t": "enq"}'):
+    for payload in (b"{not json", b'{"t": "enq"}', b"[1,5,[[9]]]"):
         crc = zlib.crc32(payload, zlib.crc32(bytes((TYPE_BATCH,))))
         data = HEADER.pack(crc, len(payload), TYPE_BATCH) + payload
         with pytest.raises(WalCorruptError, match="payload is not"):
@@ -170,10 +195,9 @@ def test_payload_that_is_not_json_is_corruption():
 
 def test_frames_a_snapshot_covers_are_skipped_without_decoding():
     """With skip_through, frames whose last seq is covered yield nothing (still CRC-checked)."""
-    data = b"".join(encode_batch([{"t": "pause", "q": "x", "s": s} for s in range(f, f + 3)])
-                    for f in (1, 4, 7))
+    data = b"".join(encode_batch([ev.paused("x")] * 3, first) for first in (1, 4, 7))
     found = list(iter_frames(data, Scan("seg"), is_last=True, skip_through=6))
-    assert [[e["s"] for e in events] for _, events in found] == [[7, 8, 9]]
+    assert [(first_seq, len(records)) for _, first_seq, records in found] == [(7, 3)]
     damaged = bytearray(data)
     damaged[HEADER_BYTES + 20] ^= 0xFF
     with pytest.raises(WalCorruptError):
