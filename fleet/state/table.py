@@ -113,8 +113,7 @@ class JobTable:
         for hot paths: nothing thaws, so the table's structure stays as it was)."""
         yield from self._jobs.values()
         for job_id, spec in self._cold.items():
-            job = JobRecord.from_spec(job_id, spec)
-            yield job
+            yield JobRecord.from_spec(job_id, spec)
         for row in self._cold_done.values():
             yield JobRecord(*orjson.loads(row))
 
@@ -169,6 +168,7 @@ class JobTable:
 
     def _on_enqueued(self, record: ev.Record) -> bool:
         _, job_id, queue, not_before_ms, spec = record
+        # ``job_id in self`` spelt out: replay runs this once per job in the log.
         if job_id in self._cold or job_id in self._jobs or job_id in self._cold_done:
             return False
         self.counts[PENDING] += 1
@@ -380,13 +380,12 @@ class JobTable:
     def _take(self, entry: Entry) -> JobRecord | None:
         """The pending job a live entry stands for (thawed, its id entry used up); None if
         the entry is stale."""
-        if entry.__class__ is tuple:
-            ticket, job = entry
-            return job if job.ticket == ticket and job.state == PENDING else None
-        job = self._jobs.get(entry) or self._thaw(entry)
-        if job is None or not (job.lingers and job.ticket == 0 and job.state == PENDING):
-            self._lingering.discard(entry)  # a stale id entry: this was the one left behind
+        if not self._live(entry):
+            self._drop(entry)
             return None
+        if entry.__class__ is tuple:
+            return entry[1]
+        job = self._jobs.get(entry) or self._thaw(entry)
         job.lingers = False
         return job
 
@@ -436,6 +435,8 @@ class JobTable:
         return orjson.loads(spec)[7] if spec is not None else self._jobs[entry].enqueued_ms
 
     def _drop(self, entry: Entry) -> None:
+        """Forget a stale entry: if it is an id left behind by a compacted job, that job's id
+        may now be queued by id again."""
         if entry.__class__ is not tuple:
             self._lingering.discard(entry)
 
@@ -551,12 +552,10 @@ class JobTable:
             for entry in entries:
                 if not self._live(entry):
                     continue
-                job_id = entry if entry.__class__ is not tuple else None
-                spec = self._cold.get(job_id) if job_id is not None else None
-                if spec is not None:
-                    cold[job_id] = spec
+                if entry.__class__ is not tuple and entry in self._cold:
+                    cold[entry] = self._cold[entry]
                 else:
-                    job = entry[1] if job_id is None else self._jobs[job_id]
+                    job = entry[1] if entry.__class__ is tuple else self._jobs[entry]
                     rows.append([len(cold) + len(rows), job.to_row()])
             if cold or rows:
                 ready[queue] = {"cold": cold, "rows": rows}
@@ -702,7 +701,8 @@ class _JobsView(Mapping):
         return job_id in self._table
 
     def __iter__(self) -> Iterator[str]:
-        return iter([job.id for job in self._table.all_jobs()])
+        table = self._table
+        return iter([*table._jobs, *table._cold, *table._cold_done])
 
     def __len__(self) -> int:
         return len(self._table)
