@@ -17,34 +17,67 @@ STATES = (PENDING, IN_FLIGHT, COMPLETED, DEAD, CANCELLED)
 TERMINAL = frozenset({COMPLETED, DEAD, CANCELLED})
 
 
+ROW_FIELDS = ("id", "queue", "func", "args", "kwargs", "timeout_s", "max_retries", "state",
+              "attempt", "failures", "not_before_ms", "lease_deadline_ms", "enqueued_ms",
+              "dispatched_ms", "finished_ms", "result", "error", "history")
+
+
+class _FromSpec:
+    """A field of the job as enqueued (function, arguments, timeout, retry budget, enqueue
+    time): read from the spec text the first time any of them is needed.
+
+    Replaying a log dispatches, acks and expires millions of jobs without ever looking at
+    these, so a job thawed from its spec (``JobRecord.from_spec``) keeps the text and decodes
+    it on first use (dispatch, a failure, a read by a person).
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.stored = getattr(owner, "_" + name)  # the slot that holds the decoded value
+
+    def __get__(self, job: JobRecord | None, owner: type | None = None) -> Any:
+        if job is None:
+            return self
+        if job._spec is not None:
+            job._unpack()
+        return self.stored.__get__(job, owner)
+
+
 class JobRecord:
     """The controller's view of a job: its spec, its state and its attempt history.
 
     ``attempt`` counts dispatches; ``failures`` counts failed attempts since the job was
-    enqueued (or last retried from dead). Attribute order is the snapshot row order.
+    enqueued (or last retried from dead). ``ROW_FIELDS`` is the snapshot row order.
     ``ticket`` and ``lingers`` belong to the table's ready index (see ``table``).
     """
 
-    __slots__ = ("id", "queue", "func", "args", "kwargs", "timeout_s", "max_retries", "state",
-                 "attempt", "failures", "not_before_ms", "lease_deadline_ms", "enqueued_ms",
-                 "dispatched_ms", "finished_ms", "result", "error", "history", "ticket", "lingers")
+    __slots__ = ("id", "queue", "_func", "_args", "_kwargs", "_timeout_s", "_max_retries",
+                 "state", "attempt", "failures", "not_before_ms", "lease_deadline_ms",
+                 "_enqueued_ms", "dispatched_ms", "finished_ms", "result", "error", "history",
+                 "ticket", "lingers", "_spec")
+
+    func = _FromSpec()
+    args = _FromSpec()
+    kwargs = _FromSpec()
+    timeout_s = _FromSpec()
+    max_retries = _FromSpec()
+    enqueued_ms = _FromSpec()
 
     def __init__(self, id, queue, func, args, kwargs, timeout_s, max_retries, state=PENDING,
                  attempt=0, failures=0, not_before_ms=0, lease_deadline_ms=None, enqueued_ms=0,
                  dispatched_ms=None, finished_ms=None, result=None, error=None, history=None):
         self.id = id
         self.queue = queue
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
+        self._func = func
+        self._args = args
+        self._kwargs = kwargs
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
         self.state = state
         self.attempt = attempt
         self.failures = failures
         self.not_before_ms = not_before_ms
         self.lease_deadline_ms = lease_deadline_ms
-        self.enqueued_ms = enqueued_ms
+        self._enqueued_ms = enqueued_ms
         self.dispatched_ms = dispatched_ms
         self.finished_ms = finished_ms
         self.result = result
@@ -52,20 +85,33 @@ class JobRecord:
         self.history = history if history is not None else []
         self.ticket = 0
         self.lingers = False
+        self._spec = None
 
     @classmethod
     def from_spec(cls, job_id: str, spec: str) -> JobRecord:
-        """A pending, never dispatched job from its enqueue spec text (see ``events``)."""
-        queue, not_before_ms, func, args, kwargs, timeout_s, max_retries, enqueued_ms = \
-            orjson.loads(spec)
-        # The queue and function names are interned: a million jobs share a handful of each.
-        job = cls(job_id, intern(queue), intern(func), args, kwargs, timeout_s, max_retries,
-                  PENDING, 0, 0, not_before_ms, None, enqueued_ms)
+        """A pending, never dispatched job from its enqueue spec text (see ``events``).
+
+        Only the queue and the not-before time are read now, by slicing: the spec starts
+        ``["<queue>",<not_before_ms>,`` and queue names never hold a quote or an escape
+        (``fleet.job.QUEUE_RE``). The rest waits for ``_unpack``.
+        """
+        queue_end = spec.index('"', 2)
+        not_before_ms = int(spec[queue_end + 2:spec.index(",", queue_end + 2)])
+        # The queue name is interned: a million jobs share a handful of them.
+        job = cls(job_id, intern(spec[2:queue_end]), None, None, None, None, None, PENDING, 0,
+                  0, not_before_ms)
+        job._spec = spec
         job.lingers = True  # its id still stands in a ready list or the delayed heap
         return job
 
+    def _unpack(self) -> None:
+        _, _, func, self._args, self._kwargs, self._timeout_s, self._max_retries, \
+            self._enqueued_ms = orjson.loads(self._spec)
+        self._func = intern(func)  # shared by every job of the function
+        self._spec = None
+
     def to_row(self) -> list[Any]:
-        """The snapshot form: a list in ``__slots__`` order, without the index ticket.
+        """The snapshot form: a list in ``ROW_FIELDS`` order, without the index entries.
 
         ``history`` is copied because it grows in place; the other values are never mutated.
         """

@@ -33,14 +33,24 @@ can never stand for it.
 from __future__ import annotations
 
 import heapq
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from . import events as ev
-from .job import CANCELLED, COMPLETED, DEAD, IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
+from .job import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    IN_FLIGHT,
+    PENDING,
+    ROW_FIELDS,
+    STATES,
+    TERMINAL,
+    JobRecord,
+)
 
 SCHEMA_VERSION = 2
 Entry = Any  # a cold job's id, or (ticket, JobRecord)
@@ -52,7 +62,9 @@ class JobTable:
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
         self._cold: dict[str, str] = {}
-        self._cold_done: dict[str, str] = {}
+        self._cold_done: dict[str, int] = {}
+        self._done_rows = b""
+        self._done_base = 0
         self._cold_dead: list[str] = []
         self._lingering: set[str] = set()
         self.in_flight: dict[str, JobRecord] = {}
@@ -101,12 +113,19 @@ class JobTable:
         if spec is not None:
             job = JobRecord.from_spec(job_id, spec)
         else:
-            row = self._cold_done.pop(job_id, None)
-            if row is None:
+            start = self._cold_done.pop(job_id, None)
+            if start is None:
                 return None
-            job = JobRecord(*orjson.loads(row))
+            job = JobRecord(*orjson.loads(self._done_row(start)))
+            if not self._cold_done:
+                self._done_rows = b""  # the snapshot's rows are all thawed: let them go
         self._jobs[job_id] = job
         return job
+
+    def _done_row(self, start: int) -> memoryview:
+        """The row text of a cold finished job: from its offset to the next newline."""
+        rows, start = self._done_rows, self._done_base + start
+        return memoryview(rows)[start:rows.index(b"\n", start)]
 
     def all_jobs(self) -> Iterator[JobRecord]:
         """Every job; a cold one as a fresh copy that is not kept (for checks and tools, not
@@ -114,8 +133,8 @@ class JobTable:
         yield from self._jobs.values()
         for job_id, spec in self._cold.items():
             yield JobRecord.from_spec(job_id, spec)
-        for row in self._cold_done.values():
-            yield JobRecord(*orjson.loads(row))
+        for start in self._cold_done.values():
+            yield JobRecord(*orjson.loads(self._done_row(start)))
 
     # -- applying events -------------------------------------------------------------------
 
@@ -538,9 +557,11 @@ class JobTable:
           over both.
         - ``delayed``: ``[not_before_ms, id, spec]`` or ``[not_before_ms, row]``, due order.
         - ``in_flight``: rows.
-        - ``done``: finished jobs in finish order, id to row text (they load without being
-          decoded, into ``_cold_done``), and ``done_index`` their queue, state and finish
-          time, three flat values each.
+        - ``done``: finished jobs in finish order, id to the offset of its row text in
+          ``done_rows`` (bytes, one row and a newline each; a snapshot stores them raw after
+          the JSON, so loading copies and decodes none of them), ``done_finished`` their
+          finish times, ``done_counts`` their numbers per queue and state and ``dead`` the
+          ids of the dead ones.
 
         Cold jobs are JSON objects because the decoder builds the dict as it parses, hashing
         each id while it is in cache: faster than building it from lists afterwards.
@@ -569,22 +590,29 @@ class JobTable:
             else:
                 job = entry[1] if entry.__class__ is tuple else self._jobs[entry]
                 delayed.append([not_before_ms, job.to_row()])
-        done = [(job.finished_ms or 0, job.id, job.queue, job.state, job.to_row())
+        done = [(job.finished_ms or 0, job.id, job.queue, job.state, orjson.dumps(job.to_row()))
                 for job in self._jobs.values() if job.state in TERMINAL]
-        for row_text in self._cold_done.values():
-            row = orjson.loads(row_text)
-            done.append((row[_FINISHED] or 0, row[0], row[1], row[_STATE], row_text))
+        for start in self._cold_done.values():
+            text = bytes(self._done_row(start))
+            row = orjson.loads(text)
+            done.append((row[_FINISHED] or 0, row[0], row[1], row[_STATE], text))
         done.sort(key=_finish_order)
-        done_rows: dict[str, str] = {}
-        done_index: list[Any] = []
-        for finished_ms, job_id, queue, state, row in done:
-            done_rows[job_id] = row if row.__class__ is str else orjson.dumps(row).decode()
-            done_index += (queue, state, finished_ms)
+        offsets: dict[str, int] = {}
+        texts: list[bytes] = []
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TERMINAL, 0))
+        offset = 0
+        for _, job_id, queue, state, text in done:
+            offsets[job_id] = offset
+            offset += len(text) + 1
+            texts.append(text)
+            counts[queue][state] += 1
         return {"version": SCHEMA_VERSION, "last_seq": self.last_seq, "epoch": self.epoch,
                 "paused": sorted(self.paused), "totals": dict(self.totals),
                 "schedules": dict(self.schedules), "ready": ready, "delayed": delayed,
                 "in_flight": [job.to_row() for job in self.in_flight.values()],
-                "done": done_rows, "done_index": done_index}
+                "done": offsets, "done_finished": [item[0] for item in done],
+                "done_counts": counts, "dead": [item[1] for item in done if item[3] == DEAD],
+                "done_rows": b"".join(text + b"\n" for text in texts)}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> JobTable:
@@ -607,7 +635,7 @@ class JobTable:
         for row in data["in_flight"]:
             job = table._load_row(row)
             table.in_flight[job.id] = job
-        table._load_done(data["done"], data["done_index"])
+        table._load_done(data)
         return table
 
     def _load_row(self, row: list[Any]) -> JobRecord:
@@ -652,15 +680,15 @@ class JobTable:
             job.ticket = self._ticket
             self._delayed.append((not_before_ms, job.ticket, job.queue, (job.ticket, job)))
 
-    def _load_done(self, rows: dict[str, str], index: list[Any]) -> None:
-        ids, queues, states, finished = list(rows), index[0::3], index[1::3], index[2::3]
-        self._cold_done = rows
-        for (queue, state), count in Counter(zip(queues, states, strict=True)).items():
-            self.counts[state] += count
-            self.queue_counts[queue][state] += count
-        self._finished.extend(zip(finished, ids, strict=True))
-        self._cold_dead = [job_id for job_id, state in zip(ids, states, strict=True)
-                           if state == DEAD]
+    def _load_done(self, data: dict[str, Any]) -> None:
+        self._cold_done = data["done"]
+        self._done_rows, self._done_base = data["done_rows"], data.get("done_base", 0)
+        for queue, by_state in data["done_counts"].items():
+            for state, count in by_state.items():
+                self.counts[state] += count
+                self.queue_counts[queue][state] += count
+        self._finished.extend(zip(data["done_finished"], self._cold_done, strict=True))
+        self._cold_dead = data["dead"]
 
     def canonical(self) -> dict[str, Any]:
         """A form for comparing two tables: every job's row sorted by id, indexes left out."""
@@ -669,8 +697,8 @@ class JobTable:
                 "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows}
 
 
-_STATE = JobRecord.__slots__.index("state")
-_FINISHED = JobRecord.__slots__.index("finished_ms")
+_STATE = ROW_FIELDS.index("state")
+_FINISHED = ROW_FIELDS.index("finished_ms")
 
 
 def _job_id_of(row: list[Any]) -> str:
@@ -681,7 +709,7 @@ def _due_order(item: tuple[int, int, str, Entry]) -> tuple[int, int]:
     return item[0], item[1]
 
 
-def _finish_order(item: tuple[Any, ...]) -> tuple[int, str]:
+def _finish_order(item: tuple[Any, ...]) -> tuple[int, str]:  # finish time, then id
     return item[0], item[1]
 
 

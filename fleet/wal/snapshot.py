@@ -1,8 +1,12 @@
 """Snapshots: the whole job table at one sequence number, written atomically.
 
-File layout: one JSON header line, then the body (the table's ``dump()`` as JSON)::
+File layout: one JSON header line, then the body: the table's ``dump()`` as one line of JSON
+and, after it, the finished jobs' row texts raw (``done_rows``, one per line)::
 
-    {"format": "fleet-snapshot", "version": 1, "last_seq": N, "size": B, "crc32": C}\\n<body>
+    {"format": "fleet-snapshot", "version": 2, "last_seq": N, "size": B, "crc32": C}\\n
+    {...dump() without done_rows...}\\n<done_rows>
+
+``size`` and ``crc32`` cover everything after the header line.
 
 Written as ``<name>.tmp``, fsynced, renamed into place, then the directory is fsynced, so a
 crash at any point leaves either the old set of snapshots or the new one. ``SnapshotTaker``
@@ -33,7 +37,9 @@ KEEP_SNAPSHOTS = 2
 def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -> str:
     """Write a snapshot of ``table`` in this process; returns its path."""
     files = files or Files()
-    body = orjson.dumps(table.dump())
+    data = table.dump()
+    rows = data.pop("done_rows")
+    body = orjson.dumps(data) + b"\n" + rows
     header = orjson.dumps({"format": FORMAT, "version": SCHEMA_VERSION,
                            "last_seq": table.last_seq, "size": len(body),
                            "crc32": zlib.crc32(body)})
@@ -76,7 +82,12 @@ def read_snapshot(path: str, files: Files | None = None) -> JobTable:
     if len(body) != header.get("size") or zlib.crc32(body) != header.get("crc32"):
         raise SnapshotError(f"{path} fails its checksum (truncated or corrupted)")
     try:
-        table = JobTable.load(orjson.loads(body))
+        json_end = data.index(b"\n", line_end + 1)
+        table_data = orjson.loads(memoryview(data)[line_end + 1:json_end])
+        # The rows stay in the file's bytes, read in place (no copy): the table decodes a
+        # finished job's row only when something first needs that job.
+        table_data["done_rows"], table_data["done_base"] = data, json_end + 1
+        table = JobTable.load(table_data)
     except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise SnapshotError(f"{path} passes its checksum but its body is not a version "
                             f"{SCHEMA_VERSION} table ({type(exc).__name__}: {exc})") from None
