@@ -34,9 +34,11 @@ def dump(data_dir: str, from_seq: int) -> None:
 @wal.command()
 @data_dir_option
 def verify(data_dir: str) -> None:
-    """Check every record and snapshot; exit non-zero at the first corruption."""
+    """Check every record, the numbering and every snapshot; exit non-zero at the first
+    corruption."""
     result = tools.verify(data_dir)
-    click.echo(f"{result.segments} segments, {result.records} records, "
+    span = f" ({result.first_seq}..{result.last_seq})" if result.records else ""
+    click.echo(f"{result.segments} segments, {result.records} records{span}, "
                f"{len(result.snapshots_ok)} good snapshots")
     if result.torn_bytes:
         click.echo(f"torn tail: {result.torn_bytes} bytes will be cut when the log is opened")

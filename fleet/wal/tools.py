@@ -51,6 +51,8 @@ class VerifyResult:
 
     segments: int = 0
     records: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
     torn_bytes: int = 0
     snapshots_ok: list[str] = field(default_factory=list)
     snapshots_bad: list[str] = field(default_factory=list)
@@ -62,27 +64,74 @@ class VerifyResult:
 
 
 def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
-    """Read every segment and snapshot; stop at the first corruption."""
+    """Read every segment and snapshot as recovery would, without changing anything.
+
+    Checks each frame's framing and checksum, each record's shape, that sequence numbers run
+    on without a gap from frame to frame and segment to segment, and that the log reaches
+    back to the newest good snapshot (or to record 1 without one). Stops at the first
+    corruption; a torn tail is reported, not an error.
+    """
     files = files or Files()
     result = VerifyResult()
     segments = list_segments(files, data_dir)
     try:
-        for number, (_, path) in enumerate(segments):
-            scan = Scan(os.path.basename(path))
-            for _, _, records in iter_frames(files.read(path), scan,
-                                             number == len(segments) - 1):
-                result.records += len(records)
-            result.segments += 1
-            result.torn_bytes += scan.torn_bytes
+        _verify_segments(files, segments, result)
     except WalCorruptError as exc:
         result.error = str(exc)
-    for _, path in list_snapshots(files, data_dir):
+    newest_good = 0
+    for seq, path in list_snapshots(files, data_dir):
         try:
             read_snapshot(path, files)
             result.snapshots_ok.append(os.path.basename(path))
+            newest_good = seq
         except SnapshotError as exc:
             result.snapshots_bad.append(str(exc))
+    if not result.error and segments and segments[0][0] > newest_good + 1:
+        covered = f"the newest good snapshot ends at {newest_good}" if newest_good \
+            else "there is no good snapshot"
+        result.error = str(WalCorruptError(
+            os.path.basename(segments[0][1]), 0,
+            f"records {newest_good + 1}..{segments[0][0] - 1} are missing ({covered})"))
     return result
+
+
+def _verify_segments(files: Files, segments: list[tuple[int, str]],
+                     result: VerifyResult) -> None:
+    expected = None  # the seq the next record must have
+    for number, (named_seq, path) in enumerate(segments):
+        name = os.path.basename(path)
+        if expected is not None and named_seq != expected:
+            raise WalCorruptError(name, 0, _gap(expected, named_seq))
+        expected = named_seq
+        try:
+            data = files.read(path)
+        except FileNotFoundError:
+            if result.segments:
+                raise WalCorruptError(name, 0, "the segment vanished while being read") from None
+            expected = None  # pruned behind a new snapshot by the running controller
+            continue
+        scan = Scan(name)
+        for offset, first_seq, records in iter_frames(data, scan, number == len(segments) - 1):
+            if first_seq != expected:
+                raise WalCorruptError(name, offset, _gap(expected, first_seq))
+            for seq, record in enumerate(records, first_seq):
+                try:
+                    describe(record, seq)
+                except ValueError as exc:
+                    raise WalCorruptError(name, offset, f"record {seq}: {exc}") from None
+            if not result.records:
+                result.first_seq = first_seq
+            result.records += len(records)
+            expected = first_seq + len(records)
+            result.last_seq = expected - 1
+        result.segments += 1
+        result.torn_bytes += scan.torn_bytes
+
+
+def _gap(expected: int, found: int) -> str:
+    if found > expected:
+        return f"records {expected}..{found - 1} are missing"
+    return f"record {found} follows {expected - 1}: numbers go back"
 
 
 @dataclass

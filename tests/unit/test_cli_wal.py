@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from fleet.cli import app
 from fleet.journal import Journal
 from fleet.state import events as ev
-from fleet.wal import Files, WalOptions, open_log, write_snapshot
-from fleet.wal.frame import HEADER_BYTES
-from fleet.wal.segments import list_segments
+from fleet.wal import Files, WalOptions, open_log, tools, write_snapshot
+from fleet.wal.frame import HEADER_BYTES, encode_batch
+from fleet.wal.segments import list_segments, segment_name, wal_dir
 
 EXIT_LOG_UNUSABLE = 3
 
@@ -79,7 +79,7 @@ def test_verify_passes_a_clean_log(data_dir):
     log.close()
     result = wal("verify", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
-    assert "1 segments, 12 records, 1 good snapshots" in result.stdout
+    assert "1 segments, 12 records (1..12), 1 good snapshots" in result.stdout
 
 
 def test_verify_names_segment_and_offset_of_corruption(data_dir):
@@ -111,6 +111,83 @@ def test_verify_reports_a_bad_snapshot(data_dir):
     flip_byte(snapshot, os.path.getsize(snapshot) - 5)
     result = wal("verify", "--data-dir", str(data_dir))
     assert "bad snapshot" in result.stderr and "fails its checksum" in result.stderr
+
+
+def write_segment(data_dir, first_seq: int, frames: list[tuple[int, list[list]]]) -> str:
+    """A segment named for ``first_seq`` holding ``(first seq, records)`` frames as given."""
+    os.makedirs(wal_dir(str(data_dir)), exist_ok=True)
+    path = os.path.join(wal_dir(str(data_dir)), segment_name(first_seq))
+    with open(path, "wb") as handle:
+        for seq, records in frames:
+            handle.write(encode_batch(records, seq))
+    return path
+
+
+def enqueues(*ids: str) -> list[list]:
+    return [ev.enqueued({"id": job_id, "q": "default", "f": "tasks:add", "a": [], "k": {}},
+                        1_000, 30.0, 3) for job_id in ids]
+
+
+def test_verify_finds_a_gap_between_frames(data_dir):
+    """Frames whose numbers skip some records fail verify, naming the missing range."""
+    path = write_segment(data_dir, 1, [(1, enqueues("a", "b")), (6, enqueues("c"))])
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == EXIT_LOG_UNUSABLE
+    assert f"{os.path.basename(path)}" in result.stderr
+    assert "records 3..5 are missing" in result.stderr
+
+
+def test_verify_finds_numbers_going_back(data_dir):
+    """A frame that repeats numbers already used is corruption too."""
+    write_segment(data_dir, 1, [(1, enqueues("a", "b")), (2, enqueues("c"))])
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == EXIT_LOG_UNUSABLE
+    assert "record 2 follows 2: numbers go back" in result.stderr
+
+
+def test_verify_finds_a_missing_segment(data_dir):
+    """A segment removed from the middle of the log leaves a gap the next segment names."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    segments = list_segments(Files(), str(data_dir))
+    assert len(segments) >= 3
+    os.remove(segments[1][1])
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == EXIT_LOG_UNUSABLE
+    assert (f"in {os.path.basename(segments[2][1])} at byte 0: records {segments[1][0]}.."
+            f"{segments[2][0] - 1} are missing") in result.stderr
+
+
+def test_verify_finds_a_log_that_does_not_reach_back(data_dir):
+    """Without a snapshot to cover them, records before the oldest segment are missing:
+    recovery would refuse this log, so verify does too."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    segments = list_segments(Files(), str(data_dir))
+    os.remove(segments[0][1])
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == EXIT_LOG_UNUSABLE
+    assert f"records 1..{segments[1][0] - 1} are missing (there is no good snapshot)" \
+        in result.stderr
+
+
+def test_verify_accepts_a_log_pruned_behind_a_snapshot(data_dir):
+    """Segments before a good snapshot may be gone: what recovery needs is all there."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    log.close()
+    segments = list_segments(Files(), str(data_dir))
+    for _, path in segments[:-1]:
+        os.remove(path)
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+
+
+def test_verify_refuses_a_record_of_unknown_shape(data_dir):
+    """A frame that passes its checksum but holds something that is not a record fails."""
+    write_segment(data_dir, 1, [(1, enqueues("a")), (2, [[99, "x"]])])
+    result = wal("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == EXIT_LOG_UNUSABLE
+    assert "record 2: not a fleet record" in result.stderr
 
 
 def test_repair_cuts_at_the_last_good_record_keeping_a_broken_copy(data_dir):
@@ -166,3 +243,23 @@ def test_repair_of_a_clean_log_changes_nothing(data_dir):
     result = wal("repair", "--data-dir", str(data_dir))
     assert result.exit_code == 0 and "nothing to repair" in result.stdout
     assert not [name for name in os.listdir(data_dir / "wal") if name.endswith(".broken")]
+
+
+def test_verify_skips_a_segment_pruned_while_it_reads(data_dir):
+    """Beside a running controller the oldest segment can be pruned between listing and
+    reading: verify goes on with the rest instead of failing."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    log.close()
+    first = list_segments(Files(), str(data_dir))[0][1]
+
+    class PrunedFirst(Files):
+        def read(self, path):
+            if path == first:
+                raise FileNotFoundError(path)
+            return super().read(path)
+
+    result = tools.verify(str(data_dir), PrunedFirst())
+    assert result.ok, result.error
+    assert result.first_seq > 1 and result.last_seq == 24
