@@ -141,12 +141,39 @@ class WalWriter:
             self._broken = f"could not cut a partial write: {exc}"
 
     def _rotate(self, first_seq: int) -> None:
+        """Start a new segment for the record ``first_seq``.
+
+        The new file is created and its directory entry made durable before the old segment
+        is let go, so a failure here (ENOSPC while creating it, say) changes nothing: the old
+        segment stays the tail and the next append tries again.
+        """
+        directory = wal_dir(self.data_dir)
+        path = os.path.join(directory, segment_name(first_seq))
+        try:
+            fd = self.files.open_append(path)
+        except OSError as exc:
+            raise self._create_failed(path, exc) from None
+        try:
+            self.files.fsync_dir(directory)
+        except OSError as exc:
+            self.files.close(fd)
+            try:
+                self.files.remove(path)
+            except OSError:
+                pass  # an empty segment is harmless: recovery reads it as no records
+            raise self._create_failed(path, exc) from None
         if self._fd is not None:
             self._dirty = True
-            self.sync()
+            try:
+                self.sync()
+            except WalFsyncError:
+                self.files.close(fd)
+                raise
             self.files.close(self._fd)
-        directory = wal_dir(self.data_dir)
-        self.segment_path = os.path.join(directory, segment_name(first_seq))
-        self._fd = self.files.open_append(self.segment_path)
-        self.segment_bytes = 0
-        self.files.fsync_dir(directory)
+        self._fd, self.segment_path, self.segment_bytes = fd, path, 0
+
+    @staticmethod
+    def _create_failed(path: str, exc: OSError) -> WalError:
+        if exc.errno in _DISK_FULL:
+            return WalDiskFullError(f"disk full creating {path}: {exc}")
+        return WalError(f"cannot create {path}: {exc}")

@@ -39,6 +39,7 @@ class FaultyFiles(Files):
 
     def __init__(self) -> None:
         self.disk_full = False
+        self.no_new_files = False  # too full to create the next segment
         self.fail_fsync = False
         self.tear_next_write = False
         self.fsync_calls_failed = 0
@@ -52,6 +53,11 @@ class FaultyFiles(Files):
             raise OSError(errno.ENOSPC, "No space left on device")
         super().write(fd, data)
 
+    def open_append(self, path: str) -> int:
+        if self.no_new_files and not os.path.exists(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().open_append(path)
+
     def fsync(self, fd: int) -> None:
         if self.fail_fsync:
             self.fsync_calls_failed += 1
@@ -62,9 +68,10 @@ class FaultyFiles(Files):
         self.synced_size[fd] = os.fstat(fd).st_size
 
 
-def _controller(redis_url: str, tmp_path, files: Files | None = None) -> Controller:
+def _controller(redis_url: str, tmp_path, files: Files | None = None,
+                **options) -> Controller:
     settings = Settings(redis_url=redis_url, data_dir=str(tmp_path / "data"), metrics_port=0,
-                        heartbeat_s=0.2)
+                        heartbeat_s=0.2, **options)
     ctl = Controller(settings, files=files, fork_snapshots=False)
     ctl.start(serve_metrics=False)
     return ctl
@@ -101,19 +108,23 @@ def _wait(condition, timeout_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.parametrize("fault", ["disk_full", "no_new_files"])
 def test_disk_full_stops_intake_without_receipts_and_resumes_exactly_once(
-        redis_url, tmp_path, caplog):
-    """ENOSPC: a clear log line, fleet_wal_disk_full = 1, no receipt, an uncorrupted log; once
-    space returns every job is accepted exactly once."""
+        redis_url, tmp_path, caplog, fault):
+    """ENOSPC, half-way through a write or when the next segment cannot be created: a clear
+    log line, fleet_wal_disk_full = 1, no receipt, an uncorrupted log; once space returns
+    every job is accepted exactly once."""
     r = redis.Redis.from_url(redis_url)
     files = FaultyFiles()
-    ctl = _controller(redis_url, tmp_path, files)
+    # With one-byte segments every commit starts a new segment.
+    options = {"segment_bytes": 1} if fault == "no_new_files" else {}
+    ctl = _controller(redis_url, tmp_path, files, **options)
     disk_full_metric = lambda: ctl.metrics.registry.get_sample_value("fleet_wal_disk_full")  # noqa: E731
     try:
         _request(r, "before", "a")
         _step_until(ctl, lambda: _receipt(r, "before") is not None)
         assert _receipt(r, "before") == [["a", "accepted"]]
-        files.disk_full = True
+        setattr(files, fault, True)
         _request(r, "during", "b", "c")
         stepping = threading.Thread(
             target=_step_until, args=(ctl, lambda: _receipt(r, "during") is not None))
@@ -126,7 +137,7 @@ def test_disk_full_stops_intake_without_receipts_and_resumes_exactly_once(
         assert _receipt(r, "during") is None
         assert r.llen(KEYS.intake) == 1  # not trimmed: nothing was acknowledged
         assert tools.verify(ctl.settings.data_dir).torn_bytes == 0  # partial write cut back
-        files.disk_full = False
+        setattr(files, fault, False)
         stepping.join(timeout=10)
         assert not stepping.is_alive()
         assert _receipt(r, "during") == [["b", "accepted"], ["c", "accepted"]]

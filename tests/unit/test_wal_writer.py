@@ -13,7 +13,7 @@ from fleet.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import Files, WalOptions, open_log, writer
 from fleet.wal.segments import list_segments
-from fleet.wal.tools import dump_events
+from fleet.wal.tools import dump_events, verify
 
 
 class CountingFiles(Files):
@@ -207,6 +207,56 @@ def test_failed_fsync_is_fatal_for_the_writer(tmp_path):
     fsyncs = files.fsyncs
     log.close()
     assert files.fsyncs == fsyncs  # close does not retry the fsync either
+
+
+class NoNewFiles(CountingFiles):
+    """The disk is too full to create a file (no inode or directory block left), or the new
+    directory entry cannot be made durable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse_create = False
+        self.fail_dir_fsync = False
+
+    def open_append(self, path: str) -> int:
+        if self.refuse_create and not os.path.exists(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().open_append(path)
+
+    def fsync_dir(self, path: str) -> None:
+        if self.fail_dir_fsync:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().fsync_dir(path)
+
+
+@pytest.mark.parametrize("fault", ["refuse_create", "fail_dir_fsync"])
+def test_disk_full_while_rotating_keeps_the_old_segment_and_retries(tmp_path, fault):
+    """A segment that cannot be created is disk-full back-pressure, not a broken log: the old
+    segment stays the tail, and once space returns the same commit rotates and lands."""
+    files = NoNewFiles()
+    log, journal = open_journal(tmp_path, files, segment_bytes=1)  # rotate every commit
+    record_batch(journal, 0, 3)
+    journal.commit()
+    tail = log.writer.segment_path
+    setattr(files, fault, True)
+    record_batch(journal, 3, 3)
+    with pytest.raises(WalDiskFullError, match="disk full creating"):
+        journal.commit()
+    assert log.writer.segment_path == tail
+    assert [path for _, path in list_segments(files, str(tmp_path))] == [tail]
+    with pytest.raises(WalDiskFullError):
+        journal.commit()  # still full: still refused, still nothing half done
+    setattr(files, fault, False)
+    assert journal.commit() is True
+    assert log.writer.segment_path != tail
+    record_batch(journal, 6, 2)
+    journal.commit()
+    log.close()
+    assert logged_seqs(tmp_path) == list(range(1, 9))
+    assert verify(str(tmp_path)).ok
+    reopened = open_log(str(tmp_path))
+    assert reopened.report.records_replayed == 8 and len(reopened.table.jobs) == 8
+    reopened.close()
 
 
 def test_disk_full_cuts_the_partial_frame_and_the_same_commit_succeeds_later(tmp_path):
