@@ -72,9 +72,11 @@ class Dispatcher:
         """Lease jobs into every queue with room; returns messages per queue."""
         self._measure(now_ms)
         table = self.journal.table
+        if table.has_due(now_ms):  # delayed jobs and retries whose time came join their lines
+            self.journal.record(ev.due(now_ms))
         out: dict[str, list[bytes]] = {}
         for queue, length in ready_lengths.items():
-            jobs = table.take_ready(queue, self.window(executors, queue) - length, now_ms)
+            jobs = table.take_ready(queue, self.window(executors, queue) - length)
             if jobs:
                 out[queue] = [self.lease(job, now_ms) for job in jobs]
                 self.dispatched_by_queue[queue] = (

@@ -24,10 +24,10 @@ import orjson
 Record = list[Any]
 
 (ENQUEUED, DISPATCHED, ACKED, FAILED, EXPIRED, RELEASED, RETRIED, CANCELLED, COMPACTED,
- PAUSED, RESUMED, BOOTED, SCHEDULED) = range(13)
+ PAUSED, RESUMED, BOOTED, SCHEDULED, DUE) = range(14)
 
 NAMES = ("enq", "disp", "ack", "fail", "exp", "rel", "retry", "cancel", "compact", "pause",
-         "resume", "boot", "sched")
+         "resume", "boot", "sched", "due")
 
 FIELDS: tuple[tuple[str, ...], ...] = (
     ("id", "q", "nb", "spec"),                                    # enq
@@ -43,6 +43,7 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("q",),                                                       # resume
     ("epoch", "ts"),                                              # boot
     ("name", "at"),                                               # sched
+    ("ts",),                                                      # due
 )
 
 SPEC_FIELDS = ("q", "nb", "f", "a", "k", "to", "mr", "ts")
@@ -123,6 +124,12 @@ def booted(epoch: int, at_ms: int) -> Record:
 def scheduled(name: str, fire_ms: int) -> Record:
     """Periodic schedule ``name`` has fired every run up to ``fire_ms`` (its cursor)."""
     return [SCHEDULED, name, fire_ms]
+
+
+def due(at_ms: int) -> Record:
+    """Delayed jobs and retries whose time came by ``at_ms`` join the back of their queues'
+    lines, earliest first. Logged, so that a line's order is a function of the log."""
+    return [DUE, at_ms]
 
 
 def describe(record: Record, seq: int | None = None) -> dict[str, Any]:

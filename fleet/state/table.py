@@ -21,13 +21,14 @@ row text in ``_cold_done``; the first read or event that needs it turns it into 
 in ``_jobs`` (``_thaw``). A backlog of a million pending jobs is a million strings.
 
 FIFO within a queue: each queue keeps a deque of entries in the order jobs became ready, and
-delayed jobs wait in a heap of ``(not_before_ms, order, queue, entry)``. A cold job's entry is
-its id; a JobRecord put back in line gets a ``(ticket, job)`` entry. Entries go stale instead
-of being removed, so taking work is O(1) per job: an id entry is live while its job is cold,
-or thawed (``lingers``) and still pending with ticket 0; a ``(ticket, job)`` entry while the
-job is pending with that ticket. An id compacted while its stale entry may still be queued
-goes into ``_lingering``, and a new job under that id is queued by ticket, so the old entry
-can never stand for it.
+delayed jobs wait in a heap of ``(not_before_ms, order, queue, entry)`` until a ``due`` record
+moves them into line; that record is logged, so replay rebuilds the same order. A cold
+job's entry is its id; a JobRecord put back in line gets a ``(ticket, job)`` entry. Entries go
+stale instead of being removed, so taking work is O(1) per job: an id entry is live while its
+job is cold, or thawed (``lingers``) and still pending with ticket 0; a ``(ticket, job)``
+entry while the job is pending with that ticket. An id compacted while its stale entry may
+still be queued goes into ``_lingering``, and a new job under that id is queued by ticket, so
+the old entry can never stand for it.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class JobTable:
             ev.RELEASED: self._on_released, ev.RETRIED: self._on_retried,
             ev.CANCELLED: self._on_cancelled, ev.COMPACTED: self._on_compacted,
             ev.PAUSED: self._on_paused, ev.RESUMED: self._on_resumed, ev.BOOTED: self._on_booted,
-            ev.SCHEDULED: self._on_scheduled,
+            ev.SCHEDULED: self._on_scheduled, ev.DUE: self._on_due,
         }
 
     # -- reading jobs ----------------------------------------------------------------------
@@ -329,6 +330,19 @@ class JobTable:
         self.schedules[name] = fire_ms
         return True
 
+    def _on_due(self, record: ev.Record) -> bool:
+        """Move delayed jobs due by the record's time into line; False if none was due (then
+        the record is not logged: stale heap entries dropped on the way change nothing)."""
+        delayed, moved = self._delayed, False
+        while delayed and delayed[0][0] <= record[1]:
+            _, _, queue, entry = heapq.heappop(delayed)
+            if self._live(entry):
+                self._ready[queue].append(entry)
+                moved = True
+            else:
+                self._drop(entry)
+        return moved
+
     # -- transitions -----------------------------------------------------------------------
 
     def _current_attempt(self, job_id: str, attempt: int) -> JobRecord | None:
@@ -408,14 +422,14 @@ class JobTable:
         job.lingers = False
         return job
 
-    def take_ready(self, queue: str, limit: int, now_ms: int) -> list[JobRecord]:
-        """Up to ``limit`` pending jobs of ``queue`` that may run at ``now_ms``, oldest first.
+    def take_ready(self, queue: str, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` pending jobs from the front of ``queue``'s line, oldest first.
 
-        The caller must dispatch every job returned: they leave the ready index.
+        The caller must dispatch every job returned: they leave the ready index. Delayed jobs
+        join a line only through a logged ``due`` record (``has_due``).
         """
         if queue in self.paused or limit <= 0:
             return []
-        self._promote_due(now_ms)
         ready, taken = self._ready.get(queue), []
         while ready and len(taken) < limit:
             job = self._take(ready.popleft())
@@ -423,10 +437,16 @@ class JobTable:
                 taken.append(job)
         return taken
 
-    def ready_queues(self, now_ms: int) -> list[str]:
-        """Queues that have pending work due at ``now_ms`` and are not paused."""
-        self._promote_due(now_ms)
+    def ready_queues(self) -> list[str]:
+        """Queues with jobs in line that are not paused."""
         return [q for q, entries in self._ready.items() if entries and q not in self.paused]
+
+    def has_due(self, now_ms: int) -> bool:
+        """Whether a delayed job's time has come by ``now_ms``: record ``events.due(now_ms)``
+        to move it into line. (Moving it without a record would make the order of the line
+        depend on when the table was asked, which the log cannot reproduce.)"""
+        due = self.next_due_ms()
+        return due is not None and due <= now_ms
 
     def next_due_ms(self) -> int | None:
         """When the earliest delayed job becomes due, if any."""
@@ -458,15 +478,6 @@ class JobTable:
         may now be queued by id again."""
         if entry.__class__ is not tuple:
             self._lingering.discard(entry)
-
-    def _promote_due(self, now_ms: int) -> None:
-        delayed = self._delayed
-        while delayed and delayed[0][0] <= now_ms:
-            _, _, queue, entry = heapq.heappop(delayed)
-            if self._live(entry):
-                self._ready[queue].append(entry)
-            else:
-                self._drop(entry)
 
     def finished_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Ids of terminal jobs finished before ``cutoff_ms`` (candidates for compaction)."""

@@ -114,10 +114,14 @@ class InlineClient(Client):
     def _run_ready(self) -> None:
         """Run pending jobs, FIFO per queue, until none is left outside paused queues."""
         table = self.table
-        while queues := table.ready_queues(_ALWAYS_DUE_MS):
+        while True:
+            table.apply(ev.due(_ALWAYS_DUE_MS))
+            queues = table.ready_queues()
+            if not queues:
+                break
             for queue in queues:
                 # One at a time: a job may cancel, pause or enqueue others while it runs.
-                for job in table.take_ready(queue, 1, _ALWAYS_DUE_MS):
+                for job in table.take_ready(queue, 1):
                     self._run(job)
 
     def _run(self, job: JobRecord) -> None:

@@ -1,9 +1,12 @@
-"""The dispatcher's ready window: sized to the workers, and to the rate for short jobs."""
+"""The dispatcher's ready window, sized to the workers and to the rate for short jobs; and how
+delayed jobs join their lines."""
 
 from __future__ import annotations
 
 from fleet.config import Settings
 from fleet.controller.dispatch import MAX_WINDOW, MIN_WINDOW, WINDOW_PER_EXECUTOR, Dispatcher
+from fleet.state import JobTable
+from fleet.state import events as ev
 
 
 def dispatcher(**settings) -> Dispatcher:
@@ -36,3 +39,33 @@ def test_a_configured_window_wins():
     d.dispatched_by_queue = {"fast": 100_000}
     d._measure(1_000)
     assert d.window(8, "fast") == 10
+
+
+class RecordingJournal:
+    """The journal's record/table surface, keeping what was recorded."""
+
+    def __init__(self) -> None:
+        self.table = JobTable()
+        self.recorded: list[list] = []
+
+    def record(self, record: list) -> bool:
+        if self.table.apply(record):
+            self.recorded.append(record)
+            return True
+        return False
+
+
+def test_fill_logs_a_due_record_before_a_delayed_job_joins_its_line():
+    """The dispatcher moves a job whose time came into line only through a logged ``due``
+    record, even when the list has no room for it yet; nothing due, no record."""
+    journal = RecordingJournal()
+    spec = {"q": "default", "f": "tasks:work", "a": [], "k": {}}
+    journal.record(ev.enqueued({**spec, "id": "later", "nb": 5_000}, 1_000, 30.0, 2))
+    journal.record(ev.enqueued({**spec, "id": "now"}, 1_000, 30.0, 2))
+    d = Dispatcher(journal, Settings(ready_window=1))
+    assert len(d.fill({"default": 0}, 1, 4_999)["default"]) == 1
+    assert [record[0] for record in journal.recorded[2:]] == [ev.DISPATCHED]
+    assert d.fill({"default": 1}, 1, 5_000) == {}  # full: nothing taken, but "later" is due
+    assert journal.recorded[-1] == ev.due(5_000)
+    assert len(d.fill({"default": 0}, 1, 5_001)["default"]) == 1
+    assert journal.recorded[-1][:2] == [ev.DISPATCHED, "later"]

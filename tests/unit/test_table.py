@@ -24,8 +24,15 @@ def dispatch(table: JobTable, job_id: str, now_ms: int = 2_000) -> bool:
     return table.apply(ev.dispatched(job_id, attempt, now_ms + LEASE_MS, now_ms))
 
 
+def take(table: JobTable, queue: str, limit: int, now_ms: int) -> list:
+    """What the dispatcher does: delayed jobs due by ``now_ms`` join their lines (a ``due``
+    record), then up to ``limit`` jobs leave the front of ``queue``'s line."""
+    table.apply(ev.due(now_ms))
+    return table.take_ready(queue, limit)
+
+
 def take_and_dispatch(table: JobTable, queue: str = "default", now_ms: int = 2_000) -> list[str]:
-    taken = table.take_ready(queue, 100, now_ms)
+    taken = take(table, queue, 100, now_ms)
     for job in taken:
         assert dispatch(table, job.id, now_ms)
     return [job.id for job in taken]
@@ -62,7 +69,7 @@ def test_enqueue_adds_a_pending_job(table):
     assert (job.state, job.attempt, job.failures, job.queue) == (PENDING, 0, 0, "default")
     assert table.counts[PENDING] == 1
     assert table.totals["enqueued"] == 1
-    assert [j.id for j in table.take_ready("default", 10, 1_000)] == ["a"]
+    assert [j.id for j in take(table, "default", 10, 1_000)] == ["a"]
 
 
 def test_enqueue_of_a_known_id_is_a_no_op(table):
@@ -122,9 +129,9 @@ def test_fail_with_retries_left_goes_back_to_pending_not_before_the_retry_time(t
     job = table.jobs["a"]
     assert (job.state, job.failures, job.not_before_ms) == (PENDING, 1, 10_000)
     assert job.error == "ValueError: boom"
-    assert table.take_ready("default", 10, 9_999) == []
+    assert take(table, "default", 10, 9_999) == []
     assert table.next_due_ms() == 10_000
-    assert [j.id for j in table.take_ready("default", 10, 10_000)] == ["a"]
+    assert [j.id for j in take(table, "default", 10, 10_000)] == ["a"]
 
 
 def test_fail_when_retries_run_out_makes_the_job_dead(table):
@@ -171,7 +178,7 @@ def test_release_returns_the_job_without_counting_a_failure(table):
     job = table.jobs["a"]
     assert (job.state, job.failures, job.lease_deadline_ms) == (PENDING, 0, None)
     assert table.in_flight == {}
-    assert [j.id for j in table.take_ready("default", 10, 3_000)] == ["a"]
+    assert [j.id for j in take(table, "default", 10, 3_000)] == ["a"]
 
 
 def test_retry_from_dead_restores_a_fresh_retry_budget(table):
@@ -182,7 +189,7 @@ def test_retry_from_dead_restores_a_fresh_retry_budget(table):
     assert table.apply(ev.retried("a", 5_000))
     job = table.jobs["a"]
     assert (job.state, job.failures, job.finished_ms) == (PENDING, 0, None)
-    assert [j.id for j in table.take_ready("default", 10, 5_000)] == ["a"]
+    assert [j.id for j in take(table, "default", 10, 5_000)] == ["a"]
     assert dispatch(table, "a") and table.jobs["a"].attempt == 2
 
 
@@ -199,7 +206,7 @@ def test_cancel_from_pending_removes_the_job_from_dispatch(table):
     enqueue(table, "b")
     assert table.apply(ev.cancelled("a", 4_000))
     assert (state_of(table, "a"), table.jobs["a"].finished_ms) == (CANCELLED, 4_000)
-    assert [j.id for j in table.take_ready("default", 10, 4_000)] == ["b"]
+    assert [j.id for j in take(table, "default", 10, 4_000)] == ["b"]
     assert table.totals["cancelled"] == 1
 
 
@@ -241,11 +248,11 @@ def test_pause_stops_take_ready_and_resume_restarts_it(table):
     enqueue(table, "a", queue="q1")
     enqueue(table, "b", queue="q2")
     assert table.apply(ev.paused("q1"))
-    assert table.take_ready("q1", 10, 1_000) == []
-    assert table.ready_queues(1_000) == ["q2"]
-    assert [j.id for j in table.take_ready("q2", 10, 1_000)] == ["b"]
+    assert take(table, "q1", 10, 1_000) == []
+    assert table.ready_queues() == ["q2"]
+    assert [j.id for j in take(table, "q2", 10, 1_000)] == ["b"]
     assert table.apply(ev.resumed("q1"))
-    assert [j.id for j in table.take_ready("q1", 10, 1_000)] == ["a"]
+    assert [j.id for j in take(table, "q1", 10, 1_000)] == ["a"]
 
 
 def test_jobs_are_handed_out_fifo_within_a_queue(table):
@@ -253,8 +260,8 @@ def test_jobs_are_handed_out_fifo_within_a_queue(table):
     for n in range(5):
         enqueue(table, f"j{n}")
     enqueue(table, "other", queue="q2")
-    assert [j.id for j in table.take_ready("default", 3, 1_000)] == ["j0", "j1", "j2"]
-    assert [j.id for j in table.take_ready("default", 3, 1_000)] == ["j3", "j4"]
+    assert [j.id for j in take(table, "default", 3, 1_000)] == ["j0", "j1", "j2"]
+    assert [j.id for j in take(table, "default", 3, 1_000)] == ["j3", "j4"]
 
 
 def test_a_released_job_goes_to_the_back_of_its_queue(table):
@@ -263,16 +270,76 @@ def test_a_released_job_goes_to_the_back_of_its_queue(table):
     take_and_dispatch(table)
     enqueue(table, "b")
     table.apply(ev.released("a", 1, "drain", 3_000))
-    assert [j.id for j in table.take_ready("default", 10, 3_000)] == ["b", "a"]
+    assert [j.id for j in take(table, "default", 10, 3_000)] == ["b", "a"]
 
 
 def test_delayed_job_waits_for_its_run_time(table):
     """A job enqueued with a run time is not handed out before it."""
     enqueue(table, "later", not_before_ms=8_000)
     enqueue(table, "now")
-    assert [j.id for j in table.take_ready("default", 10, 7_999)] == ["now"]
-    assert [j.id for j in table.take_ready("default", 10, 8_000)] == ["later"]
+    assert [j.id for j in take(table, "default", 10, 7_999)] == ["now"]
+    assert [j.id for j in take(table, "default", 10, 8_000)] == ["later"]
     assert table.next_due_ms() is None
+
+
+class Recorder:
+    """Applies records to a live table as the journal does, keeping the accepted ones (the
+    log); ``take`` is what the dispatcher does."""
+
+    def __init__(self, table: JobTable) -> None:
+        self.table, self.log = table, []
+
+    def __call__(self, record: list) -> None:
+        if self.table.apply(record):
+            self.log.append(record)
+
+    def take(self, limit: int, now_ms: int, queue: str = "default") -> list[str]:
+        if self.table.has_due(now_ms):
+            self(ev.due(now_ms))
+        jobs = self.table.take_ready(queue, limit)
+        for job in jobs:
+            self(ev.dispatched(job.id, job.attempt + 1, now_ms + LEASE_MS, now_ms))
+        return [job.id for job in jobs]
+
+    def replayed(self) -> JobTable:
+        """A table rebuilt from the log alone, as recovery builds it."""
+        replayed = JobTable()
+        assert replayed.replay(self.log, 1, 0) == len(self.log)
+        return replayed
+
+
+def line(table: JobTable, queue: str = "default") -> list[str]:
+    """The ids in ``queue``'s line, front first (it empties the line)."""
+    return [job.id for job in table.take_ready(queue, 100)]
+
+
+def test_a_due_job_keeps_its_place_in_line_across_recovery(table):
+    """A delayed job joins its line when the dispatcher finds it due, and the ``due`` record
+    keeps that place in the log: jobs enqueued later stay behind it after recovery."""
+    spec = {"q": "default", "f": "tasks:work", "a": [], "k": {}}
+    live = Recorder(table)
+    live(ev.enqueued({**spec, "id": "early", "nb": 5_000}, 1_000, 30.0, 2))
+    live(ev.enqueued({**spec, "id": "first"}, 1_000, 30.0, 2))
+    assert live.take(1, 4_999) == ["first"]
+    assert live.log[-1][0] == ev.DISPATCHED  # nothing was due: no due record
+    assert live.take(0, 5_500) == []  # the dispatcher looks, with no room to take
+    assert live.log[-1] == ev.due(5_500)
+    live(ev.enqueued({**spec, "id": "after"}, 6_000, 30.0, 2))
+    assert line(live.replayed()) == line(table) == ["early", "after"]
+
+
+def test_a_retry_joins_its_line_when_found_due_and_keeps_that_place(table):
+    """A failed job waiting out its backoff is not in line until the dispatcher finds it due;
+    a job released before that goes ahead of it, live and after recovery alike."""
+    spec = {"q": "default", "f": "tasks:work", "a": [], "k": {}}
+    live = Recorder(table)
+    live(ev.enqueued({**spec, "id": "a"}, 1_000, 30.0, 2))
+    live(ev.enqueued({**spec, "id": "b"}, 1_000, 30.0, 2))
+    assert live.take(2, 2_000) == ["a", "b"]
+    live(ev.failed("a", 1, "ValueError: boom", RUN, 3_000, False, 2_500))
+    live(ev.released("b", 1, "drain", 4_000))
+    assert live.take(0, 4_000) == []
+    assert line(live.replayed()) == line(table) == ["b", "a"]
 
 
 # -- stale and late events -----------------------------------------------------------------
@@ -340,7 +407,7 @@ def test_late_success_of_an_older_attempt_completes_a_pending_job(table):
     table.apply(ev.expired("a", 1, 90_000, 40_000))
     assert ack(table, "a", attempt=1)
     assert state_of(table, "a") == COMPLETED
-    assert table.take_ready("default", 10, 90_000) == []
+    assert take(table, "default", 10, 90_000) == []
 
 
 def test_events_at_or_below_the_last_seq_are_skipped(table):
@@ -441,8 +508,8 @@ def test_dump_and_load_give_the_same_table(table):
     loaded = JobTable.load(table.dump())
     assert loaded.canonical() == table.canonical()
     assert loaded.validate() == []
-    order = [j.id for j in table.take_ready("default", 10, 9_000)]
-    assert [j.id for j in loaded.take_ready("default", 10, 9_000)] == order == ["j4", "j1", "j2"]
+    order = [j.id for j in take(table, "default", 10, 9_000)]
+    assert [j.id for j in take(loaded, "default", 10, 9_000)] == order == ["j4", "j1", "j2"]
 
 
 def test_oldest_ready_job_is_found_across_queues_skipping_dispatched_ones():
