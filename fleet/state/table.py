@@ -333,8 +333,9 @@ class JobTable:
     def _on_due(self, record: ev.Record) -> bool:
         """Move delayed jobs due by the record's time into line; False if none was due (then
         the record is not logged: stale heap entries dropped on the way change nothing)."""
+        _, at_ms = record
         delayed, moved = self._delayed, False
-        while delayed and delayed[0][0] <= record[1]:
+        while delayed and delayed[0][0] <= at_ms:
             _, _, queue, entry = heapq.heappop(delayed)
             if self._live(entry):
                 self._ready[queue].append(entry)

@@ -69,3 +69,14 @@ def test_fill_logs_a_due_record_before_a_delayed_job_joins_its_line():
     assert journal.recorded[-1] == ev.due(5_000)
     assert len(d.fill({"default": 0}, 1, 5_001)["default"]) == 1
     assert journal.recorded[-1][:2] == [ev.DISPATCHED, "later"]
+
+
+def test_a_job_found_due_is_taken_in_the_same_fill():
+    """The due record comes before the takes: a job whose time came leaves at once."""
+    journal = RecordingJournal()
+    spec = {"q": "default", "f": "tasks:work", "a": [], "k": {}}
+    journal.record(ev.enqueued({**spec, "id": "later", "nb": 5_000}, 1_000, 30.0, 2))
+    d = Dispatcher(journal, Settings(ready_window=4))
+    assert d.fill({"default": 0}, 1, 4_999) == {}
+    assert len(d.fill({"default": 0}, 1, 5_000)["default"]) == 1
+    assert [record[0] for record in journal.recorded[1:]] == [ev.DUE, ev.DISPATCHED]

@@ -38,7 +38,7 @@ new_ids = st.sampled_from(IDS)
 picks = st.integers(-1, 2 * len(IDS))  # a job the table holds (see Driver.pick)
 queues = st.sampled_from(QUEUES)
 attempt_shift = st.sampled_from([0, 0, 0, -1, 1, -2])  # mostly current, sometimes stale
-delays_ms = st.sampled_from([0, 0, 0, 1, 500, 5_000])
+delays_ms = st.sampled_from([0, 0, 0, 1, 500, 5_000, -500])  # -500: a run-at time already past
 
 ARGUMENTS = {
     "enqueue": st.tuples(new_ids, queues, st.integers(0, 2), delays_ms),
@@ -55,7 +55,7 @@ ARGUMENTS = {
     "compact_old": st.tuples(),
     "pause": st.tuples(queues),
     "resume": st.tuples(queues),
-    "tick": st.tuples(st.integers(1, 6_000)),
+    "tick": st.tuples(st.integers(-1_000, 6_000)),  # below 0: the clock stepped back
     "commit": st.tuples(),
     "schedule": st.tuples(st.sampled_from(["hourly", "nightly"]), st.integers(-2, 2)),
 }

@@ -196,3 +196,21 @@ def test_replay_refuses_an_unknown_record_type(tmp_path):
     log.close()
     with pytest.raises(WalCorruptError, match="record 2 is not a record of a known type"):
         open_log(str(tmp_path))
+
+
+@pytest.mark.parametrize("record", [[13], [13, 5_000, "extra"], [0, "id-only"]])
+def test_replay_refuses_a_record_with_the_wrong_fields(tmp_path, record):
+    """A known type with too few or too many fields is refused, whatever the table holds."""
+    from fleet.errors import WalCorruptError
+    from fleet.journal import Journal
+    from fleet.state import events as ev
+    from fleet.wal import open_log
+
+    log = open_log(str(tmp_path))
+    journal = Journal(log.table, log.writer)
+    journal.record(ev.paused("q"))
+    journal.commit()
+    log.writer.append([record], journal.next_seq)
+    log.close()
+    with pytest.raises(WalCorruptError, match="record 2 has the wrong fields"):
+        open_log(str(tmp_path))
