@@ -10,6 +10,8 @@
    restart, timed until it answers ``status``: once with no snapshot (snapshots switched off,
    the whole log is replayed) and once right after a snapshot landed. Each is killed and
    restarted ``--restarts`` times (default 3); the table gives the median and the range.
+   Job ids are the client's default (``--ids short`` for ``p00000001``-style ones, which
+   recover faster: a dict of short, sequential strings builds sooner).
 
 Data lives on the repository's disk (``benchmarks/results/scale.tmp``). Prints markdown and
 writes benchmarks/results/scale.md; docs/performance.md quotes it.
@@ -32,11 +34,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchlib import RESULTS, loadavg, proc_cpu_s, rss_bytes, wait_until  # noqa: E402
 from sys_fleet import FleetSystem  # noqa: E402
 
-from fleet.job import JobSpec  # noqa: E402
+from fleet.job import JobSpec, new_job_id  # noqa: E402
 from fleet.localredis import RedisServer  # noqa: E402
 from fleet.testing.cluster import LocalFleet  # noqa: E402
 
 CHUNK = 100_000
+ID_KINDS = {"default": "the client's default, 32 random hex digits",
+            "short": "short and sequential, p00000001"}
 NO_SNAPSHOTS = {"FLEET_SNAPSHOT_EVERY_RECORDS": "1000000000", "FLEET_SNAPSHOT_INTERVAL_S": "1e9"}
 
 
@@ -62,19 +66,22 @@ def executors(url: str, workdir: str, jobs: int, counts: list[int]) -> list[str]
     return lines
 
 
-def enqueue_pending(fleet: LocalFleet, pending: int) -> float:
-    """Enqueue ``pending`` no-op jobs with no worker; returns the seconds it took."""
+def enqueue_pending(fleet: LocalFleet, pending: int, ids: str) -> float:
+    """Enqueue ``pending`` no-op jobs with no worker; returns the seconds it took. ``ids``:
+    ``default`` (what the client makes: 32 random hex digits) or ``short`` (``p00000001``)."""
     client = fleet.client(receipt_timeout_s=600)
     started = time.perf_counter()
     for start in range(0, pending, CHUNK):
         t = time.time()
-        specs = [JobSpec(id=f"p{i:08d}", func="peer_tasks:noop", args=[t])
+        specs = [JobSpec(id=new_job_id() if ids == "default" else f"p{i:08d}",
+                         func="peer_tasks:noop", args=[t])
                  for i in range(start, min(pending, start + CHUNK))]
         client.enqueue_many(specs)
     return time.perf_counter() - started
 
 
-def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int) -> list[str]:
+def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int,
+                        ids: str) -> list[str]:
     lines = ["| measure | value |", "| --- | ---: |"]
     results = {}
     for label, env in (("without a snapshot", NO_SNAPSHOTS),
@@ -83,7 +90,7 @@ def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int) -> 
                            namespace=f"scale{len(results)}", env=env)
         os.makedirs(fleet.workdir, exist_ok=True)
         try:
-            measured = _measure_one(fleet, label, pending, restarts)
+            measured = _measure_one(fleet, label, pending, restarts, ids)
         finally:
             fleet.stop_all()  # never leave a controller behind, even when a step fails
         took, rss_before, rss_after, wal_bytes, recoveries = measured
@@ -110,12 +117,13 @@ def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int) -> 
     return lines
 
 
-def _measure_one(fleet: LocalFleet, label: str, pending: int, restarts: int) -> tuple:
+def _measure_one(fleet: LocalFleet, label: str, pending: int, restarts: int,
+                 ids: str) -> tuple:
     """Enqueue ``pending`` jobs, then ``restarts`` times kill -9 the controller and time its
     recovery; returns the sizes and a (seconds until status, recovery_ms) pair per restart."""
     controller = fleet.controller()
     rss_before = rss_bytes(controller.pid)
-    took = enqueue_pending(fleet, pending)
+    took = enqueue_pending(fleet, pending, ids)
     client = fleet.client()
     status = client.status()
     assert _known(status["states"]) == pending, status["states"]
@@ -154,6 +162,8 @@ def main() -> int:
     parser.add_argument("--executors", default="1,2,4,8,16")
     parser.add_argument("--only", default="executors,memory")
     parser.add_argument("--restarts", type=int, default=3, help="kill -9 and restart, times")
+    parser.add_argument("--ids", choices=("default", "short"), default="default",
+                        help="job ids: the client's default (32 hex digits) or p00000001")
     parser.add_argument("--workdir", default=os.path.join(RESULTS, "scale.tmp"))
     parser.add_argument("--out", default=os.path.join(RESULTS, "scale.md"))
     args = parser.parse_args()
@@ -167,9 +177,9 @@ def main() -> int:
             lines += ["## Throughput by executors\n"]
             lines += executors(server.url, args.workdir, args.jobs, counts) + [""]
         if "memory" in only:
-            lines += ["## Memory and recovery\n"]
+            lines += ["## Memory and recovery\n", f"Job ids: {ID_KINDS[args.ids]}.\n"]
             lines += memory_and_recovery(server.url, args.workdir, args.pending,
-                                         args.restarts) + [""]
+                                         args.restarts, args.ids) + [""]
     shutil.rmtree(args.workdir, ignore_errors=True)
     lines.append(f"Load average at the end: {loadavg()}.")
     text = "\n".join(lines) + "\n"
