@@ -25,7 +25,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import peer_tasks  # noqa: E402
-from benchlib import bench_env, loadavg, wait_until  # noqa: E402
+from benchlib import bench_env, loadavg, percentile, wait_until  # noqa: E402
 
 from fleet.localredis import RedisServer  # noqa: E402
 from fleet.testing.cluster import LocalFleet  # noqa: E402
@@ -58,9 +58,8 @@ def main() -> int:
             late = sorted(float(v) for v in r.lrange(peer_tasks.LATENCY_KEY, 0, -1))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    n = len(late)
-    print(f"{n} delayed jobs, load average {loadavg()}: started after their run_at by "
-          f"median {late[n // 2]:.1f} ms, p99 {late[min(n - 1, n * 99 // 100)]:.1f} ms, "
+    print(f"{len(late)} delayed jobs, load average {loadavg()}: started after their run_at by "
+          f"median {percentile(late, 50):.1f} ms, p99 {percentile(late, 99):.1f} ms, "
           f"max {late[-1]:.1f} ms")
     return 0
 

@@ -29,7 +29,16 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import peer_tasks  # noqa: E402
-from benchlib import RESULTS, Drain, System, loadavg, proc_cpu_s, tree_cpu_s, wait_until  # noqa: E402
+from benchlib import (  # noqa: E402
+    RESULTS,
+    Drain,
+    System,
+    loadavg,
+    percentile,
+    proc_cpu_s,
+    tree_cpu_s,
+    wait_until,
+)
 from peers_report import write_chart, write_markdown  # noqa: E402
 
 from fleet.localredis import RedisServer  # noqa: E402
@@ -88,12 +97,8 @@ def latency(system: System, r: redis.Redis, rate: float, seconds: float) -> dict
     wait_until(lambda: r.llen(peer_tasks.LATENCY_KEY) >= n, 60, 0.05,
                f"{system.name}: latency jobs done")
     values = sorted(float(v) for v in r.lrange(peer_tasks.LATENCY_KEY, 0, -1))
-    return {"n": n, "offered_rate": n / offered_s, "p50_ms": _pct(values, 50),
-            "p99_ms": _pct(values, 99), "max_ms": values[-1]}
-
-
-def _pct(values: list[float], pct: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * pct / 100))]
+    return {"n": n, "offered_rate": n / offered_s, "p50_ms": percentile(values, 50),
+            "p99_ms": percentile(values, 99), "max_ms": values[-1]}
 
 
 def one_round(key: str, args: argparse.Namespace, server: RedisServer, r: redis.Redis,

@@ -61,6 +61,11 @@ def rss_bytes(pid: int) -> int:
         return int(handle.read().split()[1]) * PAGE_BYTES
 
 
+def percentile(ordered: list[float], pct: float) -> float:
+    """The ``pct`` percentile of already sorted values (nearest rank, no interpolation)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as handle:
         return " ".join(handle.read().split()[:3])

@@ -174,7 +174,9 @@ class Controller:
         if due_in_s is not None and 0 < due_in_s < REDIS_TICK_S:
             time.sleep(min(due_in_s, DUE_SLICE_S))
             return
-        wait_s = IDLE_WAIT_S if due_in_s is None else min(IDLE_WAIT_S, max(0.001, due_in_s))
+        # Past the tick, Redis's timeout is precise enough; already due yet not acted on
+        # this step, wait briefly rather than spin.
+        wait_s = 0.001 if due_in_s is not None and due_in_s <= 0 else IDLE_WAIT_S
         self._inbox = self.wire.wait_then_read(
             wait_s, INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
             list(self.journal.table.queue_counts))

@@ -7,6 +7,7 @@ behind garbage.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -149,18 +150,15 @@ class WalWriter:
         """
         directory = wal_dir(self.data_dir)
         path = os.path.join(directory, segment_name(first_seq))
+        fd = None
         try:
             fd = self.files.open_append(path)
-        except OSError as exc:
-            raise self._create_failed(path, exc) from None
-        try:
             self.files.fsync_dir(directory)
         except OSError as exc:
-            self.files.close(fd)
-            try:
-                self.files.remove(path)
-            except OSError:
-                pass  # an empty segment is harmless: recovery reads it as no records
+            if fd is not None:
+                self.files.close(fd)
+                with contextlib.suppress(OSError):  # left behind, it reads as no records
+                    self.files.remove(path)
             raise self._create_failed(path, exc) from None
         if self._fd is not None:
             self._dirty = True
