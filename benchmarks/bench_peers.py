@@ -3,13 +3,18 @@
     .venv/bin/python benchmarks/bench_peers.py [--jobs N] [--rounds R] [--quick]
                                                [--systems fleet,huey,...]
 
-Every system gets 8 executors and runs, per round: ``N`` no-op jobs and ``N/10`` jobs that
-sleep 10 ms, each enqueued at once and timed from the start of the enqueue until the last job
-finished (drain rate, end to end); then a light steady load (``--rate`` jobs/s for
-``--seconds``) where each job records how long it waited from enqueue to start. Rounds are
-interleaved (round 1 of every system, then round 2, ...) so that a noisy neighbour on the
-machine hurts every system alike. Results: benchmarks/results/peers.md (+ a timestamped copy,
-+ peers.json with every raw number) and peers.png. See docs/performance.md.
+Like for like: every system gets 8 executors and runs the same job bodies (peer_tasks.py) on
+the same redis-server, timed to the same signal, the shared counter that every job INCRs. Per
+round: ``N`` ``incr`` jobs and ``N/10`` that sleep 10 ms before their INCR, each enqueued at once
+through the system's bulk API and timed from the start of the enqueue until the counter reached
+N (drain rate, end to end); then a light steady load (``--rate`` jobs/s for ``--seconds``) where
+each job records how long it waited from enqueue to start. fleet adds two rows of its own in
+the same round: the ``incr`` drain through ``fleet enqueue --file``, and a pure no-op drain (no
+INCR, timed to fleet's own record), which is not comparable with the peers and reported apart.
+Rounds are interleaved (round 1 of every system, then round 2, ...) so that a noisy neighbour on
+the machine hurts every system alike. Results: benchmarks/results/peers.md (+ a timestamped
+copy, + peers.json with every raw number) and peers.png; a full run (not ``--quick``) also
+rewrites the generated tables in README.md and docs/performance.md.
 """
 
 from __future__ import annotations
@@ -31,20 +36,30 @@ sys.path.insert(0, os.path.dirname(HERE))
 import peer_tasks  # noqa: E402
 from benchlib import (  # noqa: E402
     RESULTS,
+    ROOT,
     Drain,
     System,
+    Variant,
     loadavg,
     percentile,
     proc_cpu_s,
     tree_cpu_s,
     wait_until,
 )
-from peers_report import write_chart, write_markdown  # noqa: E402
+from peers_report import (  # noqa: E402
+    readme_table,
+    summarise,
+    tables,
+    update_section,
+    write_chart,
+    write_markdown,
+)
 
 from fleet.localredis import RedisServer  # noqa: E402
 
 SYSTEMS = ("fleet", "huey", "dramatiq", "rq-simple", "rq-fork")
 WARMUP_JOBS = 200
+DOCS_SECTION = "bench-peers"  # <!-- bench-peers:begin --> … end in README.md, performance.md
 IDEAL_SLEEP_RATE = 800.0
 
 
@@ -64,23 +79,48 @@ def make_system(key: str, redis_url: str, workdir: str) -> System:
     raise SystemExit(f"unknown system {key!r}; choose from {', '.join(SYSTEMS)}")
 
 
-def drain(system: System, kind: str, n: int, redis_pid: int, timeout_s: float) -> Drain:
-    """Enqueue ``n`` jobs at once; time until all of them finished."""
-    base = system.finished()
-    cpu = _cpu(system, redis_pid)
+def drain(system: System, kind: str, n: int, probe: Probe, timeout_s: float,
+          variant: Variant | None = None) -> Drain:
+    """Enqueue ``n`` jobs at once; time until the completion signal counts all of them.
+
+    The signal is the shared counter (every job INCRs it) unless ``variant`` says ``record``;
+    afterwards, where the system keeps its own record of finished jobs, wait for that too
+    (``settled_s``), so the next drain starts from a quiet system.
+    """
+    enqueue = variant.enqueue if variant else system.enqueue
+    if variant and variant.prepare:
+        variant.prepare(kind, n)
+    by_record = variant is not None and variant.signal == "record"
+    done = system.finished if by_record else probe.counted
+    base, settled_base = done(), system.finished()
+    cpu = probe.cpu()
     started = time.perf_counter()
-    system.enqueue(kind, n)
+    enqueue(kind, n)
     enqueued = time.perf_counter() - started
-    wait_until(lambda: system.finished() >= base + n, timeout_s, 0.02,
-               f"{system.name}: {n} {kind} jobs done")
+    what = f"{variant.name if variant else system.name}: {n} {kind} jobs done"
+    wait_until(lambda: done() >= base + n, timeout_s, 0.02, what)
     total = time.perf_counter() - started
-    after = _cpu(system, redis_pid)
-    return Drain(n, enqueued, total, *(b - a for a, b in zip(cpu, after, strict=True)))
+    after = probe.cpu()
+    settled = None
+    if settled_base is not None:
+        wait_until(lambda: system.finished() >= settled_base + n, timeout_s, 0.02, what)
+        settled = time.perf_counter() - started
+    return Drain(n, enqueued, total, *(b - a for a, b in zip(cpu, after, strict=True)),
+                 settled_s=settled)
 
 
-def _cpu(system: System, redis_pid: int) -> tuple[float, float, float]:
-    return (tree_cpu_s(system.broker_pids), tree_cpu_s(system.worker_pids),
-            proc_cpu_s(redis_pid))
+class Probe:
+    """What every drain reads the same way for every system: the counter, and CPU."""
+
+    def __init__(self, system: System, r: redis.Redis, redis_pid: int) -> None:
+        self.system, self.r, self.redis_pid = system, r, redis_pid
+
+    def counted(self) -> int:
+        return peer_tasks.done_count(self.r)
+
+    def cpu(self) -> tuple[float, float, float]:
+        return (tree_cpu_s(self.system.broker_pids), tree_cpu_s(self.system.worker_pids),
+                proc_cpu_s(self.redis_pid))
 
 
 def latency(system: System, r: redis.Redis, rate: float, seconds: float) -> dict:
@@ -102,24 +142,35 @@ def latency(system: System, r: redis.Redis, rate: float, seconds: float) -> dict
 
 
 def one_round(key: str, args: argparse.Namespace, server: RedisServer, r: redis.Redis,
-              workdir: str) -> dict:
+              workdir: str) -> list[dict]:
+    """Start one system, measure it, stop it: its row, then one row per variant."""
     r.flushall()
     system = make_system(key, server.url, workdir)
     log(f"  {system.name}: starting")
     system.start()
     try:
-        drain(system, "noop", WARMUP_JOBS, server.process.pid, 120)
-        noop = drain(system, "noop", args.jobs, server.process.pid, args.timeout)
-        log(f"  {system.name}: noop enqueue {noop.enqueue_rate:,.0f}/s, drain "
-            f"{noop.drain_rate:,.0f}/s")
-        sleep = drain(system, "sleep10", max(1, args.jobs // 10), server.process.pid,
-                      args.timeout)
-        log(f"  {system.name}: sleep10 drain {sleep.drain_rate:,.0f}/s")
-        lat = latency(system, r, args.rate, args.seconds)
-        log(f"  {system.name}: latency p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
+        return measure(system, args, Probe(system, r, server.process.pid))
     finally:
         system.stop()
-    return {"system": system.name, "noop": vars(noop), "sleep": vars(sleep), "latency": lat}
+
+
+def measure(system: System, args: argparse.Namespace, probe: Probe) -> list[dict]:
+    drain(system, "incr", WARMUP_JOBS, probe, 120)
+    main = drain(system, "incr", args.jobs, probe, args.timeout)
+    log(f"  {system.name}: enqueue {main.enqueue_rate:,.0f}/s, drain {main.drain_rate:,.0f}/s")
+    rows = [{"system": system.name, "kind": "incr", "signal": "counter", "drain": vars(main)}]
+    for variant in system.variants():
+        extra = drain(system, variant.kind, args.jobs, probe, args.timeout, variant)
+        log(f"  {variant.name}: enqueue {extra.enqueue_rate:,.0f}/s, drain "
+            f"{extra.drain_rate:,.0f}/s")
+        rows.append({"system": variant.name, "kind": variant.kind, "signal": variant.signal,
+                     "drain": vars(extra)})
+    sleep = drain(system, "incr_sleep10", max(1, args.jobs // 10), probe, args.timeout)
+    log(f"  {system.name}: 10 ms drain {sleep.drain_rate:,.0f}/s")
+    lat = latency(system, probe.r, args.rate, args.seconds)
+    log(f"  {system.name}: latency p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
+    rows[0].update(sleep=vars(sleep), latency=lat)
+    return rows
 
 
 def log(text: str) -> None:
@@ -128,7 +179,7 @@ def log(text: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=20_000, help="no-op jobs per round")
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, 1 round")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
@@ -139,7 +190,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "results/peers.md; results/peers-quick.md with --quick)")
     parser.add_argument("--workdir", default=os.path.join(RESULTS, "peers.tmp"),
                         help="data dirs and logs (on a real disk: fsync must cost)")
+    parser.add_argument("--update-docs", action=argparse.BooleanOptionalAction, default=None,
+                        help="rewrite the generated tables of README.md and "
+                        "docs/performance.md (default: on for a full run, off with --quick)")
     args = parser.parse_args(argv)
+    if args.update_docs is None:
+        args.update_docs = not args.quick and args.out is None
     if args.quick:
         args.jobs, args.rounds = 2000, 1
     if args.out is None:  # a quick try must not overwrite the kept results of a full run
@@ -154,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs, "rounds": args.rounds, "rate": args.rate,
             "seconds": args.seconds, "cpus": os.cpu_count(), "python": platform.python_version(),
             "machine": platform.platform()}
-    log(f"bench_peers: {args.jobs:,} no-op + {args.jobs // 10:,} sleep jobs, {args.rounds} "
-        f"round(s), systems {', '.join(keys)}; load {meta['load_before']}")
+    log(f"bench_peers: {args.jobs:,} jobs per drain + {args.jobs // 10:,} 10 ms jobs, "
+        f"{args.rounds} round(s), systems {', '.join(keys)}; load {meta['load_before']}")
     shutil.rmtree(args.workdir, ignore_errors=True)
     runs: list[dict] = []
     with RedisServer() as server:
@@ -165,9 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"round {round_no}/{args.rounds} (load {loadavg()})")
             for key in keys:
                 workdir = os.path.join(args.workdir, f"round{round_no}")
-                result = one_round(key, args, server, r, workdir)
-                result["round"] = round_no
-                runs.append(result)
+                for row in one_round(key, args, server, r, workdir):
+                    runs.append({**row, "round": round_no})
     shutil.rmtree(args.workdir, ignore_errors=True)
     meta["load_after"] = loadavg()
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -188,6 +243,23 @@ def write_results(args: argparse.Namespace, meta: dict, runs: list[dict]) -> Non
     write_chart(runs, base + ".png", meta)
     log(text)
     log(f"wrote {args.out}, {base}-{stamp}.md, {base}.json and {base}.png")
+    if args.update_docs:
+        update_docs(meta, runs)
+
+
+def update_docs(meta: dict, runs: list[dict]) -> None:
+    """Rewrite the generated sections of README.md and docs/performance.md from this run."""
+    sections = ((os.path.join(ROOT, "README.md"), readme_table(meta, runs)),
+                (os.path.join(ROOT, "docs", "performance.md"),
+                 "\n".join([f"`make bench`, {meta['started']}, load average "
+                            f"{meta['load_before']} at the start:", "",
+                            *tables(summarise(runs))])))
+    for path, body in sections:
+        with open(path) as handle:
+            text = handle.read()
+        with open(path, "w") as handle:
+            handle.write(update_section(text, DOCS_SECTION, body))
+        log(f"rewrote the {DOCS_SECTION} section of {os.path.relpath(path, ROOT)}")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,12 @@ def _killpg(popen: subprocess.Popen, signum: int) -> None:
 
 @dataclass
 class Drain:
-    """One drain run: ``n`` jobs enqueued at once, timed until the last one finished."""
+    """One drain run: ``n`` jobs enqueued at once, timed until the last one finished.
+
+    ``total_s`` runs to the completion signal (the shared counter, or fleet's own record for
+    its pure no-op row); ``settled_s``, where the system keeps a record of finished jobs, to
+    that record counting all ``n`` (None where it keeps none). CPU is taken at ``total_s``.
+    """
 
     n: int
     enqueue_s: float
@@ -147,6 +152,7 @@ class Drain:
     broker_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
     redis_cpu_s: float = 0.0
+    settled_s: float | None = None
 
     @property
     def enqueue_rate(self) -> float:
@@ -157,10 +163,27 @@ class Drain:
         return self.n / self.total_s
 
 
+@dataclass
+class Variant:
+    """A drain of ``kind`` jobs, enqueued by ``enqueue(kind, n)``, shown as row ``name``.
+
+    ``signal`` is ``counter`` (the shared ``bench:done``) or ``record`` (the system's own
+    ``finished()``, for a job that touches nothing); ``prepare(kind, n)``, if given, runs
+    before the clock starts.
+    """
+
+    name: str
+    kind: str
+    enqueue: Callable[[str, int], None]
+    signal: str = "counter"
+    prepare: Callable[[str, int], None] | None = None
+
+
 class System:
     """One measured queue. Subclasses start their workers and enqueue their jobs.
 
-    ``finished()`` counts jobs finished since ``start``; ``broker_pids`` are the processes
+    ``finished()`` counts the jobs the system's own record holds as finished (None where it
+    keeps no such record); ``broker_pids`` are the processes
     whose CPU counts as broker-side besides Redis (fleet's controller); ``worker_pids`` the
     roots of the worker process trees.
     """
@@ -175,15 +198,20 @@ class System:
         raise NotImplementedError
 
     def enqueue(self, kind: str, n: int) -> None:
-        """Enqueue ``n`` jobs of ``kind`` (``noop``, ``sleep10``), as fast as the API allows."""
+        """Enqueue ``n`` jobs of ``kind`` (``incr``, ``incr_sleep10``; peer_tasks.py) through
+        the system's own bulk API where it has one."""
         raise NotImplementedError
 
     def enqueue_latency_job(self) -> None:
         """Enqueue one ``lat`` job stamped with the current time."""
         raise NotImplementedError
 
-    def finished(self) -> int:
-        raise NotImplementedError
+    def finished(self) -> int | None:
+        return None
+
+    def variants(self) -> list[Variant]:
+        """Extra drains measured in the same round, each reported as a row of its own."""
+        return []
 
     @property
     def broker_pids(self) -> list[int]:

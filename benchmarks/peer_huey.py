@@ -1,7 +1,7 @@
 """Huey tasks for the benchmark (``huey_consumer peer_huey.huey -w 8 -k process``).
 
-Completion is counted with the Redis counter ``bench:done`` that each task increments; the
-tasks return None, so Huey stores no results.
+Each task calls the shared body in peer_tasks.py; the tasks return None and Huey keeps no
+results (``results=False``), so Huey writes nothing per job besides its queue.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ huey = RedisHuey("bench", url=os.environ["BENCH_REDIS_URL"], results=False)
 
 
 @huey.task()
-def noop(t: float) -> None:
-    peer_tasks.count_noop(t)
+def incr(t: float) -> None:
+    peer_tasks.incr(t)
 
 
 @huey.task()
-def sleep10(t: float) -> None:
-    peer_tasks.count_sleep10(t)
+def incr_sleep10(t: float) -> None:
+    peer_tasks.incr_sleep10(t)
 
 
 @huey.task()

@@ -1,11 +1,13 @@
-"""The benchmark's jobs, as plain functions: fleet and RQ import them from here.
+"""The benchmark's jobs, as plain functions: fleet and RQ import them from here, Huey's and
+Dramatiq's wrappers call them (peer_huey.py, peer_dramatiq.py).
 
-Every job takes ``t``, the ``time.time()`` at which the benchmark enqueued it, so the job can
-tell how long it waited. ``noop`` returns that wait (fleet keeps it in the ack, RQ as the
-result); ``lat`` also pushes it, in milliseconds, on the Redis list ``bench:lat`` for the
-latency phase; ``count_*`` variants increment the Redis counter ``bench:done`` for systems
-that have no cheap way to count finished jobs (Dramatiq and Huey; see peer_dramatiq.py,
-peer_huey.py). The benchmark points ``BENCH_REDIS_URL`` at its private server.
+Every system runs the same bodies, so the drain rates compare like with like: ``incr`` is one
+``INCR`` of the Redis counter ``bench:done`` and nothing else, ``incr_sleep10`` sleeps 10 ms
+first (an I/O-bound job); the benchmark times both to the counter reaching N, for every
+system. ``lat`` pushes how long it waited from enqueue to start, in milliseconds, on the list
+``bench:lat``. ``noop`` touches nothing: it is only for fleet's separately labelled pure no-op
+row, timed to fleet's own record. Every job takes ``t``, the ``time.time()`` at which the
+benchmark enqueued it. The benchmark points ``BENCH_REDIS_URL`` at its private server.
 """
 
 from __future__ import annotations
@@ -29,15 +31,20 @@ def client() -> redis.Redis:
     return _client
 
 
-def noop(t: float) -> float:
-    """Nothing; returns how long the job waited, in seconds."""
-    return time.time() - t
+def done_count(r: redis.Redis) -> int:
+    """How many ``incr`` and ``incr_sleep10`` jobs have run so far."""
+    return int(r.get(DONE_KEY) or 0)
 
 
-def sleep10(t: float) -> float:
-    """Sleep 10 ms (an I/O-bound job)."""
+def incr(t: float) -> None:
+    """The like-for-like job: one INCR of the counter."""
+    client().incr(DONE_KEY)
+
+
+def incr_sleep10(t: float) -> None:
+    """Sleep 10 ms, then ``incr``."""
     time.sleep(0.010)
-    return time.time() - t
+    client().incr(DONE_KEY)
 
 
 def lat(t: float) -> None:
@@ -46,12 +53,5 @@ def lat(t: float) -> None:
     client().rpush(LATENCY_KEY, f"{waited_ms:.3f}")
 
 
-def count_noop(t: float) -> None:
-    """``noop`` that also counts itself done."""
-    client().incr(DONE_KEY)
-
-
-def count_sleep10(t: float) -> None:
-    """``sleep10`` that also counts itself done."""
-    time.sleep(0.010)
-    client().incr(DONE_KEY)
+def noop(t: float) -> None:
+    """Nothing at all (fleet's pure no-op row only)."""

@@ -1,6 +1,7 @@
 """Dramatiq: ``dramatiq peer_dramatiq --processes 2 --threads 4`` on its Redis broker.
 
-Completion: the Redis counter ``bench:done`` incremented by each actor (peer_dramatiq.py).
+Enqueue: one ``actor.send`` per job (Dramatiq has no bulk enqueue; a ``group`` sends one by one
+as well). Completion: the shared counter; no result backend, so no record of finished jobs.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+import peer_tasks
 from benchlib import BIN, Procs, System, bench_env, wait_until
 
 
@@ -18,10 +20,8 @@ class DramatiqSystem(System):
                  ) -> None:
         os.environ["BENCH_REDIS_URL"] = redis_url  # read by peer_dramatiq on import
         import peer_dramatiq
-        import peer_tasks
-        self.actors = {"noop": peer_dramatiq.noop, "sleep10": peer_dramatiq.sleep10,
+        self.actors = {"incr": peer_dramatiq.incr, "incr_sleep10": peer_dramatiq.incr_sleep10,
                        "lat": peer_dramatiq.lat}
-        self.counter = peer_tasks
         self.redis_url = redis_url
         self.processes, self.threads = processes, threads
         self.executors = processes * threads
@@ -31,8 +31,9 @@ class DramatiqSystem(System):
         argv = [os.path.join(BIN, "dramatiq"), "peer_dramatiq", "--processes",
                 str(self.processes), "--threads", str(self.threads)]
         self.procs.start("dramatiq", argv, bench_env(self.redis_url))
-        self.actors["noop"].send(time.time())
-        wait_until(lambda: self.finished() >= 1, 60, 0.05, "dramatiq up")
+        self.actors["incr"].send(time.time())
+        wait_until(lambda: peer_tasks.done_count(peer_tasks.client()) >= 1, 60, 0.05,
+                   "dramatiq up")
 
     def stop(self) -> None:
         self.procs.stop()
@@ -45,9 +46,6 @@ class DramatiqSystem(System):
 
     def enqueue_latency_job(self) -> None:
         self.actors["lat"].send(time.time())
-
-    def finished(self) -> int:
-        return int(self.counter.client().get(self.counter.DONE_KEY) or 0)
 
     @property
     def worker_pids(self) -> list[int]:

@@ -1,6 +1,9 @@
 """fleet: ``fleet controller`` (fsync always) and ``fleet worker --count 8``.
 
-Completion: ``Client.status()`` (completed + dead + cancelled), one control request per poll.
+Enqueue: ``Client.enqueue_many``; the ``fleet enqueue --file`` variant runs the CLI on a JSON lines
+file written beforehand. Completion: the shared counter, as for every system; ``finished()``
+(``Client.status()``: completed + dead + cancelled, fleet's own record) is the signal only for
+the pure no-op row, and is read after the counter otherwise.
 """
 
 from __future__ import annotations
@@ -8,12 +11,14 @@ from __future__ import annotations
 import os
 import time
 
-from benchlib import System, bench_env, wait_until
+import orjson
+from benchlib import System, Variant, bench_env, wait_until
 
 from fleet.job import JobSpec, new_job_id
 from fleet.testing.cluster import LocalFleet
 
-FUNCS = {"noop": "peer_tasks:noop", "sleep10": "peer_tasks:sleep10", "lat": "peer_tasks:lat"}
+FUNCS = {"incr": "peer_tasks:incr", "incr_sleep10": "peer_tasks:incr_sleep10",
+         "noop": "peer_tasks:noop", "lat": "peer_tasks:lat"}
 CHUNK = 5000
 
 
@@ -52,9 +57,31 @@ class FleetSystem(System):
     def enqueue_latency_job(self) -> None:
         self.client.enqueue(FUNCS["lat"], time.time())
 
-    def finished(self) -> int:
+    def finished(self) -> int | None:
         states = self.client.status()["states"]
         return states["completed"] + states["dead"] + states["cancelled"]
+
+    def variants(self) -> list[Variant]:
+        return [Variant("fleet (`fleet enqueue --file`)", "incr", self.enqueue_file,
+                        prepare=self.prepare_file),
+                Variant("fleet, pure no-op", "noop", self.enqueue, "record")]
+
+    def _job_file(self, kind: str, n: int) -> str:
+        return os.path.join(self.fleet.workdir, f"{kind}-{n}.jsonl")
+
+    def prepare_file(self, kind: str, n: int) -> None:
+        """The JSON lines job file ``enqueue_file`` reads (written before the clock starts)."""
+        line = orjson.dumps({"func": FUNCS[kind], "args": [time.time()]}) + b"\n"
+        with open(self._job_file(kind, n), "wb") as handle:
+            handle.write(line * n)
+
+    def enqueue_file(self, kind: str, n: int) -> None:
+        """``fleet enqueue --file``, as a user would run it: a new process, until it exits."""
+        done = self.fleet.cli("enqueue", "--file", self._job_file(kind, n), "--quiet",
+                              timeout_s=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"fleet enqueue --file exited {done.returncode}: "
+                               f"{done.stderr.strip()[-500:]}")
 
     @property
     def broker_pids(self) -> list[int]:

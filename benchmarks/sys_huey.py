@@ -1,6 +1,7 @@
 """Huey: ``huey_consumer peer_huey.huey -w 8 -k process`` (RedisHuey, blocking dequeue).
 
-Completion: the Redis counter ``bench:done`` incremented by each task (peer_huey.py).
+Enqueue: ``task.map(...)``, Huey's bulk call (one ``LPUSH`` per job). Completion: the shared
+counter; Huey keeps no record of finished jobs here (``results=False``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+import peer_tasks
 from benchlib import BIN, Procs, System, bench_env, wait_until
 
 
@@ -17,10 +19,8 @@ class HueySystem(System):
     def __init__(self, redis_url: str, workdir: str, executors: int = 8) -> None:
         os.environ["BENCH_REDIS_URL"] = redis_url  # read by peer_huey on import
         import peer_huey
-        import peer_tasks
-        self.tasks = {"noop": peer_huey.noop, "sleep10": peer_huey.sleep10,
+        self.tasks = {"incr": peer_huey.incr, "incr_sleep10": peer_huey.incr_sleep10,
                       "lat": peer_huey.lat}
-        self.counter = peer_tasks
         self.redis_url = redis_url
         self.executors = executors
         self.procs = Procs(workdir)
@@ -29,23 +29,19 @@ class HueySystem(System):
         argv = [os.path.join(BIN, "huey_consumer"), "peer_huey.huey", "-w",
                 str(self.executors), "-k", "process", "-q"]
         self.procs.start("huey", argv, bench_env(self.redis_url))
-        self.tasks["noop"](time.time())
-        wait_until(lambda: self.finished() >= 1, 60, 0.05, "huey up")
+        self.tasks["incr"](time.time())
+        wait_until(lambda: peer_tasks.done_count(peer_tasks.client()) >= 1, 60, 0.05,
+                   "huey up")
 
     def stop(self) -> None:
         self.procs.stop()
 
     def enqueue(self, kind: str, n: int) -> None:
-        task = self.tasks[kind]
         t = time.time()
-        for _ in range(n):
-            task(t)
+        self.tasks[kind].map([t] * n)
 
     def enqueue_latency_job(self) -> None:
         self.tasks["lat"](time.time())
-
-    def finished(self) -> int:
-        return int(self.counter.client().get(self.counter.DONE_KEY) or 0)
 
     @property
     def worker_pids(self) -> list[int]:

@@ -1,6 +1,8 @@
 """RQ: 8 ``rq worker`` processes, with the default forking ``Worker`` or ``SimpleWorker``.
 
-Completion: the queue's finished (and failed) job registries.
+Enqueue: ``Queue.enqueue_many``, 1,000 jobs per pipeline. Completion: the shared counter, as
+for every system; ``finished()`` (the finished and failed job registries, RQ's own record) is
+read only after it, for the "own record" column.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class RQSystem(System):
         self.name = "RQ SimpleWorker" if simple else "RQ Worker (fork)"
         self.procs = Procs(workdir)
         self.queue = Queue(QUEUE, connection=redis.Redis.from_url(redis_url))
-        self.funcs = {"noop": peer_tasks.noop, "sleep10": peer_tasks.sleep10,
+        self.funcs = {"incr": peer_tasks.incr, "incr_sleep10": peer_tasks.incr_sleep10,
                       "lat": peer_tasks.lat}
 
     def start(self) -> None:
@@ -51,7 +53,7 @@ class RQSystem(System):
     def enqueue_latency_job(self) -> None:
         self.queue.enqueue(peer_tasks.lat, time.time())
 
-    def finished(self) -> int:
+    def finished(self) -> int | None:
         return self.queue.finished_job_registry.count + self.queue.failed_job_registry.count
 
     @property
