@@ -32,8 +32,10 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# fleet against RQ, Dramatiq and Huey on this machine (docs/performance.md), about 15 min;
-# BENCH_ARGS="--quick" for a short try. bench-scale: executors, 1M pending jobs, recovery.
+# fleet against RQ, Dramatiq and Huey on this machine, like for like (docs/performance.md),
+# about 15 min; a full run rewrites the tables in README.md and docs/performance.md.
+# BENCH_ARGS="--quick" for a short try (results/peers-quick.*, docs left alone).
+# bench-scale: executors, 1M pending jobs, recovery.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_peers.py $(BENCH_ARGS)
 

@@ -224,7 +224,7 @@ def readme_table(meta: dict, runs: list[dict]) -> str:
     s = summarise(runs)
     r = ratios(s)
     lines = ["| system | enqueue jobs/s | drain jobs/s, each job one INCR | 10 ms jobs/s | "
-             "enqueue→start p50 / p99 | fleet's drain ratio |",
+             "enqueue→start p50 / p99 | fleet / peer, drain |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, x in s.items():
         if x["kind"] != "incr":

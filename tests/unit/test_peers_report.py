@@ -128,3 +128,29 @@ def test_published_documents_hold_the_generated_section(path):
     with open(os.path.join(ROOT, path)) as handle:
         text = handle.read()
     assert "new table" in update_section(text, "bench-peers", "new table")
+
+
+def test_only_a_full_run_rewrites_the_published_tables_by_default():
+    """--quick and a custom --out leave README.md and docs alone; a plain full run rewrites."""
+    import bench_peers
+    assert bench_peers.parse_args([]).update_docs is True
+    assert bench_peers.parse_args(["--quick"]).update_docs is False
+    assert bench_peers.parse_args(["--out", "/tmp/x.md"]).update_docs is False
+    assert bench_peers.parse_args(["--quick", "--update-docs"]).update_docs is True
+
+
+def test_update_docs_writes_the_run_into_both_documents(tmp_path, monkeypatch):
+    """The README gets the like-for-like table, performance.md every table; the rest stays."""
+    import bench_peers
+    section = "<!-- bench-peers:begin -->\nplaceholder\n<!-- bench-peers:end -->"
+    (tmp_path / "docs").mkdir()
+    for name in ("README.md", "docs/performance.md"):
+        (tmp_path / name).write_text(f"before\n{section}\nafter\n")
+    monkeypatch.setattr(bench_peers, "ROOT", str(tmp_path))
+    bench_peers.update_docs(META, _runs())
+    readme = (tmp_path / "README.md").read_text()
+    perf = (tmp_path / "docs/performance.md").read_text()
+    assert "placeholder" not in readme + perf
+    assert readme.startswith("before\n") and readme.endswith("after\n")
+    assert "| Huey | " in readme and "1.33×" in readme
+    assert "| fleet, pure no-op | " in perf and "| fleet / peer |" in perf
