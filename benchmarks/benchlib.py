@@ -183,9 +183,8 @@ class System:
     """One measured queue. Subclasses start their workers and enqueue their jobs.
 
     ``finished()`` counts the jobs the system's own record holds as finished (None where it
-    keeps no such record); ``broker_pids`` are the processes
-    whose CPU counts as broker-side besides Redis (fleet's controller); ``worker_pids`` the
-    roots of the worker process trees.
+    keeps no such record); ``broker_pids`` are the processes whose CPU counts as broker-side
+    besides Redis (fleet's controller); ``worker_pids`` the roots of the worker process trees.
     """
 
     name = "?"
