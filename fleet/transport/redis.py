@@ -55,13 +55,82 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+@dataclass(frozen=True)
+class Oversized:
+    """A message over the size limit, left in Redis unread but for its first bytes (which
+    name the request or the ack's job, so the sender can be answered)."""
+
+    size_bytes: int
+    head: bytes
+
+
+Item = bytes | Oversized
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one controller read takes from each list: at most ``batch_bytes`` (but always
+    at least one message), and no message over ``max_message_bytes`` whole."""
+
+    batch_bytes: int = 32 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
+    head_bytes: int = 512
+    control_n: int = 100
+
+
+# One list read bounded by bytes, run inside Redis so that the controller never receives more
+# than the budget, nor any message over the limit (of which it gets the size and first bytes).
+_BOUNDED_LRANGE = """
+local count, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local limit, head = tonumber(ARGV[3]), tonumber(ARGV[4])
+local out, used, start = {}, 0, 0
+while start < count do
+  local stop = math.min(start + 63, count - 1)
+  local items = redis.call('LRANGE', KEYS[1], start, stop)
+  for _, item in ipairs(items) do
+    local size = #item
+    if size > limit then
+      item = {size, string.sub(item, 1, head)}
+      size = head
+    end
+    if #out > 0 and used + size > budget then return out end
+    out[#out + 1] = item
+    used = used + size
+  end
+  if #items <= stop - start then return out end
+  start = stop + 1
+end
+return out
+"""
+
+
+def _bounded(items: list[Any], limits: ReadLimits) -> list[Item]:
+    """What the script returns, as Items; applies the same limits to a plain LRANGE's reply
+    (a server that runs no scripts, such as fakeredis without Lua)."""
+    out: list[Item] = []
+    used = 0
+    for item in items:
+        if isinstance(item, list):
+            found: Item = Oversized(int(item[0]), bytes(item[1]))
+        elif len(item) > limits.max_message_bytes:
+            found = Oversized(len(item), item[:limits.head_bytes])
+        else:
+            found = item
+        size = len(found.head) if isinstance(found, Oversized) else len(found)
+        if out and used + size > limits.batch_bytes:
+            break
+        out.append(found)
+        used += size
+    return out
+
+
 @dataclass
 class Inbox:
     """What one controller read found in Redis."""
 
-    intake: list[bytes] = field(default_factory=list)
-    acks: list[bytes] = field(default_factory=list)
-    control: list[bytes] = field(default_factory=list)
+    intake: list[Item] = field(default_factory=list)
+    acks: list[Item] = field(default_factory=list)
+    control: list[Item] = field(default_factory=list)
     ready_lengths: dict[str, int] = field(default_factory=dict)
     lease: bytes | None = None
 
@@ -89,17 +158,15 @@ class Outbox:
                     or self.withdrawn or self.trim_intake or self.trim_acks or self.trim_control)
 
 
-def _inbox(replies: list[Any], queues: list[str]) -> Inbox:
-    intake, acks, control, lease, *lengths = replies[:-1]
-    return Inbox(intake, acks, control, dict(zip(queues, lengths, strict=True)), lease)
-
-
 class ControllerWire:
     """The controller's reads and writes. ``client`` may be fakeredis in unit tests."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, limits: ReadLimits | None = None
+                 ) -> None:
         self.client = client
         self.keys = keys
+        self.limits = limits or ReadLimits()
+        self._scripts: bool | None = None  # can the server run the bounded read? (first read)
 
     @translated
     def read(self, intake_n: int, acks_n: int, queues: Iterable[str]) -> Inbox:
@@ -107,7 +174,13 @@ class ControllerWire:
         queues = list(queues)
         pipe = self.client.pipeline(transaction=False)
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return _inbox(pipe.execute(), queues)
+        return self._inbox(pipe.execute(), queues)
+
+    def _inbox(self, replies: list[Any], queues: list[str]) -> Inbox:
+        intake, acks, control, lease, *lengths = replies[:-1]
+        return Inbox(_bounded(intake, self.limits), _bounded(acks, self.limits),
+                     _bounded(control, self.limits), dict(zip(queues, lengths, strict=True)),
+                     lease)
 
     @translated
     def write(self, out: Outbox) -> None:
@@ -130,16 +203,36 @@ class ControllerWire:
         pipe = self.client.pipeline(transaction=False)
         written = self._add_writes(pipe, out) if not out.empty else 0
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return _inbox(pipe.execute()[written:], queues)
+        return self._inbox(pipe.execute()[written:], queues)
 
     def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
-        pipe.lrange(self.keys.intake, 0, intake_n - 1)
-        pipe.lrange(self.keys.acks, 0, acks_n - 1)
-        pipe.lrange(self.keys.control, 0, 99)
+        self._add_list_read(pipe, self.keys.intake, intake_n)
+        self._add_list_read(pipe, self.keys.acks, acks_n)
+        self._add_list_read(pipe, self.keys.control, self.limits.control_n)
         pipe.get(self.keys.controller)
         for queue in queues:
             pipe.llen(self.keys.ready(queue))
         pipe.delete(self.keys.wake)
+
+    def _add_list_read(self, pipe: Any, key: str, count: int) -> None:
+        """The first ``count`` messages of ``key``, within the byte limits."""
+        if self._scripts is None:
+            self._scripts = self._can_run_scripts()
+        if self._scripts:
+            limits = self.limits
+            # EVAL rather than EVALSHA: a Redis restarted empty has no script cache, and the
+            # body costs a few hundred bytes per read, not a NOSCRIPT round trip.
+            pipe.eval(_BOUNDED_LRANGE, 1, key, count, limits.batch_bytes,
+                      limits.max_message_bytes, limits.head_bytes)
+        else:
+            pipe.lrange(key, 0, count - 1)
+
+    def _can_run_scripts(self) -> bool:
+        try:
+            self.client.eval("return 1", 0)
+        except redis.ResponseError:
+            return False
+        return True
 
     def _add_writes(self, pipe: Any, out: Outbox) -> int:
         """Queue the commands that send ``out``; returns how many."""
@@ -182,7 +275,7 @@ class ControllerWire:
         pipe = self.client.pipeline(transaction=False)
         pipe.blpop([self.keys.wake], timeout=timeout_s)
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return _inbox(pipe.execute()[1:], queues)
+        return self._inbox(pipe.execute()[1:], queues)
 
     @translated
     def present(self, messages: list[tuple[str, bytes]]) -> list[bool]:
