@@ -60,10 +60,12 @@ def _handle_one(ctx: Any, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
 
 
 def _run(ctx: Any, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    command = COMMANDS.get(request.get("cmd"))
+    name = request.get("cmd")
+    command = COMMANDS.get(name) if isinstance(name, str) else None
     args = request.get("args") if isinstance(request.get("args"), dict) else {}
     if command is None:
-        return {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
+        shown = repr(name[:100]) if isinstance(name, str) else f"of type {type(name).__name__}"
+        return {"ok": False, "error": f"unknown command {shown}"}
     try:
         return {"ok": True, "data": command(ctx, args, now_ms)}
     except (FleetError, KeyError, TypeError, ValueError, OverflowError) as exc:
