@@ -9,6 +9,8 @@ the controller pays one round trip per batch, however many jobs the batch holds.
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -19,6 +21,7 @@ from ..errors import ConfigError, TransportError
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 
 T = TypeVar("T")
+log = logging.getLogger("fleet.transport")
 
 
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
@@ -78,30 +81,36 @@ class ReadLimits:
     control_n: int = 100
 
 
-# One list read bounded by bytes, run inside Redis so that the controller never receives more
-# than the budget, nor any message over the limit (of which it gets the size and first bytes).
-_BOUNDED_LRANGE = """
-local count, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
-local limit, head = tonumber(ARGV[3]), tonumber(ARGV[4])
-local out, used, start = {}, 0, 0
-while start < count do
-  local stop = math.min(start + 63, count - 1)
-  local items = redis.call('LRANGE', KEYS[1], start, stop)
-  for _, item in ipairs(items) do
-    local size = #item
-    if size > limit then
-      item = {size, string.sub(item, 1, head)}
-      size = head
+# The three list reads of a step in one script, bounded by bytes inside Redis, so that the
+# controller never receives more than the budget per list, nor any message over the limit (of
+# which it gets the size and first bytes). One call, not three: each script call has a fixed
+# cost, and the controller reads on every step.
+_READ_LISTS = """
+local budget, limit, head = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local function bounded(key, count)
+  local out, used, start = {}, 0, 0
+  while start < count do
+    local stop = math.min(start + 63, count - 1)
+    local items = redis.call('LRANGE', key, start, stop)
+    for _, item in ipairs(items) do
+      local size = #item
+      if size > limit then
+        item = {size, string.sub(item, 1, head)}
+        size = head
+      end
+      if #out > 0 and used + size > budget then return out end
+      out[#out + 1] = item
+      used = used + size
     end
-    if #out > 0 and used + size > budget then return out end
-    out[#out + 1] = item
-    used = used + size
+    if #items <= stop - start then return out end
+    start = stop + 1
   end
-  if #items <= stop - start then return out end
-  start = stop + 1
+  return out
 end
-return out
+return {bounded(KEYS[1], tonumber(ARGV[1])), bounded(KEYS[2], tonumber(ARGV[2])),
+        bounded(KEYS[3], tonumber(ARGV[3]))}
 """
+_READ_LISTS_SHA = hashlib.sha1(_READ_LISTS.encode()).hexdigest()
 
 
 def _bounded(items: list[Any], limits: ReadLimits) -> list[Item]:
@@ -172,12 +181,22 @@ class ControllerWire:
     def read(self, intake_n: int, acks_n: int, queues: Iterable[str]) -> Inbox:
         """Peek at intake, acks and control, the ready lengths and the lease, in one trip."""
         queues = list(queues)
+        try:
+            return self._read_once(intake_n, acks_n, queues)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(_READ_LISTS)  # a Redis restarted empty, or flushed
+            return self._read_once(intake_n, acks_n, queues)
+
+    def _read_once(self, intake_n: int, acks_n: int, queues: list[str]) -> Inbox:
         pipe = self.client.pipeline(transaction=False)
         self._add_reads(pipe, intake_n, acks_n, queues)
         return self._inbox(pipe.execute(), queues)
 
     def _inbox(self, replies: list[Any], queues: list[str]) -> Inbox:
-        intake, acks, control, lease, *lengths = replies[:-1]
+        if self._scripts:
+            (intake, acks, control), lease, *lengths = replies[:-1]
+        else:
+            intake, acks, control, lease, *lengths = replies[:-1]
         return Inbox(_bounded(intake, self.limits), _bounded(acks, self.limits),
                      _bounded(control, self.limits), dict(zip(queues, lengths, strict=True)),
                      lease)
@@ -203,34 +222,38 @@ class ControllerWire:
         pipe = self.client.pipeline(transaction=False)
         written = self._add_writes(pipe, out) if not out.empty else 0
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return self._inbox(pipe.execute()[written:], queues)
+        try:
+            return self._inbox(pipe.execute()[written:], queues)
+        except redis.exceptions.NoScriptError:
+            # The writes ran (a pipeline runs every command; the first error is raised after):
+            # only the read is done again, never the writes.
+            self.client.script_load(_READ_LISTS)
+            return self.read(intake_n, acks_n, queues)
 
     def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
-        self._add_list_read(pipe, self.keys.intake, intake_n)
-        self._add_list_read(pipe, self.keys.acks, acks_n)
-        self._add_list_read(pipe, self.keys.control, self.limits.control_n)
-        pipe.get(self.keys.controller)
-        for queue in queues:
-            pipe.llen(self.keys.ready(queue))
-        pipe.delete(self.keys.wake)
-
-    def _add_list_read(self, pipe: Any, key: str, count: int) -> None:
-        """The first ``count`` messages of ``key``, within the byte limits."""
         if self._scripts is None:
             self._scripts = self._can_run_scripts()
+        keys, limits = self.keys, self.limits
         if self._scripts:
-            limits = self.limits
-            # EVAL rather than EVALSHA: a Redis restarted empty has no script cache, and the
-            # body costs a few hundred bytes per read, not a NOSCRIPT round trip.
-            pipe.eval(_BOUNDED_LRANGE, 1, key, count, limits.batch_bytes,
-                      limits.max_message_bytes, limits.head_bytes)
+            # EVALSHA: the body is sent only when Redis has lost its script cache (NOSCRIPT).
+            pipe.evalsha(_READ_LISTS_SHA, 3, keys.intake, keys.acks, keys.control, intake_n,
+                         acks_n, limits.control_n, limits.batch_bytes,
+                         limits.max_message_bytes, limits.head_bytes)
         else:
-            pipe.lrange(key, 0, count - 1)
+            pipe.lrange(keys.intake, 0, intake_n - 1)
+            pipe.lrange(keys.acks, 0, acks_n - 1)
+            pipe.lrange(keys.control, 0, limits.control_n - 1)
+        pipe.get(keys.controller)
+        for queue in queues:
+            pipe.llen(keys.ready(queue))
+        pipe.delete(keys.wake)
 
     def _can_run_scripts(self) -> bool:
         try:
-            self.client.eval("return 1", 0)
+            self.client.script_load(_READ_LISTS)
         except redis.ResponseError:
+            log.warning("Redis runs no scripts: the controller's reads are bounded by count, "
+                        "not by bytes")
             return False
         return True
 
@@ -275,7 +298,11 @@ class ControllerWire:
         pipe = self.client.pipeline(transaction=False)
         pipe.blpop([self.keys.wake], timeout=timeout_s)
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return self._inbox(pipe.execute()[1:], queues)
+        try:
+            return self._inbox(pipe.execute()[1:], queues)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(_READ_LISTS)
+            return self.read(intake_n, acks_n, queues)
 
     @translated
     def present(self, messages: list[tuple[str, bytes]]) -> list[bool]:

@@ -248,3 +248,56 @@ def test_control_request_with_an_unhashable_command_is_answered_unknown(journal)
     request = orjson.dumps({"req": "c", "cmd": [1, 2], "args": {}})
     (_, reply), = control.handle_requests(_Ctx(journal), [request], NOW_MS)
     assert orjson.loads(reply) == {"ok": False, "error": "unknown command of type list"}
+
+
+# -- the margin -----------------------------------------------------------------------------
+
+def test_the_deepest_values_allowed_survive_every_wrapper_fleet_puts_around_them(tmp_path):
+    """kwargs and a result at MAX_JSON_DEPTH go through the record, the frame, the dispatch
+    message, a snapshot, a replay and a ``job`` reply: the margin covers every wrapping."""
+    from fleet.controller.dispatch import encode_message
+    from fleet.wal import read_snapshot, write_snapshot
+
+    data_dir = str(tmp_path / "data")
+    log = open_log(data_dir)
+    journal = Journal(log.table, log.writer)
+    kwargs = {"v": nested(MAX_JSON_DEPTH - 1)}
+    request = orjson.dumps({"req": "r", "jobs": [{"id": "j", "f": "m:f", "k": kwargs}]})
+    (_, receipt), = Intake(journal, Settings()).handle([request], NOW_MS)
+    assert b'"accepted"' in receipt
+    journal.record(ev.dispatched("j", 1, NOW_MS + 30_000, NOW_MS))
+    job = journal.table.get("j")
+    assert orjson.loads(encode_message(job, 1, NOW_MS, "key"))["k"] == kwargs
+    result = nested(MAX_JSON_DEPTH)
+    _reconciler(journal).handle_acks([orjson.dumps({"id": "j", "n": 1, "o": "ok",
+                                                    "r": result})], NOW_MS)
+    assert journal.table.get("j").state == "completed"
+    assert journal.commit()
+    reply = orjson.dumps({"ok": True, "data": journal.table.get("j").to_dict()})
+    assert orjson.loads(reply)["data"]["result"] == result
+    path = write_snapshot(journal.table, data_dir)
+    assert read_snapshot(path).get("j").result == result
+    log.close()
+    replayed = open_log(data_dir)
+    assert replayed.table.get("j").result == result
+    replayed.close()
+
+
+def test_reads_go_on_after_redis_lost_its_scripts_and_writes_are_not_repeated(redis_url):
+    """SCRIPT FLUSH (or a Redis restarted empty): the next read loads the script again; a
+    write sent with it in one pipeline ran once."""
+    from fleet.transport import Outbox
+
+    wire, client = _wire(redis_url, ReadLimits())
+    client.rpush(KEYS.acks, b"one")
+    assert wire.read(64, 2000, []).acks == [b"one"]
+    client.script_flush()
+    assert wire.read(64, 2000, []).acks == [b"one"]
+    client.script_flush()
+    inbox = wire.exchange(Outbox(receipts=[("r", b"receipt")], trim_acks=1), 64, 2000, [])
+    assert inbox.acks == []
+    assert client.lrange(KEYS.receipt("r"), 0, -1) == [b"receipt"]
+    client.script_flush()
+    client.rpush(KEYS.wake, b"1")
+    client.rpush(KEYS.control, b"ctl")
+    assert wire.wait_then_read(0.1, 64, 2000, []).control == [b"ctl"]
