@@ -109,6 +109,7 @@ def test_a_raw_request_over_the_message_limit_is_rejected_with_a_reason_and_trim
     assert f"at most {4 * 1024 * 1024} allowed" in receipt["error"]
     assert wire.llen(KEYS.intake) == 0
     client = local.client()
+    assert client.status()["malformed"]["intake"] == 1
     assert client.enqueue_many([JobSpec(id="after", func="tests.jobs:add", args=[1, 2])]
                                )[0].status == "accepted"
     controller.kill9()
@@ -157,6 +158,7 @@ def test_an_ack_whose_result_is_too_deep_fails_the_job_once_and_survives_a_resta
     wait_until(lambda: client.job("poison").status() == "dead", what="job dead")
     info = client.job("poison").info()
     assert info["error"].startswith("ResultRefused: the result is nested deeper than")
+    assert client.status()["malformed"]["acks"] == 1
     controller.kill9()
     controller = local.controller()
     assert client.job("poison").status() == "dead"
