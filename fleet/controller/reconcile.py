@@ -26,6 +26,7 @@ log = logging.getLogger("fleet.controller")
 
 SILENT_BEATS = 3
 MAX_NAME_CHARS = 200  # a worker id or host name in an ack
+MAX_EXECUTORS = 10_000  # executors one worker heartbeat may report
 _OUTCOMES = ("ok", "fail", "rel", "cancelled")
 
 
@@ -293,6 +294,10 @@ def parse_heartbeat(raw: bytes) -> tuple[dict[str, Any] | None, bool]:
     for name in _BEAT_INTS:
         if beat.get(name) is not None and not _is_int(beat[name]):
             beat[name], clean = None, False
+    # The ready-list window grows with the executors reported: a hostile count must not make
+    # the controller dispatch its whole backlog in one step.
+    if beat.get("executors") is not None and not 0 <= beat["executors"] <= MAX_EXECUTORS:
+        beat["executors"], clean = None, False
     for name in ("id", "host"):
         if beat.get(name) is not None and not isinstance(beat[name], str):
             beat[name], clean = None, False
