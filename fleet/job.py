@@ -6,6 +6,7 @@ so a bad job is refused with the same one-line reason wherever it is caught.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -161,11 +162,27 @@ def json_problem(value: Any, max_bytes: int, depth_used: int = 0) -> str | None:
         return f"not encodable as JSON ({exc})"
     if len(body) > max_bytes:
         return f"{len(body)} bytes encoded; at most {max_bytes} allowed"
+    # orjson writes NaN and Infinity as null: look for them only where a null was written.
+    if b"null" in body and _has_non_finite(value):
+        return "not JSON (NaN or Infinity is not a JSON number)"
     # Each level opens a bracket, so few brackets prove a shallow value without a second pass.
     if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH + depth_used and _too_deep(
             value, MAX_JSON_DEPTH + depth_used):
         return f"nested deeper than {MAX_JSON_DEPTH} levels"
     return None
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def _too_deep(value: Any, depth: int) -> bool:

@@ -60,7 +60,7 @@ class Intake:
             return self._refuse_oversized(raw)
         request = self._parse(raw)
         if request is None:
-            return None
+            return self._refuse_unreadable(raw)
         request_id, jobs = request
         results = [self._accept(job, now_ms) for job in jobs] if isinstance(
             jobs, list) else [["", REJECTED, "request has no list of jobs"]]
@@ -79,6 +79,17 @@ class Intake:
             return None
         request_id = match.group(1).decode(errors="replace")
         # The jobs were not read: one result names the whole request, and "error" says so.
+        return request_id, orjson.dumps({"req": request_id, "error": reason,
+                                         "results": [["", REJECTED, reason]]})
+
+    def _refuse_unreadable(self, raw: bytes) -> tuple[str, bytes] | None:
+        """A request that is not JSON (NaN, a lone surrogate, cut short) but whose first bytes
+        name it gets an answer, rather than leaving its client to time out."""
+        match = _REQUEST_ID.match(raw[:512])
+        if match is None:
+            return None
+        request_id = match.group(1).decode(errors="replace")
+        reason = "the request is not valid JSON (NaN, Infinity or a lone surrogate?)"
         return request_id, orjson.dumps({"req": request_id, "error": reason,
                                          "results": [["", REJECTED, reason]]})
 

@@ -312,3 +312,21 @@ def test_heartbeat_reporting_an_absurd_executor_count_is_malformed_and_ignored(e
     assert beat["executors"] is None and clean is False
     assert parse_heartbeat(orjson.dumps({"id": "w", "executors": 8})) == (
         {"id": "w", "executors": 8, "jobs": []}, True)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1, {"x": -float("inf")}]])
+def test_nan_and_infinity_in_kwargs_are_refused_not_sent_as_null(value):
+    """orjson would write them as null; the spec check refuses them, as intake would."""
+    with pytest.raises(JobSpecError, match="NaN or Infinity"):
+        validate_spec({"id": "j", "f": "m:f", "k": {"v": value}})
+    validate_spec({"id": "j", "f": "m:f", "k": {"v": None}})
+
+
+def test_intake_request_that_is_not_json_but_names_itself_gets_a_rejected_receipt(journal):
+    """NaN in a raw request: not JSON, but its client is told why instead of timing out."""
+    intake = Intake(journal, Settings())
+    (request_id, body), = intake.handle(
+        [b'{"req": "r-nan", "jobs": [{"id": "a", "f": "m:f", "k": {"v": NaN}}]}'], NOW_MS)
+    assert request_id == "r-nan"
+    assert "not valid JSON" in orjson.loads(body)["error"]
+    assert intake.malformed == 1 and journal.pending == []
