@@ -9,7 +9,6 @@ the controller pays one round trip per batch, however many jobs the batch holds.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import redis
 
 from ..errors import ConfigError, TransportError
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
+from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
 
 T = TypeVar("T")
 log = logging.getLogger("fleet.transport")
@@ -56,81 +56,6 @@ def translated(func: Callable[..., T]) -> Callable[..., T]:
 
 def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-@dataclass(frozen=True)
-class Oversized:
-    """A message over the size limit, left in Redis unread but for its first bytes (which
-    name the request or the ack's job, so the sender can be answered)."""
-
-    size_bytes: int
-    head: bytes
-
-
-Item = bytes | Oversized
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """How much one controller read takes from each list: at most ``batch_bytes`` (but always
-    at least one message), and no message over ``max_message_bytes`` whole."""
-
-    batch_bytes: int = 32 * 1024 * 1024
-    max_message_bytes: int = 64 * 1024 * 1024
-    head_bytes: int = 512
-    control_n: int = 100
-
-
-# The three list reads of a step in one script, bounded by bytes inside Redis, so that the
-# controller never receives more than the budget per list, nor any message over the limit (of
-# which it gets the size and first bytes). One call, not three: each script call has a fixed
-# cost, and the controller reads on every step.
-_READ_LISTS = """
-local budget, limit, head = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local function bounded(key, count)
-  local out, used, start = {}, 0, 0
-  while start < count do
-    local stop = math.min(start + 63, count - 1)
-    local items = redis.call('LRANGE', key, start, stop)
-    for _, item in ipairs(items) do
-      local size = #item
-      if size > limit then
-        item = {size, string.sub(item, 1, head)}
-        size = head
-      end
-      if #out > 0 and used + size > budget then return out end
-      out[#out + 1] = item
-      used = used + size
-    end
-    if #items <= stop - start then return out end
-    start = stop + 1
-  end
-  return out
-end
-return {bounded(KEYS[1], tonumber(ARGV[1])), bounded(KEYS[2], tonumber(ARGV[2])),
-        bounded(KEYS[3], tonumber(ARGV[3]))}
-"""
-_READ_LISTS_SHA = hashlib.sha1(_READ_LISTS.encode()).hexdigest()
-
-
-def _bounded(items: list[Any], limits: ReadLimits) -> list[Item]:
-    """What the script returns, as Items; applies the same limits to a plain LRANGE's reply
-    (a server that runs no scripts, such as fakeredis without Lua)."""
-    out: list[Item] = []
-    used = 0
-    for item in items:
-        if isinstance(item, list):
-            found: Item = Oversized(int(item[0]), bytes(item[1]))
-        elif len(item) > limits.max_message_bytes:
-            found = Oversized(len(item), item[:limits.head_bytes])
-        else:
-            found = item
-        size = len(found.head) if isinstance(found, Oversized) else len(found)
-        if out and used + size > limits.batch_bytes:
-            break
-        out.append(found)
-        used += size
-    return out
 
 
 @dataclass
@@ -184,7 +109,7 @@ class ControllerWire:
         try:
             return self._read_once(intake_n, acks_n, queues)
         except redis.exceptions.NoScriptError:
-            self.client.script_load(_READ_LISTS)  # a Redis restarted empty, or flushed
+            self.client.script_load(READ_LISTS)  # a Redis restarted empty, or flushed
             return self._read_once(intake_n, acks_n, queues)
 
     def _read_once(self, intake_n: int, acks_n: int, queues: list[str]) -> Inbox:
@@ -197,8 +122,8 @@ class ControllerWire:
             (intake, acks, control), lease, *lengths = replies[:-1]
         else:
             intake, acks, control, lease, *lengths = replies[:-1]
-        return Inbox(_bounded(intake, self.limits), _bounded(acks, self.limits),
-                     _bounded(control, self.limits), dict(zip(queues, lengths, strict=True)),
+        return Inbox(bounded(intake, self.limits), bounded(acks, self.limits),
+                     bounded(control, self.limits), dict(zip(queues, lengths, strict=True)),
                      lease)
 
     @translated
@@ -227,7 +152,7 @@ class ControllerWire:
         except redis.exceptions.NoScriptError:
             # The writes ran (a pipeline runs every command; the first error is raised after):
             # only the read is done again, never the writes.
-            self.client.script_load(_READ_LISTS)
+            self.client.script_load(READ_LISTS)
             return self.read(intake_n, acks_n, queues)
 
     def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
@@ -236,7 +161,7 @@ class ControllerWire:
         keys, limits = self.keys, self.limits
         if self._scripts:
             # EVALSHA: the body is sent only when Redis has lost its script cache (NOSCRIPT).
-            pipe.evalsha(_READ_LISTS_SHA, 3, keys.intake, keys.acks, keys.control, intake_n,
+            pipe.evalsha(READ_LISTS_SHA, 3, keys.intake, keys.acks, keys.control, intake_n,
                          acks_n, limits.control_n, limits.batch_bytes,
                          limits.max_message_bytes, limits.head_bytes)
         else:
@@ -250,7 +175,7 @@ class ControllerWire:
 
     def _can_run_scripts(self) -> bool:
         try:
-            self.client.script_load(_READ_LISTS)
+            self.client.script_load(READ_LISTS)
         except redis.ResponseError:
             log.warning("Redis runs no scripts: the controller's reads are bounded by count, "
                         "not by bytes")
@@ -301,7 +226,7 @@ class ControllerWire:
         try:
             return self._inbox(pipe.execute()[1:], queues)
         except redis.exceptions.NoScriptError:
-            self.client.script_load(_READ_LISTS)
+            self.client.script_load(READ_LISTS)
             return self.read(intake_n, acks_n, queues)
 
     @translated
