@@ -112,6 +112,8 @@ def test_a_read_takes_messages_up_to_the_byte_budget_and_always_one(server, requ
     client.delete(KEYS.acks)
     client.rpush(KEYS.acks, b"b" * 4000, b"c")
     assert wire.read(64, 2000, []).acks == [b"b" * 4000]
+    client.rpush(KEYS.intake, *[b"%d" % n for n in range(150)])
+    assert wire.read(70, 2000, []).intake == [b"%d" % n for n in range(70)]
 
 
 @pytest.mark.parametrize("server", ["redis", "fakeredis"])
