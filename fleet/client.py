@@ -33,6 +33,9 @@ from .keys import Keys
 from .transport import ClientWire, connect
 
 REQUEST_CHUNK = 1000
+# Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
+# jobs of 70 KB would otherwise be refused whole.
+REQUEST_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,9 @@ class Client:
                      = None) -> list[Receipt]:
         """Enqueue many jobs (sent in chunks, one round trip); one Receipt per job, in order."""
         wires = [_checked_wire(spec) for spec in specs]
-        requests = []
+        requests: list[tuple[str, int, bytes]] = []
         for start in range(0, len(wires), REQUEST_CHUNK):
-            request_id = uuid.uuid4().hex
-            chunk = wires[start:start + REQUEST_CHUNK]
-            requests.append((request_id, len(chunk), orjson.dumps(
-                {"req": request_id, "ts": int(time.time() * 1000), "jobs": chunk})))
+            _add_requests(requests, wires[start:start + REQUEST_CHUNK])
         if requests:
             self.wire.send_requests([body for _, _, body in requests])
         deadline = time.monotonic() + self.receipt_timeout_s
@@ -120,7 +120,10 @@ class Client:
                 f"no receipt from the controller within {self.receipt_timeout_s:g} s for "
                 f"{total} job(s): they may still be accepted later; re-sending the same ids is "
                 "safe (they will be reported as duplicate)")
-        results = orjson.loads(body).get("results", [])
+        receipt = orjson.loads(body)
+        if receipt.get("error"):  # the request as a whole was refused, its jobs unread
+            raise JobSpecError(f"the controller refused {size} job(s): {receipt['error']}")
+        results = receipt.get("results", [])
         return [Receipt(r[0], r[1], r[2] if len(r) > 2 else "") for r in results]
 
     # -- asking the controller ------------------------------------------------------------
@@ -285,6 +288,19 @@ def _checked_wire(spec: JobSpec | dict) -> dict[str, Any]:
         raise JobSpecError(f"job {wire.get('id')}: arguments must be JSON: {exc}") from None
     validate_spec(wire)
     return wire
+
+
+def _add_requests(requests: list[tuple[str, int, bytes]], chunk: list[dict[str, Any]]) -> None:
+    """Append ``(request id, jobs, body)`` for ``chunk``, halved until each body is at most
+    REQUEST_BYTES (or holds one job)."""
+    request_id = uuid.uuid4().hex
+    body = orjson.dumps({"req": request_id, "ts": int(time.time() * 1000), "jobs": chunk})
+    if len(body) > REQUEST_BYTES and len(chunk) > 1:
+        half = len(chunk) // 2
+        _add_requests(requests, chunk[:half])
+        _add_requests(requests, chunk[half:])
+        return
+    requests.append((request_id, len(chunk), body))
 
 
 def unique_ids(specs: Iterable[JobSpec]) -> None:

@@ -42,6 +42,8 @@ class Settings:
     backoff_max_s: float = 300.0
     ready_window: int = 0
     batch_size: int = 2000
+    batch_bytes: int = 32 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
     worker_count: int = 0
     queues: tuple[str, ...] = ("default",)
     allow: tuple[str, ...] = ()
@@ -60,7 +62,8 @@ class Settings:
 
 _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "backoff_base_s",
              "backoff_max_s", "snapshot_interval_s", "retention_s", "fsync_interval_ms",
-             "segment_bytes", "batch_size", "snapshot_every_records", "prefetch"}
+             "segment_bytes", "batch_size", "snapshot_every_records", "prefetch",
+             "batch_bytes", "max_message_bytes"}
 _NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s"}
 _CHOICES = {"fsync": ("always", "interval", "off")}
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")

@@ -9,7 +9,8 @@
     │   ├── WalCorruptError          a record in the middle of the log fails its checks
     │   ├── WalDiskFullError         an append hit ENOSPC/EDQUOT; nothing was made durable
     │   ├── WalFsyncError            fsync failed: the process must stop (never retry an fsync)
-    │   └── WalLockedError           another process holds the data directory
+    │   ├── WalLockedError           another process holds the data directory
+    │   └── RecordTooLargeError      one record alone is over the frame limit (inputs are capped)
     ├── SnapshotError                a snapshot is unreadable, has a bad checksum or a newer version
     ├── TransportError               Redis could not be reached or answered an error
     ├── ControllerBusyError          another controller holds the namespace's lease
@@ -69,6 +70,11 @@ class WalFsyncError(WalError):
 
 class WalLockedError(WalError):
     """Another process holds the data directory's lock."""
+
+
+class RecordTooLargeError(WalError):
+    """One record is over the frame limit. Intake and ack limits keep records far below it, so
+    this is a bug, raised before anything was written or applied to the file."""
 
 
 class SnapshotError(FleetError):

@@ -6,6 +6,7 @@ so a bad job is refused with the same one-line reason wherever it is caught.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ MAX_ID_CHARS = 200
 MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_RETRIES_LIMIT = 100
 MAX_PAYLOAD_BYTES = 512 * 1024
+# How deep a job's args and kwargs, or a result, may nest. orjson refuses to encode past 254
+# levels, and fleet wraps what it stores (a record in its frame, a result in a snapshot row or
+# a control reply, kwargs in a dispatch message): the margin keeps every wrapper encodable.
+MAX_JSON_DEPTH = 128
+_ORJSON_MAX_DEPTH = 254
 
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _FUNC_RE = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
@@ -73,10 +79,11 @@ def validate_spec(wire: Any) -> dict[str, Any]:
     func = wire.get("f")
     if not isinstance(func, str) or not _FUNC_RE.match(func):
         raise JobSpecError(f"job {job_id}: func must be 'module:function' or a dotted path, "
-                           f"got {func!r}")
+                           f"got {_shown(func)}")
     queue = wire.get("q", DEFAULT_QUEUE)
     if not isinstance(queue, str) or not QUEUE_RE.match(queue):
-        raise JobSpecError(f"job {job_id}: queue must match [A-Za-z0-9_.-]{{1,64}}, got {queue!r}")
+        raise JobSpecError(f"job {job_id}: queue must match [A-Za-z0-9_.-]{{1,64}}, "
+                           f"got {_shown(queue)}")
     args, kwargs = wire.get("a", []), wire.get("k", {})
     if not isinstance(args, list):
         raise JobSpecError(f"job {job_id}: args must be a list")
@@ -87,15 +94,27 @@ def validate_spec(wire: Any) -> dict[str, Any]:
     return out
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message: short, and safe for whatever a hostile writer sent
+    (a repr of a deeply nested value can recurse past Python's limit)."""
+    if value is None or isinstance(value, str | int | float):
+        try:
+            text = repr(value)
+        except ValueError:  # an int too long to print
+            return "a huge integer"
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"a value of type {type(value).__name__}"
+
+
 def _check_id(job_id: Any) -> None:
     if not isinstance(job_id, str) or not job_id:
-        raise JobSpecError(f"job id must be a non-empty string, got {job_id!r}")
+        raise JobSpecError(f"job id must be a non-empty string, got {_shown(job_id)}")
     if len(job_id) > MAX_ID_CHARS:
         raise JobSpecError(f"job id is {len(job_id)} characters; at most {MAX_ID_CHARS} allowed")
     # The ASCII test is the fast path: printable ASCII holds no whitespace but the space.
     plain = job_id.isascii() and job_id.isprintable() and " " not in job_id
     if not plain and (not job_id.isprintable() or any(c.isspace() for c in job_id)):
-        raise JobSpecError(f"job id {job_id!r} must be printable and contain no whitespace")
+        raise JobSpecError(f"job id {_shown(job_id)} must be printable and contain no whitespace")
 
 
 def _check_limits(job_id: str, wire: dict) -> dict[str, Any]:
@@ -106,7 +125,7 @@ def _check_limits(job_id: str, wire: dict) -> dict[str, Any]:
             0 < timeout <= MAX_TIMEOUT_S
         ):
             raise JobSpecError(f"job {job_id}: timeout must be a number of seconds in "
-                               f"(0, {MAX_TIMEOUT_S}], got {timeout!r}")
+                               f"(0, {MAX_TIMEOUT_S}], got {_shown(timeout)}")
         out["to"] = timeout
     retries = wire.get("mr")
     if retries is not None:
@@ -114,18 +133,68 @@ def _check_limits(job_id: str, wire: dict) -> dict[str, Any]:
             0 <= retries <= MAX_RETRIES_LIMIT
         ):
             raise JobSpecError(f"job {job_id}: max_retries must be an integer in "
-                               f"[0, {MAX_RETRIES_LIMIT}], got {retries!r}")
+                               f"[0, {MAX_RETRIES_LIMIT}], got {_shown(retries)}")
         out["mr"] = retries
     run_at = wire.get("nb", 0)
     if isinstance(run_at, bool) or not isinstance(run_at, int) or run_at < 0:
-        raise JobSpecError(f"job {job_id}: run_at must be epoch milliseconds, got {run_at!r}")
+        raise JobSpecError(f"job {job_id}: run_at must be epoch milliseconds, got {_shown(run_at)}")
     if run_at:
         out["nb"] = run_at
-    size = len(orjson.dumps([wire.get("a"), wire.get("k")]))
-    if size > MAX_PAYLOAD_BYTES:
-        raise JobSpecError(f"job {job_id}: args and kwargs are {size} bytes encoded; "
-                           f"at most {MAX_PAYLOAD_BYTES} allowed")
+    problem = json_problem([wire.get("a"), wire.get("k")], MAX_PAYLOAD_BYTES, depth_used=1)
+    if problem:
+        raise JobSpecError(f"job {job_id}: args and kwargs are {problem}")
     return out
+
+
+def json_problem(value: Any, max_bytes: int, depth_used: int = 0) -> str | None:
+    """Why ``value`` cannot be stored and carried as JSON by fleet, or None if it can (the
+    reason reads after "is" / "are": ``"nested deeper than 128 levels"``).
+
+    Too big (over ``max_bytes`` encoded), nested deeper than ``MAX_JSON_DEPTH`` (not counting
+    ``depth_used`` levels of the caller's own wrapping), or not encodable at all (an integer
+    past 64 bits, a non-string key, a lone surrogate).
+    """
+    try:
+        body = orjson.dumps(value)
+    except TypeError as exc:
+        if "Recursion" in str(exc):  # orjson's own depth limit, past ours
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
+        return f"not encodable as JSON ({exc})"
+    if len(body) > max_bytes:
+        return f"{len(body)} bytes encoded; at most {max_bytes} allowed"
+    # orjson writes NaN and Infinity as null: look for them only where a null was written.
+    if b"null" in body and _has_non_finite(value):
+        return "not JSON (NaN or Infinity is not a JSON number)"
+    # Each level opens a bracket, so few brackets prove a shallow value without a second pass.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH + depth_used and _too_deep(
+            value, MAX_JSON_DEPTH + depth_used):
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    return None
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _too_deep(value: Any, depth: int) -> bool:
+    """True if ``value`` nests more than ``depth`` levels: orjson itself counts, on the value
+    wrapped in as many lists as its limit leaves over."""
+    for _ in range(_ORJSON_MAX_DEPTH - depth):
+        value = [value]
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return True
+    return False
 
 
 def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpec:
@@ -141,9 +210,10 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
              "run_at_ms"}
     unknown = sorted(set(entry) - known)
     if unknown:
-        raise JobSpecError(f"job {entry.get('id')!r}: unknown field(s) {', '.join(unknown)}")
+        raise JobSpecError(f"job {_shown(entry.get('id'))}: unknown field(s) {', '.join(unknown)}")
     if "payload" in entry and "kwargs" in entry:
-        raise JobSpecError(f"job {entry.get('id')!r}: give either payload or kwargs, not both")
+        raise JobSpecError(f"job {_shown(entry.get('id'))}: give either payload or kwargs, "
+                           "not both")
     kwargs = entry.get("kwargs", entry.get("payload", {}))
     spec = JobSpec(
         id=entry.get("id") if "id" in entry else new_job_id(),

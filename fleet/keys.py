@@ -6,18 +6,21 @@ slot (multi-key commands and pipelines stay legal) and several namespaces spread
 =========================  =======  ===========================  ============================
 key                        type     written by                   read by
 =========================  =======  ===========================  ============================
-{ns}:intake                list     clients (RPUSH requests)     controller (LRANGE, LTRIM)
+{ns}:intake                list     clients (RPUSH requests)     controller (EVAL, LTRIM)
 {ns}:receipt:<req>         list     controller (RPUSH, EXPIRE)   the client that sent <req>
 {ns}:ready:<queue>         list     controller (RPUSH, LREM)     workers (LPOP / BLPOP)
-{ns}:acks                  list     workers (RPUSH)              controller (LRANGE, LTRIM)
+{ns}:acks                  list     workers (RPUSH)              controller (EVAL, LTRIM)
 {ns}:workers               set      workers (SADD)               controller (SMEMBERS, SREM)
 {ns}:worker:<id>           string   worker supervisor (SET EX)   controller (MGET), status
 {ns}:controller            string   controller (SET NX PX)       controllers (fencing), status
-{ns}:control               list     CLI / API (RPUSH)            controller (LRANGE, LTRIM)
+{ns}:control               list     CLI / API (RPUSH)            controller (EVAL, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
 {ns}:wake                  list     clients, CLI, executors      controller (BLPOP when idle, DEL)
 =========================  =======  ===========================  ============================
+
+The controller reads intake, acks and control with one Lua script (EVAL of an LRANGE bounded
+by bytes, docs/protocol.md §9), so that no message it has not room for reaches it.
 """
 
 from __future__ import annotations

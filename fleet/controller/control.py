@@ -26,31 +26,54 @@ class ControlError(FleetError):
     """A control request cannot be carried out; the message goes back to the caller."""
 
 
-def handle_requests(ctx: Any, requests: list[bytes], now_ms: int) -> list[tuple[str, bytes]]:
-    """Run each request against the controller ``ctx``; returns ``(request id, reply)``."""
+def handle_requests(ctx: Any, requests: list[Any], now_ms: int) -> list[tuple[str, bytes]]:
+    """Run each request against the controller ``ctx``; returns ``(request id, reply)``.
+
+    A request that is not an object with a request id, is oversized (``transport.Oversized``)
+    or trips anything while it runs is counted and logged; the next one runs all the same.
+    """
     replies = []
     for raw in requests:
         try:
-            request = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            request = None
-        if not isinstance(request, dict) or not isinstance(request.get("req"), str):
-            log.warning("dropped a malformed control request (%d bytes)", len(raw))
+            reply = _handle_one(ctx, raw, now_ms)
+        except Exception:  # noqa: BLE001 - no content of a message may stop the controller
             ctx.malformed_control += 1
+            log.exception("dropped a control request that could not be handled: %.200r", raw)
             continue
-        replies.append((request["req"], orjson.dumps(_run(ctx, request, now_ms))))
+        if reply is not None:
+            replies.append(reply)
     return replies
 
 
+def _handle_one(ctx: Any, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
+    try:
+        request = orjson.loads(raw) if isinstance(raw, bytes) else None
+    except orjson.JSONDecodeError:
+        request = None
+    request_id = request.get("req") if isinstance(request, dict) else None
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
+        log.warning("dropped a malformed control request (%d bytes)",
+                    len(raw) if isinstance(raw, bytes) else getattr(raw, "size_bytes", 0))
+        ctx.malformed_control += 1
+        return None
+    return request_id, orjson.dumps(_run(ctx, request, now_ms))
+
+
 def _run(ctx: Any, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    command = COMMANDS.get(request.get("cmd"))
+    name = request.get("cmd")
+    command = COMMANDS.get(name) if isinstance(name, str) else None
     args = request.get("args") if isinstance(request.get("args"), dict) else {}
     if command is None:
-        return {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
+        shown = repr(name[:100]) if isinstance(name, str) else f"of type {type(name).__name__}"
+        return {"ok": False, "error": f"unknown command {shown}"}
     try:
         return {"ok": True, "data": command(ctx, args, now_ms)}
-    except (FleetError, KeyError, TypeError, ValueError) as exc:
-        return {"ok": False, "error": str(exc) or type(exc).__name__}
+    except (FleetError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        return {"ok": False, "error": str(exc)[:2000] or type(exc).__name__}
+    except Exception as exc:  # noqa: BLE001 - answered, logged, and the loop goes on
+        log.exception("control request %.200r failed", request)
+        return {"ok": False, "error": f"the controller could not carry this out "
+                                      f"({type(exc).__name__})"}
 
 
 def _ids(args: dict[str, Any]) -> list[str]:

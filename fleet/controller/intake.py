@@ -1,8 +1,14 @@
-"""Enqueue: intake requests in, ENQUEUE events recorded, receipts out (after the commit)."""
+"""Enqueue: intake requests in, ENQUEUE events recorded, receipts out (after the commit).
+
+No request can stop the controller: one that is not JSON, has no request id, is over
+``max_message_bytes`` (left unread in Redis but for its first bytes) or trips anything while
+it is handled is counted and logged, and answered when its request id can be found.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -12,12 +18,16 @@ from ..errors import JobSpecError
 from ..job import validate_spec
 from ..journal import Journal
 from ..state import events as ev
+from ..transport import Item, Oversized
 
 log = logging.getLogger("fleet.controller")
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
+
+# The client writes the request id first, so the head of an oversized request names it.
+_REQUEST_ID = re.compile(rb'^\s*\{\s*"req"\s*:\s*"([^"\\]{1,200})"')
 
 
 class Intake:
@@ -30,18 +40,58 @@ class Intake:
         self.counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
         self.accepted_by_queue: dict[str, int] = {}
 
-    def handle(self, requests: list[bytes], now_ms: int) -> list[tuple[str, bytes]]:
+    def handle(self, requests: list[Item], now_ms: int) -> list[tuple[str, bytes]]:
         """Record every acceptable job; returns ``(request id, receipt)`` pairs to send."""
         receipts = []
         for raw in requests:
-            request = self._parse(raw)
-            if request is None:
+            try:
+                receipt = self._handle_one(raw, now_ms)
+            except Exception:  # noqa: BLE001 - no content of a message may stop the controller
+                self.malformed += 1
+                log.exception("dropped an intake request that could not be handled: %.200r",
+                              raw)
                 continue
-            request_id, jobs = request
-            results = [self._accept(job, now_ms) for job in jobs] if isinstance(
-                jobs, list) else [["", REJECTED, "request has no list of jobs"]]
-            receipts.append((request_id, orjson.dumps({"req": request_id, "results": results})))
+            if receipt is not None:
+                receipts.append(receipt)
         return receipts
+
+    def _handle_one(self, raw: Item, now_ms: int) -> tuple[str, bytes] | None:
+        if isinstance(raw, Oversized) or len(raw) > self.settings.max_message_bytes:
+            return self._refuse_oversized(raw)
+        request = self._parse(raw)
+        if request is None:
+            return self._refuse_unreadable(raw)
+        request_id, jobs = request
+        results = [self._accept(job, now_ms) for job in jobs] if isinstance(
+            jobs, list) else [["", REJECTED, "request has no list of jobs"]]
+        return request_id, orjson.dumps({"req": request_id, "results": results})
+
+    def _refuse_oversized(self, raw: Item) -> tuple[str, bytes] | None:
+        size, head = (raw.size_bytes, raw.head) if isinstance(raw, Oversized) else (
+            len(raw), raw[:512])
+        self.malformed += 1
+        reason = (f"the request is {size} bytes; at most {self.settings.max_message_bytes} "
+                  "allowed (send fewer jobs per request)")
+        match = _REQUEST_ID.match(head)
+        log.warning("refused an intake request of %d bytes%s", size,
+                    f" ({match.group(1).decode(errors='replace')})" if match else "")
+        if match is None:
+            return None
+        request_id = match.group(1).decode(errors="replace")
+        # The jobs were not read: one result names the whole request, and "error" says so.
+        return request_id, orjson.dumps({"req": request_id, "error": reason,
+                                         "results": [["", REJECTED, reason]]})
+
+    def _refuse_unreadable(self, raw: bytes) -> tuple[str, bytes] | None:
+        """A request that is not JSON (NaN, a lone surrogate, cut short) but whose first bytes
+        name it gets an answer, rather than leaving its client to time out."""
+        match = _REQUEST_ID.match(raw[:512])
+        if match is None:
+            return None
+        request_id = match.group(1).decode(errors="replace")
+        reason = "the request is not valid JSON (NaN, Infinity or a lone surrogate?)"
+        return request_id, orjson.dumps({"req": request_id, "error": reason,
+                                         "results": [["", REJECTED, reason]]})
 
     def _parse(self, raw: bytes) -> tuple[str, Any] | None:
         try:
@@ -59,11 +109,13 @@ class Intake:
         job_id = wire.get("id") if isinstance(wire, dict) else None
         try:
             spec = validate_spec(wire)
-        except JobSpecError as exc:
+            event = ev.enqueued(spec, now_ms, self.settings.task_timeout_s,
+                                self.settings.max_retries)
+        except (JobSpecError, TypeError, ValueError) as exc:
+            # TypeError / ValueError: what validation missed and encoding refused; the job was
+            # not recorded, so it is rejected like any invalid job.
             self.counts[REJECTED] += 1
-            return [job_id if isinstance(job_id, str) else "", REJECTED, str(exc)]
-        event = ev.enqueued(spec, now_ms, self.settings.task_timeout_s,
-                            self.settings.max_retries)
+            return [job_id[:200] if isinstance(job_id, str) else "", REJECTED, str(exc)]
         if not self.journal.record(event):
             self.counts[DUPLICATE] += 1
             return [spec["id"], DUPLICATE]

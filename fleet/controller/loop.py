@@ -33,7 +33,7 @@ from ..keys import Keys
 from ..metrics import Metrics, serve
 from ..schedule import load_schedules
 from ..state import events as ev
-from ..transport import ControllerWire, Inbox, Outbox, connect
+from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
 from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
 from . import control
 from .dispatch import Dispatcher, encode_message
@@ -68,7 +68,8 @@ class Controller:
             fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms,
             segment_bytes=settings.segment_bytes), files=files)
         self.journal = Journal(self.log.table, self.log.writer)
-        self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys)
+        self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys,
+                                   ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, settings)
         self.dispatcher = Dispatcher(self.journal, settings)
         self.reconciler = Reconciler(self.journal, settings, random.Random())

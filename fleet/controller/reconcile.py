@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from typing import Any
 
 import orjson
 
 from ..config import Settings
+from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
 from ..journal import Journal
 from ..state import JobRecord
 from ..state import events as ev
+from ..transport import Item, Oversized
 from .retry import retry_at_ms
 
 log = logging.getLogger("fleet.controller")
 
 SILENT_BEATS = 3
+MAX_NAME_CHARS = 200  # a worker id or host name in an ack
+MAX_EXECUTORS = 10_000  # executors one worker heartbeat may report
 _OUTCOMES = ("ok", "fail", "rel", "cancelled")
 
 
@@ -45,15 +50,37 @@ class Reconciler:
 
     # -- acks ------------------------------------------------------------------------------
 
-    def handle_acks(self, raw_acks: list[bytes], now_ms: int) -> None:
-        """Record the event each ack stands for; count stale and malformed ones."""
+    def handle_acks(self, raw_acks: list[Item], now_ms: int) -> None:
+        """Record the event each ack stands for; count stale and malformed ones.
+
+        No ack can stop the controller: one that trips anything while it is handled is counted
+        as malformed and logged, and the next one is handled.
+        """
         for raw in raw_acks:
-            ack = _parse_ack(raw)
-            if ack is None:
+            try:
+                self._handle_ack(raw, now_ms)
+            except Exception:  # noqa: BLE001 - no content of a message may stop the controller
                 self.malformed_acks += 1
-                continue
-            if not self._apply_ack(ack, now_ms):
-                self.stale_acks += 1
+                log.exception("dropped an ack that could not be handled: %.200r", raw)
+
+    def _handle_ack(self, raw: Item, now_ms: int) -> None:
+        if isinstance(raw, Oversized) or len(raw) > self.settings.max_message_bytes:
+            ack, problem = _oversized_ack(raw, self.settings.max_message_bytes)
+        else:
+            ack = _parse_ack(raw)
+            problem = _result_problem(raw, ack) if ack is not None else None
+        if ack is None:
+            self.malformed_acks += 1
+            return
+        if problem is not None:
+            # A poison ack: what it carries cannot be stored, but it does say how the attempt
+            # ended, so the job still ends exactly once (an ``ok`` becomes a final failure: the
+            # same function would return the same result again).
+            self.malformed_acks += 1
+            log.warning("ack of %s attempt %d refused: %s", ack["id"], ack["n"], problem)
+            ack = _poisoned(ack, problem)
+        if not self._apply_ack(ack, now_ms):
+            self.stale_acks += 1
 
     def _apply_ack(self, ack: dict[str, Any], now_ms: int) -> bool:
         job = self.journal.table.get(ack["id"])
@@ -65,11 +92,11 @@ class Reconciler:
         elif outcome == "fail":
             retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
                                    self.settings.backoff_max_s, self.rng)
-            error = str(ack.get("e") or "unknown error")[:2000]
+            error = _text(ack.get("e")) or "unknown error"
             return self.journal.record(ev.failed(job.id, attempt, error, ack, retry_at,
                                                  bool(ack.get("fin")), now_ms))
         elif outcome == "rel":
-            return self.journal.record(ev.released(job.id, attempt, str(ack.get("e")),
+            return self.journal.record(ev.released(job.id, attempt, _text(ack.get("e")),
                                                    now_ms))
         return False
 
@@ -80,7 +107,10 @@ class Reconciler:
         counted and logged (its good fields are still used)."""
         beats = []
         for raw in raw_beats:
-            beat, clean = parse_heartbeat(raw)
+            try:
+                beat, clean = parse_heartbeat(raw)
+            except Exception:  # noqa: BLE001 - no content of a message may stop the controller
+                beat, clean = None, False
             if not clean:
                 self.malformed_beats += 1
                 log.warning("malformed worker heartbeat%s: %.200r",
@@ -174,14 +204,14 @@ class Reconciler:
 def _parse_ack(raw: bytes) -> dict[str, Any] | None:
     try:
         ack = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError:  # also NaN, Infinity, numbers past a double, lone surrogates
         log.warning("dropped an ack that is not JSON (%d bytes)", len(raw))
         return None
     # Exact type checks (orjson makes no subclasses; ``type(x) is int`` also refuses bools),
     # and each field looked up once: this runs for every ack.
     if (type(ack) is not dict or type(ack.get("id")) is not str
             or type(ack.get("n")) is not int or ack.get("o") not in _OUTCOMES):
-        log.warning("dropped a malformed ack: %.200s", raw)
+        log.warning("dropped a malformed ack: %.200r", raw)
         return None
     if type(ack.get("st")) is not int:
         ack["st"] = None
@@ -190,8 +220,58 @@ def _parse_ack(raw: bytes) -> dict[str, Any] | None:
     for name in ("w", "h"):
         value = ack.get(name)
         if value is not None and type(value) is not str:
-            ack[name] = str(value)
+            ack[name] = str(value) if type(value) in (int, float, bool) else None
+        elif value is not None and len(value) > MAX_NAME_CHARS:
+            ack[name] = value[:MAX_NAME_CHARS]
     return ack
+
+
+def _result_problem(raw: bytes, ack: dict[str, Any]) -> str | None:
+    """Why an ``ok`` ack's result cannot be kept, or None. A small ack with few brackets is
+    proved fine without encoding its result again (the common case, for every ack)."""
+    if ack["o"] != "ok" or (len(raw) <= MAX_PAYLOAD_BYTES
+                            and raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH):
+        return None
+    problem = json_problem(ack.get("r"), MAX_PAYLOAD_BYTES)
+    return None if problem is None else f"the result is {problem}"
+
+
+# The worker writes id, attempt and outcome first (protocol §4), so an ack too big to read
+# still names its attempt in its first bytes.
+_ACK_HEAD = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([^"\\]{1,200})"\s*,\s*"n"\s*:\s*(\d{1,15})\s*,'
+                       rb'\s*"o"\s*:\s*"(ok|fail|rel|cancelled)"')
+
+
+def _oversized_ack(raw: Item, limit: int) -> tuple[dict[str, Any] | None, str]:
+    size, head = (raw.size_bytes, raw.head) if isinstance(raw, Oversized) else (
+        len(raw), raw[:512])
+    problem = f"the ack is {size} bytes; at most {limit} allowed"
+    match = _ACK_HEAD.match(head)
+    if match is None:
+        log.warning("dropped an ack of %d bytes that names no attempt", size)
+        return None, problem
+    job_id, attempt, outcome = match.groups()
+    return {"id": job_id.decode(errors="replace"), "n": int(attempt),
+            "o": outcome.decode(), "st": None, "ft": None}, problem
+
+
+def _poisoned(ack: dict[str, Any], problem: str) -> dict[str, Any]:
+    """The ack recorded instead of one whose content cannot be kept."""
+    run = {name: ack.get(name) for name in ("id", "n", "w", "h", "st", "ft")}
+    if ack["o"] == "ok":
+        return {**run, "o": "fail", "e": f"ResultRefused: {problem}", "fin": True}
+    if ack["o"] == "fail":
+        return {**run, "o": "fail", "e": f"AckRefused: {problem}", "fin": bool(ack.get("fin"))}
+    return {**run, "o": ack["o"], "e": f"AckRefused: {problem}"}
+
+
+def _text(value: Any) -> str:
+    """An error text from an ack, at most 2,000 characters whatever was sent."""
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value[:2000]
+    return f"(an error of type {type(value).__name__}, not text)"
 
 
 _BEAT_INTS = ("pid", "started_ms", "ts", "executors", "busy", "done", "failed")
@@ -214,6 +294,10 @@ def parse_heartbeat(raw: bytes) -> tuple[dict[str, Any] | None, bool]:
     for name in _BEAT_INTS:
         if beat.get(name) is not None and not _is_int(beat[name]):
             beat[name], clean = None, False
+    # The ready-list window grows with the executors reported: a hostile count must not make
+    # the controller dispatch its whole backlog in one step.
+    if beat.get("executors") is not None and not 0 <= beat["executors"] <= MAX_EXECUTORS:
+        beat["executors"], clean = None, False
     for name in ("id", "host"):
         if beat.get(name) is not None and not isinstance(beat[name], str):
             beat[name], clean = None, False

@@ -9,6 +9,7 @@ the controller pays one round trip per batch, however many jobs the batch holds.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,8 +18,10 @@ import redis
 
 from ..errors import ConfigError, TransportError
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
+from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
 
 T = TypeVar("T")
+log = logging.getLogger("fleet.transport")
 
 
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
@@ -59,9 +62,9 @@ def _one_line(exc: Exception) -> str:
 class Inbox:
     """What one controller read found in Redis."""
 
-    intake: list[bytes] = field(default_factory=list)
-    acks: list[bytes] = field(default_factory=list)
-    control: list[bytes] = field(default_factory=list)
+    intake: list[Item] = field(default_factory=list)
+    acks: list[Item] = field(default_factory=list)
+    control: list[Item] = field(default_factory=list)
     ready_lengths: dict[str, int] = field(default_factory=dict)
     lease: bytes | None = None
 
@@ -89,25 +92,39 @@ class Outbox:
                     or self.withdrawn or self.trim_intake or self.trim_acks or self.trim_control)
 
 
-def _inbox(replies: list[Any], queues: list[str]) -> Inbox:
-    intake, acks, control, lease, *lengths = replies[:-1]
-    return Inbox(intake, acks, control, dict(zip(queues, lengths, strict=True)), lease)
-
-
 class ControllerWire:
     """The controller's reads and writes. ``client`` may be fakeredis in unit tests."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, limits: ReadLimits | None = None
+                 ) -> None:
         self.client = client
         self.keys = keys
+        self.limits = limits or ReadLimits()
+        self._scripts: bool | None = None  # can the server run the bounded read? (first read)
 
     @translated
     def read(self, intake_n: int, acks_n: int, queues: Iterable[str]) -> Inbox:
         """Peek at intake, acks and control, the ready lengths and the lease, in one trip."""
         queues = list(queues)
+        try:
+            return self._read_once(intake_n, acks_n, queues)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(READ_LISTS)  # a Redis restarted empty, or flushed
+            return self._read_once(intake_n, acks_n, queues)
+
+    def _read_once(self, intake_n: int, acks_n: int, queues: list[str]) -> Inbox:
         pipe = self.client.pipeline(transaction=False)
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return _inbox(pipe.execute(), queues)
+        return self._inbox(pipe.execute(), queues)
+
+    def _inbox(self, replies: list[Any], queues: list[str]) -> Inbox:
+        if self._scripts:
+            (intake, acks, control), lease, *lengths = replies[:-1]
+        else:
+            intake, acks, control, lease, *lengths = replies[:-1]
+        return Inbox(bounded(intake, self.limits), bounded(acks, self.limits),
+                     bounded(control, self.limits), dict(zip(queues, lengths, strict=True)),
+                     lease)
 
     @translated
     def write(self, out: Outbox) -> None:
@@ -130,16 +147,40 @@ class ControllerWire:
         pipe = self.client.pipeline(transaction=False)
         written = self._add_writes(pipe, out) if not out.empty else 0
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return _inbox(pipe.execute()[written:], queues)
+        try:
+            return self._inbox(pipe.execute()[written:], queues)
+        except redis.exceptions.NoScriptError:
+            # The writes ran (a pipeline runs every command; the first error is raised after):
+            # only the read is done again, never the writes.
+            self.client.script_load(READ_LISTS)
+            return self.read(intake_n, acks_n, queues)
 
     def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
-        pipe.lrange(self.keys.intake, 0, intake_n - 1)
-        pipe.lrange(self.keys.acks, 0, acks_n - 1)
-        pipe.lrange(self.keys.control, 0, 99)
-        pipe.get(self.keys.controller)
+        if self._scripts is None:
+            self._scripts = self._can_run_scripts()
+        keys, limits = self.keys, self.limits
+        if self._scripts:
+            # EVALSHA: the body is sent only when Redis has lost its script cache (NOSCRIPT).
+            pipe.evalsha(READ_LISTS_SHA, 3, keys.intake, keys.acks, keys.control, intake_n,
+                         acks_n, limits.control_n, limits.batch_bytes,
+                         limits.max_message_bytes, limits.head_bytes)
+        else:
+            pipe.lrange(keys.intake, 0, intake_n - 1)
+            pipe.lrange(keys.acks, 0, acks_n - 1)
+            pipe.lrange(keys.control, 0, limits.control_n - 1)
+        pipe.get(keys.controller)
         for queue in queues:
-            pipe.llen(self.keys.ready(queue))
-        pipe.delete(self.keys.wake)
+            pipe.llen(keys.ready(queue))
+        pipe.delete(keys.wake)
+
+    def _can_run_scripts(self) -> bool:
+        try:
+            self.client.script_load(READ_LISTS)
+        except redis.ResponseError:
+            log.warning("Redis runs no scripts: the controller's reads are bounded by count, "
+                        "not by bytes")
+            return False
+        return True
 
     def _add_writes(self, pipe: Any, out: Outbox) -> int:
         """Queue the commands that send ``out``; returns how many."""
@@ -182,7 +223,11 @@ class ControllerWire:
         pipe = self.client.pipeline(transaction=False)
         pipe.blpop([self.keys.wake], timeout=timeout_s)
         self._add_reads(pipe, intake_n, acks_n, queues)
-        return _inbox(pipe.execute()[1:], queues)
+        try:
+            return self._inbox(pipe.execute()[1:], queues)
+        except redis.exceptions.NoScriptError:
+            self.client.script_load(READ_LISTS)
+            return self.read(intake_n, acks_n, queues)
 
     @translated
     def present(self, messages: list[tuple[str, bytes]]) -> list[bool]:

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from fleet.errors import WalCorruptError
+from fleet.errors import RecordTooLargeError, WalCorruptError
 from fleet.state import events as ev
 from fleet.wal import frame
 from fleet.wal.frame import (
@@ -150,11 +150,37 @@ def test_a_large_batch_is_split_into_frames_of_frame_records():
     assert [record for _, _, chunk in found for record in chunk] == records
 
 
-def test_oversize_batch_is_refused_when_encoding(monkeypatch):
-    """The writer never produces a frame that the reader would refuse as too long."""
-    monkeypatch.setattr(frame, "MAX_RECORD_BYTES", 100)
-    with pytest.raises(ValueError, match="exceeds"):
-        encode_batch(batch(1, size=10), 1)
+def test_batch_over_the_frame_size_is_split_into_frames_that_all_read_back(monkeypatch):
+    """A batch whose records sum past ``FRAME_BYTES`` is written as several frames, each under
+    the limit, numbered on from one another, and reads back whole."""
+    monkeypatch.setattr(frame, "FRAME_BYTES", 1000)
+    records = [ev.acked(f"job-{n}", 1, "x" * 300, {}, 5) for n in range(20)]
+    data = encode_batch(records, 7)
+    found = list(iter_frames(data, Scan(SEGMENT), is_last=True))
+    assert len(found) > 5
+    assert all(HEADER.unpack_from(data, offset)[1] <= 1000 + 64 for offset, _, _ in found)
+    assert [record for _, _, chunk in found for record in chunk] == records
+    assert [first for _, first, _ in found][0] == 7
+    firsts = [first for _, first, _ in found]
+    sizes = [len(chunk) for _, _, chunk in found]
+    assert all(a + n == b for a, n, b in zip(firsts, sizes, firsts[1:], strict=False))
+
+
+def test_record_bigger_than_the_frame_size_gets_a_frame_of_its_own(monkeypatch):
+    """One record over ``FRAME_BYTES`` (but under the hard limit) is framed alone."""
+    monkeypatch.setattr(frame, "FRAME_BYTES", 1000)
+    records = [ev.acked("small", 1, 1, {}, 5), ev.acked("big", 1, "y" * 5000, {}, 5),
+               ev.acked("after", 1, 2, {}, 5)]
+    found = list(iter_frames(encode_batch(records, 1), Scan(SEGMENT), is_last=True))
+    assert [len(chunk) for _, _, chunk in found] == [1, 1, 1]
+
+
+def test_one_record_over_the_hard_limit_is_refused_before_writing(monkeypatch):
+    """The writer never produces a frame the reader would refuse as too long."""
+    monkeypatch.setattr(frame, "MAX_RECORD_BYTES", 500)
+    monkeypatch.setattr(frame, "FRAME_BYTES", 100)
+    with pytest.raises(RecordTooLargeError, match="exceeds"):
+        encode_batch([ev.acked("big", 1, "z" * 1000, {}, 5)], 1)
 
 
 def test_frame_of_the_pre_release_format_is_refused_by_name():
