@@ -55,6 +55,19 @@ class Files:
         with open(path, "rb") as handle:
             return handle.read()
 
+    def link_count(self, fd: int) -> int:
+        """How many directory entries name the open file (0: it was deleted)."""
+        return os.fstat(fd).st_nlink
+
+    def read_open(self, fd: int) -> bytes:
+        """Everything an open (maybe deleted) file holds, through ``/proc/self/fd`` (Linux).
+
+        Raises:
+            OSError: the file cannot be reopened (no /proc, say).
+        """
+        with open(f"/proc/self/fd/{fd}", "rb") as handle:
+            return handle.read()
+
     def size(self, path: str) -> int:
         return os.path.getsize(path)
 

@@ -11,9 +11,10 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import WalDiskFullError, WalError, WalFsyncError
+from ..errors import WalDiskFullError, WalError, WalFsyncError, WalSegmentDeletedError
 from .files import Files
 from .frame import encode_batch
 from .segments import list_segments, segment_name, wal_dir
@@ -52,6 +53,9 @@ class WalWriter:
         self._dirty = False
         self._broken: str | None = None
         self._last_sync_mono = time.monotonic()
+        self._segment_first_seq = next_seq if tail_path is None else _first_seq_of(tail_path)
+        # Called before every non-empty append; raises to refuse it (the controller's fence).
+        self.guard: Callable[[], None] | None = None
 
     def append(self, records: list[list], first_seq: int) -> bool:
         """Write ``records``, numbered from ``first_seq``, as one frame.
@@ -64,8 +68,11 @@ class WalWriter:
         """
         if self._broken:
             raise WalError(f"the log is unusable after an earlier failure: {self._broken}")
+        self._check_linked()  # every commit, empty ones too: a cheap fstat
         if not records:
             return self.sync_if_due()
+        if self.guard is not None:
+            self.guard()
         frame = encode_batch(records, first_seq)
         if self._fd is None or self.segment_bytes >= self.options.segment_bytes:
             self._rotate(first_seq)
@@ -74,8 +81,56 @@ class WalWriter:
         self._dirty = True
         if self.options.fsync == "always":
             self.sync()
-            return True
-        return self.sync_if_due()
+            durable = True
+        else:
+            durable = self.sync_if_due()
+        self._check_linked()  # before the caller tells anyone: the batch must be on disk
+        return durable
+
+    def _check_linked(self) -> None:
+        """Refuse to go on once the open segment was deleted (its link count is 0).
+
+        Appends would land in a file no recovery will read, so the log stops here. The
+        deleted file's bytes are still readable through the open descriptor: they are put
+        back under the segment's name, so a restart finds every record; if that fails, the
+        error names the records lost and points at ``fleet wal repair``.
+
+        Raises:
+            WalSegmentDeletedError: always, once the segment is gone.
+        """
+        if self._fd is None or self.files.link_count(self._fd) > 0:
+            return
+        path, first, last = self.segment_path, self._segment_first_seq, self.next_seq - 1
+        self._broken = f"segment {path} was deleted while in use"
+        span = f"records {first}..{last}" if last >= first else "no records"
+        try:
+            restored = self._restore(path)
+        except OSError as exc:
+            raise WalSegmentDeletedError(
+                f"segment {path} was deleted while the controller wrote to it; it held "
+                f"{span}, which could not be put back ({exc}) and are lost; run "
+                "`fleet wal repair` before restarting") from None
+        raise WalSegmentDeletedError(
+            f"segment {path} was deleted while the controller wrote to it; stopped, and put "
+            f"it back from the open file as {restored} ({span})"
+            + (": restart the controller" if restored == path else
+               ": another file took its name; compare them before restarting"))
+
+    def _restore(self, path: str) -> str:
+        """Write the deleted segment's bytes back under its name; returns where they went."""
+        data = self.files.read_open(self._fd)
+        temp = path + ".restoring"
+        fd = self.files.open_write(temp)
+        try:
+            self.files.write(fd, data)
+            self.files.fsync(fd)
+        finally:
+            self.files.close(fd)
+        if os.path.exists(path):  # something new stands there: keep it, and ours beside it
+            path += ".restored"
+        self.files.rename(temp, path)
+        self.files.fsync_dir(os.path.dirname(path))
+        return path
 
     def sync_if_due(self) -> bool:
         """Under policy ``interval``, fsync when the interval has passed. True if durable."""
@@ -169,9 +224,15 @@ class WalWriter:
                 raise
             self.files.close(self._fd)
         self._fd, self.segment_path, self.segment_bytes = fd, path, 0
+        self._segment_first_seq = first_seq
 
     @staticmethod
     def _create_failed(path: str, exc: OSError) -> WalError:
         if exc.errno in _DISK_FULL:
             return WalDiskFullError(f"disk full creating {path}: {exc}")
         return WalError(f"cannot create {path}: {exc}")
+
+
+def _first_seq_of(path: str) -> int:
+    stem = os.path.basename(path).split(".")[0]
+    return int(stem) if stem.isdigit() else 0
