@@ -136,7 +136,9 @@ def _gap(expected: int, found: int) -> str:
 
 @dataclass
 class RepairResult:
-    """What ``repair`` cut. ``records_cut`` counts the records behind the cut, bad ones too."""
+    """What ``repair`` cut. ``records_cut`` counts the records behind the cut, bad ones too;
+    ``missing`` is the range of sequence numbers no file holds (a gap), if the cut was at one.
+    """
 
     segment: str = ""
     offset: int = 0
@@ -144,13 +146,17 @@ class RepairResult:
     records_cut: int = 0
     segments_removed: int = 0
     backups: list[str] = field(default_factory=list)
+    missing: tuple[int, int] | None = None
+    first_cut_seq: int = 0
 
 
 def repair(data_dir: str, files: Files | None = None) -> RepairResult | None:
     """Cut the log at its last good record. Returns None if nothing needed cutting.
 
-    The damaged segment is copied to ``<segment>.broken`` first; later segments (which can no
-    longer be replayed in order) are renamed to ``<segment>.broken``.
+    A damaged segment is copied to ``<segment>.broken`` first, then cut at the bad frame. A
+    gap (a segment deleted, or the log starting after the newest good snapshot) is cut at
+    the last record before it. Segments behind the cut (which can no longer be replayed in
+    order) are renamed to ``<segment>.broken``.
     """
     files = files or Files()
     lock = DirLock(data_dir)
@@ -162,36 +168,94 @@ def repair(data_dir: str, files: Files | None = None) -> RepairResult | None:
 
 
 def _repair_locked(data_dir: str, files: Files) -> RepairResult | None:
-    segments = list_segments(files, data_dir)
-    for number, (_, path) in enumerate(segments):
+    needed, from_seq = _needed_segments(data_dir, files)
+    if needed and needed[0][0] > from_seq:  # nothing holds the records after the snapshot
+        return _set_aside(files, needed, (from_seq, needed[0][0] - 1), "", 0)
+    expected = None
+    for number, (named_seq, path) in enumerate(needed):
+        if expected is not None and named_seq != expected:
+            return _set_aside(files, needed[number:], (expected, named_seq - 1),
+                              needed[number - 1][1], files.size(needed[number - 1][1]))
+        expected = named_seq
         scan = Scan(os.path.basename(path))
-        is_last = number == len(segments) - 1
         try:
-            for _ in iter_frames(files.read(path), scan, is_last):
-                pass
+            for offset, first_seq, records in iter_frames(
+                    files.read(path), scan, number == len(needed) - 1):
+                if first_seq > expected:  # a gap inside a segment: cut at the frame
+                    result = _cut(files, path, offset, needed[number + 1:])
+                    result.missing = (expected, first_seq - 1)
+                    return result
+                if first_seq < expected:
+                    raise WalCorruptError(scan.name, offset, _gap(expected, first_seq))
+                expected = first_seq + len(records)
         except WalCorruptError as exc:
-            return _cut(files, path, exc.offset, segments[number + 1:])
+            return _cut(files, path, exc.offset, needed[number + 1:], expected)
         if scan.torn_bytes:
-            return _cut(files, path, scan.good_bytes, [])
+            return _cut(files, path, scan.good_bytes, [], expected)
     return None
 
 
-def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]]) -> RepairResult:
-    result = RepairResult(segment=os.path.basename(path), offset=offset)
+def _needed_segments(data_dir: str, files: Files) -> tuple[list[tuple[int, str]], int]:
+    """The segments recovery reads (from the one that holds the record after the newest good
+    snapshot), and the seq recovery starts from. Older segments are left alone."""
+    from_seq = 1
+    for seq, path in reversed(list_snapshots(files, data_dir)):
+        try:
+            read_snapshot(path, files)
+        except SnapshotError:
+            continue
+        from_seq = seq + 1
+        break
+    segments = list_segments(files, data_dir)
+    start = 0
+    for index, (first_seq, _) in enumerate(segments):
+        if first_seq <= from_seq:
+            start = index
+    return segments[start:], from_seq
+
+
+def _set_aside(files: Files, later: list[tuple[int, str]], missing: tuple[int, int],
+               kept: str, kept_bytes: int) -> RepairResult:
+    """Cut at a gap: ``kept`` (may be "") ends the log, every segment of ``later`` goes."""
+    result = RepairResult(segment=os.path.basename(kept), offset=kept_bytes, missing=missing,
+                          first_cut_seq=later[0][0])
+    for _, later_path in later:
+        _move_aside(files, later_path, result)
+    files.fsync_dir(os.path.dirname(later[0][1]))
+    return result
+
+
+def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]],
+         first_cut_seq: int = 0) -> RepairResult:
+    result = RepairResult(segment=os.path.basename(path), offset=offset,
+                          first_cut_seq=first_cut_seq)
     result.records_cut = _count_records_after(files.read(path), offset)
-    backup = path + ".broken"
+    backup = _backup_name(path)
     shutil.copyfile(path, backup)
     result.backups.append(backup)
     result.bytes_cut = files.size(path) - offset
     files.cut(path, offset)
     for _, later_path in later:
-        result.records_cut += _count_records_after(files.read(later_path), 0)
-        result.bytes_cut += files.size(later_path)
-        files.rename(later_path, later_path + ".broken")
-        result.backups.append(later_path + ".broken")
-        result.segments_removed += 1
+        _move_aside(files, later_path, result)
     files.fsync_dir(os.path.dirname(path))
     return result
+
+
+def _move_aside(files: Files, path: str, result: RepairResult) -> None:
+    result.records_cut += _count_records_after(files.read(path), 0)
+    result.bytes_cut += files.size(path)
+    backup = _backup_name(path)
+    files.rename(path, backup)
+    result.backups.append(backup)
+    result.segments_removed += 1
+
+
+def _backup_name(path: str) -> str:
+    """``<path>.broken``, or ``.broken.N`` if an earlier repair left one: never overwrite."""
+    backup, number = path + ".broken", 1
+    while os.path.exists(backup):
+        backup, number = f"{path}.broken.{number}", number + 1
+    return backup
 
 
 def _count_records_after(data: bytes, offset: int) -> int:
