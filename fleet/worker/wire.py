@@ -65,6 +65,37 @@ def parse_message(raw: bytes) -> dict[str, Any] | None:
     return message
 
 
+class EpochGate:
+    """The highest controller epoch this executor has seen in a message (protocol §2 ``ep``).
+
+    A message from an older epoch was dispatched by a controller that has since been
+    replaced: restarted (its successor knows the job and re-dispatches it) or fenced out by
+    a take-over (its successor has never heard of the job). Running it could record work
+    nobody will see, so it is handed back unrun (a ``rel`` ack, not a failed attempt) and
+    counted. A message without ``ep`` (an older controller) is let through.
+    """
+
+    def __init__(self) -> None:
+        self.highest = 0
+        self.refused = 0
+
+    def admits(self, message: dict[str, Any]) -> bool:
+        epoch = message.get("ep")
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            return True
+        if epoch < self.highest:
+            self.refused += 1
+            return False
+        self.highest = epoch
+        return True
+
+    def hand_back(self, message: dict[str, Any], identity: Identity) -> bytes:
+        """The ``rel`` ack that hands a refused message back."""
+        return encode(make_ack(message["id"], message["n"], "rel", identity, now_ms(),
+                               e=f"StaleEpoch: dispatched at controller epoch "
+                                 f"{message.get('ep')}, older than {self.highest}"))
+
+
 def make_ack(job_id: str, attempt: int, outcome: str, identity: Identity, started_ms: int,
              finished_ms: int | None = None, **fields: Any) -> dict[str, Any]:
     """One ack (protocol §4). ``fields`` are ``r``, ``e`` or ``fin``."""

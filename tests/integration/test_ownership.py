@@ -118,3 +118,29 @@ def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as handle:
         return handle.read().rsplit(")", 1)[1].split()[0]
 
+
+
+def test_worker_hands_back_a_message_from_an_older_epoch(local, redis_url, tmp_path):
+    """Messages carry the dispatching controller's epoch; after the worker ran one of epoch
+    2, a stale epoch-1 copy (as a Redis rollback would bring back) is handed back unrun and
+    logged, so the completed job does not run again."""
+    client = redis.Redis.from_url(redis_url)
+    runs = str(tmp_path / "runs.log")
+    first = local.controller()
+    local.cli("enqueue", "tests.e2e_jobs:record", "--id", "old", "--kwargs",
+              orjson.dumps({"log_path": runs, "tag": "old"}).decode())
+    _poll(lambda: client.llen(KEYS.ready("default")) == 1, what="the dispatch")
+    stale = client.lindex(KEYS.ready("default"), 0)
+    assert orjson.loads(stale)["ep"] == 1
+    worker = local.worker(1)
+    local.wait_for(lambda s: s["states"]["completed"] == 1)
+    first.stop()
+    local.controller()
+    local.cli("enqueue", "tests.e2e_jobs:record", "--id", "new", "--kwargs",
+              orjson.dumps({"log_path": runs, "tag": "new"}).decode())
+    local.wait_for(lambda s: s["states"]["completed"] == 2)
+    client.rpush(KEYS.ready("default"), stale)
+    _poll(lambda: "handed back old attempt 1 unrun: dispatched at epoch 1, older than 2"
+          in worker.tail(), what="the hand-back")
+    with open(runs) as handle:
+        assert sorted(line.strip() for line in handle) == ["new", "old"]
