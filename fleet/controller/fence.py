@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import ControllerBusyError, FencedOutError, NotOwnerError
 from ..transport import ControllerWire
-from ..transport.redis import BUSY, NEWER, OWNED, Claim
+from ..transport.redis import BUSY, FIRST_CLAIM, NEWER, OWNED, RECLAIM, TAKE_OVER, Claim
 
 LEASE_TTL_MS = 5000
 REFRESH_EVERY_S = 1.0
@@ -52,39 +52,47 @@ class Fence:
         self.value = orjson.dumps({"epoch": epoch, "pid": os.getpid(), "host": self.host,
                                    "token": uuid.uuid4().hex, "ts": int(time.time() * 1000)})
         self._refreshed = 0.0
+        self._claimed = False
 
     def claim(self) -> None:
         """Take the lease (from a dead controller on this host too) and the owner record.
 
         Only the first claim may take the namespace over: a re-claim after Redis lost the
-        lease must never take it back from a controller that took it over meanwhile.
+        lease must never take it back from a controller that took it over meanwhile (it
+        succeeds over another identity only if that one's recorded epoch is lower: a record
+        from a Redis rolled back to before this controller took over).
 
         Raises:
             ControllerBusyError: a live controller holds the namespace.
             NotOwnerError: another data dir owns the namespace (and no ``--take-over``).
             FencedOutError: a controller with a higher epoch owns the namespace.
         """
-        take_over, self.take_over = self.take_over, False
-        outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info, take_over)
+        mode = (RECLAIM if self._claimed else TAKE_OVER if self.take_over else FIRST_CLAIM)
+        outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info, mode)
         if outcome == BUSY:
             holder = self.wire.lease_holder()
             if holder is None:
-                outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info,
-                                                take_over)
+                outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info, mode)
             elif self._holder_is_dead(_parse(holder)):
                 outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info,
-                                                take_over, old=holder)
+                                                mode, old=holder)
         if outcome == BUSY:
             raise self._busy()
         if outcome in (OWNED, NEWER):
             raise self._not_owner(outcome)
+        self._claimed = True
         self._refreshed = time.monotonic()
 
     def _busy(self) -> ControllerBusyError:
         info = _parse(self.wire.lease_holder())
         ttl_ms = self.wire.lease_ttl_ms()
-        frees = (f"; if it is dead, its lease frees itself within {ttl_ms / 1000:.1f} s"
-                 if ttl_ms > 0 else "; its lease has just expired: try again")
+        if ttl_ms > 0:
+            frees = f"; if it is dead, its lease frees itself within {ttl_ms / 1000:.1f} s"
+        elif ttl_ms == -1:  # PTTL -1: set by hand without an expiry; it never frees itself
+            frees = (f"; the key {self.wire.keys.controller} has no expiry: delete it if no "
+                     "controller runs")
+        else:
+            frees = "; its lease has just expired: try again"
         return ControllerBusyError(
             f"namespace {self.namespace!r} is held by another controller (pid "
             f"{info.get('pid')} on {info.get('host')}, epoch {info.get('epoch')}); "
@@ -94,7 +102,7 @@ class Fence:
         owner = self.wire.owner() or {}
         who = (f"data dir {owner.get('data_dir')!r} on {owner.get('host')} (identity "
                f"{owner.get('identity', '?')[:12]}, epoch {owner.get('epoch')})")
-        if outcome == NEWER or self._refreshed:
+        if outcome == NEWER:
             return FencedOutError(f"fenced out: namespace {self.namespace!r} now belongs to "
                                   f"{who}; this controller's epoch is {self.epoch}")
         return NotOwnerError(
@@ -145,9 +153,10 @@ class Fence:
             return
         # The lease vanished: Redis lost its data, or a newer controller came and went.
         # The next step re-claims and heals; only a newer owner forbids this commit.
-        owner = self.wire.owner()
-        if owner and (owner.get("identity") != self.identity
-                      or _int(owner.get("epoch")) > self.epoch):
+        owner = self.wire.owner() or {}
+        owner_epoch = _int(owner.get("epoch"))
+        if owner_epoch > self.epoch or (owner_epoch == self.epoch
+                                        and owner.get("identity") != self.identity):
             raise self._not_owner(NEWER)
 
     def release(self) -> None:

@@ -21,12 +21,16 @@ from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 
 T = TypeVar("T")
 
-# Outcomes of ControllerWire.claim_lease.
+# Outcomes of ControllerWire.claim_lease, and its modes.
 OK, BUSY, OWNED, NEWER = "ok", "busy", "owned", "newer"
+FIRST_CLAIM, TAKE_OVER, RECLAIM = "first", "take-over", "reclaim"
 
-# KEYS: lease, owner. ARGV: value, ttl_ms, identity, epoch, take_over, old value ("" = the
-# key must be free), host, pid, data_dir, ts. The lease is checked first so that a live
-# holder is reported as such; the owner record is written only with the lease.
+# KEYS: lease, owner. ARGV: value, ttl_ms, identity, epoch, mode, old value ("" = the key
+# must be free), host, pid, data_dir, ts. Mode: FIRST_CLAIM (another identity is refused),
+# TAKE_OVER, or RECLAIM (after the lease vanished: another identity recorded at a lower epoch
+# is a stale record, from a Redis rolled back to before this controller's take-over). The
+# lease is checked first so that a live holder is reported as such; the owner record is
+# written only with the lease.
 _CLAIM_LUA = """
 if ARGV[6] == '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 'busy' end
@@ -35,7 +39,7 @@ local owner = redis.call('HGET', KEYS[2], 'identity')
 local owner_epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
 local epoch = tonumber(ARGV[4])
 local other = owner and owner ~= ARGV[3]
-if other and ARGV[5] ~= '1' then return 'owned' end
+if other and ARGV[5] == 'first' then return 'owned' end
 if owner_epoch > epoch or (other and owner_epoch == epoch) then return 'newer' end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('HSET', KEYS[2], 'identity', ARGV[3], 'epoch', ARGV[4], 'host', ARGV[7],
@@ -247,16 +251,16 @@ class ControllerWire:
         return [beat for beat in beats if beat is not None]
 
     @translated
-    def claim_lease(self, value: bytes, ttl_ms: int, claim: Claim, take_over: bool = False,
+    def claim_lease(self, value: bytes, ttl_ms: int, claim: Claim, mode: str = FIRST_CLAIM,
                     old: bytes | None = None) -> str:
         """Take the controller key and the owner record, atomically (one script).
 
         With ``old``, replace a dead holder's value ``old``; without, only a free key is
         taken. Returns OK, BUSY (the lease is held), OWNED (another identity owns the
-        namespace and ``take_over`` is False) or NEWER (the owner record's epoch is above
+        namespace, in mode FIRST_CLAIM) or NEWER (the owner record's epoch is above
         ``claim.epoch``, or equal from another identity).
         """
-        args = [value, ttl_ms, claim.identity, claim.epoch, "1" if take_over else "0",
+        args = [value, ttl_ms, claim.identity, claim.epoch, mode,
                 old or b"", claim.host, claim.pid, claim.data_dir, int(time.time() * 1000)]
         answer = self._claim_script(keys=[self.keys.controller, self.keys.owner], args=args)
         return answer.decode() if isinstance(answer, bytes) else str(answer)

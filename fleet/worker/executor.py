@@ -73,7 +73,7 @@ class Executor:
         self.log = log or worker_log(__name__, runner.identity.worker_id)
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
-        self.epochs = EpochGate()
+        self.epochs = EpochGate(runner.signing_key)
         self.unpushed: list[bytes] = []
         self.done: tuple[str, int, bool] | None = None
         self.handled = 0

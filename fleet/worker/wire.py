@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..clock import now_ms
+from .signing import signature_problem
 
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
@@ -73,21 +74,26 @@ class EpochGate:
     a take-over (its successor has never heard of the job). Running it could record work
     nobody will see, so it is handed back unrun (a ``rel`` ack, not a failed attempt) and
     counted. A message without ``ep`` (an older controller) is let through.
+
+    With a signing key only a message whose signature holds may raise the highest epoch, so
+    a forged message with a huge ``ep`` cannot make the worker refuse the real ones.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signing_key: str = "") -> None:
+        self.signing_key = signing_key
         self.highest = 0
         self.refused = 0
 
     def admits(self, message: dict[str, Any]) -> bool:
         epoch = message.get("ep")
-        if not isinstance(epoch, int) or isinstance(epoch, bool):
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch == self.highest:
             return True
         if epoch < self.highest:
             self.refused += 1
             return False
-        self.highest = epoch
-        return True
+        if not self.signing_key or not signature_problem(message, self.signing_key):
+            self.highest = epoch
+        return True  # a bad signature is the runner's to refuse
 
     def hand_back(self, message: dict[str, Any], identity: Identity) -> bytes:
         """The ``rel`` ack that hands a refused message back."""

@@ -148,3 +148,26 @@ def test_a_zombie_is_not_alive():
     finally:
         child.kill()
         child.wait()
+
+
+def test_reclaim_over_an_older_owner_record_from_a_rolled_back_redis(wire):
+    """Redis rolled back to before B's take-over names A at a lower epoch: B, re-claiming
+    its vanished lease, keeps the namespace (the newer epoch wins) and A stays fenced."""
+    a = _fence(wire, 2, "a")
+    a.claim()
+    wire.client.delete(KEYS.controller)
+    b = _fence(wire, 3, "b", take_over=True)
+    b.claim()
+    wire.client.hset(KEYS.owner, mapping={"identity": "a", "epoch": "2"})  # the rollback
+    wire.client.delete(KEYS.controller)
+    assert b.check(None) == fence_mod.LOST
+    assert wire.owner()["identity"] == "b" and wire.owner()["epoch"] == "3"
+    with pytest.raises(FencedOutError):
+        a.check(wire.lease_holder())
+
+
+def test_a_lease_key_without_expiry_is_named_in_the_refusal(wire):
+    """A lease set by hand without a TTL never frees itself: the refusal says to delete it."""
+    wire.client.set(KEYS.controller, b'{"epoch": 1, "pid": 1, "host": "elsewhere"}')
+    with pytest.raises(ControllerBusyError, match=r"\{ns\}:controller has no expiry"):
+        _fence(wire, 2, "a").claim()

@@ -88,3 +88,16 @@ def test_a_snapshot_without_epochs_gives_the_old_message_form(tmp_path):
     `ep`, as its message was pushed."""
     job = _reloaded(_in_flight_table(2), tmp_path, drop_epochs=True).get("j")
     assert "ep" not in orjson.loads(encode_message(job, 1, job.dispatched_ms))
+
+
+def test_with_signing_only_a_verified_message_raises_the_epoch():
+    """A forged message with a huge `ep` cannot make a signing worker refuse the real ones;
+    a correctly signed one raises the highest epoch."""
+    from fleet.worker.signing import sign_message
+
+    gate = EpochGate("secret")
+    assert gate.admits({"id": "forged", "n": 1, "ep": 10**9, "sig": "00"})
+    assert gate.highest == 0
+    assert gate.admits(sign_message({"id": "real", "n": 1, "ep": 5}, "secret"))
+    assert gate.highest == 5
+    assert not gate.admits(sign_message({"id": "old", "n": 1, "ep": 4}, "secret"))
