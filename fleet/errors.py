@@ -10,7 +10,8 @@
     │   ├── WalDiskFullError         an append hit ENOSPC/EDQUOT; nothing was made durable
     │   ├── WalFsyncError            fsync failed: the process must stop (never retry an fsync)
     │   ├── WalLockedError           another process holds the data directory
-    │   └── WalSegmentDeletedError   the segment being written was unlinked under the controller
+    │   └── WalSegmentChangedError   the segment being written was cut under the controller
+    │       └── WalSegmentDeletedError   ... or deleted (unlinked)
     ├── SnapshotError                a snapshot is unreadable, has a bad checksum or a newer version
     ├── TransportError               Redis could not be reached or answered an error
     ├── ControllerBusyError          another controller holds the namespace's lease
@@ -74,7 +75,14 @@ class WalLockedError(WalError):
     """Another process holds the data directory's lock."""
 
 
-class WalSegmentDeletedError(WalError):
+class WalSegmentChangedError(WalError):
+    """The open segment is shorter than what the controller wrote to it: someone cut it.
+
+    The records past the cut are gone; the controller stops (exit 3).
+    """
+
+
+class WalSegmentDeletedError(WalSegmentChangedError):
     """The open segment's link count fell to 0: someone deleted it while the controller wrote.
 
     Nothing written since is visible on disk, so the controller stops (exit 3) rather than

@@ -55,9 +55,10 @@ class Files:
         with open(path, "rb") as handle:
             return handle.read()
 
-    def link_count(self, fd: int) -> int:
-        """How many directory entries name the open file (0: it was deleted)."""
-        return os.fstat(fd).st_nlink
+    def stat_open(self, fd: int) -> tuple[int, int]:
+        """``(links, size_bytes)`` of an open file: 0 links means it was deleted."""
+        stat = os.fstat(fd)
+        return stat.st_nlink, stat.st_size
 
     def read_open(self, fd: int) -> bytes:
         """Everything an open (maybe deleted) file holds, through ``/proc/self/fd`` (Linux).

@@ -14,9 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import WalDiskFullError, WalError, WalFsyncError, WalSegmentDeletedError
+from ..errors import (
+    WalDiskFullError,
+    WalError,
+    WalFsyncError,
+    WalSegmentChangedError,
+    WalSegmentDeletedError,
+)
 from .files import Files
-from .frame import encode_batch
+from .frame import Scan, encode_batch, iter_frames
 from .segments import list_segments, segment_name, wal_dir
 
 FSYNC_POLICIES = ("always", "interval", "off")
@@ -68,7 +74,7 @@ class WalWriter:
         """
         if self._broken:
             raise WalError(f"the log is unusable after an earlier failure: {self._broken}")
-        self._check_linked()  # every commit, empty ones too: a cheap fstat
+        self._check_file()  # every commit, empty ones too: a cheap fstat
         if not records:
             return self.sync_if_due()
         if self.guard is not None:
@@ -84,37 +90,61 @@ class WalWriter:
             durable = True
         else:
             durable = self.sync_if_due()
-        self._check_linked()  # before the caller tells anyone: the batch must be on disk
+        self._check_file()  # before the caller tells anyone: the batch must be on disk
         return durable
 
-    def _check_linked(self) -> None:
-        """Refuse to go on once the open segment was deleted (its link count is 0).
+    def _check_file(self) -> None:
+        """Refuse to go on once the open segment was deleted or cut under the writer.
 
-        Appends would land in a file no recovery will read, so the log stops here. The
-        deleted file's bytes are still readable through the open descriptor: they are put
-        back under the segment's name, so a restart finds every record; if that fails, the
-        error names the records lost and points at ``fleet wal repair``.
+        Deleted (link count 0): appends would land in a file no recovery reads. The deleted
+        file's bytes are still readable through the open descriptor, so they are put back
+        under the segment's name and a restart finds every record; if that fails, the error
+        names the records lost and points at ``fleet wal repair``. Shorter than written
+        (truncated by someone): the records past the cut are gone and a restart would not
+        know; the error names them.
 
         Raises:
-            WalSegmentDeletedError: always, once the segment is gone.
+            WalSegmentDeletedError: the segment is gone.
+            WalSegmentChangedError: the segment is shorter than what was written to it.
         """
-        if self._fd is None or self.files.link_count(self._fd) > 0:
+        if self._fd is None:
             return
+        links, size_bytes = self.files.stat_open(self._fd)
+        if links == 0:
+            self._broken = f"segment {self.segment_path} was deleted while in use"
+            raise self._deleted()
+        if size_bytes < self.segment_bytes:
+            self._broken = f"segment {self.segment_path} was truncated while in use"
+            raise self._truncated(size_bytes)
+
+    def _deleted(self) -> WalSegmentDeletedError:
         path, first, last = self.segment_path, self._segment_first_seq, self.next_seq - 1
-        self._broken = f"segment {path} was deleted while in use"
         span = f"records {first}..{last}" if last >= first else "no records"
         try:
+            self.files.makedirs(os.path.dirname(path))  # the whole wal/ may have gone
             restored = self._restore(path)
         except OSError as exc:
-            raise WalSegmentDeletedError(
+            return WalSegmentDeletedError(
                 f"segment {path} was deleted while the controller wrote to it; it held "
                 f"{span}, which could not be put back ({exc}) and are lost; run "
-                "`fleet wal repair` before restarting") from None
-        raise WalSegmentDeletedError(
+                "`fleet wal repair` before restarting")
+        return WalSegmentDeletedError(
             f"segment {path} was deleted while the controller wrote to it; stopped, and put "
             f"it back from the open file as {restored} ({span})"
             + (": restart the controller" if restored == path else
                ": another file took its name; compare them before restarting"))
+
+    def _truncated(self, size_bytes: int) -> WalSegmentChangedError:
+        path, last = self.segment_path, self.next_seq - 1
+        try:
+            kept = _last_seq_in(self.files.read_open(self._fd), os.path.basename(path))
+            lost = f"records {(kept or self._segment_first_seq - 1) + 1}..{last} are lost"
+        except OSError:
+            lost = f"records up to {last} may be lost"
+        return WalSegmentChangedError(
+            f"segment {path} was cut from {self.segment_bytes} to {size_bytes} bytes while the "
+            f"controller wrote to it; stopped: {lost}; run `fleet wal repair` before "
+            "restarting")
 
     def _restore(self, path: str) -> str:
         """Write the deleted segment's bytes back under its name; returns where they went."""
@@ -236,3 +266,14 @@ class WalWriter:
 def _first_seq_of(path: str) -> int:
     stem = os.path.basename(path).split(".")[0]
     return int(stem) if stem.isdigit() else 0
+
+
+def _last_seq_in(data: bytes, name: str) -> int | None:
+    """The last seq of the complete frames in ``data`` (None if it holds none)."""
+    last = None
+    try:
+        for _, first_seq, records in iter_frames(data, Scan(name), True):
+            last = first_seq + len(records) - 1
+    except WalError:
+        pass  # damage: what came before it is what is kept
+    return last

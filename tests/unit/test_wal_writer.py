@@ -13,6 +13,7 @@ from fleet.errors import (
     WalError,
     WalFsyncError,
     WalLockedError,
+    WalSegmentChangedError,
     WalSegmentDeletedError,
 )
 from fleet.journal import Journal
@@ -366,3 +367,33 @@ def test_segment_deleted_during_the_fsync_refuses_that_batch(tmp_path):
     assert journal.pending  # not reported durable
     log.close()
     assert logged_seqs(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_segment_cut_under_the_writer_stops_the_log_and_names_the_lost_records(tmp_path):
+    """Someone truncates the open segment to its first frame: the next commit refuses, and
+    the error names the records that were cut away."""
+    log, journal = open_journal(tmp_path)
+    record_batch(journal, 0, 3)
+    journal.commit()
+    first_frame_bytes = log.writer.segment_bytes
+    record_batch(journal, 3, 4)
+    journal.commit()
+    os.truncate(log.writer.segment_path, first_frame_bytes)
+    with pytest.raises(WalSegmentChangedError, match=r"records 4\.\.7 are lost.*wal repair"):
+        journal.commit()
+    log.close()
+    assert logged_seqs(tmp_path) == [1, 2, 3]
+
+
+def test_whole_wal_directory_deleted_is_put_back_too(tmp_path):
+    """`rm -rf wal/` under the writer: the directory is made again and the segment put back."""
+    import shutil
+
+    log, journal = open_journal(tmp_path)
+    record_batch(journal, 0, 4)
+    journal.commit()
+    shutil.rmtree(tmp_path / "wal")
+    with pytest.raises(WalSegmentDeletedError, match="put it back"):
+        journal.commit()
+    log.close()
+    assert logged_seqs(tmp_path) == [1, 2, 3, 4]
