@@ -77,13 +77,13 @@ class Fence:
                 outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info,
                                                 mode, old=holder)
         if outcome == BUSY:
-            raise self._busy()
+            raise self._busy(mode)
         if outcome in (OWNED, NEWER):
             raise self._not_owner(outcome)
         self._claimed = True
         self._refreshed = time.monotonic()
 
-    def _busy(self) -> ControllerBusyError:
+    def _busy(self, mode: str) -> ControllerBusyError:
         info = _parse(self.wire.lease_holder())
         ttl_ms = self.wire.lease_ttl_ms()
         if ttl_ms > 0:
@@ -93,6 +93,8 @@ class Fence:
                      "controller runs")
         else:
             frees = "; its lease has just expired: try again"
+        if mode == TAKE_OVER:
+            frees += " (--take-over moves the ownership, never a live lease)"
         return ControllerBusyError(
             f"namespace {self.namespace!r} is held by another controller (pid "
             f"{info.get('pid')} on {info.get('host')}, epoch {info.get('epoch')}); "

@@ -76,7 +76,8 @@ class EpochGate:
     counted. A message without ``ep`` (an older controller) is let through.
 
     With a signing key only a message whose signature holds may raise the highest epoch, so
-    a forged message with a huge ``ep`` cannot make the worker refuse the real ones.
+    a forged message with a huge ``ep`` cannot make the worker refuse the real ones. Epochs
+    are per namespace: one gate per namespace an executor serves.
     """
 
     def __init__(self, signing_key: str = "") -> None:

@@ -171,3 +171,13 @@ def test_a_lease_key_without_expiry_is_named_in_the_refusal(wire):
     wire.client.set(KEYS.controller, b'{"epoch": 1, "pid": 1, "host": "elsewhere"}')
     with pytest.raises(ControllerBusyError, match=r"\{ns\}:controller has no expiry"):
         _fence(wire, 2, "a").claim()
+
+
+def test_take_over_never_displaces_a_live_lease(wire):
+    """--take-over against a live holder is refused like any start, and says why."""
+    holder = _fence(wire, 1, "a")
+    holder.value = b'{"epoch": 1, "pid": 1, "host": "elsewhere", "token": "t"}'
+    holder.claim()
+    with pytest.raises(ControllerBusyError, match="never a live lease"):
+        _fence(wire, 2, "b", take_over=True).claim()
+    assert wire.owner()["identity"] == "a"
