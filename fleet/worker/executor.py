@@ -111,7 +111,7 @@ class Executor:
                                  raw)
             elif not self.epochs.admits(message):
                 self.unpushed.append(self.epochs.hand_back(message, self.runner.identity))
-                self.log.warning("handed back %s attempt %s unrun: dispatched at epoch %s, "
+                self.log.warning("handed back %.200r attempt %s unrun: dispatched at epoch %s, "
                                  "older than %d (%d so far)", message["id"], message["n"],
                                  message.get("ep"), self.epochs.highest, self.epochs.refused)
             else:

@@ -140,7 +140,7 @@ def test_worker_hands_back_a_message_from_an_older_epoch(local, redis_url, tmp_p
               orjson.dumps({"log_path": runs, "tag": "new"}).decode())
     local.wait_for(lambda s: s["states"]["completed"] == 2)
     client.rpush(KEYS.ready("default"), stale)
-    _poll(lambda: "handed back old attempt 1 unrun: dispatched at epoch 1, older than 2"
+    _poll(lambda: "handed back 'old' attempt 1 unrun: dispatched at epoch 1, older than 2"
           in worker.tail(), what="the hand-back")
     with open(runs) as handle:
         assert sorted(line.strip() for line in handle) == ["new", "old"]
