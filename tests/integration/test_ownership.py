@@ -91,6 +91,11 @@ def test_standby_is_refused_then_takes_over_and_the_stopped_owner_is_fenced_out(
     assert client.hget(KEYS.owner, "data_dir") == b_dir.encode()
     assert b.alive()
     a_ids = {job["id"] for job in jobs}
+    assert a_ids <= {e["id"] for e in wal_events(local.data_dir) if e["t"] == "enq"}
+    later = record_jobs(10, str(tmp_path / "runs.log"), prefix="b")
+    assert local.cli("enqueue", "--file", write_job_file(str(tmp_path / "b.json"), later)
+                     ).returncode == 0
+    local.wait_for(lambda s: s["states"]["completed"] == 10)  # the workers follow B
     b_recorded = {event.get("id") for event in wal_events(b_dir)}
     assert not a_ids & b_recorded  # A's jobs (and their late acks) stay out of B's record
 
