@@ -44,6 +44,8 @@ def verify(data_dir: str) -> None:
         click.echo(f"torn tail: {result.torn_bytes} bytes will be cut when the log is opened")
     for problem in result.snapshots_bad:
         click.echo(f"bad snapshot: {problem}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not result.ok:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(EXIT_LOG_UNUSABLE)

@@ -56,6 +56,7 @@ class VerifyResult:
     torn_bytes: int = 0
     snapshots_ok: list[str] = field(default_factory=list)
     snapshots_bad: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -73,11 +74,6 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
     """
     files = files or Files()
     result = VerifyResult()
-    segments = list_segments(files, data_dir)
-    try:
-        _verify_segments(files, segments, result)
-    except WalCorruptError as exc:
-        result.error = str(exc)
     newest_good = 0
     for seq, path in list_snapshots(files, data_dir):
         try:
@@ -86,6 +82,17 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
             newest_good = seq
         except SnapshotError as exc:
             result.snapshots_bad.append(str(exc))
+    segments = list_segments(files, data_dir)
+    needed = _needed_from(segments, newest_good + 1)
+    try:  # what recovery no longer reads: damage there is reported, not an error
+        _verify_segments(files, segments[:needed], result, tail_allowed=False)
+    except WalCorruptError as exc:
+        result.warnings.append(f"{exc} (behind the newest good snapshot: recovery does not "
+                               "read it)")
+    try:
+        _verify_segments(files, segments[needed:], result)
+    except WalCorruptError as exc:
+        result.error = str(exc)
     if not result.error and segments and segments[0][0] > newest_good + 1:
         covered = f"the newest good snapshot ends at {newest_good}" if newest_good \
             else "there is no good snapshot"
@@ -95,8 +102,20 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
     return result
 
 
+def _needed_from(segments: list[tuple[int, str]], from_seq: int) -> int:
+    """Index of the first segment recovery reads to replay from ``from_seq`` (the last one
+    that starts at or before it), as ``recovery.read_segments`` picks it."""
+    start = 0
+    for index, (first_seq, _) in enumerate(segments):
+        if first_seq <= from_seq:
+            start = index
+    return start
+
+
 def _verify_segments(files: Files, segments: list[tuple[int, str]],
-                     result: VerifyResult) -> None:
+                     result: VerifyResult, tail_allowed: bool = True) -> None:
+    """``tail_allowed``: the last of ``segments`` is the log's tail, where a torn frame is
+    the writer's crash and not corruption."""
     expected = None  # the seq the next record must have
     for number, (named_seq, path) in enumerate(segments):
         name = os.path.basename(path)
@@ -111,7 +130,8 @@ def _verify_segments(files: Files, segments: list[tuple[int, str]],
             expected = None  # pruned behind a new snapshot by the running controller
             continue
         scan = Scan(name)
-        for offset, first_seq, records in iter_frames(data, scan, number == len(segments) - 1):
+        is_last = tail_allowed and number == len(segments) - 1
+        for offset, first_seq, records in iter_frames(data, scan, is_last):
             if first_seq != expected:
                 raise WalCorruptError(name, offset, _gap(expected, first_seq))
             for seq, record in enumerate(records, first_seq):
@@ -207,11 +227,7 @@ def _needed_segments(data_dir: str, files: Files) -> tuple[list[tuple[int, str]]
         from_seq = seq + 1
         break
     segments = list_segments(files, data_dir)
-    start = 0
-    for index, (first_seq, _) in enumerate(segments):
-        if first_seq <= from_seq:
-            start = index
-    return segments[start:], from_seq
+    return segments[_needed_from(segments, from_seq):], from_seq
 
 
 def _set_aside(files: Files, later: list[tuple[int, str]], missing: tuple[int, int],

@@ -312,3 +312,58 @@ def test_repair_twice_never_overwrites_an_earlier_broken_copy(data_dir):
     result = wal("repair", "--data-dir", str(data_dir))
     assert f"kept a copy: {path}.broken.1" in result.stdout
     assert Files().read(path + ".broken") == first_copy
+
+
+def test_repair_cuts_at_a_gap_between_frames_of_one_segment(data_dir):
+    """Frames 1..2 then 5..6 in one segment: repair keeps 1..2, names 3..4 as missing and
+    counts the two records after the gap as cut."""
+    path = write_segment(data_dir, 1, [(1, enqueues("a", "b")), (5, enqueues("e", "f"))])
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "records 3..4 are missing (no file holds them): lost; the log now ends at " \
+           "record 2" in result.stdout
+    assert "cut 2 records" in result.stdout and os.path.exists(path + ".broken")
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+    log = open_log(str(data_dir))
+    assert sorted(log.table.jobs) == ["a", "b"]
+    log.close()
+
+
+def test_repair_leaves_segments_a_good_snapshot_covers(data_dir):
+    """A gap wholly behind the newest good snapshot does not matter to recovery: verify
+    passes and repair changes nothing."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    last = log.table.last_seq
+    log.close()
+    segments = list_segments(Files(), str(data_dir))
+    os.remove(segments[1][1])
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert "nothing to repair" in result.stdout, result.output
+    log = open_log(str(data_dir))
+    assert log.table.last_seq == last
+    log.close()
+
+
+def test_damage_behind_the_newest_good_snapshot_is_a_warning_not_an_error(data_dir):
+    """A flipped byte in a segment the snapshot covers: recovery never reads it, so verify
+    warns and passes, repair leaves the log alone (it used to cut every later segment), and
+    the log opens whole."""
+    frames = build_log(data_dir, batches=8, segment_bytes=700)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    last = log.table.last_seq
+    log.close()
+    first_segment = list_segments(Files(), str(data_dir))[0][1]
+    path, offset = next(frame for frame in frames if frame[0] == first_segment)
+    flip_byte(path, offset + HEADER_BYTES + 20)
+    checked = wal("verify", "--data-dir", str(data_dir))
+    assert checked.exit_code == 0, checked.output
+    assert "warning: corrupt WAL record" in checked.stderr and "recovery does not read it" \
+        in checked.stderr
+    assert "nothing to repair" in wal("repair", "--data-dir", str(data_dir)).stdout
+    log = open_log(str(data_dir))
+    assert log.table.last_seq == last
+    log.close()
