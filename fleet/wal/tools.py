@@ -202,7 +202,7 @@ def _repair_locked(data_dir: str, files: Files) -> RepairResult | None:
             for offset, first_seq, records in iter_frames(
                     files.read(path), scan, number == len(needed) - 1):
                 if first_seq > expected:  # a gap inside a segment: cut at the frame
-                    result = _cut(files, path, offset, needed[number + 1:])
+                    result = _cut(files, path, offset, needed[number + 1:], first_seq)
                     result.missing = (expected, first_seq - 1)
                     return result
                 if first_seq < expected:

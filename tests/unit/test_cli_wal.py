@@ -322,7 +322,8 @@ def test_repair_cuts_at_a_gap_between_frames_of_one_segment(data_dir):
     assert result.exit_code == 0, result.output
     assert "records 3..4 are missing (no file holds them): lost; the log now ends at " \
            "record 2" in result.stdout
-    assert "cut 2 records" in result.stdout and os.path.exists(path + ".broken")
+    assert "cut 2 records" in result.stdout and "from record 5 on" in result.stdout
+    assert os.path.exists(path + ".broken")
     assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
     log = open_log(str(data_dir))
     assert sorted(log.table.jobs) == ["a", "b"]
