@@ -10,10 +10,14 @@
     │   ├── WalDiskFullError         an append hit ENOSPC/EDQUOT; nothing was made durable
     │   ├── WalFsyncError            fsync failed: the process must stop (never retry an fsync)
     │   ├── WalLockedError           another process holds the data directory
-    │   └── RecordTooLargeError      one record alone is over the frame limit (inputs are capped)
+    │   ├── RecordTooLargeError      one record alone is over the frame limit (inputs are capped)
+    │   └── WalSegmentChangedError   the segment being written was cut under the controller
+    │       └── WalSegmentDeletedError   ... or deleted (unlinked)
     ├── SnapshotError                a snapshot is unreadable, has a bad checksum or a newer version
     ├── TransportError               Redis could not be reached or answered an error
     ├── ControllerBusyError          another controller holds the namespace's lease
+    │   └── FencedOutError           a newer controller (higher epoch) took the namespace over
+    ├── NotOwnerError                the namespace belongs to another data dir (--take-over)
     ├── NoReceiptError               the controller did not answer an enqueue in time
     ├── ControllerUnavailableError   the controller did not answer a control request in time
     ├── JobNotFoundError             no job with that id is known (or it was compacted)
@@ -77,6 +81,21 @@ class RecordTooLargeError(WalError):
     this is a bug, raised before anything was written or applied to the file."""
 
 
+class WalSegmentChangedError(WalError):
+    """The open segment is shorter than what the controller wrote to it: someone cut it.
+
+    The records past the cut are gone; the controller stops (exit 3).
+    """
+
+
+class WalSegmentDeletedError(WalSegmentChangedError):
+    """The open segment's link count fell to 0: someone deleted it while the controller wrote.
+
+    Nothing written since is visible on disk, so the controller stops (exit 3) rather than
+    acknowledge more work into a file that is gone.
+    """
+
+
 class SnapshotError(FleetError):
     """A snapshot cannot be used (checksum, version, framing)."""
 
@@ -93,6 +112,17 @@ class ControllerBusyError(FleetError):
     """Another live controller holds this namespace."""
 
     exit_code = 5
+
+
+class FencedOutError(ControllerBusyError):
+    """A controller with a higher epoch holds (or owns) the namespace: this one must stop."""
+
+
+class NotOwnerError(FleetError):
+    """Redis records another data dir as the namespace's owner; start with ``--take-over``
+    to move the namespace here."""
+
+    exit_code = 10
 
 
 class NoReceiptError(FleetError):

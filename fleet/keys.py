@@ -13,6 +13,7 @@ key                        type     written by                   read by
 {ns}:workers               set      workers (SADD)               controller (SMEMBERS, SREM)
 {ns}:worker:<id>           string   worker supervisor (SET EX)   controller (MGET), status
 {ns}:controller            string   controller (SET NX PX)       controllers (fencing), status
+{ns}:owner                 hash     controller (claim script)    controllers (owner, epoch)
 {ns}:control               list     CLI / API (RPUSH)            controller (EVAL, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
@@ -58,6 +59,11 @@ class Keys:
     @property
     def controller(self) -> str:
         return self.prefix + "controller"
+
+    @property
+    def owner(self) -> str:
+        """Which data dir identity owns the namespace and at which epoch; no expiry."""
+        return self.prefix + "owner"
 
     @property
     def wake(self) -> str:

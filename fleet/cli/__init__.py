@@ -3,7 +3,7 @@
 Exit codes (``EXIT_*`` below and each error class's ``exit_code``): 0 success, 1 generic
 failure, 2 bad input or configuration, 3 log or snapshot unusable, 4 Redis unreachable,
 5 another controller holds the namespace, 6 the controller did not answer, 7 job not found,
-8 a job failed, 130 interrupted.
+8 a job failed, 10 another data dir owns the namespace (``--take-over``), 130 interrupted.
 """
 
 from __future__ import annotations

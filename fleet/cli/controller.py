@@ -25,16 +25,24 @@ def setup_logging(level: str = "INFO") -> None:
               help="When the log is fsynced (FLEET_FSYNC; default always).")
 @click.option("--schedule", "schedule_file", default=None,
               help="YAML file of periodic jobs (FLEET_SCHEDULE_FILE).")
+@click.option("--take-over", is_flag=True, default=False,
+              help="Make this data dir the namespace's owner even though Redis records "
+              "another one (a standby taking over for good; the old dir's jobs stay in its "
+              "log). Never needed to restart the owner itself.")
 @connection_options
-def controller(config_file, **flags) -> None:
-    """Run the controller: the log, dispatch, leases, retries and acks of one namespace."""
+def controller(config_file, take_over: bool, **flags) -> None:
+    """Run the controller: the log, dispatch, leases, retries and acks of one namespace.
+
+    Exit codes: 3 the log is unusable, 4 Redis unreachable, 5 another controller holds the
+    namespace (or took it over: fenced out), 10 another data dir owns the namespace.
+    """
     from ..controller import Controller
 
     settings = settings_from(config_file, **flags)
     setup_logging()
     ctl = Controller(settings)
     try:
-        ctl.start()
+        ctl.start(take_over=take_over)
         code = ctl.run()
     finally:
         ctl.close()

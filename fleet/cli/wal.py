@@ -44,6 +44,8 @@ def verify(data_dir: str) -> None:
         click.echo(f"torn tail: {result.torn_bytes} bytes will be cut when the log is opened")
     for problem in result.snapshots_bad:
         click.echo(f"bad snapshot: {problem}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not result.ok:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(EXIT_LOG_UNUSABLE)
@@ -57,9 +59,17 @@ def repair(data_dir: str) -> None:
     if result is None:
         click.echo("log is clean; nothing to repair")
         return
-    click.echo(f"cut {result.records_cut} records ({result.bytes_cut} bytes) from "
-               f"{result.segment} at byte {result.offset}"
-               + (f" and {result.segments_removed} later segments" if result.segments_removed
-                  else ""))
+    if result.missing is not None:
+        first, last = result.missing
+        click.echo(f"records {first}..{last} are missing (no file holds them): lost; the log "
+                   f"now ends at record {first - 1}")
+    if result.records_cut:
+        where = (f"from {result.segment} at byte {result.offset}" if result.bytes_cut
+                 and result.segment and not result.missing else "after the gap")
+        click.echo(f"cut {result.records_cut} records ({result.bytes_cut} bytes) {where}"
+                   + (f" and {result.segments_removed} later segments"
+                      if result.segments_removed and not result.missing else "")
+                   + (f", from record {result.first_cut_seq} on" if result.first_cut_seq
+                      else "") + ": lost unless restored from the copies")
     for backup in result.backups:
         click.echo(f"kept a copy: {backup}")

@@ -27,9 +27,16 @@ RATE_EVERY_MS = 500
 
 def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, signing_key: str = ""
                    ) -> bytes:
-    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed."""
+    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed.
+
+    ``ep`` is the epoch of the controller that dispatched the attempt (``job.epoch``, kept
+    by the table and its snapshots), not the current one: a message re-encoded after a
+    restart to find or remove it must have the bytes it was pushed with.
+    """
     message = {"id": job.id, "n": attempt, "f": job.func, "a": job.args, "k": job.kwargs,
                "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
+    if job.epoch:  # 0: dispatched before epochs travelled (an older snapshot's in-flight job)
+        message["ep"] = job.epoch
     if signing_key:
         from ..worker.signing import sign_message
         message = sign_message(message, signing_key)

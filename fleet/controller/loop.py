@@ -35,9 +35,10 @@ from ..schedule import load_schedules
 from ..state import events as ev
 from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
 from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
+from ..wal.identity import load_or_create
 from . import control
 from .dispatch import Dispatcher, encode_message
-from .fence import LOST, Fence
+from .fence import LOST, Fence, boot_epoch
 from .heal import Healer
 from .intake import Intake
 from .periodic import Scheduler
@@ -101,17 +102,23 @@ class Controller:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    def start(self, serve_metrics: bool = True) -> None:
-        """Claim the namespace, record the boot and begin healing. Logs the recovery."""
+    def start(self, serve_metrics: bool = True, take_over: bool = False) -> None:
+        """Claim the namespace (``take_over``: from another data dir), record the boot and
+        begin healing. Logs the recovery."""
         report = self.log.report
         log.info("%s", report.summary())
         for refused in report.refused_snapshots:
             log.warning("refused snapshot: %s", refused)
         self.metrics.recovery.set(report.duration_ms / 1000)
         gc.freeze()  # the recovered table is long-lived: keep it out of every collection
-        epoch = self.journal.table.epoch + 1
-        self.fence = Fence(self.wire, epoch, self.settings.namespace)
+        epoch = boot_epoch(self.journal.table.epoch, self.wire)
+        self.fence = Fence(self.wire, epoch, self.settings.namespace,
+                           load_or_create(self.settings.data_dir), self.settings.data_dir,
+                           take_over)
         self.fence.claim()
+        if take_over:
+            log.warning("took namespace %r over at epoch %d", self.settings.namespace, epoch)
+        self.log.writer.guard = self.fence.confirm  # no commit once fenced out
         self.journal.record(ev.booted(epoch, self.clock()))
         self._commit()
         self.metrics.epoch.set(epoch)

@@ -53,7 +53,7 @@ class JobRecord:
     __slots__ = ("id", "queue", "_func", "_args", "_kwargs", "_timeout_s", "_max_retries",
                  "state", "attempt", "failures", "not_before_ms", "lease_deadline_ms",
                  "_enqueued_ms", "dispatched_ms", "finished_ms", "result", "error", "history",
-                 "ticket", "lingers", "_spec")
+                 "ticket", "lingers", "_spec", "epoch")
 
     func = _FromSpec()
     args = _FromSpec()
@@ -86,6 +86,7 @@ class JobRecord:
         self.ticket = 0
         self.lingers = False
         self._spec = None
+        self.epoch = 0  # the controller epoch of the current attempt's dispatch (0: unknown)
 
     @classmethod
     def from_spec(cls, job_id: str, spec: str) -> JobRecord:

@@ -228,6 +228,7 @@ class JobTable:
         job.lease_deadline_ms = lease_deadline_ms
         job.dispatched_ms = at_ms
         job.not_before_ms = 0
+        job.epoch = self.epoch  # travels in the message as "ep" (docs/protocol.md §2)
         self.in_flight[job_id] = job
         self.totals["dispatched"] += 1
         return True
@@ -568,7 +569,7 @@ class JobTable:
           ``rows`` holds the other pending jobs as ``[position, row]``, their place counted
           over both.
         - ``delayed``: ``[not_before_ms, id, spec]`` or ``[not_before_ms, row]``, due order.
-        - ``in_flight``: rows.
+        - ``in_flight``: rows; ``in_flight_epochs``: id to the epoch of its dispatch.
         - ``done``: finished jobs in finish order, id to the offset of its row text in
           ``done_rows`` (bytes, one row and a newline each; a snapshot stores them raw after
           the JSON, so loading copies and decodes none of them), ``done_finished`` their
@@ -622,6 +623,7 @@ class JobTable:
                 "paused": sorted(self.paused), "totals": dict(self.totals),
                 "schedules": dict(self.schedules), "ready": ready, "delayed": delayed,
                 "in_flight": [job.to_row() for job in self.in_flight.values()],
+                "in_flight_epochs": {job.id: job.epoch for job in self.in_flight.values()},
                 "done": offsets, "done_finished": [item[0] for item in done],
                 "done_counts": counts, "dead": [item[1] for item in done if item[3] == DEAD],
                 "done_rows": b"".join(text + b"\n" for text in texts)}
@@ -644,8 +646,10 @@ class JobTable:
             table._load_ready(queue, section["cold"], section["rows"])
         for item in data["delayed"]:
             table._load_delayed(item)
+        epochs = data.get("in_flight_epochs", {})  # absent from older snapshots
         for row in data["in_flight"]:
             job = table._load_row(row)
+            job.epoch = epochs.get(job.id, 0)
             table.in_flight[job.id] = job
         table._load_done(data)
         return table

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +23,43 @@ from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
 
 T = TypeVar("T")
 log = logging.getLogger("fleet.transport")
+
+# Outcomes of ControllerWire.claim_lease, and its modes.
+OK, BUSY, OWNED, NEWER = "ok", "busy", "owned", "newer"
+FIRST_CLAIM, TAKE_OVER, RECLAIM = "first", "take-over", "reclaim"
+
+# KEYS: lease, owner. ARGV: value, ttl_ms, identity, epoch, mode, old value ("" = the key
+# must be free), host, pid, data_dir, ts. Mode: FIRST_CLAIM (another identity is refused),
+# TAKE_OVER, or RECLAIM (after the lease vanished: another identity recorded at a lower epoch
+# is a stale record, from a Redis rolled back to before this controller's take-over). The
+# lease is checked first so that a live holder is reported as such; the owner record is
+# written only with the lease.
+_CLAIM_LUA = """
+if ARGV[6] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 'busy' end
+elseif redis.call('GET', KEYS[1]) ~= ARGV[6] then return 'busy' end
+local owner = redis.call('HGET', KEYS[2], 'identity')
+local owner_epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
+local epoch = tonumber(ARGV[4])
+local other = owner and owner ~= ARGV[3]
+if other and ARGV[5] == 'first' then return 'owned' end
+if owner_epoch > epoch or (other and owner_epoch == epoch) then return 'newer' end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], 'identity', ARGV[3], 'epoch', ARGV[4], 'host', ARGV[7],
+           'pid', ARGV[8], 'data_dir', ARGV[9], 'ts', ARGV[10])
+return 'ok'
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who claims a namespace: the data dir's identity, the boot epoch and where it runs."""
+
+    identity: str
+    epoch: int
+    host: str
+    pid: int
+    data_dir: str
 
 
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
@@ -258,9 +296,19 @@ class ControllerWire:
         return [beat for beat in beats if beat is not None]
 
     @translated
-    def claim_lease(self, value: bytes, ttl_ms: int) -> bool:
-        """SET NX the controller key; True if this controller now holds it."""
-        return bool(self.client.set(self.keys.controller, value, nx=True, px=ttl_ms))
+    def claim_lease(self, value: bytes, ttl_ms: int, claim: Claim, mode: str = FIRST_CLAIM,
+                    old: bytes | None = None) -> str:
+        """Take the controller key and the owner record, atomically (one script).
+
+        With ``old``, replace a dead holder's value ``old``; without, only a free key is
+        taken. Returns OK, BUSY (the lease is held), OWNED (another identity owns the
+        namespace, in mode FIRST_CLAIM) or NEWER (the owner record's epoch is above
+        ``claim.epoch``, or equal from another identity).
+        """
+        args = [value, ttl_ms, claim.identity, claim.epoch, mode,
+                old or b"", claim.host, claim.pid, claim.data_dir, int(time.time() * 1000)]
+        answer = self._claim_script(keys=[self.keys.controller, self.keys.owner], args=args)
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     @translated
     def lease_holder(self) -> bytes | None:
@@ -268,14 +316,20 @@ class ControllerWire:
         return self.client.get(self.keys.controller)
 
     @translated
+    def lease_ttl_ms(self) -> int:
+        """Milliseconds until the controller key expires by itself (≤ 0: gone or no expiry)."""
+        return int(self.client.pttl(self.keys.controller))
+
+    @translated
+    def owner(self) -> dict[str, str] | None:
+        """The namespace's owner record (identity, epoch, host, pid, data_dir, ts), or None."""
+        found = self.client.hgetall(self.keys.owner)
+        return {k.decode(): v.decode(errors="replace") for k, v in found.items()} or None
+
+    @translated
     def refresh_lease(self, value: bytes, ttl_ms: int) -> bool:
         """Extend the lease if it still holds ``value``; False if someone else holds it."""
         return bool(self._refresh_script(keys=[self.keys.controller], args=[value, ttl_ms]))
-
-    @translated
-    def take_over_lease(self, old: bytes, value: bytes, ttl_ms: int) -> bool:
-        """Replace a dead holder's ``old`` value with ours, atomically."""
-        return bool(self._swap_script(keys=[self.keys.controller], args=[old, value, ttl_ms]))
 
     @functools.cached_property
     def _refresh_script(self) -> Any:
@@ -284,10 +338,8 @@ class ControllerWire:
             "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0")
 
     @functools.cached_property
-    def _swap_script(self) -> Any:
-        return self.client.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-            "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0")
+    def _claim_script(self) -> Any:
+        return self.client.register_script(_CLAIM_LUA)
 
     @translated
     def release_lease(self, value: bytes) -> None:

@@ -55,6 +55,20 @@ class Files:
         with open(path, "rb") as handle:
             return handle.read()
 
+    def stat_open(self, fd: int) -> tuple[int, int]:
+        """``(links, size_bytes)`` of an open file: 0 links means it was deleted."""
+        stat = os.fstat(fd)
+        return stat.st_nlink, stat.st_size
+
+    def read_open(self, fd: int) -> bytes:
+        """Everything an open (maybe deleted) file holds, through ``/proc/self/fd`` (Linux).
+
+        Raises:
+            OSError: the file cannot be reopened (no /proc, say).
+        """
+        with open(f"/proc/self/fd/{fd}", "rb") as handle:
+            return handle.read()
+
     def size(self, path: str) -> int:
         return os.path.getsize(path)
 

@@ -56,6 +56,7 @@ class VerifyResult:
     torn_bytes: int = 0
     snapshots_ok: list[str] = field(default_factory=list)
     snapshots_bad: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -73,11 +74,6 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
     """
     files = files or Files()
     result = VerifyResult()
-    segments = list_segments(files, data_dir)
-    try:
-        _verify_segments(files, segments, result)
-    except WalCorruptError as exc:
-        result.error = str(exc)
     newest_good = 0
     for seq, path in list_snapshots(files, data_dir):
         try:
@@ -86,6 +82,17 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
             newest_good = seq
         except SnapshotError as exc:
             result.snapshots_bad.append(str(exc))
+    segments = list_segments(files, data_dir)
+    needed = _needed_from(segments, newest_good + 1)
+    try:  # what recovery no longer reads: damage there is reported, not an error
+        _verify_segments(files, segments[:needed], result, tail_allowed=False)
+    except WalCorruptError as exc:
+        result.warnings.append(f"{exc} (behind the newest good snapshot: recovery does not "
+                               "read it)")
+    try:
+        _verify_segments(files, segments[needed:], result)
+    except WalCorruptError as exc:
+        result.error = str(exc)
     if not result.error and segments and segments[0][0] > newest_good + 1:
         covered = f"the newest good snapshot ends at {newest_good}" if newest_good \
             else "there is no good snapshot"
@@ -95,8 +102,20 @@ def verify(data_dir: str, files: Files | None = None) -> VerifyResult:
     return result
 
 
+def _needed_from(segments: list[tuple[int, str]], from_seq: int) -> int:
+    """Index of the first segment recovery reads to replay from ``from_seq`` (the last one
+    that starts at or before it), as ``recovery.read_segments`` picks it."""
+    start = 0
+    for index, (first_seq, _) in enumerate(segments):
+        if first_seq <= from_seq:
+            start = index
+    return start
+
+
 def _verify_segments(files: Files, segments: list[tuple[int, str]],
-                     result: VerifyResult) -> None:
+                     result: VerifyResult, tail_allowed: bool = True) -> None:
+    """``tail_allowed``: the last of ``segments`` is the log's tail, where a torn frame is
+    the writer's crash and not corruption."""
     expected = None  # the seq the next record must have
     for number, (named_seq, path) in enumerate(segments):
         name = os.path.basename(path)
@@ -111,7 +130,8 @@ def _verify_segments(files: Files, segments: list[tuple[int, str]],
             expected = None  # pruned behind a new snapshot by the running controller
             continue
         scan = Scan(name)
-        for offset, first_seq, records in iter_frames(data, scan, number == len(segments) - 1):
+        is_last = tail_allowed and number == len(segments) - 1
+        for offset, first_seq, records in iter_frames(data, scan, is_last):
             if first_seq != expected:
                 raise WalCorruptError(name, offset, _gap(expected, first_seq))
             for seq, record in enumerate(records, first_seq):
@@ -136,7 +156,9 @@ def _gap(expected: int, found: int) -> str:
 
 @dataclass
 class RepairResult:
-    """What ``repair`` cut. ``records_cut`` counts the records behind the cut, bad ones too."""
+    """What ``repair`` cut. ``records_cut`` counts the records behind the cut, bad ones too;
+    ``missing`` is the range of sequence numbers no file holds (a gap), if the cut was at one.
+    """
 
     segment: str = ""
     offset: int = 0
@@ -144,13 +166,17 @@ class RepairResult:
     records_cut: int = 0
     segments_removed: int = 0
     backups: list[str] = field(default_factory=list)
+    missing: tuple[int, int] | None = None
+    first_cut_seq: int = 0
 
 
 def repair(data_dir: str, files: Files | None = None) -> RepairResult | None:
     """Cut the log at its last good record. Returns None if nothing needed cutting.
 
-    The damaged segment is copied to ``<segment>.broken`` first; later segments (which can no
-    longer be replayed in order) are renamed to ``<segment>.broken``.
+    A damaged segment is copied to ``<segment>.broken`` first, then cut at the bad frame. A
+    gap (a segment deleted, or the log starting after the newest good snapshot) is cut at
+    the last record before it. Segments behind the cut (which can no longer be replayed in
+    order) are renamed to ``<segment>.broken``.
     """
     files = files or Files()
     lock = DirLock(data_dir)
@@ -162,36 +188,90 @@ def repair(data_dir: str, files: Files | None = None) -> RepairResult | None:
 
 
 def _repair_locked(data_dir: str, files: Files) -> RepairResult | None:
-    segments = list_segments(files, data_dir)
-    for number, (_, path) in enumerate(segments):
+    needed, from_seq = _needed_segments(data_dir, files)
+    if needed and needed[0][0] > from_seq:  # nothing holds the records after the snapshot
+        return _set_aside(files, needed, (from_seq, needed[0][0] - 1), "", 0)
+    expected = None
+    for number, (named_seq, path) in enumerate(needed):
+        if expected is not None and named_seq != expected:
+            return _set_aside(files, needed[number:], (expected, named_seq - 1),
+                              needed[number - 1][1], files.size(needed[number - 1][1]))
+        expected = named_seq
         scan = Scan(os.path.basename(path))
-        is_last = number == len(segments) - 1
         try:
-            for _ in iter_frames(files.read(path), scan, is_last):
-                pass
+            for offset, first_seq, records in iter_frames(
+                    files.read(path), scan, number == len(needed) - 1):
+                if first_seq > expected:  # a gap inside a segment: cut at the frame
+                    result = _cut(files, path, offset, needed[number + 1:], first_seq)
+                    result.missing = (expected, first_seq - 1)
+                    return result
+                if first_seq < expected:
+                    raise WalCorruptError(scan.name, offset, _gap(expected, first_seq))
+                expected = first_seq + len(records)
         except WalCorruptError as exc:
-            return _cut(files, path, exc.offset, segments[number + 1:])
+            return _cut(files, path, exc.offset, needed[number + 1:], expected)
         if scan.torn_bytes:
-            return _cut(files, path, scan.good_bytes, [])
+            return _cut(files, path, scan.good_bytes, [], expected)
     return None
 
 
-def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]]) -> RepairResult:
-    result = RepairResult(segment=os.path.basename(path), offset=offset)
+def _needed_segments(data_dir: str, files: Files) -> tuple[list[tuple[int, str]], int]:
+    """The segments recovery reads (from the one that holds the record after the newest good
+    snapshot), and the seq recovery starts from. Older segments are left alone."""
+    from_seq = 1
+    for seq, path in reversed(list_snapshots(files, data_dir)):
+        try:
+            read_snapshot(path, files)
+        except SnapshotError:
+            continue
+        from_seq = seq + 1
+        break
+    segments = list_segments(files, data_dir)
+    return segments[_needed_from(segments, from_seq):], from_seq
+
+
+def _set_aside(files: Files, later: list[tuple[int, str]], missing: tuple[int, int],
+               kept: str, kept_bytes: int) -> RepairResult:
+    """Cut at a gap: ``kept`` (may be "") ends the log, every segment of ``later`` goes."""
+    result = RepairResult(segment=os.path.basename(kept), offset=kept_bytes, missing=missing,
+                          first_cut_seq=later[0][0])
+    for _, later_path in later:
+        _move_aside(files, later_path, result)
+    files.fsync_dir(os.path.dirname(later[0][1]))
+    return result
+
+
+def _cut(files: Files, path: str, offset: int, later: list[tuple[int, str]],
+         first_cut_seq: int = 0) -> RepairResult:
+    result = RepairResult(segment=os.path.basename(path), offset=offset,
+                          first_cut_seq=first_cut_seq)
     result.records_cut = _count_records_after(files.read(path), offset)
-    backup = path + ".broken"
+    backup = _backup_name(path)
     shutil.copyfile(path, backup)
     result.backups.append(backup)
     result.bytes_cut = files.size(path) - offset
     files.cut(path, offset)
     for _, later_path in later:
-        result.records_cut += _count_records_after(files.read(later_path), 0)
-        result.bytes_cut += files.size(later_path)
-        files.rename(later_path, later_path + ".broken")
-        result.backups.append(later_path + ".broken")
-        result.segments_removed += 1
+        _move_aside(files, later_path, result)
     files.fsync_dir(os.path.dirname(path))
     return result
+
+
+def _move_aside(files: Files, path: str, result: RepairResult) -> None:
+    result.records_cut += _count_records_after(files.read(path), 0)
+    result.bytes_cut += files.size(path)
+    backup = _backup_name(path)
+    files.rename(path, backup)
+    result.backups.append(backup)
+    result.segments_removed += 1
+
+
+def _backup_name(path: str) -> str:
+    """``<path>.broken``, or ``.broken.N`` if an earlier repair left one: never overwrite."""
+    backup, number = path + ".broken", 1
+    while os.path.exists(backup):
+        backup, number = f"{path}.broken.{number}", number + 1
+    return backup
 
 
 def _count_records_after(data: bytes, offset: int) -> int:

@@ -11,11 +11,18 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import WalDiskFullError, WalError, WalFsyncError
+from ..errors import (
+    WalDiskFullError,
+    WalError,
+    WalFsyncError,
+    WalSegmentChangedError,
+    WalSegmentDeletedError,
+)
 from .files import Files
-from .frame import encode_batch
+from .frame import Scan, encode_batch, iter_frames
 from .segments import list_segments, segment_name, wal_dir
 
 FSYNC_POLICIES = ("always", "interval", "off")
@@ -52,6 +59,9 @@ class WalWriter:
         self._dirty = False
         self._broken: str | None = None
         self._last_sync_mono = time.monotonic()
+        self._segment_first_seq = next_seq if tail_path is None else _first_seq_of(tail_path)
+        # Called before every non-empty append; raises to refuse it (the controller's fence).
+        self.guard: Callable[[], None] | None = None
 
     def append(self, records: list[list], first_seq: int) -> bool:
         """Write ``records``, numbered from ``first_seq``, as one frame.
@@ -64,8 +74,11 @@ class WalWriter:
         """
         if self._broken:
             raise WalError(f"the log is unusable after an earlier failure: {self._broken}")
+        self._check_file()  # every commit, empty ones too: a cheap fstat
         if not records:
             return self.sync_if_due()
+        if self.guard is not None:
+            self.guard()
         frame = encode_batch(records, first_seq)
         if self._fd is None or self.segment_bytes >= self.options.segment_bytes:
             self._rotate(first_seq)
@@ -74,8 +87,80 @@ class WalWriter:
         self._dirty = True
         if self.options.fsync == "always":
             self.sync()
-            return True
-        return self.sync_if_due()
+            durable = True
+        else:
+            durable = self.sync_if_due()
+        self._check_file()  # before the caller tells anyone: the batch must be on disk
+        return durable
+
+    def _check_file(self) -> None:
+        """Refuse to go on once the open segment was deleted or cut under the writer.
+
+        Deleted (link count 0): appends would land in a file no recovery reads. The deleted
+        file's bytes are still readable through the open descriptor, so they are put back
+        under the segment's name and a restart finds every record; if that fails, the error
+        names the records lost and points at ``fleet wal repair``. Shorter than written
+        (truncated by someone): the records past the cut are gone and a restart would not
+        know; the error names them.
+
+        Raises:
+            WalSegmentDeletedError: the segment is gone.
+            WalSegmentChangedError: the segment is shorter than what was written to it.
+        """
+        if self._fd is None:
+            return
+        links, size_bytes = self.files.stat_open(self._fd)
+        if links == 0:
+            self._broken = f"segment {self.segment_path} was deleted while in use"
+            raise self._deleted()
+        if size_bytes < self.segment_bytes:
+            self._broken = f"segment {self.segment_path} was truncated while in use"
+            raise self._truncated(size_bytes)
+
+    def _deleted(self) -> WalSegmentDeletedError:
+        path, first, last = self.segment_path, self._segment_first_seq, self.next_seq - 1
+        span = f"records {first}..{last}" if last >= first else "no records"
+        try:
+            self.files.makedirs(os.path.dirname(path))  # the whole wal/ may have gone
+            restored = self._restore(path)
+        except OSError as exc:
+            return WalSegmentDeletedError(
+                f"segment {path} was deleted while the controller wrote to it; it held "
+                f"{span}, which could not be put back ({exc}) and are lost; run "
+                "`fleet wal repair` before restarting")
+        return WalSegmentDeletedError(
+            f"segment {path} was deleted while the controller wrote to it; stopped, and put "
+            f"it back from the open file as {restored} ({span})"
+            + (": restart the controller" if restored == path else
+               ": another file took its name; compare them before restarting"))
+
+    def _truncated(self, size_bytes: int) -> WalSegmentChangedError:
+        path, last = self.segment_path, self.next_seq - 1
+        try:
+            kept = _last_seq_in(self.files.read_open(self._fd), os.path.basename(path))
+            lost = f"records {(kept or self._segment_first_seq - 1) + 1}..{last} are lost"
+        except OSError:
+            lost = f"records up to {last} may be lost"
+        return WalSegmentChangedError(
+            f"segment {path} was cut from {self.segment_bytes} to {size_bytes} bytes while the "
+            f"controller wrote to it; stopped: {lost}; run `fleet wal repair` before "
+            "restarting")
+
+    def _restore(self, path: str) -> str:
+        """Write the deleted segment's bytes back under its name; returns where they went."""
+        data = self.files.read_open(self._fd)
+        temp = path + ".restoring"
+        fd = self.files.open_write(temp)
+        try:
+            self.files.write(fd, data)
+            self.files.fsync(fd)
+        finally:
+            self.files.close(fd)
+        if os.path.exists(path):  # something new stands there: keep it, and ours beside it
+            path += ".restored"
+        self.files.rename(temp, path)
+        self.files.fsync_dir(os.path.dirname(path))
+        return path
 
     def sync_if_due(self) -> bool:
         """Under policy ``interval``, fsync when the interval has passed. True if durable."""
@@ -169,9 +254,26 @@ class WalWriter:
                 raise
             self.files.close(self._fd)
         self._fd, self.segment_path, self.segment_bytes = fd, path, 0
+        self._segment_first_seq = first_seq
 
     @staticmethod
     def _create_failed(path: str, exc: OSError) -> WalError:
         if exc.errno in _DISK_FULL:
             return WalDiskFullError(f"disk full creating {path}: {exc}")
         return WalError(f"cannot create {path}: {exc}")
+
+
+def _first_seq_of(path: str) -> int:
+    stem = os.path.basename(path).split(".")[0]
+    return int(stem) if stem.isdigit() else 0
+
+
+def _last_seq_in(data: bytes, name: str) -> int | None:
+    """The last seq of the complete frames in ``data`` (None if it holds none)."""
+    last = None
+    try:
+        for _, first_seq, records in iter_frames(data, Scan(name), True):
+            last = first_seq + len(records) - 1
+    except WalError:
+        pass  # damage: what came before it is what is kept
+    return last

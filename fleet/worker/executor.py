@@ -37,6 +37,7 @@ from ..keys import Keys
 from .conn import Wire
 from .runner import AllowList, Runner
 from .wire import (
+    EpochGate,
     Identity,
     RedisHealth,
     connect,
@@ -72,6 +73,7 @@ class Executor:
         self.log = log or worker_log(__name__, runner.identity.worker_id)
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
+        self.epochs = EpochGate(runner.signing_key)
         self.unpushed: list[bytes] = []
         self.done: tuple[str, int, bool] | None = None
         self.handled = 0
@@ -107,6 +109,11 @@ class Executor:
             if message is None:
                 self.log.warning("dropped a message that is not JSON or has no id/n: %.200r",
                                  raw)
+            elif not self.epochs.admits(message):
+                self.unpushed.append(self.epochs.hand_back(message, self.runner.identity))
+                self.log.warning("handed back %.200r attempt %s unrun: dispatched at epoch %s, "
+                                 "older than %d (%d so far)", message["id"], message["n"],
+                                 message.get("ep"), self.epochs.highest, self.epochs.refused)
             else:
                 self.buffer.append(message)
 

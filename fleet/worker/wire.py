@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..clock import now_ms
+from .signing import signature_problem
 
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
@@ -63,6 +64,43 @@ def parse_message(raw: bytes) -> dict[str, Any] | None:
     if not isinstance(attempt, int) or isinstance(attempt, bool):
         return None
     return message
+
+
+class EpochGate:
+    """The highest controller epoch this executor has seen in a message (protocol §2 ``ep``).
+
+    A message from an older epoch was dispatched by a controller that has since been
+    replaced: restarted (its successor knows the job and re-dispatches it) or fenced out by
+    a take-over (its successor has never heard of the job). Running it could record work
+    nobody will see, so it is handed back unrun (a ``rel`` ack, not a failed attempt) and
+    counted. A message without ``ep`` (an older controller) is let through.
+
+    With a signing key only a message whose signature holds may raise the highest epoch, so
+    a forged message with a huge ``ep`` cannot make the worker refuse the real ones. Epochs
+    are per namespace: one gate per namespace an executor serves.
+    """
+
+    def __init__(self, signing_key: str = "") -> None:
+        self.signing_key = signing_key
+        self.highest = 0
+        self.refused = 0
+
+    def admits(self, message: dict[str, Any]) -> bool:
+        epoch = message.get("ep")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch == self.highest:
+            return True
+        if epoch < self.highest:
+            self.refused += 1
+            return False
+        if not self.signing_key or not signature_problem(message, self.signing_key):
+            self.highest = epoch
+        return True  # a bad signature is the runner's to refuse
+
+    def hand_back(self, message: dict[str, Any], identity: Identity) -> bytes:
+        """The ``rel`` ack that hands a refused message back."""
+        return encode(make_ack(message["id"], message["n"], "rel", identity, now_ms(),
+                               e=f"StaleEpoch: dispatched at controller epoch "
+                                 f"{message.get('ep')}, older than {self.highest}"))
 
 
 def make_ack(job_id: str, attempt: int, outcome: str, identity: Identity, started_ms: int,

@@ -192,7 +192,7 @@ def test_fsync_error_makes_the_controller_command_exit_3(monkeypatch, tmp_path, 
         def __init__(self, settings, **_):
             pass
 
-        def start(self):
+        def start(self, **_):
             pass
 
         def run(self):

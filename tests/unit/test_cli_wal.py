@@ -263,3 +263,108 @@ def test_verify_skips_a_segment_pruned_while_it_reads(data_dir):
     result = tools.verify(str(data_dir), PrunedFirst())
     assert result.ok, result.error
     assert result.first_seq > 1 and result.last_seq == 24
+
+
+def test_repair_cuts_the_log_at_a_deleted_segment_and_says_what_is_lost(data_dir):
+    """A segment deleted from the middle leaves a gap: verify fails, repair cuts the log at
+    the last record before it, sets the later segments aside and names the lost records; the
+    log then verifies and opens."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    segments = list_segments(Files(), str(data_dir))
+    assert len(segments) >= 3
+    (gone_first, gone_path), (next_first, _) = segments[1], segments[2]
+    os.remove(gone_path)
+    assert f"records {gone_first}..{next_first - 1} are missing" in \
+        wal("verify", "--data-dir", str(data_dir)).stderr
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert f"records {gone_first}..{next_first - 1} are missing (no file holds them): lost; " \
+           f"the log now ends at record {gone_first - 1}" in result.stdout
+    assert f"after the gap, from record {next_first} on" in result.stdout
+    assert all(os.path.exists(path + ".broken") for _, path in segments[2:])
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+    log = open_log(str(data_dir))
+    assert log.table.last_seq == gone_first - 1
+    log.close()
+
+
+def test_repair_of_a_log_starting_after_its_snapshot_sets_every_segment_aside(data_dir):
+    """The oldest segments deleted with no snapshot to cover them: nothing can be replayed,
+    so every segment is set aside and the lost range is named."""
+    build_log(data_dir, batches=6, segment_bytes=700)
+    segments = list_segments(Files(), str(data_dir))
+    os.remove(segments[0][1])
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert f"records 1..{segments[1][0] - 1} are missing" in result.stdout
+    assert list_segments(Files(), str(data_dir)) == []
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+
+
+def test_repair_twice_never_overwrites_an_earlier_broken_copy(data_dir):
+    """A second repair of the same segment keeps the first .broken copy and adds .broken.1."""
+    frames = build_log(data_dir)
+    path, offset = frames[-1]
+    os.truncate(path, offset + 20)
+    wal("repair", "--data-dir", str(data_dir))
+    first_copy = Files().read(path + ".broken")
+    os.truncate(path, frames[-2][1] + 20)
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert f"kept a copy: {path}.broken.1" in result.stdout
+    assert Files().read(path + ".broken") == first_copy
+
+
+def test_repair_cuts_at_a_gap_between_frames_of_one_segment(data_dir):
+    """Frames 1..2 then 5..6 in one segment: repair keeps 1..2, names 3..4 as missing and
+    counts the two records after the gap as cut."""
+    path = write_segment(data_dir, 1, [(1, enqueues("a", "b")), (5, enqueues("e", "f"))])
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "records 3..4 are missing (no file holds them): lost; the log now ends at " \
+           "record 2" in result.stdout
+    assert "cut 2 records" in result.stdout and "from record 5 on" in result.stdout
+    assert os.path.exists(path + ".broken")
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+    log = open_log(str(data_dir))
+    assert sorted(log.table.jobs) == ["a", "b"]
+    log.close()
+
+
+def test_repair_leaves_segments_a_good_snapshot_covers(data_dir):
+    """A gap wholly behind the newest good snapshot does not matter to recovery: verify
+    passes and repair changes nothing."""
+    build_log(data_dir, batches=8, segment_bytes=700)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    last = log.table.last_seq
+    log.close()
+    segments = list_segments(Files(), str(data_dir))
+    os.remove(segments[1][1])
+    assert wal("verify", "--data-dir", str(data_dir)).exit_code == 0
+    result = wal("repair", "--data-dir", str(data_dir))
+    assert "nothing to repair" in result.stdout, result.output
+    log = open_log(str(data_dir))
+    assert log.table.last_seq == last
+    log.close()
+
+
+def test_damage_behind_the_newest_good_snapshot_is_a_warning_not_an_error(data_dir):
+    """A flipped byte in a segment the snapshot covers: recovery never reads it, so verify
+    warns and passes, repair leaves the log alone (it used to cut every later segment), and
+    the log opens whole."""
+    frames = build_log(data_dir, batches=8, segment_bytes=700)
+    log = open_log(str(data_dir))
+    write_snapshot(log.table, str(data_dir))
+    last = log.table.last_seq
+    log.close()
+    first_segment = list_segments(Files(), str(data_dir))[0][1]
+    path, offset = next(frame for frame in frames if frame[0] == first_segment)
+    flip_byte(path, offset + HEADER_BYTES + 20)
+    checked = wal("verify", "--data-dir", str(data_dir))
+    assert checked.exit_code == 0, checked.output
+    assert "warning: corrupt WAL record" in checked.stderr and "recovery does not read it" \
+        in checked.stderr
+    assert "nothing to repair" in wal("repair", "--data-dir", str(data_dir)).stdout
+    log = open_log(str(data_dir))
+    assert log.table.last_seq == last
+    log.close()

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from fleet.errors import WalDiskFullError, WalError, WalFsyncError, WalLockedError
+from fleet.errors import (
+    WalDiskFullError,
+    WalError,
+    WalFsyncError,
+    WalLockedError,
+    WalSegmentChangedError,
+    WalSegmentDeletedError,
+)
 from fleet.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import Files, WalOptions, open_log, writer
@@ -283,3 +290,110 @@ def test_disk_full_cuts_the_partial_frame_and_the_same_commit_succeeds_later(tmp
     assert reopened.report.records_replayed == 12 and len(reopened.table.jobs) == 12
     assert reopened.report.torn_bytes_cut == 0
     reopened.close()
+
+
+class NoProcFiles(Files):
+    """A system without /proc: a deleted file's bytes cannot be read back."""
+
+    def read_open(self, fd: int) -> bytes:
+        raise OSError(errno.ENOENT, "No such file or directory")
+
+
+def test_deleted_segment_stops_the_log_and_is_put_back_from_the_open_file(tmp_path):
+    """The segment unlinked under the writer: the next commit raises before writing its
+    batch, nothing more is appended, and the file comes back with every record committed
+    before, so the log opens whole."""
+    log, journal = open_journal(tmp_path)
+    record_batch(journal, 0, 5)
+    journal.commit()
+    path = log.writer.segment_path
+    os.remove(path)
+    record_batch(journal, 5, 5)
+    with pytest.raises(WalSegmentDeletedError, match=r"records 1\.\.5\).*restart"):
+        journal.commit()
+    with pytest.raises(WalError):
+        log.writer.append([enqueue_event(99)], 11)
+    log.close()
+    assert os.path.exists(path)
+    assert logged_seqs(tmp_path) == list(range(1, 6))
+
+
+def test_deleted_segment_is_noticed_by_an_empty_commit(tmp_path):
+    """An idle controller commits empty batches: those notice the deletion too."""
+    log, journal = open_journal(tmp_path)
+    record_batch(journal, 0, 3)
+    journal.commit()
+    os.remove(log.writer.segment_path)
+    with pytest.raises(WalSegmentDeletedError):
+        journal.commit()
+    log.close()
+
+
+def test_deleted_segment_that_cannot_be_put_back_names_the_lost_records(tmp_path):
+    """Without /proc the bytes are gone: the error says which records and to run repair."""
+    log, journal = open_journal(tmp_path, NoProcFiles())
+    record_batch(journal, 0, 4)
+    journal.commit()
+    os.remove(log.writer.segment_path)
+    with pytest.raises(WalSegmentDeletedError, match=r"records 1\.\.4.*fleet wal repair"):
+        journal.commit()
+    log.close()
+
+
+class DeleteOnFsync(Files):
+    """Someone deletes the segment while the batch is being fsynced."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+
+    def fsync(self, fd: int) -> None:
+        super().fsync(fd)
+        if self.path is not None:
+            os.remove(self.path)
+            self.path = None
+
+
+def test_segment_deleted_during_the_fsync_refuses_that_batch(tmp_path):
+    """A deletion between write and return fails the commit (so no receipt goes out), and
+    the batch is among the records put back."""
+    files = DeleteOnFsync()
+    log, journal = open_journal(tmp_path, files)
+    record_batch(journal, 0, 2)
+    journal.commit()
+    files.path = log.writer.segment_path
+    record_batch(journal, 2, 3)
+    with pytest.raises(WalSegmentDeletedError, match=r"records 1\.\.5\)"):
+        journal.commit()
+    assert journal.pending  # not reported durable
+    log.close()
+    assert logged_seqs(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_segment_cut_under_the_writer_stops_the_log_and_names_the_lost_records(tmp_path):
+    """Someone truncates the open segment to its first frame: the next commit refuses, and
+    the error names the records that were cut away."""
+    log, journal = open_journal(tmp_path)
+    record_batch(journal, 0, 3)
+    journal.commit()
+    first_frame_bytes = log.writer.segment_bytes
+    record_batch(journal, 3, 4)
+    journal.commit()
+    os.truncate(log.writer.segment_path, first_frame_bytes)
+    with pytest.raises(WalSegmentChangedError, match=r"records 4\.\.7 are lost.*wal repair"):
+        journal.commit()
+    log.close()
+    assert logged_seqs(tmp_path) == [1, 2, 3]
+
+
+def test_whole_wal_directory_deleted_is_put_back_too(tmp_path):
+    """`rm -rf wal/` under the writer: the directory is made again and the segment put back."""
+    import shutil
+
+    log, journal = open_journal(tmp_path)
+    record_batch(journal, 0, 4)
+    journal.commit()
+    shutil.rmtree(tmp_path / "wal")
+    with pytest.raises(WalSegmentDeletedError, match="put it back"):
+        journal.commit()
+    log.close()
+    assert logged_seqs(tmp_path) == [1, 2, 3, 4]
