@@ -21,7 +21,7 @@ FAULT_HELP = ", ".join(f"{kind} ({count})" for kind, count in DEFAULT_COUNTS.ite
 @click.option("--faults", "faults_text", default="all", show_default=True,
               help="Faults to inject, comma-separated, each KIND or KIND=COUNT (a KIND alone "
                    f"gets its default count; 'all' = the defaults): {FAULT_HELP}.")
-@click.option("--deadline-s", default=480.0, show_default=True,
+@click.option("--deadline-s", default=420.0, show_default=True,
               help="Give up waiting for the jobs to finish after this long.")
 @click.option("--workers", default=2, show_default=True, help="Worker fleets.")
 @click.option("--executors", default=4, show_default=True, help="Executors per worker.")

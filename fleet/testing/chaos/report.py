@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from .faults import FAULT_KINDS, FaultLog
 from .runner import ChaosResult
 
@@ -60,10 +62,25 @@ def _injected(faults: FaultLog, kind: str, asked: dict[str, int]) -> str:
     return text + (" (left out: not available here)" if kind in faults.left_out else "")
 
 
+def _by_reason(items: list[str]) -> list[str]:
+    """``"id: reason"`` lines counted by reason, each with its first id."""
+    first: dict[str, str] = {}
+    counts: Counter = Counter()
+    for item in items:
+        job_id, _, reason = item.partition(": ")
+        first.setdefault(reason, job_id)
+        counts[reason] += 1
+    return [f"{count} x {reason} (e.g. {first[reason]})" for reason, count in
+            counts.most_common()]
+
+
 def _examples(result: ChaosResult) -> list[str]:
     v = result.verdict
     out = []
-    for title, items in (("lost", v.lost), ("two terminal states", v.two_terminal),
+    if v.lost:
+        out += [f"\nlost, by what the record and the log say ({len(v.lost)}):"]
+        out += [f"  {line}" for line in _by_reason(v.lost)[:EXAMPLES]]
+    for title, items in (("two terminal states", v.two_terminal),
                          ("disagreements", v.disagreements), ("never ran", v.phantom),
                          ("dead without ever having run", v.dead_never_ran),
                          ("controller exits", result.faults.exits),

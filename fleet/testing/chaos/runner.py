@@ -49,7 +49,7 @@ class ChaosConfig:
     lease_s: float = 2.0
     heartbeat_s: float = 0.2
     backlog: int = 2000
-    deadline_s: float = 480.0
+    deadline_s: float = 420.0
     workdir: str | None = None
 
     def environment(self) -> dict[str, str]:
