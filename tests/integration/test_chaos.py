@@ -107,3 +107,14 @@ def test_execution_timeline_keeps_starts_and_ends_in_order(tmp_path):
     path = tmp_path / "executions.log"
     path.write_text("a 1 10\na 1 10 done\nb 2 11\n")
     assert read_timeline(str(path)) == [("a", 1, False), ("a", 1, True), ("b", 2, False)]
+
+
+def test_checker_reports_a_job_dead_after_a_successful_run():
+    """A job whose execution ran to its end but whose record says dead (its ack was lost and
+    the lease charged) is reported as dead after a successful run, not as dead unrun."""
+    events = _log({"t": "enq", "id": "a", "mr": 0}, {"t": "disp", "id": "a", "n": 1},
+                  {"t": "exp", "id": "a", "n": 1})
+    timeline = [("a", 1, False), ("a", 1, True)]
+    verdict = check(_inputs(events, [("a", 1, 7)], timeline))
+    assert len(verdict.dead_after_success) == 1
+    assert verdict.dead_never_ran == [] and verdict.failed_unstarted == {}

@@ -22,6 +22,8 @@ executions that started after the job's successful execution had logged its end 
 line); at-least-once allows them, so they are reported, not failed, unless the record is wrong.
 **Failed attempts that never started** are failures of record for an attempt with no start in
 the execution log (informational: an executor killed before the function ran is one too).
+**Dead after a successful run** (informational) is a job the record says dead although one of
+its executions ran to its end: its ack was lost and the lapsed lease charged as a failure.
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ class Verdict:
     failed_unstarted: Counter = field(default_factory=Counter)
     forgotten: list[str] = field(default_factory=list)
     enqueued_twice: list[str] = field(default_factory=list)
+    dead_after_success: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -294,6 +297,9 @@ def _check_runs(verdict: Verdict, folded: dict[str, Folded], timeline: list[tupl
                 verdict.failed_unstarted[outcome.removeprefix("fail:")] += 1
     for job_id, attempt, is_done in timeline:
         job = folded.get(job_id)
+        if is_done and job is not None and job.ended == "dead":
+            verdict.dead_after_success.append(f"{job_id}: attempt {attempt} ran to its end, "
+                                              f"the record says dead ({job.outcomes})")
         if is_done:
             if job is not None and job.acked == attempt:
                 done_at.setdefault(job_id, attempt)

@@ -17,7 +17,7 @@ del-ready         2      DEL every ready list (the messages waiting for a worker
 del-acks          1      DEL the acks list (outcomes not yet read by the controller vanish),
                          after pausing the controller 1 s so that acks pile up
 rollback-redis    1      SAVE, 2 s later DEBUG RELOAD NOSAVE: Redis goes back in time
-oom               1      maxmemory just above used_memory, noeviction, for 5 s
+oom               1      maxmemory just under used_memory, noeviction, for 5 s
 clock-step        2      the controller's wall clock 1 h back (the 2nd: 1 h forward) for
                          10 s, then true again (libfaketime; left out if not installed)
 ================  =====  ==============================================================

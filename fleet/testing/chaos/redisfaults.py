@@ -22,9 +22,11 @@ from ...localredis import RedisServer
 
 ROLLBACK_AFTER_S = 2.0
 OOM_S = 5.0
-# maxmemory is set this far above used_memory: the next few writes fill it, then Redis
-# refuses every write that could grow memory (noeviction) until it is lifted.
-OOM_HEADROOM_BYTES = 4 * 1024
+# maxmemory is set this far *below* used_memory: set just above, it was never reached in a
+# run whose lists were draining (used memory falls as jobs finish). Below, Redis refuses every
+# command that may grow memory (noeviction) until the workers' pops have freed this much, then
+# lets a few through: writes refused mid-pipeline, as a nearly full Redis does.
+OOM_UNDER_BYTES = 4 * 1024
 
 
 def debug_args(binary: str) -> list[str]:
@@ -95,13 +97,13 @@ class RedisFaults:
         return f"rolled back to the SAVE ({how})"
 
     def starve(self) -> str:
-        """Set maxmemory just above what is used, with noeviction: writes are refused."""
+        """Set maxmemory just under what is used, with noeviction: writes are refused."""
         client = self._client()
         self._refused_before = _oom_refusals(client)
         used = int(client.info("memory")["used_memory"])
         client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", used + OOM_HEADROOM_BYTES)
-        return f"maxmemory {used + OOM_HEADROOM_BYTES} (used {used}) for {OOM_S:g} s"
+        client.config_set("maxmemory", used - OOM_UNDER_BYTES)
+        return f"maxmemory {used - OOM_UNDER_BYTES} (used {used}) for {OOM_S:g} s"
 
     def feed(self) -> str:
         """Lift the memory limit again."""

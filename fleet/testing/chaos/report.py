@@ -29,6 +29,7 @@ def summary_table(result: ChaosResult) -> str:
         ("controller exits nobody caused (must be 0)", str(len(faults.exits))),
         ("ran again after it completed (a start after its successful run ended)",
          f"{len(v.ran_after_completed):,}"),
+        ("dead after a successful run (its ack lost)", f"{len(v.dead_after_success):,}"),
         ("failed attempts of record that never started",
          f"{sum(v.failed_unstarted.values()):,}"),
         *[(f"&nbsp;&nbsp;{cause}", f"{count:,}")
@@ -85,6 +86,7 @@ def _examples(result: ChaosResult) -> list[str]:
                          ("dead without ever having run", v.dead_never_ran),
                          ("controller exits", result.faults.exits),
                          ("ran again after it completed", v.ran_after_completed),
+                         ("dead after a successful run", v.dead_after_success),
                          ("unexpected outcomes", v.unexpected), ("notes", result.notes)):
         if items:
             out.append(f"\n{title} ({len(items)}):")
