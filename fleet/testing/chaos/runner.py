@@ -97,6 +97,9 @@ def run_chaos(config: ChaosConfig, progress: Any = None) -> ChaosResult:
                         workdir)
     faults = schedule({kind: count for kind, count in config.faults.items()
                        if injector.can_inject(kind)}, rng)
+    for kind, why in injector.log.left_out.items():
+        if config.faults.get(kind):
+            say(f"{kind} left out: {why}")
     started = time.monotonic()
     try:
         injector.start()
