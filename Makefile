@@ -45,8 +45,10 @@ bench-scale: $(BENCH_STAMP)
 bench-wal: $(STAMP)
 	$(BIN)/python benchmarks/bench_wal.py
 
-# Chaos: 20,000 jobs under controller/worker/executor kills, a Redis restart and a stalled
-# worker; exits non-zero on any loss. CHAOS_ARGS="--seed 42 --jobs 5000" to vary it.
+# Chaos: 20,000 jobs under process kills and stops, Redis emptied, lists deleted, rolled back
+# and out of memory, and the controller's clock stepped (needs `apt-get install faketime` and
+# cc, else that fault is left out); exits non-zero on any loss, double end, job dead without
+# having run, or controller crash. CHAOS_ARGS="--seed 42 --jobs 5000 --faults del-ready,oom".
 chaos: $(STAMP)
 	$(BIN)/python -m fleet.testing.chaos $(CHAOS_ARGS)
 

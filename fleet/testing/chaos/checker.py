@@ -13,6 +13,17 @@ A job is **lost** when it was confirmed but the record does not show it finished
 pending or in flight at the end, or no terminal event in the log). Duplicate executions are
 executions whose attempt did not produce the outcome of record; each is put down to what the
 record says ended that attempt (lease expired, executor died, healed re-dispatch, ...).
+
+A job is **dead without ever having run** when the record says dead and the execution log has
+no start of any attempt of it: fleet charged failures to attempts that never reached a worker
+(a lost message). Both verdicts fail the run, as does a job the log finishes twice (one that
+was forgotten and then accepted again counts). **Ran again after it completed** counts
+executions that started after the job's successful execution had logged its end (its ``done``
+line); at-least-once allows them, so they are reported, not failed, unless the record is wrong.
+**Failed attempts that never started** are failures of record for an attempt with no start in
+the execution log (informational: an executor killed before the function ran is one too).
+**Dead after a successful run** (informational) is a job the record says dead although one of
+its executions ran to its end: its ack was lost and the lapsed lease charged as a failure.
 """
 
 from __future__ import annotations
@@ -36,6 +47,9 @@ class Folded:
     terminal: int = 0
     acked: int | None = None
     outcomes: dict[int, str] = field(default_factory=dict)
+    enqueued: int = 1
+    compacted: bool = False
+    ended: str | None = None
 
 
 def fold_log(events: list[dict[str, Any]]) -> tuple[dict[str, Folded], list[str]]:
@@ -55,8 +69,8 @@ def fold_log(events: list[dict[str, Any]]) -> tuple[dict[str, Folded], list[str]
 
 def _fold(jobs: dict[str, Folded], e: dict[str, Any]) -> None:
     kind = e.get("t")
-    if kind == "enq":
-        jobs[e["id"]] = Folded(max_retries=e["mr"])
+    if kind in ("enq", "compact"):
+        _fold_table(jobs, e)
         return
     job = jobs.get(e.get("id"))
     if job is None:
@@ -84,8 +98,20 @@ def _fold(jobs: dict[str, Folded], e: dict[str, Any]) -> None:
         _end(job, "cancelled")
 
 
+def _fold_table(jobs: dict[str, Folded], e: dict[str, Any]) -> None:
+    if e["t"] == "enq":
+        old = jobs.get(e["id"])
+        jobs[e["id"]] = Folded(max_retries=e["mr"])
+        if old is not None:  # forgotten, then accepted again: its ends still count
+            jobs[e["id"]].terminal, jobs[e["id"]].enqueued = old.terminal, old.enqueued + 1
+        return
+    for job_id in e.get("ids", ()):
+        if job_id in jobs and jobs[job_id].state in TERMINAL:
+            jobs[job_id].compacted, jobs[job_id].state = True, "forgotten"
+
+
 def _end(job: Folded, state: str) -> None:
-    job.state = state
+    job.state = job.ended = state
     job.terminal += 1
 
 
@@ -98,6 +124,20 @@ def read_executions(path: str) -> list[tuple[str, int, int]]:
                 parts = line.split()
                 if len(parts) == 3:
                     out.append((parts[0], int(parts[1]), int(parts[2])))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def read_timeline(path: str) -> list[tuple[str, int, bool]]:
+    """``(job id, attempt, is the end of a successful run)`` for every line, in log order."""
+    out = []
+    try:
+        with open(path) as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) in (3, 4):
+                    out.append((parts[0], int(parts[1]), len(parts) == 4))
     except FileNotFoundError:
         pass
     return out
@@ -116,6 +156,7 @@ class Inputs:
     lookups: dict[str, dict[str, Any] | None]
     cli_lookups: dict[str, dict[str, Any]]
     events: list[dict[str, Any]]
+    timeline: list[tuple[str, int, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -136,11 +177,17 @@ class Verdict:
     duplicate_causes: Counter = field(default_factory=Counter)
     same_attempt_twice: int = 0
     stale_acks: int = 0
+    dead_never_ran: list[str] = field(default_factory=list)
+    ran_after_completed: list[str] = field(default_factory=list)
+    failed_unstarted: Counter = field(default_factory=Counter)
+    forgotten: list[str] = field(default_factory=list)
+    enqueued_twice: list[str] = field(default_factory=list)
+    dead_after_success: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.two_terminal or self.disagreements or self.phantom
-                    or self.unknown_executions)
+                    or self.unknown_executions or self.dead_never_ran)
 
 
 def check(inputs: Inputs) -> Verdict:
@@ -150,22 +197,25 @@ def check(inputs: Inputs) -> Verdict:
     folded, problems = fold_log(inputs.events)
     verdict.disagreements += [f"log: {p}" for p in problems]
     ran = Counter((job_id, n) for job_id, n, _ in inputs.executions)
+    started = {job_id for job_id, _, _ in inputs.executions}
     for job_id in sorted(inputs.confirmed):
-        _check_job(verdict, job_id, folded.get(job_id), inputs, ran)
+        _check_job(verdict, job_id, folded.get(job_id), inputs, ran, started)
     _check_totals(verdict, folded, inputs)
     _count_duplicates(verdict, folded, ran)
+    _check_runs(verdict, folded, inputs.timeline, ran, started)
     verdict.unknown_executions = sum(c for (job_id, _), c in ran.items()
                                      if job_id not in inputs.kinds)
     return verdict
 
 
 def _check_job(verdict: Verdict, job_id: str, job: Folded | None, inputs: Inputs,
-               ran: Counter) -> None:
+               ran: Counter, started: set[str]) -> None:
     info = inputs.lookups.get(job_id)
     state = info.get("state") if info else None
     if job is None or state not in TERMINAL or job.state not in TERMINAL:
+        forgotten = " by compaction (retention)" if job and job.compacted else ""
         verdict.lost.append(f"{job_id}: record {state or 'unknown'}, log "
-                            f"{job.state if job else 'no enqueue record'}")
+                            f"{job.state if job else 'no enqueue record'}{forgotten}")
         return
     if job.terminal > 1:
         verdict.two_terminal.append(job_id)
@@ -180,6 +230,10 @@ def _check_job(verdict: Verdict, job_id: str, job: Folded | None, inputs: Inputs
             verdict.phantom.append(f"{job_id}: attempt {job.acked} completed, never ran")
     elif state == "dead":
         verdict.dead += 1
+        if job_id not in started:
+            verdict.dead_never_ran.append(f"{job_id}: dead after {job.failures} failure(s) "
+                                          f"({', '.join(job.outcomes.values())}), no start "
+                                          "in the execution log")
     if state != inputs.expected.get(inputs.kinds.get(job_id, ""), state):
         verdict.unexpected.append(f"{job_id}: {state}: {info.get('error')}")
 
@@ -225,3 +279,30 @@ def _cause(outcome: str | None, useful: bool) -> str:
     if outcome == "rel":
         return "handed back"
     return f"attempt ended {outcome.removeprefix('fail:')}"
+
+
+def _check_runs(verdict: Verdict, folded: dict[str, Folded], timeline: list[tuple[str, int, bool]],
+                ran: Counter, started: set[str]) -> None:
+    """Runs after the successful one ended; failures charged to attempts that never started."""
+    done_at: dict[str, int] = {}
+    for job_id, job in folded.items():
+        verdict.forgotten += [job_id] if job.compacted else []
+        if job.compacted and job.ended == "dead" and job_id not in started:
+            verdict.dead_never_ran.append(f"{job_id}: dead (then forgotten) after "
+                                          f"{', '.join(job.outcomes.values())}, no start in "
+                                          "the execution log")
+        verdict.enqueued_twice += [job_id] if job.enqueued > 1 else []
+        for attempt, outcome in job.outcomes.items():
+            if outcome not in ("ok", "rel") and not ran.get((job_id, attempt)):
+                verdict.failed_unstarted[outcome.removeprefix("fail:")] += 1
+    for job_id, attempt, is_done in timeline:
+        job = folded.get(job_id)
+        if is_done and job is not None and job.ended == "dead":
+            verdict.dead_after_success.append(f"{job_id}: attempt {attempt} ran to its end, "
+                                              f"the record says dead ({job.outcomes})")
+        if is_done:
+            if job is not None and job.acked == attempt:
+                done_at.setdefault(job_id, attempt)
+        elif job_id in done_at:
+            verdict.ran_after_completed.append(f"{job_id}: attempt {attempt} started after "
+                                               f"attempt {done_at[job_id]} had completed")

@@ -1,20 +1,26 @@
-"""The faults the chaos runner injects, and the seeded schedule that says when.
+"""The faults the chaos runner can inject, their default counts, and the seeded schedule.
 
 Each fault fires when the share of finished jobs passes its threshold, drawn once from the
 seed, so a run is repeatable in *what* happens at *which stage* however fast the machine is.
+``injector.py`` carries them out.
 
-=============  ======================================================================
-fault          what it does
-=============  ======================================================================
-controller     SIGKILL the controller, start a new one at once, time its recovery
-supervisor     SIGKILL a worker's whole process group (supervisor and executors),
-               start a replacement worker
-executor       SIGKILL one executor process; its supervisor acks ExecutorDied and
-               starts a new one
-redis          SIGKILL redis-server and start it again, empty, on the same port
-stall          SIGSTOP a worker's process group for longer than its leases can last,
-               then SIGCONT (its late acks must be fenced)
-=============  ======================================================================
+================  =====  ==============================================================
+fault             runs   what it does
+================  =====  ==============================================================
+kill-controller   3      SIGKILL the controller, start a new one at once, time its recovery
+kill-supervisor   2      SIGKILL a worker's whole process group, start a replacement
+kill-executor     10     SIGKILL one executor; its supervisor acks ExecutorDied, replaces it
+restart-redis     1      SIGKILL redis-server and start it again, empty, on the same port
+stall-worker      1      SIGSTOP a worker's group past its leases, then SIGCONT
+stop-controller   1      SIGSTOP the controller past its own lease (5 s) by 2 s, then SIGCONT
+del-ready         2      DEL every ready list (the messages waiting for a worker vanish)
+del-acks          1      DEL the acks list (outcomes not yet read by the controller vanish),
+                         after pausing the controller 1 s so that acks pile up
+rollback-redis    1      SAVE, 2 s later DEBUG RELOAD NOSAVE: Redis goes back in time
+oom               1      maxmemory just under used_memory, noeviction, for 5 s
+clock-step        2      the controller's wall clock 1 h back (the 2nd: 1 h forward) for
+                         10 s, then true again (libfaketime; left out if not installed)
+================  =====  ==============================================================
 
 A stalled worker's heartbeat key outlives it by ``WORKER_TTL_S`` and keeps its leases
 extended that long, so a stall lasts ``WORKER_TTL_S + lease_s + 1`` seconds.
@@ -22,20 +28,39 @@ extended that long, so a stall lasts ``WORKER_TTL_S + lease_s + 1`` seconds.
 
 from __future__ import annotations
 
-import os
 import random
-import re
-import signal
 import statistics
-import time
 from dataclasses import dataclass, field
 
-from ...keys import WORKER_TTL_S
-from ...localredis import RedisServer
-from ..cluster import LocalFleet, Proc
+from ...errors import ConfigError
 
-FAULT_KINDS = ("controller", "supervisor", "executor", "redis", "stall")
-RECOVERED_RE = re.compile(r"recovered in (\d+) ms")
+DEFAULT_COUNTS = {"kill-controller": 3, "kill-supervisor": 2, "kill-executor": 10,
+                  "restart-redis": 1, "stall-worker": 1, "stop-controller": 1, "del-ready": 2,
+                  "del-acks": 1, "rollback-redis": 1, "oom": 1, "clock-step": 2}
+FAULT_KINDS = tuple(DEFAULT_COUNTS)
+
+
+def parse_faults(text: str) -> dict[str, int]:
+    """``"kill-controller=2,del-ready"`` -> counts (a kind without ``=N`` gets its default).
+
+    ``all`` stands for every kind at its default count; ``none`` for no fault at all.
+
+    Raises:
+        ConfigError: an unknown kind or a count that is not a whole number >= 0.
+    """
+    counts: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, number = item.partition("=")
+        if kind in ("all", "none") and not number:
+            counts.update(DEFAULT_COUNTS if kind == "all" else {})
+            continue
+        if kind not in DEFAULT_COUNTS:
+            raise ConfigError(f"unknown fault {kind!r}; the faults are: "
+                              f"{', '.join(FAULT_KINDS)}")
+        if number and not number.isdigit():
+            raise ConfigError(f"fault {kind}: count {number!r} is not a whole number >= 0")
+        counts[kind] = int(number) if number else DEFAULT_COUNTS[kind]
+    return counts
 
 
 @dataclass(frozen=True)
@@ -66,10 +91,17 @@ class Restart:
 
 @dataclass
 class FaultLog:
-    """What was injected, and how many duplicate executions each fault could explain."""
+    """What was injected, what it led to, and how many duplicate executions it could explain.
+
+    ``exits`` are controller exits nobody caused (the runner started a new controller each
+    time); ``left_out`` the kinds that could not be injected on this machine, with why.
+    """
 
     fired: list[tuple[Fault, str]] = field(default_factory=list)
+    later: list[tuple[str, str]] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
+    exits: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
     could_explain: int = 0
 
     def count(self, kind: str) -> int:
@@ -86,109 +118,3 @@ def _max_median(values: list[float]) -> str:
     if not values:
         return "-"
     return f"{max(values):.0f} / {statistics.median(values):.0f}"
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (a worker supervisor's executors)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(p) for p in handle.read().split()]
-    except OSError:
-        return []
-
-
-class Injector:
-    """Carries out faults on a running fleet: one controller, N worker fleets, one Redis."""
-
-    def __init__(self, local: LocalFleet, redis_server: RedisServer, workers: int,
-                 executors: int, lease_s: float) -> None:
-        self.local = local
-        self.redis = redis_server
-        self.executors = executors
-        self.lease_s = lease_s
-        self.controller: Proc | None = None
-        self.workers: list[Proc] = []
-        self.log = FaultLog()
-        self._wanted_workers = workers
-        self._stalled: list[tuple[float, int]] = []
-
-    def start(self) -> None:
-        self.controller = self.local.controller()
-        self.workers = [self.local.worker(self.executors) for _ in range(self._wanted_workers)]
-
-    def fire(self, fault: Fault, in_flight: int) -> None:
-        """Inject ``fault``; ``in_flight`` is the last in-flight count seen (for the bound)."""
-        what = getattr(self, f"_{fault.kind}")(fault.pick, in_flight)
-        self.log.fired.append((fault, what))
-
-    def _controller(self, pick: float, in_flight: int) -> str:
-        old = self.controller
-        old.kill9()
-        started = time.monotonic()
-        self.controller = self.local.controller(wait=False)
-        self.local.wait_ready(self.controller, timeout_s=120)
-        answered_ms = (time.monotonic() - started) * 1000
-        match = RECOVERED_RE.search(self.controller.tail(400))
-        self.log.restarts.append(Restart(answered_ms, int(match.group(1)) if match else None))
-        self.log.could_explain += in_flight
-        return f"killed pid {old.pid}; new controller answered in {answered_ms:.0f} ms"
-
-    def _supervisor(self, pick: float, in_flight: int) -> str:
-        victim = self.workers.pop(int(pick * len(self.workers)))
-        os.killpg(victim.pid, signal.SIGKILL)
-        victim.popen.wait()
-        self.workers.append(self.local.worker(self.executors))
-        self.log.could_explain += self.executors
-        return f"killed worker group {victim.pid}; started a replacement"
-
-    def _executor(self, pick: float, in_flight: int) -> str:
-        pids = [pid for worker in self.workers for pid in children(worker.pid)]
-        if not pids:
-            return "no executor to kill"
-        victim = pids[int(pick * len(pids))]
-        try:
-            os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            return f"executor {victim} was already gone"
-        self.log.could_explain += 1
-        return f"killed executor pid {victim}"
-
-    def _redis(self, pick: float, in_flight: int) -> str:
-        self.redis.restart()
-        self.log.could_explain += in_flight
-        return f"redis-server restarted empty on port {self.redis.port}"
-
-    def _stall(self, pick: float, in_flight: int) -> str:
-        victim = self.workers[int(pick * len(self.workers))]
-        stall_s = WORKER_TTL_S + self.lease_s + 1
-        os.killpg(victim.pid, signal.SIGSTOP)
-        self._stalled.append((time.monotonic() + stall_s, victim.pid))
-        self.log.could_explain += self.executors
-        return f"stopped worker group {victim.pid} for {stall_s:g} s"
-
-    def tick(self) -> None:
-        """SIGCONT stalled workers whose stall is over (the run goes on meanwhile)."""
-        now = time.monotonic()
-        for due, pid in [s for s in self._stalled if s[0] <= now]:
-            self._stalled.remove((due, pid))
-            _resume(pid)
-
-    @property
-    def stalled(self) -> bool:
-        return bool(self._stalled)
-
-    def stop(self) -> None:
-        for _, pid in self._stalled:
-            _resume(pid)
-        self._stalled.clear()
-        for worker in self.workers:
-            worker.stop(timeout_s=20)
-        if self.controller is not None:
-            self.controller.stop(timeout_s=20)
-
-
-def _resume(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGCONT)
-    except ProcessLookupError:
-        pass  # a supervisor kill took the stalled worker meanwhile

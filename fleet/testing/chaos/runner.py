@@ -27,7 +27,9 @@ from ...errors import FleetError, JobNotFoundError
 from ...localredis import RedisServer
 from ..cluster import LocalFleet
 from . import checker
-from .faults import Fault, FaultLog, Injector, schedule
+from .faults import DEFAULT_COUNTS, Fault, FaultLog, schedule
+from .injector import Injector
+from .redisfaults import debug_args
 from .workload import EXPECTED_STATE, Enqueuer, PlannedJob, plan_jobs
 
 POLL_S = 0.25
@@ -41,23 +43,14 @@ class ChaosConfig:
 
     jobs: int = 20_000
     seed: int | None = None
-    controller_kills: int = 3
-    executor_kills: int = 10
-    supervisor_kills: int = 2
-    redis_restarts: int = 1
-    stalls: int = 1
+    faults: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COUNTS))
     workers: int = 2
     executors: int = 4
     lease_s: float = 2.0
     heartbeat_s: float = 0.2
     backlog: int = 2000
-    deadline_s: float = 1800.0
+    deadline_s: float = 420.0
     workdir: str | None = None
-
-    def fault_counts(self) -> dict[str, int]:
-        return {"controller": self.controller_kills, "executor": self.executor_kills,
-                "supervisor": self.supervisor_kills, "redis": self.redis_restarts,
-                "stall": self.stalls}
 
     def environment(self) -> dict[str, str]:
         return {"FLEET_LEASE_S": str(self.lease_s), "FLEET_HEARTBEAT_S": str(self.heartbeat_s),
@@ -84,7 +77,7 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return self.verdict.ok and self.finished_in_time
+        return self.verdict.ok and self.finished_in_time and not self.faults.exits
 
 
 def run_chaos(config: ChaosConfig, progress: Any = None) -> ChaosResult:
@@ -96,10 +89,17 @@ def run_chaos(config: ChaosConfig, progress: Any = None) -> ChaosResult:
     log_path, marker_dir = os.path.join(workdir, "executions.log"), os.path.join(workdir, "m")
     os.makedirs(marker_dir, exist_ok=True)
     planned = plan_jobs(config.jobs, rng, log_path, marker_dir)
-    faults = schedule(config.fault_counts(), rng)
-    redis_server = RedisServer().start()
+    redis_server = RedisServer()
+    redis_server.extra_args = debug_args(redis_server.binary)
+    redis_server.start()
     local = LocalFleet(redis_server.url, workdir=workdir, env=config.environment())
-    injector = Injector(local, redis_server, config.workers, config.executors, config.lease_s)
+    injector = Injector(local, redis_server, config.workers, config.executors, config.lease_s,
+                        workdir)
+    faults = schedule({kind: count for kind, count in config.faults.items()
+                       if injector.can_inject(kind)}, rng)
+    for kind, why in injector.log.left_out.items():
+        if config.faults.get(kind):
+            say(f"{kind} left out: {why}")
     started = time.monotonic()
     try:
         injector.start()
@@ -114,9 +114,11 @@ def run_chaos(config: ChaosConfig, progress: Any = None) -> ChaosResult:
     inputs = checker.Inputs(
         kinds={job.id: job.kind for job in planned}, expected=EXPECTED_STATE,
         confirmed=set(enqueuer.confirmed), executions=checker.read_executions(log_path),
-        events=events, **record)
+        events=events, timeline=checker.read_timeline(log_path), **record)
     verdict = checker.check(inputs)
     notes = [f"{len(enqueuer.rejected)} jobs rejected at intake"] if enqueuer.rejected else []
+    notes += [f"{kind} left out: {why}" for kind, why in injector.log.left_out.items()
+              if config.faults.get(kind)]
     if len(enqueuer.confirmed) < len(planned):
         notes.append(f"only {len(enqueuer.confirmed)} of {len(planned)} jobs were confirmed")
     return ChaosResult(config, seed, verdict, injector.log, faults, enqueuer.resends,
@@ -127,7 +129,7 @@ def _drive(config: ChaosConfig, local: LocalFleet, injector: Injector,
            planned: list[PlannedJob], faults: list[Fault], say: Any) -> tuple[Enqueuer, bool]:
     """Enqueue, fire faults as progress passes their thresholds, wait for the end."""
     client = local.client(receipt_timeout_s=5)
-    seen = {"finished": 0, "in_flight": 0}
+    seen = {"finished": 0, "in_flight": 0, "pending": 0}
     enqueuer = Enqueuer(local.client(receipt_timeout_s=5), planned, lambda: seen["finished"],
                         config.backlog)
     enqueuer.start()
@@ -142,13 +144,13 @@ def _drive(config: ChaosConfig, local: LocalFleet, injector: Injector,
                 say(f"fault at {seen['finished']}/{config.jobs} finished: {fault.kind}")
                 injector.fire(fault, seen["in_flight"])
             injector.tick()
-            if (enqueuer.done.is_set() and not pending_faults and not injector.stalled
+            if (enqueuer.done.is_set() and not pending_faults and not injector.busy
                     and seen["finished"] >= len(enqueuer.confirmed)):
                 return enqueuer, True
             if time.monotonic() - last_said > 10:
                 last_said = time.monotonic()
-                say(f"{seen['finished']}/{config.jobs} finished, {seen['in_flight']} in flight,"
-                    f" {len(enqueuer.confirmed)} confirmed")
+                say(f"{seen['finished']}/{config.jobs} finished, {seen['pending']} pending, "
+                    f"{seen['in_flight']} in flight, {len(enqueuer.confirmed)} confirmed")
             time.sleep(POLL_S)
         return enqueuer, False
     finally:
@@ -157,11 +159,16 @@ def _drive(config: ChaosConfig, local: LocalFleet, injector: Injector,
 
 def _poll(client: Any, seen: dict[str, int]) -> None:
     try:
-        states = client.request("status", timeout_s=2)["states"]
+        status = client.request("status", timeout_s=2)
     except FleetError:
         return
-    seen["finished"] = states["completed"] + states["dead"] + states["cancelled"]
+    states = status["states"]
+    # Jobs forgotten by compaction had finished: without them a run whose clock step made the
+    # controller compact early would wait for its deadline.
+    seen["finished"] = (states["completed"] + states["dead"] + states["cancelled"]
+                        + int(status.get("totals", {}).get("compacted") or 0))
     seen["in_flight"] = states["in_flight"]
+    seen["pending"] = states["pending"]
 
 
 def _collect(local: LocalFleet, confirmed: dict[str, str]) -> dict[str, Any]:
@@ -183,9 +190,20 @@ def _collect(local: LocalFleet, confirmed: dict[str, str]) -> dict[str, Any]:
     with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
         lookups = dict(pool.map(lookup, sorted(confirmed)))
     spot = sorted(confirmed)[:CLI_SPOT_CHECKS] + sorted(confirmed)[-CLI_SPOT_CHECKS:]
-    cli_lookups = {job_id: _cli_json(local, "job", job_id, "--json") for job_id in spot}
+    cli_lookups = {job_id: found for job_id in spot
+                   if (found := _cli_job(local, job_id)) is not None}
     return {"status": status, "dead_list": dead_list, "lookups": lookups,
             "cli_lookups": cli_lookups}
+
+
+def _cli_job(local: LocalFleet, job_id: str) -> dict[str, Any] | None:
+    """``fleet job ID --json``; None for a job it does not know (the API lookup says so too)."""
+    done = local.cli("job", job_id, "--json", timeout_s=120)
+    if done.returncode != 0 and "no job" in done.stderr:
+        return None
+    if done.returncode != 0:
+        raise FleetError(f"fleet job {job_id} failed ({done.returncode}): {done.stderr}")
+    return json.loads(done.stdout)
 
 
 def _cli_json(local: LocalFleet, *args: str) -> Any:

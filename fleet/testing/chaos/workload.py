@@ -6,10 +6,15 @@ Kinds and what the record must show at the end:
 kind      what the function does                      expected end state
 ========  ==========================================  ============================
 fast      logs its execution, returns                 completed
+fragile   the same, with ``max_retries=0``            completed (dead only if a fault cut
+                                                      short an execution of it)
 slow      logs, sleeps 50-400 ms                      completed
 flaky     logs, fails on its first execution only     completed (after one retry)
-doomed    logs, always raises                         dead after 1 + DOOMED_RETRIES
+doomed    logs, always raises; ``max_retries=2``      dead after 3 attempts
 ========  ==========================================  ============================
+
+``fragile`` jobs have no retry to spare, so a fault that fleet charges as a failed attempt
+although the job never ran (a lost message) shows as a job dead without ever having run.
 
 The enqueuer sends chunks through the ordinary Client. A chunk without a receipt (controller
 killed, Redis restarted) is sent again with the same ids until every job is confirmed durable:
@@ -29,11 +34,11 @@ from ...errors import FleetError
 from ...job import JobSpec
 
 MODULE = "fleet.testing.chaos.jobs"
-KINDS = ("fast", "slow", "flaky", "doomed")
-DEFAULT_MIX = {"fast": 0.70, "slow": 0.10, "flaky": 0.10, "doomed": 0.10}
-EXPECTED_STATE = {"fast": "completed", "slow": "completed", "flaky": "completed",
-                  "doomed": "dead"}
-DOOMED_RETRIES = 2
+KINDS = ("fast", "fragile", "slow", "flaky", "doomed")
+DEFAULT_MIX = {"fast": 0.60, "fragile": 0.10, "slow": 0.10, "flaky": 0.10, "doomed": 0.10}
+EXPECTED_STATE = {"fast": "completed", "fragile": "completed", "slow": "completed",
+                  "flaky": "completed", "doomed": "dead"}
+RETRIES_OF = {"doomed": 2, "fragile": 0}
 RETRIES = 8
 TIMEOUT_S = 20.0
 CHUNK = 500
@@ -64,8 +69,9 @@ def _planned(job_id: str, kind: str, rng: random.Random, log_path: str,
         kwargs["sleep_ms"] = rng.randint(50, 400)
     elif kind == "flaky":
         kwargs["marker_dir"] = marker_dir
-    retries = DOOMED_RETRIES if kind == "doomed" else RETRIES
-    spec = JobSpec(id=job_id, func=f"{MODULE}:{kind}", kwargs=kwargs, timeout_s=TIMEOUT_S,
+    retries = RETRIES_OF.get(kind, RETRIES)
+    func = "fast" if kind == "fragile" else kind
+    spec = JobSpec(id=job_id, func=f"{MODULE}:{func}", kwargs=kwargs, timeout_s=TIMEOUT_S,
                    max_retries=retries)
     return PlannedJob(job_id, kind, spec)
 
