@@ -34,7 +34,7 @@ import redis
 from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
-from .conn import Wire
+from .conn import Wire, refused
 from .runner import AllowList, Runner
 from .wire import (
     Identity,
@@ -85,6 +85,7 @@ class Executor:
         """Loop until stopped (or ``max_jobs`` messages were handled). Returns that count."""
         try:
             while not self.stopping and (max_jobs is None or self.handled < max_jobs):
+                self.wire.check_owner()  # a job's forked child must not run the next job
                 if self.buffer:
                     self._handle(self.buffer.popleft())
                 else:
@@ -101,7 +102,8 @@ class Executor:
             self._tell_done()
             time.sleep(self.health.failed(exc))
             return
-        self.health.ok()
+        if not self.unpushed:  # else Redis refused the acks: keep backing off
+            self.health.ok()
         for raw in popped:
             message = parse_message(raw)
             if message is None:
@@ -112,23 +114,58 @@ class Executor:
 
     def _fetch(self) -> list[bytes]:
         """Push pending acks and pop up to ``prefetch`` messages from the first non-empty queue;
-        wait in BLPOP when every queue is empty."""
+        wait in BLPOP when every queue is empty.
+
+        Redis may refuse the RPUSH (``OOM`` under ``noeviction``) and still run the LPOP
+        written with it: whatever that popped is returned and run, and the acks are kept and
+        pushed alone, with backoff, before anything more is popped.
+
+        Raises:
+            redis.RedisError: the connection failed, or Redis refused a command and nothing
+                was popped.
+        """
+        if self.unpushed and self.health.failing:
+            self._push_acks()
         commands: list[tuple] = [("RPUSH", self.acks_key, *self.unpushed)] if self.unpushed else []
         commands.append(("LPOP", self.queue_keys[0], self.prefetch))
-        popped = self.wire.call(*commands)[-1]
-        self.unpushed = []
+        replies = self.wire.call(*commands)
+        refusal = self._pushed(replies[0]) if self.unpushed else None
+        popped = _popped(replies[-1])
         for key in self.queue_keys[1:]:
             if popped:
-                return popped
-            popped = self.wire.call(("LPOP", key, self.prefetch))[0]
+                break
+            popped = _popped(self.wire.call(("LPOP", key, self.prefetch))[0])
+        if refusal is not None:
+            if not popped:
+                raise refusal  # nothing to run: back off, then push the acks alone
+            self.health.failed(refusal)
         if popped or self.stopping:
             return popped or []
         # Going idle right after a job: wake the controller, or the ack just pushed may wait
         # for its next iteration (up to its idle wait) before the job counts as done.
         commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
         self._tell_done()
-        found = self.wire.call(*commands, ("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))[-1]
+        found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
+                                                   BLOCK_TIMEOUT_S))[-1])
         return [found[1]] if found else []
+
+    def _push_acks(self) -> None:
+        """Push the unpushed acks alone.
+
+        Raises:
+            redis.RedisError: the connection failed or Redis refused them (they stay).
+        """
+        refusal = self._pushed(self.wire.call(("RPUSH", self.acks_key, *self.unpushed))[0])
+        if refusal is not None:
+            raise refusal
+
+    def _pushed(self, reply: Any) -> redis.ResponseError | None:
+        """Forget the unpushed acks if ``reply`` (their RPUSH's) took them; else keep them
+        and return the refusal."""
+        if refused(reply):
+            return reply
+        self.unpushed = []
+        return None
 
     def _handle(self, message: dict[str, Any]) -> None:
         job_id, attempt = message["id"], message["n"]
@@ -159,9 +196,13 @@ class Executor:
 
     def _settle_early(self, acks: list[bytes]) -> None:
         try:
-            self.wire.settle()
+            replies = self.wire.settle()
         except redis.RedisError:
             self.unpushed[:0] = acks  # maybe pushed, maybe not: an ack twice is harmless
+            return
+        if replies and refused(replies[0]):
+            self.unpushed[:0] = acks
+            self.health.failed(replies[0])
 
     def _hand_back(self) -> None:
         """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
@@ -175,8 +216,7 @@ class Executor:
             if not self.unpushed:
                 break
             try:
-                self.wire.call(("RPUSH", self.acks_key, *self.unpushed))
-                self.unpushed = []
+                self._push_acks()
             except redis.RedisError as exc:
                 time.sleep(self.health.failed(exc))
         self._tell(("x", self.unpushed))
@@ -196,6 +236,13 @@ class Executor:
                 self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
+
+
+def _popped(reply: Any) -> Any:
+    """A pop's reply, or its refusal raised (nothing was popped then)."""
+    if refused(reply):
+        raise reply
+    return reply
 
 
 def build_executor(settings: Settings, identity: Identity, client: redis.Redis,

@@ -64,7 +64,7 @@ class SupervisorLink:
             pipe.lpop(self.keys.cancel(self.worker_id), CANCEL_BATCH)
 
         results = self._send(add)
-        if not results or not results[-1]:
+        if not results or not results[-1] or isinstance(results[-1], redis.ResponseError):
             return []
         return [raw.decode("utf-8", "replace") for raw in results[-1]]
 
@@ -75,19 +75,27 @@ class SupervisorLink:
             pipe.rpush(self.keys.acks, *self.pending)
         add(pipe)
         try:
-            results = pipe.execute()
+            # Errors as values: Redis may refuse the RPUSH or SET (OOM) and still run the LPOP
+            # of cancel requests, which would be lost with the raised error.
+            results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             self.health.failed(exc)
             return None
-        self.health.ok()
-        del self.pending[:pushed]
+        refusal = next((r for r in results if isinstance(r, redis.ResponseError)), None)
+        if pushed and not isinstance(results[0], redis.ResponseError):
+            del self.pending[:pushed]
+        if refusal is not None:
+            self.health.failed(refusal)
+        else:
+            self.health.ok()
         return results
 
     def flush(self, timeout_s: float) -> int:
         """Push what is pending, retrying for up to ``timeout_s``. Returns how many are lost."""
         deadline = time.monotonic() + timeout_s
         while self.pending and time.monotonic() < deadline:
-            if self._send(lambda pipe: None) is None:
+            self._send(lambda pipe: None)
+            if self.pending:
                 time.sleep(max(0.0, min(self.health.delay_s, deadline - time.monotonic())))
         if self.pending:
             self.log.error("%d ack(s) could not be pushed to Redis; those jobs run again when "

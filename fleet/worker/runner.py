@@ -12,6 +12,7 @@ from __future__ import annotations
 import _signal
 import asyncio
 import logging
+import math
 import signal
 import sys
 import types
@@ -246,9 +247,28 @@ def encode_success(message: dict[str, Any], result: Any, identity: Identity,
     except TypeError as exc:
         raise ResultNotJSON(f"{message.get('f')} returned {type(result).__name__}, which is "
                             f"not JSON ({exc})") from None
+    # orjson writes NaN and Infinity as null; only a body with a null can hold one.
+    if b"null" in body and has_non_finite(result):
+        raise ResultNotJSON(f"{message.get('f')} returned a NaN or Infinity float, which JSON "
+                            f"cannot hold")
     if len(body) > MAX_PAYLOAD_BYTES:
         size_bytes = len(orjson.dumps(result))
         if size_bytes > MAX_PAYLOAD_BYTES:
             raise ResultTooLarge(f"the JSON result of {message.get('f')} is {size_bytes} "
                                  f"bytes, at most {MAX_PAYLOAD_BYTES} allowed")
     return body
+
+
+def has_non_finite(value: Any) -> bool:
+    """True when ``value`` (JSON-encodable, so finitely deep) holds a NaN or an Infinity."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False

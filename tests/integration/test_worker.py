@@ -122,6 +122,11 @@ def wait_until(predicate, timeout_s: float = 5.0) -> bool:
 @pytest.fixture()
 def start_worker(redis_url, tmp_path):
     """Starts `fleet worker` subprocesses; kills any left at the end of the test."""
+    yield from worker_starter(redis_url, tmp_path)
+
+
+def worker_starter(redis_url, tmp_path):
+    """The body of ``start_worker`` (a generator, so other test files can make the fixture)."""
     started: list[Worker] = []
 
     def start(url: str | None = None, **options) -> Worker:

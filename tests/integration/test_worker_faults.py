@@ -1,0 +1,80 @@
+"""The real `fleet worker` against hostile conditions: Redis refusing writes, and job code that
+forks, kills its supervisor or returns what JSON cannot hold. The test plays the controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from .test_worker import KEYS, alive, wait_until, worker_starter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def start_worker(redis_url, tmp_path):
+    """Starts `fleet worker` subprocesses; kills any left at the end of the test."""
+    yield from worker_starter(redis_url, tmp_path)
+
+
+def wait_for_log(worker, text: str, timeout_s: float = 10.0) -> None:
+    path = Path(worker.log.name)
+    assert wait_until(lambda: text in path.read_text(errors="replace"), timeout_s), \
+        f"{text!r} never logged"
+
+
+def test_no_popped_message_is_lost_while_redis_refuses_acks(own_redis, start_worker):
+    """noeviction OOM refuses the ack's RPUSH but runs the LPOP beside it: every popped
+    message still runs and is acked once Redis takes writes again."""
+    worker = start_worker(url=own_redis.url, count=2)
+    admin = redis.Redis.from_url(own_redis.url)
+    ids = [f"oom-{i:02d}" for i in range(30)]
+    for job_id in ids:
+        worker.push("default", job_id, "tests.jobs:sleep_s", 0.03)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # every write refused from now on
+    wait_for_log(worker, "OutOfMemoryError")
+    admin.config_set("maxmemory", 0)
+    acks = worker.acks(len(ids), timeout_s=30)
+    assert sorted(ack["id"] for ack in acks) == ids
+    assert all(ack["o"] == "ok" for ack in acks)
+    assert admin.llen(KEYS.ready("default")) == 0
+
+
+def test_forked_child_of_a_job_exits_instead_of_running_jobs(start_worker, tmp_path):
+    """A job's fork whose child returns into the executor loop exits at once: one ack per
+    job, from the parent, and the child is gone."""
+    worker = start_worker(count=1)
+    pid_path = tmp_path / "child.pid"
+    worker.push("default", "forker", "tests.jobs:fork_and_return", str(pid_path))
+    for i in range(5):
+        worker.push("default", f"after-{i}", "tests.jobs:add", i, 1)
+    acks = worker.acks(6)
+    assert [ack["id"] for ack in acks] == ["forker"] + [f"after-{i}" for i in range(5)]
+    assert acks[0]["o"] == "ok" and acks[0]["r"] > 0
+    child = int(pid_path.read_text())
+    assert wait_until(lambda: not alive(child))
+    assert worker.redis.llen(KEYS.acks) == 0
+    assert worker.proc.poll() is None
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "-inf"])
+def test_non_finite_float_result_fails_instead_of_becoming_null(start_worker, kind):
+    """A NaN or Infinity in a result is a final failed attempt, not a silent null."""
+    worker = start_worker(count=1)
+    worker.push("default", "nan", "tests.jobs:not_a_number", kind)
+    (ack,) = worker.acks(1)
+    assert ack["o"] == "fail" and ack["fin"] is True
+    assert ack["e"].startswith("ResultNotJSON:") and "NaN or Infinity" in ack["e"]
+
+
+def test_job_that_kills_its_supervisor_takes_every_executor_down(start_worker):
+    """os.kill(os.getppid(), 9) from a job: the supervisor dies and every executor exits
+    with it, the one running that job included; nothing is left consuming the queues."""
+    worker = start_worker(count=3)
+    executors = worker.executor_pids()
+    worker.push("default", "parricide", "tests.jobs:kill_supervisor", timeout_s=60)
+    worker.proc.wait(timeout=10)
+    assert wait_until(lambda: not any(alive(pid) for pid in executors))
