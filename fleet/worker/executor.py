@@ -47,6 +47,7 @@ from .wire import (
 )
 
 BLOCK_TIMEOUT_S = 1
+JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
 HAND_BACK_TRIES = 3
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -70,6 +71,9 @@ class Executor:
         # than the write itself, once per job.
         self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
         self.log = log or worker_log(__name__, runner.identity.worker_id)
+        self.jobs_log = worker_log(JOBS_LOGGER, self.log.extra["who"])
+        # Read once: --quiet and --log-level are set before the executors start.
+        self.log_jobs = self.jobs_log.isEnabledFor(logging.INFO)
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
         self.unpushed: list[bytes] = []
@@ -175,12 +179,23 @@ class Executor:
                     self.done))
         self.done = None
         early = self._push_early()
+        started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
+        if self.log_jobs:
+            self._log_job(message, ok, time.perf_counter() - started_s)
         if early:
             self._settle_early(early)
         self.unpushed.append(ack)
         self.handled += 1
         self.done = (job_id, attempt, ok)
+
+    def _log_job(self, message: dict[str, Any], ok: bool, took_s: float) -> None:
+        if ok:
+            self.jobs_log.info("job %s attempt %d %s ok in %.3f s", message["id"],
+                               message["n"], message.get("f"), took_s)
+        else:
+            self.jobs_log.info("job %s attempt %d %s failed in %.3f s: %s", message["id"],
+                               message["n"], message.get("f"), took_s, self.runner.last_error)
 
     def _push_early(self) -> list[bytes]:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the

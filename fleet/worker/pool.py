@@ -46,8 +46,9 @@ class Supervisor:
     """Runs and watches the executors of one worker."""
 
     def __init__(self, settings: Settings, identity: Identity | None = None,
-                 kill_grace_s: float = KILL_GRACE_S) -> None:
+                 kill_grace_s: float = KILL_GRACE_S, burst: bool = False) -> None:
         self.settings = settings
+        self.burst = burst
         self.identity = identity or Identity.new()
         self.kill_grace_s = kill_grace_s
         self.log = worker_log(__name__, self.identity.worker_id)

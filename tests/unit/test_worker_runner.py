@@ -98,11 +98,12 @@ def test_path_through_a_module_attribute_is_refused():
         resolve("tests.jobs:time.sleep", AllowList(["tests.jobs"]))
 
 
-def test_missing_function_fails_without_fin():
-    """A name the allowed module lacks is an ordinary failure (the code may differ elsewhere)."""
+def test_missing_function_fails_final_naming_module_and_attribute():
+    """A name the allowed module lacks (after a reload) is final and says which name."""
     ack, ok = run({"f": "tests.jobs:no_such_function"})
-    assert not ok and ack["o"] == "fail" and "fin" not in ack
-    assert ack["e"].startswith("ValueError: ")
+    assert not ok and ack["o"] == "fail" and ack["fin"] is True
+    assert ack["e"].startswith("AttributeMissing: tests.jobs (")
+    assert "has no attribute 'no_such_function'" in ack["e"]
 
 
 def test_args_and_kwargs_are_passed():
