@@ -53,20 +53,31 @@ class SupervisorLink:
         if self.pending and self.health.may_try():
             self._send(lambda pipe: None)
 
-    def beat(self, payload: bytes) -> list[str]:
-        """Announce the worker, push pending acks, and return job ids asked to be cancelled."""
+    def beat(self, payload: bytes, measure: Iterable[str] = ()) -> tuple[list[str], int | None]:
+        """Announce the worker, push pending acks; return job ids asked to be cancelled and
+        how many messages wait in the ready lists of the queues in ``measure`` (None when
+        Redis did not say)."""
         if not self.health.may_try():
-            return []
+            return [], None
+        ready_keys = [self.keys.ready(queue) for queue in measure]
 
         def add(pipe: Any) -> None:
             pipe.sadd(self.keys.workers, self.worker_id)
             pipe.set(self.keys.worker(self.worker_id), payload, ex=self.ttl_s)
+            for key in ready_keys:
+                pipe.llen(key)
             pipe.lpop(self.keys.cancel(self.worker_id), CANCEL_BATCH)
 
         results = self._send(add)
-        if not results or not results[-1] or isinstance(results[-1], redis.ResponseError):
-            return []
-        return [raw.decode("utf-8", "replace") for raw in results[-1]]
+        if not results:
+            return [], None
+        lengths = results[len(results) - 1 - len(ready_keys):-1]
+        queued = (None if any(isinstance(n, redis.ResponseError) for n in lengths)
+                  else sum(lengths))
+        popped = results[-1]
+        if not popped or isinstance(popped, redis.ResponseError):
+            return [], queued
+        return [raw.decode("utf-8", "replace") for raw in popped], queued
 
     def _send(self, add: Callable[[Any], None]) -> list | None:
         pipe = self.client.pipeline(transaction=False)

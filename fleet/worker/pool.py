@@ -38,6 +38,8 @@ TICK_S = 0.02
 QUICK_DEATH_S = 1.0
 MAX_RESPAWN_DELAY_S = 10.0
 FINAL_FLUSH_S = 5.0
+# --burst: heartbeats in a row that must find nothing to do (so at least two whole periods).
+BURST_QUIET_BEATS = 3
 EXIT_OK = 0
 EXIT_COLD_STOP = 130
 
@@ -49,6 +51,8 @@ class Supervisor:
                  kill_grace_s: float = KILL_GRACE_S, burst: bool = False) -> None:
         self.settings = settings
         self.burst = burst
+        self._burst_quiet = 0
+        self._burst_finished = 0
         self.identity = identity or Identity.new()
         self.kill_grace_s = kill_grace_s
         self.log = worker_log(__name__, self.identity.worker_id)
@@ -177,9 +181,29 @@ class Supervisor:
         payload = heartbeat_payload(self.identity, os.getpid(), self.started_ms,
                                     self.settings.queues, len(self.handles), jobs, self.done,
                                     self.failed)
-        cancelled = self.link.beat(encode(payload))
+        cancelled, queued = self.link.beat(encode(payload),
+                                           self.settings.queues if self.burst else ())
         if cancelled:
             self._cancel(set(cancelled))
+        if self.burst and not self.signals_seen:
+            self._burst_check(queued)
+
+    def _burst_check(self, queued: int | None) -> None:
+        """Stop (a drain, exit 0) once BURST_QUIET_BEATS heartbeats in a row found the ready
+        lists empty, every executor idle and no job finished since the previous one.
+
+        A job that starts and ends between two heartbeats still shows as a finished count
+        that moved, so a trickle of short jobs keeps the worker up."""
+        finished = self.done + self.failed
+        idle = all(h.job is None and not h.held for h in self.handles.values())
+        quiet = queued == 0 and idle and finished == self._burst_finished
+        self._burst_finished = finished
+        self._burst_quiet = self._burst_quiet + 1 if quiet else 0
+        if self._burst_quiet >= BURST_QUIET_BEATS:
+            self.log.info("burst: ready lists of %s empty and executors idle for %d "
+                          "heartbeats; stopping", ",".join(self.settings.queues),
+                          BURST_QUIET_BEATS)
+            self.signals_seen = 1
 
     def _cancel(self, job_ids: set[str]) -> None:
         for handle in self.handles.values():

@@ -30,7 +30,7 @@ class Worker:
     """A `fleet worker` subprocess and the Redis it talks to."""
 
     def __init__(self, url: str, log_path: Path, count: int = 2, queues: str = "default",
-                 **env: str) -> None:
+                 args: tuple[str, ...] = (), **env: str) -> None:
         self.redis = redis.Redis.from_url(url)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
         environ.update({"FLEET_HEARTBEAT_S": str(HEARTBEAT_S), "FLEET_SHUTDOWN_GRACE_S": "10",
@@ -38,7 +38,7 @@ class Worker:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fleet", "worker", "--count", str(count), "--queues", queues,
-             "--allow", "tests.jobs", "--redis-url", url],
+             "--allow", "tests.jobs", "--redis-url", url, *args],
             cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         self.count = count
 

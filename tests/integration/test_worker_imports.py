@@ -71,3 +71,15 @@ def test_module_not_found_ends_the_job_dead_on_its_first_attempt(local, tmp_path
         failed.value.error
     info = job.info()
     assert (info["state"], info["attempt"], info["failures"]) == ("dead", 1, 1)
+
+
+def test_function_added_to_a_running_workers_module_runs_without_a_restart(local, tmp_path):
+    """Edit myapp/tasks.py while the worker runs: the new function's job completes."""
+    project = make_project(tmp_path / "project")
+    local.controller()
+    start_script_worker(local, project, "--allow", "myapp")
+    client = local.client()
+    assert client.enqueue("myapp.tasks:add", 1, 2).result(timeout_s=30) == 3
+    tasks = project / "myapp" / "tasks.py"
+    tasks.write_text(tasks.read_text() + "\n\ndef mul(a, b):\n    return a * b\n")
+    assert client.enqueue("myapp.tasks:mul", 3, 4).result(timeout_s=30) == 12
