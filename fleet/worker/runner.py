@@ -15,6 +15,7 @@ import asyncio
 import logging
 import math
 import signal
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the ru
 from .signing import signature_problem
 from .wire import Identity, encode, error_text, make_ack
 
+TRACEBACK_MAX_BYTES = 8 * 1024  # kept per failed attempt, in the ack and the job's record
 _SIGALRM = int(signal.SIGALRM)
 _ITIMER_REAL = int(signal.ITIMER_REAL)
 
@@ -159,9 +161,28 @@ class Runner:
         fields: dict[str, Any] = {"e": error_text(exc)}
         self.last_error = fields["e"]
         if final:
-            fields["fin"] = True
+            fields["fin"] = True  # a JobRejected says all in "e": its traceback is fleet's own
+        else:
+            fields["tb"] = traceback_text(exc)
         return encode(make_ack(message["id"], message["n"], "fail", self.identity, started_ms,
                                **fields))
+
+
+def traceback_text(exc: BaseException, limit_bytes: int = TRACEBACK_MAX_BYTES) -> str:
+    """The traceback of ``exc`` from the job's own first frame (the runner's are left out),
+    at most ``limit_bytes`` of UTF-8: the start and the end are kept, the middle of a long
+    one (deep recursion) is cut and says how much."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit_bytes:
+        return text
+    marker = f"\n... {len(raw) - limit_bytes} bytes of traceback cut ...\n".encode()
+    head = (limit_bytes - len(marker)) // 4
+    tail = limit_bytes - len(marker) - head
+    return (raw[:head] + marker + raw[-tail:]).decode("utf-8", "ignore")
 
 
 def encode_success(message: dict[str, Any], result: Any, identity: Identity,
