@@ -104,3 +104,18 @@ def kill_supervisor() -> None:
     """SIGKILL the process that started this executor (its supervisor), then sleep."""
     os.kill(os.getppid(), signal.SIGKILL)
     time.sleep(10**6)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+def raise_unprintable() -> None:
+    """Raise an exception whose str() itself raises."""
+    raise _Unprintable()
+
+
+def raise_surrogate() -> None:
+    """Raise with a message holding a lone surrogate (not valid UTF-8)."""
+    raise ValueError("bad \udc80 byte")

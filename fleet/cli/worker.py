@@ -46,10 +46,19 @@ def worker(worker_count: int | None, queues: str | None, allow: tuple[str, ...],
 
     settings = settings_from(config_file, worker_count=worker_count, queues=queues,
                              allow=allow or None, redis_url=redis_url, namespace=namespace)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
-    else:
-        logging.getLogger().setLevel(log_level.upper())
+    root = logging.getLogger()
+    if not root.handlers:
+        # Batched: a line per finished job must not be a write per job (fleet/worker/logs.py).
+        from ..worker.logs import BatchedStreamHandler
+
+        # The format names none of these, and finding the caller's frame alone cost a
+        # third of a record (the logging HOWTO's "Optimization" switches).
+        logging._srcfile = None
+        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+        handler = BatchedStreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(log_level.upper())
     if quiet:
         logging.getLogger(JOBS_LOGGER).setLevel(logging.WARNING)
     # `rq worker` and `celery -A` find the project's modules from where they are started;

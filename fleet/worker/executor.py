@@ -35,6 +35,7 @@ from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
 from .conn import Wire, refused
+from .logs import flush_logs
 from .runner import AllowList, Runner
 from .wire import (
     Identity,
@@ -149,6 +150,7 @@ class Executor:
         # for its next iteration (up to its idle wait) before the job counts as done.
         commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
         self._tell_done()
+        flush_logs()  # the job lines of the busy spell, before a wait of up to a second
         found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
                                                    BLOCK_TIMEOUT_S))[-1])
         return [found[1]] if found else []
@@ -181,6 +183,7 @@ class Executor:
         early = self._push_early()
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
+        self.wire.check_owner()  # a fork the job made, returning: not even a log line
         if self.log_jobs:
             self._log_job(message, ok, time.perf_counter() - started_s)
         if early:
@@ -290,4 +293,7 @@ def executor_main(settings: Settings, identity: Identity, slot: int, channel: An
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, executor.stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    executor.run()
+    try:
+        executor.run()
+    finally:
+        flush_logs()  # a forked process ends in os._exit: no logging.shutdown to do it

@@ -101,6 +101,12 @@ def resolve(func: str, allow: AllowList) -> Callable[..., Any]:
         raise NotAllowed(f"module {module_name} is not in the worker's allow-list ({allow})")
     module, rest = import_module(module_name, allow if ":" not in func else None)
     path = [*rest, *attribute.split(".")]
+    hidden = next((name for name in path if name.startswith("__")), None)
+    if hidden is not None:
+        # Module internals lead out of the allow-list without a module hop:
+        # ``allowed:__loader__.load_module`` imports any module, ``__builtins__`` holds eval.
+        raise NotAllowed(f"{func} reaches {hidden}: a job's function may not be a "
+                         f"double-underscore attribute or be found through one")
     target = lookup(module, path)
     _refuse_module_hops(module, path, allow)
     if not callable(target) or isinstance(target, types.ModuleType):

@@ -31,6 +31,7 @@ from ..keys import Keys
 from .executor import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle
 from .heartbeat import SupervisorLink, heartbeat_payload
+from .logs import flush_logs
 from .wire import Identity, connect, encode, worker_log
 
 KILL_GRACE_S = 2.0
@@ -87,6 +88,7 @@ class Supervisor:
             self._stop_everything()
         self.log.info("stopped (%s); %d jobs done, %d failed",
                       "cold" if self.cold else "drained", self.done, self.failed)
+        flush_logs()
         return EXIT_COLD_STOP if self.cold else EXIT_OK
 
     def _step(self) -> None:
@@ -177,6 +179,7 @@ class Supervisor:
 
     def _beat(self) -> None:
         self.next_beat = time.monotonic() + self.settings.heartbeat_s
+        flush_logs()
         jobs = [h.job for h in self.handles.values() if h.job is not None]
         payload = heartbeat_payload(self.identity, os.getpid(), self.started_ms,
                                     self.settings.queues, len(self.handles), jobs, self.done,

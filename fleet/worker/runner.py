@@ -158,7 +158,7 @@ class Runner:
         final = isinstance(exc, JobRejected)
         logger.debug("job %s attempt %s failed", message.get("id"), message.get("n"),
                      exc_info=not final)
-        fields: dict[str, Any] = {"e": error_text(exc)}
+        fields: dict[str, Any] = {"e": _error_of(exc)}
         self.last_error = fields["e"]
         if final:
             fields["fin"] = True  # a JobRejected says all in "e": its traceback is fleet's own
@@ -166,6 +166,16 @@ class Runner:
             fields["tb"] = traceback_text(exc)
         return encode(make_ack(message["id"], message["n"], "fail", self.identity, started_ms,
                                **fields))
+
+
+def _error_of(exc: BaseException) -> str:
+    """``error_text(exc)``, even for an exception whose ``str()`` raises or holds a lone
+    surrogate (job code decides both; neither may stop the executor)."""
+    try:
+        text = error_text(exc)
+    except Exception as problem:  # noqa: BLE001 - whatever a hostile __str__ raises
+        text = f"{type(exc).__name__}: <str() of the exception raised {type(problem).__name__}>"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def traceback_text(exc: BaseException, limit_bytes: int = TRACEBACK_MAX_BYTES) -> str:
@@ -176,9 +186,9 @@ def traceback_text(exc: BaseException, limit_bytes: int = TRACEBACK_MAX_BYTES) -
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
-    raw = text.encode("utf-8", "replace")
+    raw = text.encode("utf-8", "backslashreplace")  # a lone surrogate would stop orjson
     if len(raw) <= limit_bytes:
-        return text
+        return raw.decode("utf-8")
     marker = f"\n... {len(raw) - limit_bytes} bytes of traceback cut ...\n".encode()
     head = (limit_bytes - len(marker)) // 4
     tail = limit_bytes - len(marker) - head
@@ -201,15 +211,16 @@ def encode_success(message: dict[str, Any], result: Any, identity: Identity,
     except TypeError as exc:
         raise ResultNotJSON(f"{message.get('f')} returned {type(result).__name__}, which is "
                             f"not JSON ({exc})") from None
-    # orjson writes NaN and Infinity as null; only a body with a null can hold one.
-    if b"null" in body and has_non_finite(result):
-        raise ResultNotJSON(f"{message.get('f')} returned a NaN or Infinity float, which JSON "
-                            f"cannot hold")
     if len(body) > MAX_PAYLOAD_BYTES:
         size_bytes = len(orjson.dumps(result))
         if size_bytes > MAX_PAYLOAD_BYTES:
             raise ResultTooLarge(f"the JSON result of {message.get('f')} is {size_bytes} "
                                  f"bytes, at most {MAX_PAYLOAD_BYTES} allowed")
+    # orjson writes NaN and Infinity as null; only a body with a null can hold one (checked
+    # after the size, so that the walk is over at most MAX_PAYLOAD_BYTES of JSON).
+    if b"null" in body and has_non_finite(result):
+        raise ResultNotJSON(f"{message.get('f')} returned a NaN or Infinity float, which JSON "
+                            f"cannot hold")
     return body
 
 

@@ -320,7 +320,9 @@ def test_worker_started_while_redis_is_down_waits_for_it(own_redis, tmp_path):
     own_redis.kill()
     worker = Worker(own_redis.url, tmp_path / "worker.log")
     try:
-        time.sleep(1.0)
+        # Polled, not slept: a loaded machine can take over a second just to start Python.
+        assert wait_until(lambda: "redis unavailable" in (tmp_path / "worker.log").read_text(),
+                          timeout_s=30)
         assert worker.proc.poll() is None
         own_redis.start()
         worker.redis = redis.Redis.from_url(own_redis.url)

@@ -121,3 +121,12 @@ def test_add_import_paths_puts_them_first_in_order(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", ["/usr/lib/python", str(tmp_path / "b")])
     add_import_paths([str(tmp_path / "a"), str(tmp_path / "b")])
     assert sys.path == [str(tmp_path / "a"), str(tmp_path / "b"), "/usr/lib/python"]
+
+
+def test_double_underscore_attributes_are_refused():
+    """__loader__.load_module would import any module; __builtins__ holds eval: refused."""
+    allow = AllowList(["tests.jobs"])
+    for func in ("tests.jobs:__loader__.load_module", "tests.jobs:__builtins__.get",
+                 "tests.jobs.__class__"):
+        with pytest.raises(NotAllowed, match="double-underscore"):
+            resolve(func, allow)
