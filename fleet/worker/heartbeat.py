@@ -56,7 +56,7 @@ class SupervisorLink:
     def beat(self, payload: bytes, measure: Iterable[str] = ()) -> tuple[list[str], int | None]:
         """Announce the worker, push pending acks; return job ids asked to be cancelled and
         how many messages wait in the ready lists of the queues in ``measure`` (None when
-        Redis did not say)."""
+        none was asked for or Redis did not say)."""
         if not self.health.may_try():
             return [], None
         ready_keys = [self.keys.ready(queue) for queue in measure]
@@ -72,7 +72,8 @@ class SupervisorLink:
         if not results:
             return [], None
         lengths = results[len(results) - 1 - len(ready_keys):-1]
-        queued = (None if any(isinstance(n, redis.ResponseError) for n in lengths)
+        queued = (None if not ready_keys or any(isinstance(n, redis.ResponseError)
+                                                 for n in lengths)
                   else sum(lengths))
         popped = results[-1]
         if not popped or isinstance(popped, redis.ResponseError):

@@ -25,10 +25,12 @@ def wait_for_log(worker, text: str, timeout_s: float = 10.0) -> None:
         f"{text!r} never logged"
 
 
-def test_no_popped_message_is_lost_while_redis_refuses_acks(own_redis, start_worker):
+@pytest.mark.parametrize("prefetch", ["1", "4"])
+def test_no_popped_message_is_lost_while_redis_refuses_acks(own_redis, start_worker, prefetch):
     """noeviction OOM refuses the ack's RPUSH but runs the LPOP beside it: every popped
-    message still runs and is acked once Redis takes writes again."""
-    worker = start_worker(url=own_redis.url, count=2)
+    message still runs and is acked once Redis takes writes again (prefetch 4: the acks
+    written early, before each prefetched job, are refused too)."""
+    worker = start_worker(url=own_redis.url, count=2, FLEET_PREFETCH=prefetch)
     admin = redis.Redis.from_url(own_redis.url)
     ids = [f"oom-{i:02d}" for i in range(30)]
     for job_id in ids:
