@@ -10,7 +10,6 @@ import click
 
 from .common import connection_options, settings_from
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # fleet.worker.executor.JOBS_LOGGER (one line per finished job), named here so that other
 # commands do not import rq.
@@ -49,14 +48,14 @@ def worker(worker_count: int | None, queues: str | None, allow: tuple[str, ...],
     root = logging.getLogger()
     if not root.handlers:
         # Batched: a line per finished job must not be a write per job (fleet/worker/logs.py).
-        from ..worker.logs import BatchedStreamHandler
+        from ..worker.logs import LINE_FORMAT, BatchedStreamHandler
 
         # The format names none of these, and finding the caller's frame alone cost a
         # third of a record (the logging HOWTO's "Optimization" switches).
         logging._srcfile = None
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
         handler = BatchedStreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(logging.Formatter(LINE_FORMAT))
         root.addHandler(handler)
     root.setLevel(log_level.upper())
     if quiet:

@@ -35,7 +35,7 @@ from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
 from .conn import Wire, refused
-from .logs import flush_logs
+from .logs import flush_logs, line_writer
 from .runner import AllowList, Runner
 from .wire import (
     Identity,
@@ -75,6 +75,7 @@ class Executor:
         self.jobs_log = worker_log(JOBS_LOGGER, self.log.extra["who"])
         # Read once: --quiet and --log-level are set before the executors start.
         self.log_jobs = self.jobs_log.isEnabledFor(logging.INFO)
+        self._job_line = line_writer(self.jobs_log.logger) if self.log_jobs else None
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
         self.unpushed: list[bytes] = []
@@ -193,12 +194,13 @@ class Executor:
         self.done = (job_id, attempt, ok)
 
     def _log_job(self, message: dict[str, Any], ok: bool, took_s: float) -> None:
-        if ok:
-            self.jobs_log.info("job %s attempt %d %s ok in %.3f s", message["id"],
-                               message["n"], message.get("f"), took_s)
+        outcome = "ok" if ok else "failed"
+        text = (f"job {message['id']} attempt {message['n']} {message.get('f')} {outcome} in "
+                f"{took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
+        if self._job_line is not None:
+            self._job_line(f"[{self.jobs_log.extra['who']}] {text}")
         else:
-            self.jobs_log.info("job %s attempt %d %s failed in %.3f s: %s", message["id"],
-                               message["n"], message.get("f"), took_s, self.runner.last_error)
+            self.jobs_log.info("%s", text)
 
     def _push_early(self) -> list[bytes]:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the

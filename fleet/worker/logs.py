@@ -16,9 +16,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 FLUSH_S = 0.2
 MAX_LINES = 512
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # fleet worker's log lines
 
 
 class BatchedStreamHandler(logging.Handler):
@@ -40,15 +42,27 @@ class BatchedStreamHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._lines.append(self.format(record) + "\n")
+            line = self.format(record) + "\n"
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
             self.handleError(record)
             return
+        self._lines.append(line)
         if (record.levelno >= logging.WARNING or len(self._lines) >= MAX_LINES
                 or time.monotonic() - self._flushed_mono >= self.flush_s):
             self._write()
+
+    def add_line(self, line: str) -> None:
+        """Take one formatted INFO line (``line_writer``), under the handler's lock."""
+        self.acquire()
+        try:
+            self._lines.append(line)
+            if len(self._lines) >= MAX_LINES or \
+                    time.monotonic() - self._flushed_mono >= self.flush_s:
+                self._write()
+        finally:
+            self.release()
 
     def flush(self) -> None:
         self.acquire()
@@ -68,6 +82,38 @@ class BatchedStreamHandler(logging.Handler):
                 data = data[os.write(self.fd, data):]
         except OSError:
             pass  # stderr closed or full: the log is not the record
+
+
+def line_writer(logger: logging.Logger) -> Callable[[str], None] | None:
+    """A fast way to log INFO lines on ``logger``: it formats the line as LINE_FORMAT would
+    and hands it to the handler, skipping the LogRecord and Formatter (most of a line's cost,
+    paid once per job). None, to log normally, unless the root logger's only handler is a
+    BatchedStreamHandler formatting with LINE_FORMAT and ``logger`` would pass an INFO record
+    straight to it (no handler or filter of its own on the way)."""
+    root = logging.getLogger()
+    handlers = root.handlers
+    if len(handlers) != 1 or not isinstance(handlers[0], BatchedStreamHandler):
+        return None
+    handler = handlers[0]
+    if getattr(handler.formatter, "_fmt", None) != LINE_FORMAT or handler.filters \
+            or handler.level > logging.INFO or not logger.isEnabledFor(logging.INFO):
+        return None
+    node: logging.Logger | None = logger
+    while node is not None and node is not root:
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent  # type: ignore[assignment]
+    name, stamp = logger.name, ["", -1]
+
+    def write(message: str) -> None:
+        now_s = time.time()
+        second = int(now_s)
+        if second != stamp[1]:
+            stamp[:] = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)), second]
+        handler.add_line(f"{stamp[0]},{int((now_s - second) * 1000):03d} INFO {name} "
+                         f"{message}\n")
+
+    return write
 
 
 def flush_logs() -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 
 import pytest
 
-from fleet.worker.logs import BatchedStreamHandler
+from fleet.worker.logs import LINE_FORMAT, BatchedStreamHandler, line_writer
 
 
 @pytest.fixture()
@@ -60,3 +61,52 @@ def test_a_forked_child_does_not_write_its_parents_held_lines(captured):
     os.waitpid(child, 0)
     handler.flush()
     assert sorted(read().splitlines()) == ["INFO child's", "INFO parent's"]
+
+
+@pytest.fixture()
+def worker_root(tmp_path):
+    """The root logger set up as `fleet worker` does, writing to a file; restored after.
+    (pytest adds its capture handlers to the root once the test starts; tests drop them.)"""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    handler = BatchedStreamHandler(fd=fd)
+    handler.setFormatter(logging.Formatter(LINE_FORMAT))
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    yield handler, path.read_text
+    root.handlers[:], root.level = saved
+    os.close(fd)
+
+
+def test_fast_job_line_reads_like_a_logged_one(worker_root):
+    """line_writer's line has the format's shape: time with ms, INFO, the logger, the text."""
+    handler, read = worker_root
+    logging.getLogger().handlers[:] = [handler]  # without pytest's capture handlers
+    write = line_writer(logging.getLogger("fleet.worker.jobs"))
+    assert write is not None
+    write("[w/e0] job a attempt 1 f ok in 0.001 s")
+    logging.getLogger("fleet.worker.jobs").info("[w/e0] job b attempt 1 f ok in 0.001 s")
+    handler.flush()
+    fast, slow = read().splitlines()
+    pattern = (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO fleet\.worker\.jobs "
+               r"\[w/e0\] job [ab] attempt 1 f ok in 0\.001 s")
+    assert re.fullmatch(pattern, fast) and re.fullmatch(pattern, slow)
+
+
+def test_fast_job_line_is_not_used_with_other_logging_set_up(worker_root):
+    """A handler of the user's own, a quiet logger or another format: plain logging."""
+    handler, _ = worker_root
+    logging.getLogger().handlers[:] = [handler]  # without pytest's capture handlers
+    jobs = logging.getLogger("fleet.worker.jobs")
+    jobs.setLevel(logging.WARNING)
+    try:
+        assert line_writer(jobs) is None
+    finally:
+        jobs.setLevel(logging.NOTSET)
+    logging.getLogger().addHandler(logging.NullHandler())
+    assert line_writer(jobs) is None
+    logging.getLogger().handlers[:] = [handler]
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    assert line_writer(jobs) is None
