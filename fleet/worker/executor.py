@@ -195,8 +195,8 @@ class Executor:
 
     def _log_job(self, message: dict[str, Any], ok: bool, took_s: float) -> None:
         outcome = "ok" if ok else "failed"
-        text = (f"job {message['id']} attempt {message['n']} {message.get('f')} {outcome} in "
-                f"{took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
+        text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
+                f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
         if self._job_line is not None:
             self._job_line(f"[{self.jobs_log.extra['who']}] {text}")
         else:
@@ -256,6 +256,13 @@ class Executor:
                 self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a log line: as it is when printable, else quoted, so that an id or func
+    holding a newline (anyone who can write to Redis picks them) cannot forge a line."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
 
 
 def _popped(reply: Any) -> Any:
