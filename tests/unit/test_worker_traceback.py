@@ -3,8 +3,12 @@ FAIL record, kept in the job's history through replay and snapshots; older logs 
 
 from __future__ import annotations
 
+import random
+
 import orjson
 
+from fleet.config import Settings
+from fleet.controller.reconcile import Reconciler
 from fleet.journal import Journal
 from fleet.state import DEAD, JobTable
 from fleet.state import events as ev
@@ -105,3 +109,26 @@ def enqueue_and_dispatch_journal(journal: Journal, job_id: str) -> None:
     spec = {"id": job_id, "q": "default", "f": "tasks:work", "a": [], "k": {}}
     journal.record(ev.enqueued(spec, 1_000, 30.0, 0))
     journal.record(ev.dispatched(job_id, 1, 60_000, 2_000))
+
+
+def _reconciler(tmp_path) -> tuple[Reconciler, object]:
+    log = open_log(str(tmp_path / "data"), lock=False)
+    journal = Journal(log.table, log.writer)
+    for job_id in ("big", "odd"):
+        enqueue_and_dispatch_journal(journal, job_id)
+    journal.commit()
+    return Reconciler(journal, Settings(), random.Random(1)), log
+
+
+def test_controller_caps_an_acks_traceback_and_ignores_one_that_is_not_text(tmp_path):
+    """A hostile ack: a 1 MB tb is cut to TRACEBACK_MAX_CHARS, a tb that is a list is dropped;
+    both attempts are recorded as failed."""
+    reconciler, log = _reconciler(tmp_path)
+    acks = [orjson.dumps({"id": "big", "n": 1, "o": "fail", "e": "E: x", "tb": "t" * 1_000_000}),
+            orjson.dumps({"id": "odd", "n": 1, "o": "fail", "e": "E: y", "tb": ["not", "text"]})]
+    reconciler.handle_acks(acks, 3_000)
+    reconciler.journal.commit()
+    jobs = reconciler.journal.table.jobs
+    assert jobs["big"].last_traceback == "t" * ev.TRACEBACK_MAX_CHARS
+    assert jobs["odd"].state == DEAD and jobs["odd"].last_traceback is None
+    log.close()
