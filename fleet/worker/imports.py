@@ -95,7 +95,8 @@ def resolve(func: str, allow: AllowList) -> Callable[..., Any]:
         Exception: whatever else importing the module raises.
     """
     module_name, attribute = split_func(func)
-    if not module_name or not attribute:
+    if not module_name or not attribute or "" in module_name.split("."):
+        # An empty part (".mod", "pkg..mod") would be a relative import, or no module at all.
         raise BadMessage(f"func {func!r} must be 'module:function' or 'module.function'")
     if not allow.allows(module_name):
         raise NotAllowed(f"module {module_name} is not in the worker's allow-list ({allow})")

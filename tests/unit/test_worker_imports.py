@@ -11,6 +11,7 @@ import pytest
 from fleet.worker.imports import (
     AllowList,
     AttributeMissing,
+    BadMessage,
     ModuleMissing,
     NotAllowed,
     add_import_paths,
@@ -130,3 +131,10 @@ def test_double_underscore_attributes_are_refused():
                  "tests.jobs.__class__"):
         with pytest.raises(NotAllowed, match="double-underscore"):
             resolve(func, allow)
+
+
+@pytest.mark.parametrize("func", [".jobs:add", "tests..jobs:add", "tests.:add"])
+def test_module_name_with_an_empty_part_is_a_bad_message(func):
+    """Relative or empty module names are refused before any import is tried."""
+    with pytest.raises(BadMessage, match="must be 'module:function'"):
+        resolve(func, AllowList(["", "tests", ".jobs"]))
