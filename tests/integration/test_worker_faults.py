@@ -80,3 +80,15 @@ def test_job_that_kills_its_supervisor_takes_every_executor_down(start_worker):
     worker.push("default", "parricide", "tests.jobs:kill_supervisor", timeout_s=60)
     worker.proc.wait(timeout=10)
     assert wait_until(lambda: not any(alive(pid) for pid in executors))
+
+
+def test_job_closing_every_descriptor_costs_its_executor_not_the_worker(start_worker):
+    """os.closerange(3, 4096) takes the executor's socket and Pipe: the job is still acked
+    (ok, and the supervisor's ExecutorDied, which the controller fences as stale), a new
+    executor runs the next job."""
+    worker = start_worker(count=1)
+    worker.push("default", "closer", "tests.jobs:close_all_fds")
+    worker.push("default", "after", "tests.jobs:add", 1, 2)
+    assert worker.ack_for("closer")["o"] in ("ok", "fail")
+    assert worker.ack_for("after", timeout_s=20)["r"] == 3
+    assert worker.proc.poll() is None
