@@ -80,3 +80,48 @@ class Maths:
     @staticmethod
     def double(x: int) -> int:
         return 2 * x
+
+
+def fork_and_return(path: str) -> int:
+    """Fork; the child writes its pid to ``path`` and returns into the executor's loop."""
+    child = os.fork()
+    if child == 0:
+        write_pid = f"{path}.tmp"
+        with open(write_pid, "w", encoding="utf-8") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(write_pid, path)
+        return -1  # the child's "result": it must never reach Redis
+    os.waitpid(child, 0)
+    return child
+
+
+def not_a_number(kind: str = "nan") -> list[float]:
+    """A result with a float JSON cannot hold (NaN, or Infinity)."""
+    return [1.0, float(kind)]
+
+
+def kill_supervisor() -> None:
+    """SIGKILL the process that started this executor (its supervisor), then sleep."""
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(10**6)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+def raise_unprintable() -> None:
+    """Raise an exception whose str() itself raises."""
+    raise _Unprintable()
+
+
+def raise_surrogate() -> None:
+    """Raise with a message holding a lone surrogate (not valid UTF-8)."""
+    raise ValueError("bad \udc80 byte")
+
+
+def close_all_fds() -> str:
+    """Close every descriptor above stderr (the executor's Redis socket and Pipe among them)."""
+    os.closerange(3, 4096)
+    return "closed"

@@ -11,7 +11,7 @@ import orjson
 from ..config import describe, load_settings
 from ..state import STATES
 from .common import connection_options
-from .jobs import client_from
+from .jobs import client_from, indented
 
 
 def _print_json(data: Any) -> None:
@@ -80,9 +80,10 @@ def dead() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=0),
               help="Show at most N jobs, oldest first; 0 shows all.")
+@click.option("--brief", is_flag=True, help="One line per job: no tracebacks.")
 @connection_options
-def dead_list(as_json, limit, config_file, **flags) -> None:
-    """Jobs that ran out of retries, with their last error."""
+def dead_list(as_json, limit, brief, config_file, **flags) -> None:
+    """Jobs that ran out of retries, with their last error and its traceback."""
     jobs = client_from(config_file, **flags).request("dead_list", limit=limit)
     if as_json:
         _print_json(jobs)
@@ -90,6 +91,8 @@ def dead_list(as_json, limit, config_file, **flags) -> None:
     for job in jobs:
         click.echo(f"{job['id']}  {job['queue']}  {job['func']}  attempts {job['attempts']}  "
                    f"{job['error']}")
+        if job.get("traceback") and not brief:
+            click.echo(indented(job["traceback"], "    "))
     more = f" shown (the first {limit}; --limit 0 shows all)" if limit and len(jobs) == limit \
         else ""
     click.echo(f"{len(jobs)} dead{more}", err=True)

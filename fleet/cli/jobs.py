@@ -194,10 +194,17 @@ def job(job_id, as_json, config_file, **flags) -> None:
         error = f"  {attempt['error']}" if attempt.get("error") else ""
         click.echo(f"  #{attempt['attempt']} {attempt['outcome']:<9} {attempt['worker'] or '-'} "
                    f"{duration}{error}")
+        if attempt.get("traceback"):
+            click.echo(indented(attempt["traceback"], "      "))
     if info["state"] == "completed":
         click.echo(f"result    {orjson.dumps(info['result']).decode()}")
     if info.get("error"):
         click.echo(f"error     {info['error']}")
+
+
+def indented(text: str, prefix: str) -> str:
+    """``text`` (a traceback) with every line behind ``prefix``, no trailing newline."""
+    return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
 
 
 @click.command()

@@ -98,7 +98,8 @@ def _dead_list(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     limit = int(args.get("limit", 1000))  # 0: all of them
     dead = ctx.journal.table.dead_jobs()
     return [{"id": job.id, "queue": job.queue, "func": job.func, "error": job.error,
-             "attempts": job.attempt, "finished_ms": job.finished_ms}
+             "traceback": job.last_traceback, "attempts": job.attempt,
+             "finished_ms": job.finished_ms}
             for job in (dead[:limit] if limit > 0 else dead)]
 
 

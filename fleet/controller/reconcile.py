@@ -93,8 +93,11 @@ class Reconciler:
             retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
                                    self.settings.backoff_max_s, self.rng)
             error = _text(ack.get("e")) or "unknown error"
+            tb = ack.get("tb")  # the attempt's traceback (protocol §4), capped like the worker's
             return self.journal.record(ev.failed(job.id, attempt, error, ack, retry_at,
-                                                 bool(ack.get("fin")), now_ms))
+                                                 bool(ack.get("fin")), now_ms,
+                                                 tb[:ev.TRACEBACK_MAX_CHARS] if type(tb) is str
+                                                 else None))
         elif outcome == "rel":
             return self.journal.record(ev.released(job.id, attempt, _text(ack.get("e")),
                                                    now_ms))

@@ -33,7 +33,7 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("id", "q", "nb", "spec"),                                    # enq
     ("id", "n", "ld", "ts"),                                      # disp
     ("id", "n", "r", "w", "h", "st", "ft", "ts"),                 # ack
-    ("id", "n", "e", "nb", "fin", "w", "h", "st", "ft", "ts"),    # fail
+    ("id", "n", "e", "nb", "fin", "w", "h", "st", "ft", "ts", "tb"),  # fail (tb optional)
     ("id", "n", "nb", "ts"),                                      # exp
     ("id", "n", "why", "ts"),                                     # rel
     ("id", "ts"),                                                 # retry
@@ -45,6 +45,9 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("name", "at"),                                               # sched
     ("ts",),                                                      # due
 )
+
+# A FAIL record's traceback is cut to this many characters (the worker sends at most 8 KiB).
+TRACEBACK_MAX_CHARS = 8 * 1024
 
 SPEC_FIELDS = ("q", "nb", "f", "a", "k", "to", "mr", "ts")
 
@@ -76,9 +79,18 @@ def acked(job_id: str, attempt: int, result: Any, run: dict[str, Any],
 
 
 def failed(job_id: str, attempt: int, error: str, run: dict[str, Any], retry_at_ms: int,
-           final: bool = False, at_ms: int | None = None) -> Record:
-    """Attempt ``attempt`` failed. Retried at ``retry_at_ms`` unless final or out of retries."""
-    return [FAILED, job_id, attempt, error, retry_at_ms, final, *_run_fields(run), at_ms]
+           final: bool = False, at_ms: int | None = None,
+           traceback: str | None = None) -> Record:
+    """Attempt ``attempt`` failed. Retried at ``retry_at_ms`` unless final or out of retries.
+
+    ``traceback`` (the worker's, at most TRACEBACK_MAX_CHARS) is the record's last field,
+    written only when there is one: a record without it is the older form, and reads as an
+    attempt with no traceback.
+    """
+    record = [FAILED, job_id, attempt, error, retry_at_ms, final, *_run_fields(run), at_ms]
+    if traceback:
+        record.append(traceback)
+    return record
 
 
 def expired(job_id: str, attempt: int, retry_at_ms: int, at_ms: int) -> Record:
@@ -141,14 +153,20 @@ def describe(record: Record, seq: int | None = None) -> dict[str, Any]:
     """
     kind = record[0] if isinstance(record, list) and record else None
     if not isinstance(kind, int) or not 0 <= kind < len(NAMES) \
-            or len(record) != len(FIELDS[kind]) + 1:
+            or len(record) - 1 not in _field_counts(kind):
         raise ValueError(f"not a fleet record: {str(record)[:80]}")
     named: dict[str, Any] = {} if seq is None else {"s": seq}
     named["t"] = NAMES[kind]
-    named.update(zip(FIELDS[kind], record[1:], strict=True))
+    named.update(zip(FIELDS[kind], record[1:], strict=False))
     if kind == ENQUEUED:
         named.update(zip(SPEC_FIELDS, orjson.loads(named.pop("spec")), strict=True))
     return named
+
+
+def _field_counts(kind: int) -> tuple[int, ...]:
+    """How many fields a record of ``kind`` may have: a FAIL's traceback is optional."""
+    count = len(FIELDS[kind])
+    return (count - 1, count) if kind == FAILED else (count,)
 
 
 def _run_fields(run: dict[str, Any]) -> tuple[Any, Any, Any, Any]:

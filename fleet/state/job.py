@@ -129,8 +129,16 @@ class JobRecord:
                 "failures": self.failures, "not_before_ms": self.not_before_ms,
                 "lease_deadline_ms": self.lease_deadline_ms, "enqueued_ms": self.enqueued_ms,
                 "dispatched_ms": self.dispatched_ms, "finished_ms": self.finished_ms,
-                "result": self.result, "error": self.error,
+                "result": self.result, "error": self.error, "traceback": self.last_traceback,
                 "attempts": [_attempt_view(h) for h in self.history]}
+
+    @property
+    def last_traceback(self) -> str | None:
+        """The traceback of the latest failed or expired attempt (None: it had none)."""
+        for entry in reversed(self.history):
+            if entry.get("o") in ("failed", "expired"):
+                return entry.get("tb")
+        return None
 
 
 def _attempt_view(entry: dict[str, Any]) -> dict[str, Any]:
@@ -138,4 +146,4 @@ def _attempt_view(entry: dict[str, Any]) -> dict[str, Any]:
     duration = (finished - started) / 1000 if started and finished else None
     return {"attempt": entry.get("n"), "outcome": entry.get("o"), "worker": entry.get("w"),
             "host": entry.get("h"), "started_ms": started, "finished_ms": finished,
-            "duration_s": duration, "error": entry.get("e")}
+            "duration_s": duration, "error": entry.get("e"), "traceback": entry.get("tb")}

@@ -249,12 +249,14 @@ class JobTable:
 
     def _on_failed(self, record: ev.Record) -> bool:
         (_, job_id, attempt, error, retry_at_ms, final, worker, host, started_ms, finished_ms,
-         at_ms) = record
+         at_ms) = record[:11]
         job = self._current_attempt(job_id, attempt)
         if job is None:
             return False
         job.history.append({"n": attempt, "o": "failed", "w": worker, "h": host,
                             "st": started_ms, "ft": finished_ms, "e": error})
+        if len(record) > 11:  # the optional traceback (events.failed); older logs have none
+            job.history[-1]["tb"] = record[11]
         self.totals["failed"] += 1
         self._after_failure(job, error, retry_at_ms, final, at_ms or finished_ms or 0)
         return True

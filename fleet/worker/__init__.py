@@ -8,6 +8,8 @@ shutdown. The wire formats are docs/protocol.md §2-§5 and §8; docs/worker.md 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..config import Settings
 from ..errors import ConfigError
 from .signing import sign_message, verify_message
@@ -15,15 +17,21 @@ from .signing import sign_message, verify_message
 __all__ = ["run_worker", "sign_message", "verify_message"]
 
 
-def run_worker(settings: Settings) -> int:
-    """Run a worker until SIGTERM / SIGINT. Returns the exit code (0 drained, 130 cold stop).
+def run_worker(settings: Settings, import_paths: Iterable[str] = (), burst: bool = False) -> int:
+    """Run a worker until SIGTERM / SIGINT (or, with ``burst``, until its queues stay empty).
+    Returns the exit code (0 drained, 130 cold stop).
+
+    ``import_paths`` go to the front of ``sys.path`` (inherited by the executors) before any
+    job's module is imported.
 
     Raises:
         ConfigError: no queue to consume.
     """
     # Imported here: the controller imports fleet.worker.signing and should not pay for rq.
+    from .imports import add_import_paths
     from .pool import Supervisor
 
     if not settings.queues:
         raise ConfigError("queues: give at least one queue to consume")
-    return Supervisor(settings).run()
+    add_import_paths(import_paths)
+    return Supervisor(settings, burst=burst).run()

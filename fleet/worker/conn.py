@@ -6,10 +6,17 @@ cost of a no-op job. ``Wire`` keeps one redis-py ``Connection`` (so URL options,
 SELECT and hiredis all still apply), writes the commands of a round trip in one go and reads
 their raw replies in order. ``send`` writes without waiting; the replies are read by the next
 ``settle`` or ``call``, which lets an ack reach Redis while a job runs.
+
+A command that Redis refuses (an error reply, e.g. ``OOM`` under ``noeviction``) does not
+stop the reading: its reply is the ``redis.ResponseError`` itself, in its place, and the
+replies after it are still read. Redis runs the other commands of a write even when it
+refuses one, so a ``LPOP`` written after a refused ``RPUSH`` has popped its messages, and the
+caller must see them.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import redis
@@ -19,21 +26,35 @@ try:
 except ImportError:  # redis-py packs without it, only slower
     pack_command = None
 
+# The exit code of a process forked by a job that returned into the executor loop.
+FORKED_CHILD_EXIT = 70
+
+
+def refused(reply: Any) -> bool:
+    """True when ``reply`` is Redis refusing its command (an error reply)."""
+    return isinstance(reply, redis.ResponseError)
+
 
 class Wire:
-    """Commands out in one write, replies back in order. Any RedisError drops the connection
-    (the next command reconnects), so a reply is never read out of turn."""
+    """Commands out in one write, replies back in order. A connection failure drops the
+    connection (the next command reconnects), so a reply is never read out of turn.
+
+    Only the process that made the Wire may use it: a job that forks and whose child returns
+    into the executor loop would otherwise read replies meant for its parent, on the same
+    socket. Such a child exits at its first Redis command (``os._exit``).
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         # Made, not checked out: it connects on first use, so Redis may be down right now.
         self.connection = client.connection_pool.make_connection()
         self._outstanding = 0
+        self.owner_pid = os.getpid()
 
     def call(self, *commands: tuple) -> list[Any]:
-        """Send ``commands`` and return their replies.
+        """Send ``commands`` and return their replies (a refused one as its ResponseError).
 
         Raises:
-            redis.RedisError: the connection failed or a command returned an error.
+            redis.RedisError: the connection failed (never for an error reply).
         """
         self.settle()
         self.send(*commands)
@@ -41,6 +62,7 @@ class Wire:
 
     def send(self, *commands: tuple) -> None:
         """Write ``commands`` now; their replies are read later."""
+        self.check_owner()
         connection = self.connection
         try:
             # hiredis straight away: redis-py's own packing costs more than the round trip's
@@ -54,18 +76,29 @@ class Wire:
         self._outstanding += len(commands)
 
     def settle(self) -> list[Any]:
-        """Read every outstanding reply."""
+        """Read every outstanding reply; a refused command's reply is its ResponseError."""
+        self.check_owner()
         replies = []
         try:
             while self._outstanding:
-                replies.append(self.connection.read_response())
+                try:
+                    replies.append(self.connection.read_response())
+                except redis.ResponseError as refusal:
+                    replies.append(refusal)  # the connection is fine; read on
                 self._outstanding -= 1
         except redis.RedisError:
             self.reset()
             raise
         return replies
 
+    def check_owner(self) -> None:
+        """Exit at once in a process forked from the owner (see the class docstring)."""
+        if os.getpid() != self.owner_pid:
+            os._exit(FORKED_CHILD_EXIT)
+
     def reset(self) -> None:
+        if os.getpid() != self.owner_pid:
+            return  # a forked child must not shut down its parent's socket
         self._outstanding = 0
         self.connection.disconnect()
 

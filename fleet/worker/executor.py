@@ -34,7 +34,8 @@ import redis
 from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
-from .conn import Wire
+from .conn import Wire, refused
+from .logs import flush_logs, line_writer
 from .runner import AllowList, Runner
 from .wire import (
     EpochGate,
@@ -48,6 +49,7 @@ from .wire import (
 )
 
 BLOCK_TIMEOUT_S = 1
+JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
 HAND_BACK_TRIES = 3
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -71,6 +73,10 @@ class Executor:
         # than the write itself, once per job.
         self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
         self.log = log or worker_log(__name__, runner.identity.worker_id)
+        self.jobs_log = worker_log(JOBS_LOGGER, self.log.extra["who"])
+        # Read once: --quiet and --log-level are set before the executors start.
+        self.log_jobs = self.jobs_log.isEnabledFor(logging.INFO)
+        self._job_line = line_writer(self.jobs_log.logger) if self.log_jobs else None
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
         self.epochs = EpochGate(runner.signing_key)
@@ -87,6 +93,7 @@ class Executor:
         """Loop until stopped (or ``max_jobs`` messages were handled). Returns that count."""
         try:
             while not self.stopping and (max_jobs is None or self.handled < max_jobs):
+                self.wire.check_owner()  # a job's forked child must not run the next job
                 if self.buffer:
                     self._handle(self.buffer.popleft())
                 else:
@@ -103,7 +110,8 @@ class Executor:
             self._tell_done()
             time.sleep(self.health.failed(exc))
             return
-        self.health.ok()
+        if not self.unpushed:  # else Redis refused the acks: keep backing off
+            self.health.ok()
         for raw in popped:
             message = parse_message(raw)
             if message is None:
@@ -119,23 +127,59 @@ class Executor:
 
     def _fetch(self) -> list[bytes]:
         """Push pending acks and pop up to ``prefetch`` messages from the first non-empty queue;
-        wait in BLPOP when every queue is empty."""
+        wait in BLPOP when every queue is empty.
+
+        Redis may refuse the RPUSH (``OOM`` under ``noeviction``) and still run the LPOP
+        written with it: whatever that popped is returned and run, and the acks are kept and
+        pushed alone, with backoff, before anything more is popped.
+
+        Raises:
+            redis.RedisError: the connection failed, or Redis refused a command and nothing
+                was popped.
+        """
+        if self.unpushed and self.health.failing:
+            self._push_acks()
         commands: list[tuple] = [("RPUSH", self.acks_key, *self.unpushed)] if self.unpushed else []
         commands.append(("LPOP", self.queue_keys[0], self.prefetch))
-        popped = self.wire.call(*commands)[-1]
-        self.unpushed = []
+        replies = self.wire.call(*commands)
+        refusal = self._pushed(replies[0]) if self.unpushed else None
+        popped = _popped(replies[-1])
         for key in self.queue_keys[1:]:
             if popped:
-                return popped
-            popped = self.wire.call(("LPOP", key, self.prefetch))[0]
+                break
+            popped = _popped(self.wire.call(("LPOP", key, self.prefetch))[0])
+        if refusal is not None:
+            if not popped:
+                raise refusal  # nothing to run: back off, then push the acks alone
+            self.health.failed(refusal)
         if popped or self.stopping:
             return popped or []
         # Going idle right after a job: wake the controller, or the ack just pushed may wait
         # for its next iteration (up to its idle wait) before the job counts as done.
         commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
         self._tell_done()
-        found = self.wire.call(*commands, ("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))[-1]
+        flush_logs()  # the job lines of the busy spell, before a wait of up to a second
+        found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
+                                                   BLOCK_TIMEOUT_S))[-1])
         return [found[1]] if found else []
+
+    def _push_acks(self) -> None:
+        """Push the unpushed acks alone.
+
+        Raises:
+            redis.RedisError: the connection failed or Redis refused them (they stay).
+        """
+        refusal = self._pushed(self.wire.call(("RPUSH", self.acks_key, *self.unpushed))[0])
+        if refusal is not None:
+            raise refusal
+
+    def _pushed(self, reply: Any) -> redis.ResponseError | None:
+        """Forget the unpushed acks if ``reply`` (their RPUSH's) took them; else keep them
+        and return the refusal."""
+        if refused(reply):
+            return reply
+        self.unpushed = []
+        return None
 
     def _handle(self, message: dict[str, Any]) -> None:
         job_id, attempt = message["id"], message["n"]
@@ -145,12 +189,25 @@ class Executor:
                     self.done))
         self.done = None
         early = self._push_early()
+        started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
+        self.wire.check_owner()  # a fork the job made, returning: not even a log line
+        if self.log_jobs:
+            self._log_job(message, ok, time.perf_counter() - started_s)
         if early:
             self._settle_early(early)
         self.unpushed.append(ack)
         self.handled += 1
         self.done = (job_id, attempt, ok)
+
+    def _log_job(self, message: dict[str, Any], ok: bool, took_s: float) -> None:
+        outcome = "ok" if ok else "failed"
+        text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
+                f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
+        if self._job_line is not None:
+            self._job_line(f"[{self.jobs_log.extra['who']}] {text}")
+        else:
+            self.jobs_log.info("%s", text)
 
     def _push_early(self) -> list[bytes]:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the
@@ -166,9 +223,13 @@ class Executor:
 
     def _settle_early(self, acks: list[bytes]) -> None:
         try:
-            self.wire.settle()
+            replies = self.wire.settle()
         except redis.RedisError:
             self.unpushed[:0] = acks  # maybe pushed, maybe not: an ack twice is harmless
+            return
+        if replies and refused(replies[0]):
+            self.unpushed[:0] = acks
+            self.health.failed(replies[0])
 
     def _hand_back(self) -> None:
         """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
@@ -182,8 +243,7 @@ class Executor:
             if not self.unpushed:
                 break
             try:
-                self.wire.call(("RPUSH", self.acks_key, *self.unpushed))
-                self.unpushed = []
+                self._push_acks()
             except redis.RedisError as exc:
                 time.sleep(self.health.failed(exc))
         self._tell(("x", self.unpushed))
@@ -203,6 +263,20 @@ class Executor:
                 self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a log line: as it is when printable, else quoted, so that an id or func
+    holding a newline (anyone who can write to Redis picks them) cannot forge a line."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)
+
+
+def _popped(reply: Any) -> Any:
+    """A pop's reply, or its refusal raised (nothing was popped then)."""
+    if refused(reply):
+        raise reply
+    return reply
 
 
 def build_executor(settings: Settings, identity: Identity, client: redis.Redis,
@@ -235,4 +309,7 @@ def executor_main(settings: Settings, identity: Identity, slot: int, channel: An
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, executor.stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    executor.run()
+    try:
+        executor.run()
+    finally:
+        flush_logs()  # a forked process ends in os._exit: no logging.shutdown to do it

@@ -53,20 +53,32 @@ class SupervisorLink:
         if self.pending and self.health.may_try():
             self._send(lambda pipe: None)
 
-    def beat(self, payload: bytes) -> list[str]:
-        """Announce the worker, push pending acks, and return job ids asked to be cancelled."""
+    def beat(self, payload: bytes, measure: Iterable[str] = ()) -> tuple[list[str], int | None]:
+        """Announce the worker, push pending acks; return job ids asked to be cancelled and
+        how many messages wait in the ready lists of the queues in ``measure`` (None when
+        none was asked for or Redis did not say)."""
         if not self.health.may_try():
-            return []
+            return [], None
+        ready_keys = [self.keys.ready(queue) for queue in measure]
 
         def add(pipe: Any) -> None:
             pipe.sadd(self.keys.workers, self.worker_id)
             pipe.set(self.keys.worker(self.worker_id), payload, ex=self.ttl_s)
+            for key in ready_keys:
+                pipe.llen(key)
             pipe.lpop(self.keys.cancel(self.worker_id), CANCEL_BATCH)
 
         results = self._send(add)
-        if not results or not results[-1]:
-            return []
-        return [raw.decode("utf-8", "replace") for raw in results[-1]]
+        if not results:
+            return [], None
+        lengths = results[len(results) - 1 - len(ready_keys):-1]
+        queued = (None if not ready_keys or any(isinstance(n, redis.ResponseError)
+                                                 for n in lengths)
+                  else sum(lengths))
+        popped = results[-1]
+        if not popped or isinstance(popped, redis.ResponseError):
+            return [], queued
+        return [raw.decode("utf-8", "replace") for raw in popped], queued
 
     def _send(self, add: Callable[[Any], None]) -> list | None:
         pipe = self.client.pipeline(transaction=False)
@@ -75,19 +87,27 @@ class SupervisorLink:
             pipe.rpush(self.keys.acks, *self.pending)
         add(pipe)
         try:
-            results = pipe.execute()
+            # Errors as values: Redis may refuse the RPUSH or SET (OOM) and still run the LPOP
+            # of cancel requests, which would be lost with the raised error.
+            results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             self.health.failed(exc)
             return None
-        self.health.ok()
-        del self.pending[:pushed]
+        refusal = next((r for r in results if isinstance(r, redis.ResponseError)), None)
+        if pushed and not isinstance(results[0], redis.ResponseError):
+            del self.pending[:pushed]
+        if refusal is not None:
+            self.health.failed(refusal)
+        else:
+            self.health.ok()
         return results
 
     def flush(self, timeout_s: float) -> int:
         """Push what is pending, retrying for up to ``timeout_s``. Returns how many are lost."""
         deadline = time.monotonic() + timeout_s
         while self.pending and time.monotonic() < deadline:
-            if self._send(lambda pipe: None) is None:
+            self._send(lambda pipe: None)
+            if self.pending:
                 time.sleep(max(0.0, min(self.health.delay_s, deadline - time.monotonic())))
         if self.pending:
             self.log.error("%d ack(s) could not be pushed to Redis; those jobs run again when "

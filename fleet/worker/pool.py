@@ -31,6 +31,7 @@ from ..keys import Keys
 from .executor import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle
 from .heartbeat import SupervisorLink, heartbeat_payload
+from .logs import flush_logs
 from .wire import Identity, connect, encode, worker_log
 
 KILL_GRACE_S = 2.0
@@ -38,6 +39,8 @@ TICK_S = 0.02
 QUICK_DEATH_S = 1.0
 MAX_RESPAWN_DELAY_S = 10.0
 FINAL_FLUSH_S = 5.0
+# --burst: heartbeats in a row that must find nothing to do (so at least two whole periods).
+BURST_QUIET_BEATS = 3
 EXIT_OK = 0
 EXIT_COLD_STOP = 130
 
@@ -46,8 +49,11 @@ class Supervisor:
     """Runs and watches the executors of one worker."""
 
     def __init__(self, settings: Settings, identity: Identity | None = None,
-                 kill_grace_s: float = KILL_GRACE_S) -> None:
+                 kill_grace_s: float = KILL_GRACE_S, burst: bool = False) -> None:
         self.settings = settings
+        self.burst = burst
+        self._burst_quiet = 0
+        self._burst_finished = 0
         self.identity = identity or Identity.new()
         self.kill_grace_s = kill_grace_s
         self.log = worker_log(__name__, self.identity.worker_id)
@@ -82,6 +88,7 @@ class Supervisor:
             self._stop_everything()
         self.log.info("stopped (%s); %d jobs done, %d failed",
                       "cold" if self.cold else "drained", self.done, self.failed)
+        flush_logs()
         return EXIT_COLD_STOP if self.cold else EXIT_OK
 
     def _step(self) -> None:
@@ -172,13 +179,34 @@ class Supervisor:
 
     def _beat(self) -> None:
         self.next_beat = time.monotonic() + self.settings.heartbeat_s
+        flush_logs()
         jobs = [h.job for h in self.handles.values() if h.job is not None]
         payload = heartbeat_payload(self.identity, os.getpid(), self.started_ms,
                                     self.settings.queues, len(self.handles), jobs, self.done,
                                     self.failed)
-        cancelled = self.link.beat(encode(payload))
+        cancelled, queued = self.link.beat(encode(payload),
+                                           self.settings.queues if self.burst else ())
         if cancelled:
             self._cancel(set(cancelled))
+        if self.burst and not self.signals_seen:
+            self._burst_check(queued)
+
+    def _burst_check(self, queued: int | None) -> None:
+        """Stop (a drain, exit 0) once BURST_QUIET_BEATS heartbeats in a row found the ready
+        lists empty, every executor idle and no job finished since the previous one.
+
+        A job that starts and ends between two heartbeats still shows as a finished count
+        that moved, so a trickle of short jobs keeps the worker up."""
+        finished = self.done + self.failed
+        idle = all(h.job is None and not h.held for h in self.handles.values())
+        quiet = queued == 0 and idle and finished == self._burst_finished
+        self._burst_finished = finished
+        self._burst_quiet = self._burst_quiet + 1 if quiet else 0
+        if self._burst_quiet >= BURST_QUIET_BEATS:
+            self.log.info("burst: ready lists of %s empty and executors idle for %d "
+                          "heartbeats; stopping", ",".join(self.settings.queues),
+                          BURST_QUIET_BEATS)
+            self.signals_seen = 1
 
     def _cancel(self, job_ids: set[str]) -> None:
         for handle in self.handles.values():

@@ -1,8 +1,9 @@
 """Running one job: check the message, resolve its function, call it under its timeout, ack.
 
 A message is refused (ack ``fail`` with ``fin``: retrying cannot help) when its signature is
-bad, its fields have the wrong types, its function's module is not allow-listed, or its result
-is not JSON or encodes to more than ``fleet.job.MAX_PAYLOAD_BYTES``. Anything the function
+bad, its fields have the wrong types, its function's module is not allow-listed or cannot be
+imported (imports.py), or its result is not JSON (NaN and Infinity included) or encodes to
+more than ``fleet.job.MAX_PAYLOAD_BYTES``. Anything the function
 raises, a soft timeout included, is an ordinary ``fail``.
 The hard timeout (a job that ignores the soft one) belongs to the supervisor (pool.py).
 """
@@ -12,23 +13,29 @@ from __future__ import annotations
 import _signal
 import asyncio
 import logging
+import math
 import signal
-import sys
-import types
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
-from rq.utils import import_attribute
 
 from ..clock import now_ms
-from ..errors import FleetError
 from ..job import MAX_PAYLOAD_BYTES
+from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the runner's API
+    AllowList,
+    BadMessage,
+    JobRejected,
+    NotAllowed,
+    resolve,
+    split_func,
+)
 from .signing import signature_problem
 from .wire import Identity, encode, error_text, make_ack
 
-ALWAYS_ALLOWED = ("fleet.demo",)
+TRACEBACK_MAX_BYTES = 8 * 1024  # kept per failed attempt, in the ack and the job's record
 _SIGALRM = int(signal.SIGALRM)
 _ITIMER_REAL = int(signal.ITIMER_REAL)
 
@@ -45,20 +52,8 @@ def current_job() -> tuple[str, int] | None:
     return _running[-1] if _running else None
 
 
-class JobRejected(FleetError):
-    """The worker will not run this message; retrying it elsewhere cannot help."""
-
-
-class NotAllowed(JobRejected):
-    """The function's module is not in the worker's allow-list."""
-
-
 class BadSignature(JobRejected):
     """The worker requires signed messages and this one's ``sig`` is missing or wrong."""
-
-
-class BadMessage(JobRejected):
-    """A field of the message has the wrong type (func, args, kwargs, timeout)."""
 
 
 class ResultNotJSON(JobRejected):
@@ -67,67 +62,6 @@ class ResultNotJSON(JobRejected):
 
 class ResultTooLarge(JobRejected):
     """The function's result is more than MAX_PAYLOAD_BYTES of JSON (the controller keeps it)."""
-
-
-class AllowList:
-    """Modules whose functions may run: ``pkg`` allows ``pkg`` and everything inside it."""
-
-    def __init__(self, modules: Iterable[str] = ()) -> None:
-        names = {name.strip() for name in modules if name.strip()} | set(ALWAYS_ALLOWED)
-        self.modules = tuple(sorted(names))
-
-    def allows(self, module: str) -> bool:
-        return any(module == name or module.startswith(name + ".") for name in self.modules)
-
-    def __str__(self) -> str:
-        return ", ".join(self.modules)
-
-
-def split_func(func: str) -> tuple[str, str]:
-    """``("pkg.mod", "fn")`` from ``"pkg.mod:fn"`` or ``"pkg.mod.fn"``."""
-    if ":" in func:
-        module, _, attribute = func.partition(":")
-    else:
-        module, _, attribute = func.rpartition(".")
-    return module, attribute
-
-
-def resolve(func: str, allow: AllowList) -> Callable[..., Any]:
-    """The callable named by ``func``, imported only if its module is allowed.
-
-    Raises:
-        BadMessage: ``func`` is malformed or does not name a callable.
-        NotAllowed: its module is outside the allow-list, or the path walks through an
-            attribute that is a module (``allowed.mod.os.system``).
-        ImportError, ValueError, and whatever importing the module raises.
-    """
-    module, attribute = split_func(func)
-    if not module or not attribute:
-        raise BadMessage(f"func {func!r} must be 'module:function' or 'module.function'")
-    if not allow.allows(module):
-        raise NotAllowed(f"module {module} is not in the worker's allow-list ({allow})")
-    target = import_attribute(f"{module}.{attribute}")
-    _refuse_module_hops(f"{module}.{attribute}", allow)
-    if not callable(target) or isinstance(target, types.ModuleType):
-        raise BadMessage(f"{func} is not a function")
-    return target
-
-
-def _refuse_module_hops(path: str, allow: AllowList) -> None:
-    """rq's import_attribute follows attributes, so ``tests.jobs.os.system`` would reach
-    ``os.system`` through ``tests.jobs``; refuse any step onto a module that is not allowed."""
-    bits = path.split(".")
-    for cut in range(len(bits) - 1, 0, -1):
-        owner = sys.modules.get(".".join(bits[:cut]))
-        if owner is not None:
-            break
-    else:
-        raise NotAllowed(f"{path} does not start with an importable module")
-    for name in bits[cut:-1]:
-        owner = getattr(owner, name)
-        if isinstance(owner, types.ModuleType) and not allow.allows(owner.__name__):
-            raise NotAllowed(f"{path} reaches module {owner.__name__}, which is not in the "
-                             f"worker's allow-list ({allow})")
 
 
 class SoftTimeout(UnixSignalDeathPenalty):
@@ -174,6 +108,7 @@ class Runner:
         self.default_timeout_s = default_timeout_s
         self.signing_key = signing_key
         self._resolved: dict[str, Callable[..., Any]] = {}
+        self.last_error = ""  # the ``e`` of the last failed attempt, for the job's log line
 
     def timeout_of(self, message: dict[str, Any]) -> float:
         """The message's ``to``, or the worker's default when it has none (or a bad one)."""
@@ -223,11 +158,41 @@ class Runner:
         final = isinstance(exc, JobRejected)
         logger.debug("job %s attempt %s failed", message.get("id"), message.get("n"),
                      exc_info=not final)
-        fields: dict[str, Any] = {"e": error_text(exc)}
+        fields: dict[str, Any] = {"e": _error_of(exc)}
+        self.last_error = fields["e"]
         if final:
-            fields["fin"] = True
+            fields["fin"] = True  # a JobRejected says all in "e": its traceback is fleet's own
+        else:
+            fields["tb"] = traceback_text(exc)
         return encode(make_ack(message["id"], message["n"], "fail", self.identity, started_ms,
                                **fields))
+
+
+def _error_of(exc: BaseException) -> str:
+    """``error_text(exc)``, even for an exception whose ``str()`` raises or holds a lone
+    surrogate (job code decides both; neither may stop the executor)."""
+    try:
+        text = error_text(exc)
+    except Exception as problem:  # noqa: BLE001 - whatever a hostile __str__ raises
+        text = f"{type(exc).__name__}: <str() of the exception raised {type(problem).__name__}>"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def traceback_text(exc: BaseException, limit_bytes: int = TRACEBACK_MAX_BYTES) -> str:
+    """The traceback of ``exc`` from the job's own first frame (the runner's are left out),
+    at most ``limit_bytes`` of UTF-8: the start and the end are kept, the middle of a long
+    one (deep recursion) is cut and says how much."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    raw = text.encode("utf-8", "backslashreplace")  # a lone surrogate would stop orjson
+    if len(raw) <= limit_bytes:
+        return raw.decode("utf-8")
+    marker = f"\n... {len(raw) - limit_bytes} bytes of traceback cut ...\n".encode()
+    head = (limit_bytes - len(marker)) // 4
+    tail = limit_bytes - len(marker) - head
+    return (raw[:head] + marker + raw[-tail:]).decode("utf-8", "ignore")
 
 
 def encode_success(message: dict[str, Any], result: Any, identity: Identity,
@@ -251,4 +216,24 @@ def encode_success(message: dict[str, Any], result: Any, identity: Identity,
         if size_bytes > MAX_PAYLOAD_BYTES:
             raise ResultTooLarge(f"the JSON result of {message.get('f')} is {size_bytes} "
                                  f"bytes, at most {MAX_PAYLOAD_BYTES} allowed")
+    # orjson writes NaN and Infinity as null; only a body with a null can hold one (checked
+    # after the size, so that the walk is over at most MAX_PAYLOAD_BYTES of JSON).
+    if b"null" in body and has_non_finite(result):
+        raise ResultNotJSON(f"{message.get('f')} returned a NaN or Infinity float, which JSON "
+                            f"cannot hold")
     return body
+
+
+def has_non_finite(value: Any) -> bool:
+    """True when ``value`` (JSON-encodable, so finitely deep) holds a NaN or an Infinity."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False

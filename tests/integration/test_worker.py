@@ -30,7 +30,7 @@ class Worker:
     """A `fleet worker` subprocess and the Redis it talks to."""
 
     def __init__(self, url: str, log_path: Path, count: int = 2, queues: str = "default",
-                 **env: str) -> None:
+                 args: tuple[str, ...] = (), **env: str) -> None:
         self.redis = redis.Redis.from_url(url)
         environ = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
         environ.update({"FLEET_HEARTBEAT_S": str(HEARTBEAT_S), "FLEET_SHUTDOWN_GRACE_S": "10",
@@ -38,7 +38,7 @@ class Worker:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fleet", "worker", "--count", str(count), "--queues", queues,
-             "--allow", "tests.jobs", "--redis-url", url],
+             "--allow", "tests.jobs", "--redis-url", url, *args],
             cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         self.count = count
 
@@ -122,6 +122,11 @@ def wait_until(predicate, timeout_s: float = 5.0) -> bool:
 @pytest.fixture()
 def start_worker(redis_url, tmp_path):
     """Starts `fleet worker` subprocesses; kills any left at the end of the test."""
+    yield from worker_starter(redis_url, tmp_path)
+
+
+def worker_starter(redis_url, tmp_path):
+    """The body of ``start_worker`` (a generator, so other test files can make the fixture)."""
     started: list[Worker] = []
 
     def start(url: str | None = None, **options) -> Worker:
@@ -315,7 +320,9 @@ def test_worker_started_while_redis_is_down_waits_for_it(own_redis, tmp_path):
     own_redis.kill()
     worker = Worker(own_redis.url, tmp_path / "worker.log")
     try:
-        time.sleep(1.0)
+        # Polled, not slept: a loaded machine can take over a second just to start Python.
+        assert wait_until(lambda: "redis unavailable" in (tmp_path / "worker.log").read_text(),
+                          timeout_s=30)
         assert worker.proc.poll() is None
         own_redis.start()
         worker.redis = redis.Redis.from_url(own_redis.url)

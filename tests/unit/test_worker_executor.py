@@ -176,3 +176,15 @@ def test_executor_survives_redis_errors_and_goes_on(client, server, monkeypatch)
     server.connected = False
     executor(client).run(max_jobs=2)
     assert [ack["id"] for ack in acks(client)] == ["first", "second"]
+
+
+def test_each_finished_job_is_logged_once_with_id_func_outcome_and_time(client, caplog):
+    """One info line per job on fleet.worker.jobs; an id with a newline cannot forge a line."""
+    push(client, "default", job("fine"), job("bad\nINFO forged", "tests.jobs:fail", a=[]))
+    with caplog.at_level("INFO", logger="fleet.worker.jobs"):
+        assert executor(client).run(max_jobs=2) == 2
+    lines = [r.getMessage() for r in caplog.records if r.name == "fleet.worker.jobs"]
+    assert len(lines) == 2
+    assert lines[0].startswith("[host-a:42:beef] job fine attempt 1 tests.jobs:add ok in ")
+    assert "job 'bad\\nINFO forged' attempt 1 tests.jobs:fail failed in " in lines[1]
+    assert lines[1].endswith(": ValueError: boom") and "\n" not in lines[1]

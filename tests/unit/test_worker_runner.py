@@ -98,11 +98,12 @@ def test_path_through_a_module_attribute_is_refused():
         resolve("tests.jobs:time.sleep", AllowList(["tests.jobs"]))
 
 
-def test_missing_function_fails_without_fin():
-    """A name the allowed module lacks is an ordinary failure (the code may differ elsewhere)."""
+def test_missing_function_fails_final_naming_module_and_attribute():
+    """A name the allowed module lacks (after a reload) is final and says which name."""
     ack, ok = run({"f": "tests.jobs:no_such_function"})
-    assert not ok and ack["o"] == "fail" and "fin" not in ack
-    assert ack["e"].startswith("ValueError: ")
+    assert not ok and ack["o"] == "fail" and ack["fin"] is True
+    assert ack["e"].startswith("AttributeMissing: tests.jobs (")
+    assert "has no attribute 'no_such_function'" in ack["e"]
 
 
 def test_args_and_kwargs_are_passed():
@@ -244,3 +245,23 @@ def test_error_text_is_one_line_and_bounded():
     assert error_text(ValueError("a\nb")) == "ValueError: a b"
     assert error_text(KeyError()) == "KeyError"
     assert len(error_text(ValueError("x" * 5000))) == 2000
+
+
+@pytest.mark.parametrize("func, error", [
+    ("tests.jobs:raise_unprintable",
+     "_Unprintable: <str() of the exception raised RuntimeError>"),
+    ("tests.jobs:raise_surrogate", "ValueError: bad \\udc80 byte"),
+])
+def test_hostile_exception_still_becomes_a_fail_ack(func, error):
+    """An exception whose str() raises, or holds a lone surrogate, cannot stop the executor."""
+    ack, ok = run({"f": func})
+    assert not ok and ack["o"] == "fail" and ack["e"] == error and "fin" not in ack
+    assert ack["tb"].startswith("Traceback")
+
+
+def test_nan_nested_in_a_result_is_refused_and_null_is_not():
+    """NaN deep in a dict fails final; a plain None (also null in JSON) is fine."""
+    ack, ok = run({"f": "tests.jobs:echo", "k": {"x": None}})
+    assert ok and ack["r"] == {"args": [], "kwargs": {"x": None}}
+    ack, ok = run({"f": "tests.jobs:not_a_number", "a": ["nan"]})
+    assert not ok and ack["fin"] is True and "NaN or Infinity" in ack["e"]

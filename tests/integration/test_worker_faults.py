@@ -1,0 +1,94 @@
+"""The real `fleet worker` against hostile conditions: Redis refusing writes, and job code that
+forks, kills its supervisor or returns what JSON cannot hold. The test plays the controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from .test_worker import KEYS, alive, wait_until, worker_starter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def start_worker(redis_url, tmp_path):
+    """Starts `fleet worker` subprocesses; kills any left at the end of the test."""
+    yield from worker_starter(redis_url, tmp_path)
+
+
+def wait_for_log(worker, text: str, timeout_s: float = 10.0) -> None:
+    path = Path(worker.log.name)
+    assert wait_until(lambda: text in path.read_text(errors="replace"), timeout_s), \
+        f"{text!r} never logged"
+
+
+@pytest.mark.parametrize("prefetch", ["1", "4"])
+def test_no_popped_message_is_lost_while_redis_refuses_acks(own_redis, start_worker, prefetch):
+    """noeviction OOM refuses the ack's RPUSH but runs the LPOP beside it: every popped
+    message still runs and is acked once Redis takes writes again (prefetch 4: the acks
+    written early, before each prefetched job, are refused too)."""
+    worker = start_worker(url=own_redis.url, count=2, FLEET_PREFETCH=prefetch)
+    admin = redis.Redis.from_url(own_redis.url)
+    ids = [f"oom-{i:02d}" for i in range(30)]
+    for job_id in ids:
+        worker.push("default", job_id, "tests.jobs:sleep_s", 0.03)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # every write refused from now on
+    wait_for_log(worker, "OutOfMemoryError")
+    admin.config_set("maxmemory", 0)
+    acks = worker.acks(len(ids), timeout_s=30)
+    assert sorted(ack["id"] for ack in acks) == ids
+    assert all(ack["o"] == "ok" for ack in acks)
+    assert admin.llen(KEYS.ready("default")) == 0
+
+
+def test_forked_child_of_a_job_exits_instead_of_running_jobs(start_worker, tmp_path):
+    """A job's fork whose child returns into the executor loop exits at once: one ack per
+    job, from the parent, and the child is gone."""
+    worker = start_worker(count=1)
+    pid_path = tmp_path / "child.pid"
+    worker.push("default", "forker", "tests.jobs:fork_and_return", str(pid_path))
+    for i in range(5):
+        worker.push("default", f"after-{i}", "tests.jobs:add", i, 1)
+    acks = worker.acks(6)
+    assert [ack["id"] for ack in acks] == ["forker"] + [f"after-{i}" for i in range(5)]
+    assert acks[0]["o"] == "ok" and acks[0]["r"] > 0
+    child = int(pid_path.read_text())
+    assert wait_until(lambda: not alive(child))
+    assert worker.redis.llen(KEYS.acks) == 0
+    assert worker.proc.poll() is None
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf", "-inf"])
+def test_non_finite_float_result_fails_instead_of_becoming_null(start_worker, kind):
+    """A NaN or Infinity in a result is a final failed attempt, not a silent null."""
+    worker = start_worker(count=1)
+    worker.push("default", "nan", "tests.jobs:not_a_number", kind)
+    (ack,) = worker.acks(1)
+    assert ack["o"] == "fail" and ack["fin"] is True
+    assert ack["e"].startswith("ResultNotJSON:") and "NaN or Infinity" in ack["e"]
+
+
+def test_job_that_kills_its_supervisor_takes_every_executor_down(start_worker):
+    """os.kill(os.getppid(), 9) from a job: the supervisor dies and every executor exits
+    with it, the one running that job included; nothing is left consuming the queues."""
+    worker = start_worker(count=3)
+    executors = worker.executor_pids()
+    worker.push("default", "parricide", "tests.jobs:kill_supervisor", timeout_s=60)
+    worker.proc.wait(timeout=10)
+    assert wait_until(lambda: not any(alive(pid) for pid in executors))
+
+
+def test_job_closing_every_descriptor_costs_its_executor_not_the_worker(start_worker):
+    """os.closerange(3, 4096) takes the executor's socket and Pipe: the job is still acked
+    (ok, and the supervisor's ExecutorDied, which the controller fences as stale), a new
+    executor runs the next job."""
+    worker = start_worker(count=1)
+    worker.push("default", "closer", "tests.jobs:close_all_fds")
+    worker.push("default", "after", "tests.jobs:add", 1, 2)
+    assert worker.ack_for("closer")["o"] in ("ok", "fail")
+    assert worker.ack_for("after", timeout_s=20)["r"] == 3
+    assert worker.proc.poll() is None
