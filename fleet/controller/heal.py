@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
+import orjson
+
 from ..journal import Journal
 from ..state import JobRecord
 
@@ -92,6 +94,7 @@ class Healer:
         self.witness = witness
         self.heartbeat_ms = heartbeat_ms
         self.phase = Phase.IDLE
+        self.purge_due = False
         self.due_ms = 0
         self.reported: set[str] = set()
         self.missing: dict[str, int] = {}
@@ -100,6 +103,7 @@ class Healer:
     def start(self, now_ms: int) -> None:
         """Begin (or restart) a heal: after a recovery or a detected Redis data loss."""
         self.phase = Phase.WAIT_REPORTS
+        self.purge_due = True
         self.due_ms = now_ms + self.heartbeat_ms * 2
         self.reported = set()
         self.missing = {}
@@ -119,6 +123,7 @@ class Healer:
         """Step 2's answer: the candidates whose message is not in Redis."""
         self.missing = dict(missing)
         self.reported = set()
+        self.purge_due = True  # again: a stale copy of a job popped just before is named now
         self.phase = Phase.WAIT_CONFIRM
         self.due_ms = now_ms + self.heartbeat_ms * 2
 
@@ -137,3 +142,89 @@ class Healer:
             log.warning("re-dispatching %d in-flight jobs whose messages were lost", len(ids))
         self.redispatched += len(ids)
         return ids
+
+
+class Timeline:
+    """Notices a Redis that went back in time, not only one that came back empty.
+
+    A rollback (restarted from an older RDB, ``DEBUG RELOAD``, a failover that dropped the
+    last writes) restores the controller key with this controller's own token, so the fence
+    sees nothing. So every ``CHECK_EVERY_MS`` the controller sets ``{ns}:generation`` to the
+    next number and reads back what it held (``SET … GET``): anything but the number last
+    written means Redis lost writes. A changed server run id means it restarted.
+    """
+
+    CHECK_EVERY_MS = 100
+
+    def __init__(self) -> None:
+        self.written: int | None = None
+        self.run_id: str | None = None
+
+    def next_value(self) -> int:
+        return (self.written or 0) + 1
+
+    def tick(self, wire: Any) -> str | None:
+        """Advance the marker in Redis (a ControllerWire); returns what went wrong, or None."""
+        value = self.next_value()
+        previous, run_id = wire.advance_generation(value)
+        return self.check(value, previous, run_id)
+
+    def check(self, value: int, previous: bytes | None, run_id: str | None) -> str | None:
+        """Record that ``value`` replaced ``previous``; returns what went wrong, or None."""
+        last, self.written = self.written, value
+        old_run_id, self.run_id = self.run_id, run_id or self.run_id
+        if last is None:
+            return None
+        if run_id is not None and old_run_id is not None and run_id != old_run_id:
+            return f"Redis restarted (run id {old_run_id[:8]} -> {run_id[:8]})"
+        if previous is None:
+            return "the generation marker vanished from Redis"
+        if previous != str(last).encode():
+            return (f"Redis went back in time (generation marker held {previous[:20]!r}, "
+                    f"{last} was written last)")
+        return None
+
+
+def purge_stale(wire: Any, keys: Any, table: Any, running: Mapping[str, tuple[int, str]]
+                ) -> int:
+    """Take out of the ready lists what must not run (``stale_messages``); returns how many."""
+    lists = wire.read_ready(table.queue_counts)
+    stale = stale_messages(lists, table.in_flight, running)
+    if not stale:
+        return 0
+    removed = sum(wire.remove([(keys.ready(queue), raw) for queue, raw in stale]))
+    if removed:
+        log.warning("purged %d stale messages from the ready lists", removed)
+    return removed
+
+
+def stale_messages(lists: Mapping[str, list[bytes]], in_flight: Mapping[str, JobRecord],
+                   running: Mapping[str, tuple[int, str]]) -> list[tuple[str, bytes]]:
+    """``(queue, message)`` of every ready message that must not run: its job is not in flight
+    at that attempt (completed, dead, cancelled, forgotten, or leased again since), a worker
+    already runs that attempt, or it is a second copy. Such messages come back with a Redis
+    rollback; run, they would run a completed job again. Messages fleet cannot read are left
+    to the workers, which refuse them."""
+    stale, seen = [], set()
+    for queue, messages in lists.items():
+        for raw in messages:
+            job_id, attempt = _id_and_attempt(raw)
+            if job_id is None:
+                continue
+            job = in_flight.get(job_id)
+            if (job is None or job.attempt != attempt or (job_id, attempt) in seen
+                    or running.get(job_id, (None,))[0] == attempt):
+                stale.append((queue, raw))
+            seen.add((job_id, attempt))
+    return stale
+
+
+def _id_and_attempt(raw: bytes) -> tuple[str | None, int]:
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, 0
+    if type(message) is not dict or type(message.get("id")) is not str \
+            or type(message.get("n")) is not int:
+        return None, 0
+    return message["id"], message["n"]

@@ -38,7 +38,7 @@ from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
 from . import control
 from .dispatch import Dispatcher, encode_message
 from .fence import LOST, Fence
-from .heal import Healer
+from .heal import Healer, Timeline, purge_stale
 from .intake import Intake
 from .periodic import Scheduler
 from .reconcile import Reconciler
@@ -78,6 +78,7 @@ class Controller:
         self.reconciler = Reconciler(self.journal, settings, random.Random())
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000),
                              self.reconciler.witness)
+        self.timeline = Timeline()
         schedules = load_schedules(settings.schedule_file) if settings.schedule_file else []
         self.scheduler = Scheduler(self.journal, schedules, settings)
         lock = self.log.lock
@@ -94,7 +95,7 @@ class Controller:
         self._withdrawn: list[tuple[str, bytes]] = []
         self._inbox: Inbox | None = None  # read along with the last write, for the next step
         self._samples: deque[tuple[int, dict[str, int]]] = deque()
-        self._next_beat_ms = self._next_compact_ms = 0
+        self._next_beat_ms = self._next_compact_ms = self._next_timeline_ms = 0
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
         self._snapshot_started_s = time.monotonic()
         self.retention = Retention(self.journal.table, settings.retention_s, self.clock())
@@ -152,6 +153,10 @@ class Controller:
             log.warning("%s; retrying", exc)
         time.sleep(min(2.0, 0.1 + (now - self._redis_down_since) / 5))
         self.healer.start(self.clock())
+        # Workers could not beat either (a Redis refusing writes refuses theirs too): their
+        # silence proves nothing, so no lease runs out until it has had a lease's worth of
+        # heartbeats again.
+        self.reconciler.grant_grace(self.clock())
 
     def close(self) -> None:
         """Finish a running snapshot, give up the lease and close the log."""
@@ -283,6 +288,9 @@ class Controller:
         self.healer.start(now)
 
     def _heal(self, now: int, out: Outbox) -> None:
+        if self.healer.purge_due:
+            self.healer.purge_due = False
+            purge_stale(self.wire, self.keys, self.journal.table, self.reconciler.witness.holders)
         candidates = self.healer.candidates(now)
         if candidates is not None:
             in_flight = self.journal.table.in_flight
@@ -296,9 +304,19 @@ class Controller:
             job = self.journal.table.in_flight[job_id]
             out.messages.setdefault(job.queue, []).append(self.dispatcher.lease(job, now))
 
+    def _check_timeline(self, now: int) -> None:
+        problem = self.timeline.tick(self.wire)
+        if problem is not None:
+            log.warning("%s: healing, and purging stale messages", problem)
+            self.metrics.redis_losses.inc()
+            self.healer.start(now)
+
     # -- on their own cadence --------------------------------------------------------------
 
     def _periodic(self, now: int) -> None:
+        if now >= self._next_timeline_ms:
+            self._next_timeline_ms = now + Timeline.CHECK_EVERY_MS
+            self._check_timeline(now)
         if now >= self._next_beat_ms:
             self._next_beat_ms = now + int(self.settings.heartbeat_s * 1000)
             self._read_heartbeats(now)
