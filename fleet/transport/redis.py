@@ -208,18 +208,22 @@ class ControllerWire:
         pipe.set(self.keys.generation, value, get=True)
         pipe.info("server")
         previous, info = pipe.execute(raise_on_error=False)
-        if isinstance(previous, Exception):
+        if isinstance(previous, redis.ResponseError) and "WRONGTYPE" in str(previous):
+            # Someone put another type there: take the key back rather than fail forever.
+            self.client.set(self.keys.generation, value)
+            previous = None
+        elif isinstance(previous, Exception):
             raise previous
         run_id = info.get("run_id") if isinstance(info, dict) else None
         return previous, None if run_id is None else str(run_id)
 
     @translated
-    def read_ready(self, queues: Iterable[str]) -> dict[str, list[bytes]]:
-        """Every message waiting in the ready list of each queue."""
+    def read_ready(self, queues: Iterable[str], limit: int = 8192) -> dict[str, list[bytes]]:
+        """The first ``limit`` messages waiting in the ready list of each queue."""
         queues = list(queues)
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
-            pipe.lrange(self.keys.ready(queue), 0, -1)
+            pipe.lrange(self.keys.ready(queue), 0, limit - 1)
         return dict(zip(queues, pipe.execute(), strict=True)) if queues else {}
 
     @translated

@@ -72,3 +72,15 @@ def test_stale_messages_are_those_not_in_flight_at_their_attempt():
     running = stale_messages({"default": [_message("flying", 1)]}, table.in_flight,
                              running={"flying": (1, "w1")})
     assert running == [("default", _message("flying", 1))]
+
+
+def test_generation_key_of_another_type_is_taken_back_not_fatal():
+    """A hostile writer made the marker a list: the controller takes the key back (and
+    heals once) instead of failing every check."""
+    client = fakeredis.FakeRedis()
+    wire, timeline = ControllerWire(client, Keys()), Timeline()
+    assert timeline.tick(wire) is None
+    client.delete(Keys().generation)
+    client.rpush(Keys().generation, b"x")
+    assert "vanished" in timeline.tick(wire)
+    assert timeline.tick(wire) is None
