@@ -195,3 +195,33 @@ def test_noeviction_oom_for_seconds_makes_no_job_dead(own_redis, tmp_path):
         assert set(executions(log_path)) == {j["id"] for j in jobs}
     finally:
         local.stop_all()
+
+
+def test_allkeys_random_eviction_makes_no_job_dead(own_redis, tmp_path):
+    """Redis evicts random keys for 3 s (`allkeys-random`, `maxmemory` under what it holds):
+    ready lists, acks, heartbeats, the controller key and the generation marker may go; no
+    job goes dead without having run, none ends twice."""
+    local = _fleet(own_redis.url, tmp_path)
+    try:
+        log_path = os.path.join(local.workdir, "exec.log")
+        jobs = record_jobs(400, log_path, sleep_ms=20)
+        local.controller()
+        local.worker(4)
+        _enqueue(local, jobs)
+        local.wait_for(lambda s: s["states"]["completed"] >= 60, timeout_s=60)
+        r = redis.Redis.from_url(own_redis.url)
+        memory = r.info("memory")
+        evicted = r.info("stats")["evicted_keys"]
+        r.config_set("maxmemory-policy", "allkeys-random")
+        # Half of what the keys hold: writes go on, each evicting random keys to make room.
+        r.config_set("maxmemory", memory["used_memory"] - memory["used_memory_dataset"] // 2)
+        started = time.monotonic()
+        # Hold the fault for 3 s, and until it has really evicted keys.
+        while time.monotonic() - started < 3 or r.info("stats")["evicted_keys"] < evicted + 5:
+            assert time.monotonic() - started < 30, "nothing was evicted"
+            time.sleep(0.1)
+        r.config_set("maxmemory", 0)
+        _assert_no_job_lost_dead_or_doubled(local, jobs)
+        assert set(executions(log_path)) == {j["id"] for j in jobs}
+    finally:
+        local.stop_all()
