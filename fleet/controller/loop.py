@@ -153,10 +153,7 @@ class Controller:
             log.warning("%s; retrying", exc)
         time.sleep(min(2.0, 0.1 + (now - self._redis_down_since) / 5))
         self.healer.start(self.clock())
-        # Workers could not beat either (a Redis refusing writes refuses theirs too): their
-        # silence proves nothing, so no lease runs out until it has had a lease's worth of
-        # heartbeats again.
-        self.reconciler.grant_grace(self.clock())
+        self.reconciler.redis_trouble(self.clock())
 
     def close(self) -> None:
         """Finish a running snapshot, give up the lease and close the log."""

@@ -42,7 +42,8 @@ class Reconciler:
         self.malformed_beats = 0
         self.heartbeat_ms = int(settings.heartbeat_s * 1000)
         self.report_grace_ms = 2 * self.heartbeat_ms
-        self._graced: set[tuple[str, int]] = set()
+        self._graced: dict[tuple[str, int], int] = {}  # -> when its lease first lapsed
+        self.trouble_ms: int | None = None  # when the controller last got a Redis error
         self._rebased: set[tuple[str, int]] = set()
         self.witness = Witness(self.lease_ms, self.heartbeat_ms)
         self.lost_messages = 0
@@ -131,7 +132,7 @@ class Reconciler:
         self.running_on = running
         in_flight = self.journal.table.in_flight
         self.extended = {k: v for k, v in self.extended.items() if k in in_flight}
-        self._graced = {graced for graced in self._graced if graced[0] in in_flight}
+        self._graced = {job: at for job, at in self._graced.items() if job[0] in in_flight}
         self._rebased = {job for job in self._rebased if job[0] in in_flight}
         self.witness.observe(live, now_ms, in_flight)
         return reported
@@ -179,10 +180,14 @@ class Reconciler:
                 # Gone from the list, but a worker may have popped it just now and not yet
                 # named it in a heartbeat: give it two heartbeats before calling it lost, or a
                 # job that waited its lease out in the list would run twice.
-                self._graced.add((job.id, job.attempt))
+                self._graced[job.id, job.attempt] = now_ms
                 self.extended[job.id] = (job.attempt, now_ms + self.report_grace_ms)
                 continue
-            if not self.witness.may_hold(job):
+            held = self.witness.may_hold(job)
+            if held and self._silence_unproven(now_ms, self._graced[job.id, job.attempt]):
+                self.extended[job.id] = (job.attempt, now_ms + self.heartbeat_ms)
+                continue
+            if not held:
                 lost += self.journal.record(ev.released(job.id, job.attempt, LOST_REASON,
                                                         now_ms))
                 continue
@@ -194,6 +199,20 @@ class Reconciler:
             self.lost_messages += lost
             log.warning("%d jobs lost their message or ack in Redis (no worker held them): "
                         "dispatching them again, not counted as failures", lost)
+
+
+    def redis_trouble(self, now_ms: int) -> None:
+        """The controller got a Redis error: the workers' heartbeats may be refused too."""
+        self.trouble_ms = now_ms
+
+    def _silence_unproven(self, now_ms: int, lapsed_ms: int) -> bool:
+        """A worker's silence proves nothing while Redis has been failing within the time a
+        live worker needs to be heard again (a Redis refusing writes refuses heartbeats as
+        well): wait, but no longer than one more lease, so a flapping Redis cannot hold a
+        dead worker's jobs for ever."""
+        recent = (self.trouble_ms is not None
+                  and now_ms - self.trouble_ms < (SILENT_BEATS + 2) * self.heartbeat_ms)
+        return recent and now_ms - lapsed_ms < self.lease_ms
 
 
 def _parse_ack(raw: bytes) -> dict[str, Any] | None:

@@ -118,3 +118,39 @@ def test_a_silent_workers_lingering_heartbeat_stops_extending_leases(tmp_path):
     _expire_due(reconciler, 1800 + LEASE_MS + 1)
     _expire_due(reconciler, 1800 + LEASE_MS + 2 * HEARTBEAT_MS + 2)
     assert reconciler.journal.table.jobs["j"].state == PENDING
+
+
+def test_a_workers_silence_during_a_redis_outage_is_not_taken_for_its_death(tmp_path):
+    """Redis refused writes (the controller's too), so the worker could not beat: its job's
+    lapse waits until Redis has been healthy long enough to hear from it, and the worker,
+    heard again, keeps its job."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": [["j", 1, 0]]}
+    reconciler.on_heartbeats([beat], 100)
+    reconciler.on_heartbeats([beat], 100 + 4 * HEARTBEAT_MS)  # ts stuck: silent
+    lapse_ms = 100 + LEASE_MS + 10
+    reconciler.redis_trouble(lapse_ms)
+    _expire_due(reconciler, lapse_ms)
+    reconciler.redis_trouble(lapse_ms + 2 * HEARTBEAT_MS)
+    _expire_due(reconciler, lapse_ms + 2 * HEARTBEAT_MS + 1)
+    job = reconciler.journal.table.jobs["j"]
+    assert job.state == IN_FLIGHT and job.failures == 0
+    reconciler.on_heartbeats([dict(beat, ts=2)], lapse_ms + 3 * HEARTBEAT_MS)
+    assert reconciler.lapsed(lapse_ms + 4 * HEARTBEAT_MS) == []
+
+
+def test_a_flapping_redis_defers_a_dead_workers_lapse_by_one_lease_at_most(tmp_path):
+    """Errors keep coming, the worker never beats again: after one more lease its job expires
+    (a failed attempt) all the same."""
+    reconciler = _reconciler(tmp_path)
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "jobs": [["j", 1, 0]]}], 100)
+    reconciler.on_heartbeats([], 300)
+    now_ms = 100 + LEASE_MS + 10
+    _expire_due(reconciler, now_ms)
+    while reconciler.journal.table.jobs["j"].state == IN_FLIGHT:
+        now_ms += HEARTBEAT_MS
+        assert now_ms < 100 + 3 * LEASE_MS
+        reconciler.redis_trouble(now_ms)
+        _expire_due(reconciler, now_ms)
+    assert reconciler.journal.table.jobs["j"].failures == 1
+    assert now_ms >= 100 + 2 * LEASE_MS
