@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fakeredis
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.controller.heal import Timeline, stale_messages
 from fleet.keys import Keys
@@ -84,3 +86,23 @@ def test_generation_key_of_another_type_is_taken_back_not_fatal():
     client.rpush(Keys().generation, b"x")
     assert "vanished" in timeline.tick(wire)
     assert timeline.tick(wire) is None
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
+                     | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["id", "n", "x"]), inner, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=20) | _json.map(orjson.dumps), max_size=8),
+       st.binary(max_size=12))
+def test_stale_message_scan_survives_any_list_content(messages, garbage):
+    """Whatever a writer put in a ready list, the scan neither raises nor purges what it
+    cannot read."""
+    lists = {"default": [*messages, garbage]}
+    stale = stale_messages(lists, _table().in_flight, running={"flying": (1, "w")})
+    for _, raw in stale:
+        message = orjson.loads(raw)
+        assert isinstance(message["id"], str) and type(message["n"]) is int
