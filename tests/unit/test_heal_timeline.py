@@ -88,8 +88,8 @@ def test_generation_key_of_another_type_is_taken_back_not_fatal():
     assert timeline.tick(wire) is None
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
-                     | st.text(max_size=5),
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+                     | st.floats(allow_nan=False) | st.text(max_size=5),
                      lambda inner: st.lists(inner, max_size=3)
                      | st.dictionaries(st.sampled_from(["id", "n", "x"]), inner, max_size=3),
                      max_leaves=8)
