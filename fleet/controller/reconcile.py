@@ -200,7 +200,6 @@ class Reconciler:
             log.warning("%d jobs lost their message or ack in Redis (no worker held them): "
                         "dispatching them again, not counted as failures", lost)
 
-
     def redis_trouble(self, now_ms: int) -> None:
         """The controller got a Redis error: the workers' heartbeats may be refused too."""
         self.trouble_ms = now_ms
