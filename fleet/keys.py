@@ -18,6 +18,7 @@ key                        type     written by                   read by
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
 {ns}:wake                  list     clients, CLI, executors      controller (BLPOP when idle, DEL)
+{ns}:generation            string   controller (SET … GET)       controller (rollback check)
 =========================  =======  ===========================  ============================
 
 The controller reads intake, acks and control with one Lua script (EVAL of an LRANGE bounded
@@ -72,6 +73,10 @@ class Keys:
     @property
     def control(self) -> str:
         return self.prefix + "control"
+
+    @property
+    def generation(self) -> str:
+        return self.prefix + "generation"
 
     def receipt(self, request_id: str) -> str:
         return self.prefix + "receipt:" + request_id

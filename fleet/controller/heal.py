@@ -8,17 +8,75 @@ a ready list. Waiting for their leases would stall them for ``lease_s``; instead
 2. for every in-flight job nobody reported, look for its message in its ready list (LPOS);
 3. wait one more heartbeat period: a job popped before step 2 is reported by now if it runs;
 4. re-dispatch (new attempt, not a failure) every job from step 2 that is still in flight,
-   was not found and still was not reported.
+   was not found and still was not reported, unless a worker may have taken it and died
+   (``Witness``): such a job waits for its lease and is charged then.
+
+A heal starts after a recovery, when the controller key vanished, after a Redis error, and
+when Redis went back in time (``Timeline``). A lease that lapses with the message gone is
+judged by the same ``Witness`` (reconcile.py): a lost message is never a failed attempt.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from enum import Enum
+from typing import Any
+
+import orjson
 
 from ..journal import Journal
+from ..state import JobRecord
 
 log = logging.getLogger("fleet.controller")
+
+
+class Witness:
+    """What the heartbeats say about who may hold a job whose message is gone from Redis.
+
+    A job is in a worker's hands only if a heartbeat named it (``jobs``), or if a worker
+    popped it and died before its next heartbeat could. A worker that is still beating and
+    does not name a job does not hold it: the job's message, or its ack, was lost in Redis.
+    So a job may be held (and its lapse be a failed attempt) only when the worker that named
+    it has stopped beating, or, if none named it, when some worker serving its queue stopped
+    beating after the job was dispatched (it may have popped it). Workers that stopped are
+    remembered for a few leases, long enough for every job they could have taken to lapse.
+    """
+
+    def __init__(self, lease_ms: int, heartbeat_ms: int) -> None:
+        self.horizon_ms = 2 * (lease_ms + 5 * heartbeat_ms)
+        self.live: set[str] = set()
+        self.holders: dict[str, tuple[int, str]] = {}  # job id -> (attempt, worker id)
+        self.workers: dict[str, tuple[int, frozenset[str] | None]] = {}  # -> (seen, queues)
+
+    def observe(self, live_beats: Iterable[dict[str, Any]], now_ms: int,
+                in_flight: Mapping[str, JobRecord]) -> None:
+        """Take in one read of the beating workers' heartbeats."""
+        live: set[str] = set()
+        for beat in live_beats:
+            worker_id, queues = beat.get("id"), beat.get("queues")
+            if not isinstance(worker_id, str):
+                continue
+            live.add(worker_id)
+            self.workers[worker_id] = (now_ms, None if queues is None else frozenset(queues))
+            for entry in beat.get("jobs") or ():
+                self.holders[entry[0]] = (entry[1], worker_id)
+        self.live = live
+        oldest_ms = now_ms - self.horizon_ms
+        self.workers = {w: seen for w, seen in self.workers.items()
+                        if w in live or seen[0] >= oldest_ms}
+        self.holders = {job_id: held for job_id, held in self.holders.items()
+                        if job_id in in_flight and in_flight[job_id].attempt == held[0]}
+
+    def may_hold(self, job: JobRecord) -> bool:
+        """Whether a worker that stopped beating may have taken ``job``'s current attempt."""
+        held = self.holders.get(job.id)
+        if held is not None and held[0] == job.attempt:
+            return held[1] not in self.live
+        dispatched_ms = job.dispatched_ms or 0
+        return any(worker_id not in self.live and seen_ms >= dispatched_ms
+                   and (queues is None or job.queue in queues)
+                   for worker_id, (seen_ms, queues) in self.workers.items())
 
 
 class Phase(Enum):
@@ -30,10 +88,13 @@ class Phase(Enum):
 class Healer:
     """A small state machine driven by the controller loop."""
 
-    def __init__(self, journal: Journal, heartbeat_ms: int) -> None:
+    def __init__(self, journal: Journal, heartbeat_ms: int,
+                 witness: Witness | None = None) -> None:
         self.journal = journal
+        self.witness = witness
         self.heartbeat_ms = heartbeat_ms
         self.phase = Phase.IDLE
+        self.purge_due = False
         self.due_ms = 0
         self.reported: set[str] = set()
         self.missing: dict[str, int] = {}
@@ -42,6 +103,7 @@ class Healer:
     def start(self, now_ms: int) -> None:
         """Begin (or restart) a heal: after a recovery or a detected Redis data loss."""
         self.phase = Phase.WAIT_REPORTS
+        self.purge_due = True
         self.due_ms = now_ms + self.heartbeat_ms * 2
         self.reported = set()
         self.missing = {}
@@ -61,6 +123,7 @@ class Healer:
         """Step 2's answer: the candidates whose message is not in Redis."""
         self.missing = dict(missing)
         self.reported = set()
+        self.purge_due = True  # again: a stale copy of a job popped just before is named now
         self.phase = Phase.WAIT_CONFIRM
         self.due_ms = now_ms + self.heartbeat_ms * 2
 
@@ -71,10 +134,97 @@ class Healer:
         in_flight = self.journal.table.in_flight
         ids = [job_id for job_id, attempt in self.missing.items()
                if job_id in in_flight and in_flight[job_id].attempt == attempt
-               and job_id not in self.reported]
+               and job_id not in self.reported
+               and not (self.witness and self.witness.may_hold(in_flight[job_id]))]
         self.phase = Phase.IDLE
         self.missing = {}
         if ids:
             log.warning("re-dispatching %d in-flight jobs whose messages were lost", len(ids))
         self.redispatched += len(ids)
         return ids
+
+
+class Timeline:
+    """Notices a Redis that went back in time, not only one that came back empty.
+
+    A rollback (restarted from an older RDB, ``DEBUG RELOAD``, a failover that dropped the
+    last writes) restores the controller key with this controller's own token, so the fence
+    sees nothing. So every ``CHECK_EVERY_MS`` the controller sets ``{ns}:generation`` to the
+    next number and reads back what it held (``SET … GET``): anything but the number last
+    written means Redis lost writes. A changed server run id means it restarted.
+    """
+
+    CHECK_EVERY_MS = 100
+
+    def __init__(self) -> None:
+        self.written: int | None = None
+        self.run_id: str | None = None
+
+    def next_value(self) -> int:
+        return (self.written or 0) + 1
+
+    def tick(self, wire: Any) -> str | None:
+        """Advance the marker in Redis (a ControllerWire); returns what went wrong, or None."""
+        value = self.next_value()
+        previous, run_id = wire.advance_generation(value)
+        return self.check(value, previous, run_id)
+
+    def check(self, value: int, previous: bytes | None, run_id: str | None) -> str | None:
+        """Record that ``value`` replaced ``previous``; returns what went wrong, or None."""
+        last, self.written = self.written, value
+        old_run_id, self.run_id = self.run_id, run_id or self.run_id
+        if last is None:
+            return None
+        if run_id is not None and old_run_id is not None and run_id != old_run_id:
+            return f"Redis restarted (run id {old_run_id[:8]} -> {run_id[:8]})"
+        if previous is None:
+            return "the generation marker vanished from Redis"
+        if previous != str(last).encode():
+            return (f"Redis went back in time (generation marker held {previous[:20]!r}, "
+                    f"{last} was written last)")
+        return None
+
+
+def purge_stale(wire: Any, keys: Any, table: Any, running: Mapping[str, tuple[int, str]]
+                ) -> int:
+    """Take out of the ready lists what must not run (``stale_messages``); returns how many."""
+    lists = wire.read_ready(table.queue_counts)
+    stale = stale_messages(lists, table.in_flight, running)
+    if not stale:
+        return 0
+    removed = sum(wire.remove([(keys.ready(queue), raw) for queue, raw in stale]))
+    if removed:
+        log.warning("purged %d stale messages from the ready lists", removed)
+    return removed
+
+
+def stale_messages(lists: Mapping[str, list[bytes]], in_flight: Mapping[str, JobRecord],
+                   running: Mapping[str, tuple[int, str]]) -> list[tuple[str, bytes]]:
+    """``(queue, message)`` of every ready message that must not run: its job is not in flight
+    at that attempt (completed, dead, cancelled, forgotten, or leased again since), a worker
+    already runs that attempt, or it is a second copy. Such messages come back with a Redis
+    rollback; run, they would run a completed job again. Messages fleet cannot read are left
+    to the workers, which refuse them."""
+    stale, seen = [], set()
+    for queue, messages in lists.items():
+        for raw in messages:
+            job_id, attempt = _id_and_attempt(raw)
+            if job_id is None:
+                continue
+            job = in_flight.get(job_id)
+            if (job is None or job.attempt != attempt or (job_id, attempt) in seen
+                    or running.get(job_id, (None,))[0] == attempt):
+                stale.append((queue, raw))
+            seen.add((job_id, attempt))
+    return stale
+
+
+def _id_and_attempt(raw: bytes) -> tuple[str | None, int]:
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, 0
+    if type(message) is not dict or type(message.get("id")) is not str \
+            or type(message.get("n")) is not int:
+        return None, 0
+    return message["id"], message["n"]

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ..clock import now_ms as wall_ms
+from ..clock import RunClock
 from ..config import Settings
 from ..errors import TransportError, WalDiskFullError
 from ..journal import Journal
@@ -39,10 +39,11 @@ from ..wal.identity import load_or_create
 from . import control
 from .dispatch import Dispatcher, encode_message
 from .fence import LOST, Fence, boot_epoch
-from .heal import Healer
+from .heal import Healer, Timeline, purge_stale
 from .intake import Intake
 from .periodic import Scheduler
 from .reconcile import Reconciler
+from .retention import Retention
 
 log = logging.getLogger("fleet.controller")
 
@@ -54,16 +55,19 @@ IDLE_WAIT_S = 0.05
 REDIS_TICK_S = 0.1
 DUE_SLICE_S = 0.005
 COMPACT_EVERY_MS = 1000
+CLOCK_STEP_LOG_MS = 1000
 
 
 class Controller:
     """The single writer of one namespace."""
 
     def __init__(self, settings: Settings, redis_client: Any = None, files: Any = None,
-                 clock: Any = wall_ms, fork_snapshots: bool = True) -> None:
+                 clock: Any = None, fork_snapshots: bool = True) -> None:
         self.settings = settings
         self.keys = Keys(settings.namespace)
-        self.clock = clock
+        # Leases, due times and retention follow the run clock, never a wall-clock step; a
+        # test may pass any clock of its own (a RunClock over a fake pair to step the wall).
+        self.clock = clock if clock is not None else RunClock()
         self.metrics = Metrics()
         self.log = open_log(settings.data_dir, WalOptions(
             fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms,
@@ -74,7 +78,9 @@ class Controller:
         self.intake = Intake(self.journal, settings)
         self.dispatcher = Dispatcher(self.journal, settings)
         self.reconciler = Reconciler(self.journal, settings, random.Random())
-        self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000))
+        self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000),
+                             self.reconciler.witness)
+        self.timeline = Timeline()
         schedules = load_schedules(settings.schedule_file) if settings.schedule_file else []
         self.scheduler = Scheduler(self.journal, schedules, settings)
         lock = self.log.lock
@@ -85,15 +91,16 @@ class Controller:
         self._served: set[str] = set()  # queues the live workers consume
         self.executors = 0
         self.stopping = False
-        self.started_s = time.time()
-        self.last_step_s = time.time()
+        self.started_s = time.monotonic()
+        self.last_step_s = time.monotonic()
         self._cancels: list[tuple[str, str]] = []
         self._withdrawn: list[tuple[str, bytes]] = []
         self._inbox: Inbox | None = None  # read along with the last write, for the next step
         self._samples: deque[tuple[int, dict[str, int]]] = deque()
-        self._next_beat_ms = self._next_compact_ms = 0
+        self._next_beat_ms = self._next_compact_ms = self._next_timeline_ms = 0
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
-        self._snapshot_started_s = time.time()
+        self._snapshot_started_s = time.monotonic()
+        self.retention = Retention(self.journal.table, settings.retention_s, self.clock())
         self._disk_full_logged = False
         self._counted: dict[str, int] = {}
         self.malformed_control = 0
@@ -154,6 +161,7 @@ class Controller:
             log.warning("%s; retrying", exc)
         time.sleep(min(2.0, 0.1 + (now - self._redis_down_since) / 5))
         self.healer.start(self.clock())
+        self.reconciler.redis_trouble(self.clock())
 
     def close(self) -> None:
         """Finish a running snapshot, give up the lease and close the log."""
@@ -169,7 +177,7 @@ class Controller:
         self.log.close()
 
     def healthy(self) -> bool:
-        return time.time() - self.last_step_s < 10 and not self.stopping
+        return time.monotonic() - self.last_step_s < 10 and not self.stopping
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         log.info("signal %d: stopping", signum)
@@ -229,7 +237,7 @@ class Controller:
         else:
             self.wire.write(out)
         self._periodic(now)
-        self.last_step_s = time.time()
+        self.last_step_s = time.monotonic()
         return worked
 
     def _expire_leases(self, now: int) -> int:
@@ -285,6 +293,9 @@ class Controller:
         self.healer.start(now)
 
     def _heal(self, now: int, out: Outbox) -> None:
+        if self.healer.purge_due:
+            self.healer.purge_due = False
+            purge_stale(self.wire, self.keys, self.journal.table, self.reconciler.witness.holders)
         candidates = self.healer.candidates(now)
         if candidates is not None:
             in_flight = self.journal.table.in_flight
@@ -298,13 +309,24 @@ class Controller:
             job = self.journal.table.in_flight[job_id]
             out.messages.setdefault(job.queue, []).append(self.dispatcher.lease(job, now))
 
+    def _check_timeline(self, now: int) -> None:
+        problem = self.timeline.tick(self.wire)
+        if problem is not None:
+            log.warning("%s: healing, and purging stale messages", problem)
+            self.metrics.redis_losses.inc()
+            self.healer.start(now)
+
     # -- on their own cadence --------------------------------------------------------------
 
     def _periodic(self, now: int) -> None:
+        if now >= self._next_timeline_ms:
+            self._next_timeline_ms = now + Timeline.CHECK_EVERY_MS
+            self._check_timeline(now)
         if now >= self._next_beat_ms:
             self._next_beat_ms = now + int(self.settings.heartbeat_s * 1000)
             self._read_heartbeats(now)
             self._sample(now)
+            self._watch_clock()
         if now >= self._next_compact_ms:
             self._next_compact_ms = now + COMPACT_EVERY_MS
             self._compact(now)
@@ -337,9 +359,15 @@ class Controller:
                 counter.inc(delta)
         self._counted = counts
 
+    def _watch_clock(self) -> None:
+        step_ms = getattr(self.clock, "new_step_ms", lambda _: None)(CLOCK_STEP_LOG_MS)
+        if step_ms is not None:
+            log.warning("the wall clock stepped: it is now %+.1f s from the run clock, which "
+                        "leases, due times and retention keep to until a restart",
+                        step_ms / 1000)
+
     def _compact(self, now: int) -> None:
-        cutoff = now - int(self.settings.retention_s * 1000)
-        ids = self.journal.table.finished_before(cutoff, 50_000)
+        ids = self.journal.table.finished_before(self.retention.cutoff_ms(now), 50_000)
         if ids:
             self.journal.record(ev.compacted(ids))
             self._commit()
@@ -352,10 +380,10 @@ class Controller:
             return
         table = self.journal.table
         due = (table.last_seq - self._snapshot_seq >= self.settings.snapshot_every_records
-               or (time.time() - self._snapshot_started_s >= self.settings.snapshot_interval_s
+               or (time.monotonic() - self._snapshot_started_s >= self.settings.snapshot_interval_s
                    and table.last_seq > self._snapshot_seq))
         if due and not self.journal.pending:
-            self._snapshot_started_s = time.time()
+            self._snapshot_started_s = time.monotonic()
             self._snapshot_seq = table.last_seq
             taker.start(table)
             self.metrics.snapshot_pause.set(taker.last_pause_s)

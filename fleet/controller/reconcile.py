@@ -20,6 +20,7 @@ from ..journal import Journal
 from ..state import JobRecord
 from ..state import events as ev
 from ..transport import Item, Oversized
+from .heal import Witness
 from .retry import retry_at_ms
 
 log = logging.getLogger("fleet.controller")
@@ -27,6 +28,7 @@ log = logging.getLogger("fleet.controller")
 SILENT_BEATS = 3
 MAX_NAME_CHARS = 200  # a worker id or host name in an ack
 MAX_EXECUTORS = 10_000  # executors one worker heartbeat may report
+LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
 _OUTCOMES = ("ok", "fail", "rel", "cancelled")
 
 
@@ -45,7 +47,11 @@ class Reconciler:
         self.malformed_beats = 0
         self.heartbeat_ms = int(settings.heartbeat_s * 1000)
         self.report_grace_ms = 2 * self.heartbeat_ms
-        self._graced: set[tuple[str, int]] = set()
+        self._graced: dict[tuple[str, int], int] = {}  # -> when its lease first lapsed
+        self.trouble_ms: int | None = None  # when the controller last got a Redis error
+        self._rebased: set[tuple[str, int]] = set()
+        self.witness = Witness(self.lease_ms, self.heartbeat_ms)
+        self.lost_messages = 0
         self._beat_seen: dict[Any, tuple[Any, int]] = {}
 
     # -- acks ------------------------------------------------------------------------------
@@ -148,7 +154,8 @@ class Reconciler:
         reported: set[str] = set()
         running: dict[str, tuple[int, str]] = {}
         deadline = now_ms + self.lease_ms
-        for beat in self.live_beats(beats, now_ms):
+        live = self.live_beats(beats, now_ms)
+        for beat in live:
             for entry in beat.get("jobs") or []:
                 if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str):
                     job_id, attempt = entry[0], entry[1]
@@ -158,13 +165,18 @@ class Reconciler:
         self.running_on = running
         in_flight = self.journal.table.in_flight
         self.extended = {k: v for k, v in self.extended.items() if k in in_flight}
-        self._graced = {graced for graced in self._graced if graced[0] in in_flight}
+        self._graced = {job: at for job, at in self._graced.items() if job[0] in in_flight}
+        self._rebased = {job for job in self._rebased if job[0] in in_flight}
+        self.witness.observe(live, now_ms, in_flight)
         return reported
 
     def grant_grace(self, now_ms: int) -> None:
-        """Give every in-flight job a fresh lease (after a restart nobody extended them)."""
+        """Give every in-flight job a fresh lease in place of its recorded one: after a restart
+        nobody extended them, and the recorded deadline may lie on the far side of a step of
+        the wall clock (an hour ahead, it would keep a dead worker's job for the hour)."""
         for job in self.journal.table.in_flight.values():
             self.extended[job.id] = (job.attempt, now_ms + self.lease_ms)
+            self._rebased.add((job.id, job.attempt))
 
     def lapsed(self, now_ms: int) -> list[JobRecord]:
         """In-flight jobs whose lease (with any heartbeat extension) ran out by ``now_ms``."""
@@ -173,7 +185,8 @@ class Reconciler:
             deadline = job.lease_deadline_ms
             extension = self.extended.get(job.id)
             if extension is not None and extension[0] == job.attempt:
-                deadline = max(deadline, extension[1])
+                deadline = (extension[1] if (job.id, job.attempt) in self._rebased
+                            else max(deadline, extension[1]))
             if now_ms > deadline:
                 found.append(job)
         return found
@@ -183,8 +196,13 @@ class Reconciler:
 
         ``still_queued[i]`` says the job's message was still in its ready list (and has just
         been removed): no worker ever took it, so it goes back to pending without counting
-        as a failed attempt. Otherwise a worker took it and went silent: EXPIRE, a failure.
+        as a failed attempt. Gone from the list, it gets two heartbeats' grace (a worker may
+        have popped it just now). Then it is a failed attempt (EXPIRE) only if a worker may
+        have held it and died (``Witness.may_hold``); otherwise Redis lost the message (a
+        list deleted, evicted, rolled back) or the ack, and the job goes back to pending
+        without a failure, to be dispatched again as a new attempt.
         """
+        lost = 0
         for job, queued in zip(lapsed, still_queued, strict=True):
             if queued:
                 self.journal.record(ev.released(
@@ -195,13 +213,38 @@ class Reconciler:
                 # Gone from the list, but a worker may have popped it just now and not yet
                 # named it in a heartbeat: give it two heartbeats before calling it lost, or a
                 # job that waited its lease out in the list would run twice.
-                self._graced.add((job.id, job.attempt))
+                self._graced[job.id, job.attempt] = now_ms
                 self.extended[job.id] = (job.attempt, now_ms + self.report_grace_ms)
+                continue
+            held = self.witness.may_hold(job)
+            if held and self._silence_unproven(now_ms, self._graced[job.id, job.attempt]):
+                self.extended[job.id] = (job.attempt, now_ms + self.heartbeat_ms)
+                continue
+            if not held:
+                lost += self.journal.record(ev.released(job.id, job.attempt, LOST_REASON,
+                                                        now_ms))
                 continue
             retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
                                    self.settings.backoff_max_s, self.rng)
             if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
                 log.info("lease of %s attempt %d expired", job.id, job.attempt)
+        if lost:
+            self.lost_messages += lost
+            log.warning("%d jobs lost their message or ack in Redis (no worker held them): "
+                        "dispatching them again, not counted as failures", lost)
+
+    def redis_trouble(self, now_ms: int) -> None:
+        """The controller got a Redis error: the workers' heartbeats may be refused too."""
+        self.trouble_ms = now_ms
+
+    def _silence_unproven(self, now_ms: int, lapsed_ms: int) -> bool:
+        """A worker's silence proves nothing while Redis has been failing within the time a
+        live worker needs to be heard again (a Redis refusing writes refuses heartbeats as
+        well): wait, but no longer than one more lease, so a flapping Redis cannot hold a
+        dead worker's jobs for ever."""
+        recent = (self.trouble_ms is not None
+                  and now_ms - self.trouble_ms < (SILENT_BEATS + 2) * self.heartbeat_ms)
+        return recent and now_ms - lapsed_ms < self.lease_ms
 
 
 def _parse_ack(raw: bytes) -> dict[str, Any] | None:

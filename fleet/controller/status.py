@@ -14,7 +14,7 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
     data.update({
         "namespace": ctl.settings.namespace,
         "controller": {"pid": os.getpid(), "host": ctl.fence.host if ctl.fence else None,
-                       "uptime_s": round(time.time() - ctl.started_s, 1),
+                       "uptime_s": round(time.monotonic() - ctl.started_s, 1),
                        "recovery_ms": round(ctl.log.report.duration_ms, 1),
                        "recovery": ctl.log.report.summary()},
         "workers": [_worker(beat, now_ms) for beat in ctl.beats],

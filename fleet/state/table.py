@@ -483,6 +483,10 @@ class JobTable:
         if entry.__class__ is not tuple:
             self._lingering.discard(entry)
 
+    def last_finished_ms(self) -> int | None:
+        """The finish time of the job that finished last (what retention counts from)."""
+        return self._finished[-1][0] if self._finished else None
+
     def finished_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Ids of terminal jobs finished before ``cutoff_ms`` (candidates for compaction)."""
         found: list[str] = []

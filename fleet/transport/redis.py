@@ -284,6 +284,32 @@ class ControllerWire:
         return [bool(count) for count in pipe.execute()]
 
     @translated
+    def advance_generation(self, value: int) -> tuple[bytes | None, str | None]:
+        """Set the rollback marker to ``value``; returns what it held and Redis's run id (None
+        where the server does not say, as fakeredis)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.generation, value, get=True)
+        pipe.info("server")
+        previous, info = pipe.execute(raise_on_error=False)
+        if isinstance(previous, redis.ResponseError) and "WRONGTYPE" in str(previous):
+            # Someone put another type there: take the key back rather than fail forever.
+            self.client.set(self.keys.generation, value)
+            previous = None
+        elif isinstance(previous, Exception):
+            raise previous
+        run_id = info.get("run_id") if isinstance(info, dict) else None
+        return previous, None if run_id is None else str(run_id)
+
+    @translated
+    def read_ready(self, queues: Iterable[str], limit: int = 8192) -> dict[str, list[bytes]]:
+        """The first ``limit`` messages waiting in the ready list of each queue."""
+        queues = list(queues)
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.lrange(self.keys.ready(queue), 0, limit - 1)
+        return dict(zip(queues, pipe.execute(), strict=True)) if queues else {}
+
+    @translated
     def read_workers(self) -> list[bytes | None]:
         """Every registered worker's heartbeat (None where it expired), pruning the dead."""
         ids = sorted(self.client.smembers(self.keys.workers))

@@ -45,13 +45,63 @@ def test_message_popped_just_before_its_lease_ran_out_is_not_expired_before_a_he
     assert job.state == IN_FLIGHT and job.attempt == 1
 
 
-def test_message_taken_but_never_reported_expires_after_two_heartbeats(tmp_path):
-    """Nobody reports the attempt within two heartbeats of its lapse: it expires (a failure)."""
+def test_message_gone_with_every_worker_beating_is_released_not_failed(tmp_path):
+    """Nobody reports the attempt and no worker stopped beating: Redis lost the message, so
+    after the grace the job goes back to pending without a failure (a new attempt)."""
     reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": []}
+    reconciler.on_heartbeats([beat], 100)
+    _expire_due(reconciler, LEASE_MS + 10)
+    reconciler.on_heartbeats([dict(beat, ts=2)], LEASE_MS + 100)
+    _expire_due(reconciler, LEASE_MS + 10 + 2 * HEARTBEAT_MS + 1)
+    job = reconciler.journal.table.jobs["j"]
+    assert job.state == PENDING and job.failures == 0
+    assert job.history[-1]["o"] == "released" and reconciler.lost_messages == 1
+
+
+def test_message_taken_by_a_worker_that_died_before_reporting_it_expires(tmp_path):
+    """A worker serving the queue stopped beating after the dispatch and nobody reports the
+    attempt: it may have popped the job and died, so the lapse is a failed attempt."""
+    reconciler = _reconciler(tmp_path)
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "queues": ["default"], "jobs": []}], 100)
+    reconciler.on_heartbeats([], 300)  # its heartbeat key is gone: the worker died
     _expire_due(reconciler, LEASE_MS + 10)
     _expire_due(reconciler, LEASE_MS + 10 + 2 * HEARTBEAT_MS + 1)
     job = reconciler.journal.table.jobs["j"]
     assert job.state == PENDING and job.failures == 1
+
+
+def test_a_worker_of_another_queue_dying_does_not_charge_a_lost_message(tmp_path):
+    """Only a worker that serves the job's queue could have popped it."""
+    reconciler = _reconciler(tmp_path)
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "queues": ["other"], "jobs": []}], 100)
+    reconciler.on_heartbeats([], 300)
+    _expire_due(reconciler, LEASE_MS + 10)
+    _expire_due(reconciler, LEASE_MS + 10 + 2 * HEARTBEAT_MS + 1)
+    assert reconciler.journal.table.jobs["j"].failures == 0
+
+
+def test_a_reported_job_whose_worker_still_beats_lost_its_ack_and_is_not_failed(tmp_path):
+    """The worker named the job, then stopped naming it while still beating, and no ack came:
+    the ack was lost in Redis; the job runs again without a failure."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": [["j", 1, 0]]}
+    reconciler.on_heartbeats([beat], 100)
+    reconciler.on_heartbeats([dict(beat, ts=2, jobs=[])], 300)
+    _expire_due(reconciler, 100 + LEASE_MS + 10)
+    reconciler.on_heartbeats([dict(beat, ts=3, jobs=[])], 100 + LEASE_MS + 100)
+    _expire_due(reconciler, 100 + LEASE_MS + 10 + 2 * HEARTBEAT_MS + 1)
+    job = reconciler.journal.table.jobs["j"]
+    assert job.state == PENDING and job.failures == 0
+
+
+def test_a_lease_granted_at_boot_replaces_a_recorded_deadline_far_ahead(tmp_path):
+    """After a restart whose wall clock stepped back an hour, a job's recorded deadline lies an
+    hour ahead: the boot grace replaces it, so the job lapses one lease after the boot."""
+    reconciler = _reconciler(tmp_path)
+    boot_ms = -3_600_000
+    reconciler.grant_grace(boot_ms)
+    assert reconciler.lapsed(boot_ms + LEASE_MS + 1) == [reconciler.journal.table.jobs["j"]]
 
 
 def test_a_silent_workers_lingering_heartbeat_stops_extending_leases(tmp_path):
@@ -68,3 +118,39 @@ def test_a_silent_workers_lingering_heartbeat_stops_extending_leases(tmp_path):
     _expire_due(reconciler, 1800 + LEASE_MS + 1)
     _expire_due(reconciler, 1800 + LEASE_MS + 2 * HEARTBEAT_MS + 2)
     assert reconciler.journal.table.jobs["j"].state == PENDING
+
+
+def test_a_workers_silence_during_a_redis_outage_is_not_taken_for_its_death(tmp_path):
+    """Redis refused writes (the controller's too), so the worker could not beat: its job's
+    lapse waits until Redis has been healthy long enough to hear from it, and the worker,
+    heard again, keeps its job."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": [["j", 1, 0]]}
+    reconciler.on_heartbeats([beat], 100)
+    reconciler.on_heartbeats([beat], 100 + 4 * HEARTBEAT_MS)  # ts stuck: silent
+    lapse_ms = 100 + LEASE_MS + 10
+    reconciler.redis_trouble(lapse_ms)
+    _expire_due(reconciler, lapse_ms)
+    reconciler.redis_trouble(lapse_ms + 2 * HEARTBEAT_MS)
+    _expire_due(reconciler, lapse_ms + 2 * HEARTBEAT_MS + 1)
+    job = reconciler.journal.table.jobs["j"]
+    assert job.state == IN_FLIGHT and job.failures == 0
+    reconciler.on_heartbeats([dict(beat, ts=2)], lapse_ms + 3 * HEARTBEAT_MS)
+    assert reconciler.lapsed(lapse_ms + 4 * HEARTBEAT_MS) == []
+
+
+def test_a_flapping_redis_defers_a_dead_workers_lapse_by_one_lease_at_most(tmp_path):
+    """Errors keep coming, the worker never beats again: after one more lease its job expires
+    (a failed attempt) all the same."""
+    reconciler = _reconciler(tmp_path)
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "jobs": [["j", 1, 0]]}], 100)
+    reconciler.on_heartbeats([], 300)
+    now_ms = 100 + LEASE_MS + 10
+    _expire_due(reconciler, now_ms)
+    while reconciler.journal.table.jobs["j"].state == IN_FLIGHT:
+        now_ms += HEARTBEAT_MS
+        assert now_ms < 100 + 3 * LEASE_MS
+        reconciler.redis_trouble(now_ms)
+        _expire_due(reconciler, now_ms)
+    assert reconciler.journal.table.jobs["j"].failures == 1
+    assert now_ms >= 100 + 2 * LEASE_MS
