@@ -15,6 +15,7 @@ import orjson
 
 from ..config import Settings
 from ..journal import Journal
+from ..signing import DISPATCH, Seal
 from ..state import JobRecord
 from ..state import events as ev
 
@@ -25,15 +26,14 @@ QUEUED_WORK_S = 0.05
 RATE_EVERY_MS = 500
 
 
-def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, signing_key: str = ""
+def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None
                    ) -> bytes:
-    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed."""
+    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed
+    (the seal's time is the dispatch time)."""
     message = {"id": job.id, "n": attempt, "f": job.func, "a": job.args, "k": job.kwargs,
                "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
-    if signing_key:
-        from ..worker.signing import sign_message
-        message = sign_message(message, signing_key)
-    return orjson.dumps(message)
+    body = orjson.dumps(message)
+    return seal.seal(body, dispatched_ms) if seal else body
 
 
 class Dispatcher:
@@ -43,6 +43,7 @@ class Dispatcher:
         self.journal = journal
         self.settings = settings
         self.lease_ms = int(settings.lease_s * 1000)
+        self.seal = Seal.of(settings, DISPATCH)
         self.dispatched_by_queue: dict[str, int] = {}
         self.rate_per_s: dict[str, float] = {}
         self._counted: dict[str, int] = {}
@@ -87,4 +88,4 @@ class Dispatcher:
         """Record the next attempt of ``job`` and return its message."""
         attempt = job.attempt + 1
         self.journal.record(ev.dispatched(job.id, attempt, now_ms + self.lease_ms, now_ms))
-        return encode_message(job, attempt, now_ms, self.settings.signing_key)
+        return encode_message(job, attempt, now_ms, self.seal)

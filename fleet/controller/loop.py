@@ -38,6 +38,7 @@ from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
 from . import control
 from .dispatch import Dispatcher, encode_message
 from .fence import LOST, Fence
+from .gate import Gate
 from .heal import Healer
 from .intake import Intake
 from .periodic import Scheduler
@@ -70,6 +71,7 @@ class Controller:
         self.journal = Journal(self.log.table, self.log.writer)
         self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys)
         self.intake = Intake(self.journal, settings)
+        self.gate = Gate(settings, clock())
         self.dispatcher = Dispatcher(self.journal, settings)
         self.reconciler = Reconciler(self.journal, settings, random.Random())
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000))
@@ -200,9 +202,11 @@ class Controller:
             self._on_redis_lost(now)
         out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
                      trim_control=len(inbox.control))
-        out.receipts = self.intake.handle(inbox.intake, now)
-        self.reconciler.handle_acks(inbox.acks, now)
-        out.replies = control.handle_requests(self, inbox.control, now)
+        gate = self.gate  # seals are checked on the raw bytes, before anything parses them
+        out.receipts = gate.receipts(self.intake.handle(gate.intake(inbox.intake, now), now), now)
+        self.reconciler.handle_acks(gate.acks(inbox.acks, now), now)
+        out.replies = gate.replies(control.handle_requests(
+            self, gate.control(inbox.control, now), now), now)
         lapsed = self._expire_leases(now)
         self.scheduler.fire_due(now)
         self._heal(now, out)
@@ -231,7 +235,7 @@ class Controller:
         if lapsed:
             removed = self.wire.remove([
                 (self.keys.ready(job.queue), encode_message(
-                    job, job.attempt, job.dispatched_ms, self.settings.signing_key))
+                    job, job.attempt, job.dispatched_ms, self.dispatcher.seal))
                 for job in lapsed])
             self.reconciler.expire(lapsed, removed, now)
         return len(lapsed)
@@ -282,7 +286,7 @@ class Controller:
             in_flight = self.journal.table.in_flight
             probes = [(self.keys.ready(in_flight[i].queue),
                        encode_message(in_flight[i], n, in_flight[i].dispatched_ms,
-                                      self.settings.signing_key)) for i, n in candidates]
+                                      self.dispatcher.seal)) for i, n in candidates]
             present = self.wire.present(probes)
             self.healer.found([c for c, p in zip(candidates, present, strict=True) if not p],
                               now)
@@ -304,7 +308,7 @@ class Controller:
         self._snapshot()
 
     def _read_heartbeats(self, now: int) -> None:
-        beats = self.reconciler.parse_beats(self.wire.read_workers())
+        beats = self.reconciler.parse_beats(self.gate.beats(self.wire.read_workers(), now))
         self.beats = beats
         self._served = {q for beat in beats for q in beat.get("queues") or ()
                         if isinstance(q, str)}
@@ -328,6 +332,8 @@ class Controller:
                            }.get(name) or self.metrics.malformed.labels(name)
                 counter.inc(delta)
         self._counted = counts
+        for source, delta in self.gate.take_counts().items():
+            self.metrics.rejected_signatures.labels(source).inc(delta)
 
     def _compact(self, now: int) -> None:
         cutoff = now - int(self.settings.retention_s * 1000)
@@ -378,7 +384,7 @@ class Controller:
         live worker if no heartbeat has reported it yet (it may have just been popped)."""
         job = self.journal.table.get(job_id)
         self._withdrawn.append((self.keys.ready(job.queue), encode_message(
-            job, job.attempt, job.dispatched_ms, self.settings.signing_key)))
+            job, job.attempt, job.dispatched_ms, self.dispatcher.seal)))
         running = self.reconciler.running_on.get(job_id)
         workers = [running[1]] if running is not None else [
             str(beat.get("id")) for beat in self.beats if beat.get("id")]

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from ..config import Settings
 from ..errors import ConfigError
-from .signing import sign_message, verify_message
 
-__all__ = ["run_worker", "sign_message", "verify_message"]
+__all__ = ["run_worker"]
 
 
 def run_worker(settings: Settings) -> int:
@@ -21,7 +20,7 @@ def run_worker(settings: Settings) -> int:
     Raises:
         ConfigError: no queue to consume.
     """
-    # Imported here: the controller imports fleet.worker.signing and should not pay for rq.
+    # Imported here: importing fleet.worker should not pay for rq.
     from .pool import Supervisor
 
     if not settings.queues:

@@ -35,7 +35,7 @@ from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
 from .conn import Wire
-from .runner import AllowList, Runner
+from .runner import Runner
 from .wire import (
     Identity,
     RedisHealth,
@@ -103,7 +103,10 @@ class Executor:
             return
         self.health.ok()
         for raw in popped:
-            message = parse_message(raw)
+            body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
+            if body is None:
+                continue
+            message = parse_message(body)
             if message is None:
                 self.log.warning("dropped a message that is not JSON or has no id/n: %.200r",
                                  raw)
@@ -168,8 +171,9 @@ class Executor:
         self._tell_done()
         for message in self.buffer:
             ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
-                           e="WorkerShutdown: prefetched message handed back unrun")
-            self.unpushed.append(encode(ack))
+                           e="WorkerShutdown: prefetched message handed back unrun",
+                           **self.runner.ack_fields(message))
+            self.unpushed.append(self.runner.seal_ack(encode(ack)))
         self.buffer.clear()
         for _ in range(HAND_BACK_TRIES):
             if not self.unpushed:
@@ -201,8 +205,7 @@ class Executor:
 def build_executor(settings: Settings, identity: Identity, client: redis.Redis,
                    channel: Any = None, log: logging.LoggerAdapter | None = None) -> Executor:
     """An Executor configured from ``settings``."""
-    runner = Runner(identity, AllowList(settings.allow), settings.task_timeout_s,
-                    settings.signing_key)
+    runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,
                     settings.prefetch, channel, log)
 

@@ -1,0 +1,135 @@
+"""Seals (fleet/signing.py) and the controller's gate (fleet/controller/gate.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import orjson
+import pytest
+
+from fleet.config import Settings
+from fleet.controller.gate import Gate
+from fleet.signing import (
+    ACK,
+    BEAT,
+    CONTROL,
+    DISPATCH,
+    INTAKE,
+    RECEIPT,
+    Seal,
+    SignatureError,
+    keys_for,
+)
+
+BODY = b'{"id":"j","n":1}'
+NOW = 1_800_000_000_000
+
+
+def test_seal_is_an_hmac_over_kind_namespace_context_time_and_body():
+    """The head is ~1.<ts>.<hex HMAC-SHA256>. and the MAC covers every part that names it."""
+    sealed = Seal((b"key",), ACK, "ns").seal(BODY, 42, b"ctx")
+    mac = hmac.new(b"key", b"ack.ns.ctx.42." + BODY, hashlib.sha256).hexdigest().encode()
+    assert sealed == b"~1.42." + mac + b"." + BODY
+    assert Seal((b"key",), ACK, "ns").open(sealed, b"ctx") == (42, BODY)
+
+
+def test_without_a_key_messages_pass_unchanged():
+    """No key: seal returns the body itself and open takes anything."""
+    seal = Seal((), ACK, "ns")
+    assert not seal and seal.seal(BODY, 1) is BODY and seal.open(b"x") == (0, b"x")
+
+
+@pytest.mark.parametrize("other", [
+    Seal((b"other",), ACK, "ns"), Seal((b"key",), BEAT, "ns"), Seal((b"key",), ACK, "ns2")])
+def test_a_seal_does_not_open_with_another_key_kind_or_namespace(other):
+    """A seal made with another key, for another kind or another namespace is refused."""
+    with pytest.raises(SignatureError, match="does not match"):
+        Seal((b"key",), ACK, "ns").open(other.seal(BODY, 1))
+
+
+def test_altered_body_time_or_context_is_refused():
+    """Changing one byte of the body, the head's time, or the context breaks the seal."""
+    seal = Seal((b"key",), RECEIPT, "ns")
+    sealed = seal.seal(BODY, 1000, b"req-1")
+    for raw, context in ((sealed[:-2] + b"2}", b"req-1"), (sealed.replace(b"~1.1000", b"~1.9000"),
+                         b"req-1"), (sealed, b"req-2")):
+        with pytest.raises(SignatureError):
+            seal.open(raw, context)
+
+
+MAC0 = b"0" * 64
+
+
+@pytest.mark.parametrize("raw", [BODY, b"", b"~1.", b"~1..", b"~1.12.", b"~1.-1." + MAC0 + b".",
+                                 b"~1.1." + MAC0[1:], b"~1." + b"9" * 30 + b"." + MAC0 + b"."])
+def test_unsigned_or_malformed_heads_are_refused_without_an_exception_of_another_type(raw):
+    """Unsigned bytes, empty or cut heads, non-digit times: SignatureError, nothing else."""
+    with pytest.raises(SignatureError):
+        Seal((b"key",), INTAKE, "ns").open(raw)
+
+
+def test_during_a_rotation_the_first_key_seals_and_both_open():
+    """signing_key "new,old": messages sealed with the old key open, new ones use the new."""
+    rotating = Seal.of(Settings(signing_key="new, old"), ACK)
+    old = Seal((b"old",), ACK, "fleet").seal(BODY, 5)
+    assert rotating.open(old) == (5, BODY)
+    assert Seal((b"new",), ACK, "fleet").open(rotating.seal(BODY, 6)) == (6, BODY)
+
+
+def test_role_keys_default_to_signing_key_and_override_it():
+    """dispatch_key / worker_key / client_key fall back to signing_key."""
+    settings = Settings(signing_key="shared", worker_key="w")
+    assert keys_for(settings, DISPATCH) == keys_for(settings, INTAKE) == (b"shared",)
+    assert keys_for(settings, ACK) == keys_for(settings, BEAT) == (b"w",)
+
+
+# -- the gate ------------------------------------------------------------------------------
+
+SETTINGS = Settings(signing_key="k", signing_window_s=60)
+
+
+def sealed(kind: bytes, body: bytes, ts_ms: int, key: bytes = b"k") -> bytes:
+    return Seal((key,), kind, "fleet").seal(body, ts_ms)
+
+
+def test_gate_passes_good_requests_and_counts_every_bad_one_by_source():
+    """Unsigned, wrongly keyed, too old and too new requests are dropped and counted."""
+    gate = Gate(SETTINGS, NOW - 1000)
+    good = sealed(INTAKE, b'{"req":"a"}', NOW)
+    bad = [b'{"req":"b"}', sealed(INTAKE, BODY, NOW, b"guess"), sealed(INTAKE, BODY, NOW - 61_000),
+           sealed(INTAKE, BODY, NOW + 61_000)]
+    assert gate.intake([good, *bad], NOW) == [b'{"req":"a"}']
+    assert gate.rejected["intake"] == 4 and gate.take_counts() == {"intake": 4}
+    assert gate.take_counts() == {}
+
+
+def test_gate_takes_a_control_request_once_and_none_sealed_before_the_start():
+    """A control request replayed is refused; one sealed before the controller started too."""
+    gate = Gate(SETTINGS, NOW - 1000)
+    request = sealed(CONTROL, b'{"req":"c","cmd":"dead_purge"}', NOW - 10)
+    assert len(gate.control([request], NOW)) == 1
+    assert gate.control([request], NOW + 5) == []
+    assert gate.control([sealed(CONTROL, b'{"req":"d"}', NOW - 2000)], NOW) == []
+    assert gate.rejected["control"] == 2
+
+
+def test_gate_refuses_a_heartbeat_older_than_one_seen_from_the_same_worker():
+    """Beats: the newest per worker passes; an older one (a replay) is refused and counted;
+    the same beat read twice still passes (the reconciler sees it has not moved)."""
+    gate = Gate(SETTINGS, NOW - 5000)
+    first, second = (sealed(BEAT, orjson.dumps({"id": "w1", "ts": t}), t) for t in (NOW - 2, NOW))
+    assert gate.beats([first, second], NOW) == [orjson.dumps({"id": "w1", "ts": NOW})]
+    assert gate.beats([second], NOW + 1) != []
+    assert gate.beats([first], NOW + 2) == [] and gate.rejected["heartbeat"] == 1
+    before_start = sealed(BEAT, orjson.dumps({"id": "w2"}), NOW - 6000)
+    assert gate.beats([before_start], NOW) == [] and gate.rejected["heartbeat"] == 2
+
+
+def test_gate_without_keys_passes_everything_as_is():
+    """No key: the very same lists come back."""
+    gate = Gate(Settings(), NOW)
+    raws = [b"anything"]
+    assert gate.intake(raws, NOW) is raws and gate.acks(raws, NOW) is raws
+    assert gate.beats(raws, NOW) is raws and gate.control(raws, NOW) is raws
+    assert gate.receipts([("r", b"{}")], NOW) == [("r", b"{}")]
