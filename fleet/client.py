@@ -136,11 +136,14 @@ class Client:
             ControllerUnavailableError: no answer in time.
             FleetError: the controller refused the request (its one-line reason).
         """
-        request_id = uuid.uuid4().hex
-        self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
-            {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
-        body = self._answer(REPLY, self.keys.reply(request_id), request_id,
-                            time.monotonic() + timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for _ in range(2):  # once more if the controller (re)started after the first was sealed
+            request_id = uuid.uuid4().hex
+            self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
+                {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
+            body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline)
+            if body is None or not body.startswith(b'{"ok":false,"error":"RESEND:'):
+                break
         if body is None:
             raise ControllerUnavailableError(
                 f"the controller of namespace {self.namespace!r} did not answer within "

@@ -8,7 +8,8 @@ burst. Replays are refused here too (docs/security.md, "Replays"):
 - intake and control requests must be sealed within ``signing_window_s`` of the controller's
   clock, and a seal is accepted once (remembered for the window);
 - control requests must also be sealed after this controller started, so a request captured
-  before a restart cannot be played again after it;
+  before a restart cannot be played again after it (a genuine one sent while the controller
+  was down is answered ``RESEND``, and the client sends it again with a fresh seal);
 - heartbeats must be sealed after the start, within the window, and never older than the
   newest one already seen from the same worker;
 - acks need no window: the ``(id, attempt)`` fence, and the enqueue time an ack echoes, make
@@ -42,6 +43,7 @@ from ..signing import (
 log = logging.getLogger("fleet.controller")
 
 SOURCES = ("intake", "acks", "control", "heartbeat")
+RESEND = "RESEND: request sealed before the controller started; send it again"
 
 
 class Gate:
@@ -63,6 +65,7 @@ class Gate:
         self._seen: set[bytes] = set()
         self._seen_order: deque[tuple[int, bytes]] = deque()
         self._beat_ts: dict[Any, int] = {}
+        self._resend: list[tuple[str, bytes]] = []
 
     def _reject(self, source: str, problem: str) -> None:
         self.rejected[source] += 1
@@ -112,6 +115,8 @@ class Gate:
                 self._reject(source, str(exc))
                 continue
             problem = self._stale(ts_ms, now_ms, floor_ms)
+            if ts_ms < floor_ms and self._ask_resend(body):
+                continue
             head = raw[:len(raw) - len(body)]
             if once and not problem and head in self._seen:
                 problem = "a replay of a request already taken"
@@ -123,6 +128,22 @@ class Gate:
                 self._seen_order.append((ts_ms, head))
             opened.append(body)
         return opened
+
+    def _ask_resend(self, body: bytes) -> bool:
+        """Queue a RESEND answer to a genuine request sealed before the start."""
+        try:
+            request_id = orjson.loads(body).get("req")
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
+        if not isinstance(request_id, str) or not request_id or len(request_id) > 200:
+            return False
+        self._resend.append((request_id, orjson.dumps({"ok": False, "error": RESEND})))
+        return True
+
+    def resend_replies(self) -> list[tuple[str, bytes]]:
+        """RESEND answers owed (sealed with the other replies after the commit)."""
+        owed, self._resend = self._resend, []
+        return owed
 
     def _stale(self, ts_ms: int, now_ms: int, floor_ms: int) -> str:
         if ts_ms < floor_ms:

@@ -206,7 +206,7 @@ class Controller:
         out.receipts = gate.receipts(self.intake.handle(gate.intake(inbox.intake, now), now), now)
         self.reconciler.handle_acks(gate.acks(inbox.acks, now), now)
         out.replies = gate.replies(control.handle_requests(
-            self, gate.control(inbox.control, now), now), now)
+            self, gate.control(inbox.control, now), now) + gate.resend_replies(), now)
         lapsed = self._expire_leases(now)
         self.scheduler.fire_due(now)
         self._heal(now, out)
