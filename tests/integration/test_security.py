@@ -7,6 +7,7 @@ import ast
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ import pytest
 import redis
 
 import fleet
+from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import Controller
 from fleet.errors import JobNotFoundError
@@ -431,3 +433,89 @@ def test_a_replayed_genuine_heartbeat_keeps_no_lease_of_a_killed_worker_alive(
         assert client.job("orphan").info()["attempt"] == 2
     finally:
         local.stop_all()
+
+
+# -- least privilege: one Redis user per role ----------------------------------------------
+
+ROLE_URLS = ("controller", "worker", "client", "dashboard")
+
+
+def _acl_server(tmp_path: Path, namespace: str = "fleet") -> tuple[Server, dict[str, str]]:
+    """A redis-server whose default user is locked, with one user per role made from the rule
+    ``fleet acl`` prints."""
+    port = free_port()
+    server = Server(["--port", str(port), "--requirepass", "admin-secret"],
+                    f"redis://default:admin-secret@127.0.0.1:{port}/0", tmp_path)
+    admin = redis.Redis.from_url(server.url)
+    urls = {}
+    for role in ROLE_URLS:
+        rule = subprocess.run([sys.executable, "-m", "fleet", "acl", "--role", role,
+                               "--namespace", namespace, "--password", f"{role}-pw"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert rule[:2] == ["ACL", "SETUSER"]
+        admin.execute_command(*rule)
+        urls[role] = f"redis://fleet-{role}:{role}-pw@127.0.0.1:{port}/0"
+    return server, urls
+
+
+def _refused(url: str, *command: str) -> bool:
+    try:
+        redis.Redis.from_url(url).execute_command(*command)
+    except redis.exceptions.NoPermissionError:
+        return True
+    return False
+
+
+def test_one_redis_user_per_role_runs_the_whole_signed_flow(tmp_path):
+    """Controller, worker, `fleet enqueue` / `fleet status` and the Client, each logged in as
+    the user of its role only, run jobs to completion (cancel and dead letters included)."""
+    server, urls = _acl_server(tmp_path)
+    local = LocalFleet(urls["client"], workdir=str(tmp_path), env=SIGNED)
+    try:
+        local.controller(env={"FLEET_REDIS_URL": urls["controller"]})
+        local.worker(2, env={"FLEET_REDIS_URL": urls["worker"]})
+        done = local.cli("enqueue", "tests.jobs:add", "2", "3", "--id", "acl-1")
+        assert done.returncode == 0, done.stderr
+        client = local.client()
+        assert client.job("acl-1").result(timeout_s=20) == 5
+        client.enqueue("tests.jobs:fail", job_id="acl-dead", max_retries=0)
+        client.enqueue("tests.jobs:sleep_s", 30, job_id="acl-cancel")
+        _wait_state(local, "acl-cancel", "in_flight")
+        assert client.cancel("acl-cancel")["cancelled"] == ["acl-cancel"]
+        _wait_state(local, "acl-dead", "dead")
+        dashboard = Client(redis_url=urls["dashboard"], settings=Settings(signing_key=KEY))
+        assert dashboard.status()["states"]["cancelled"] == 1
+        status = local.cli("status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert orjson.loads(status.stdout)["states"]["completed"] == 1
+        assert local.procs[0].alive() and "NOPERM" not in local.procs[0].tail(200)
+    finally:
+        local.stop_all()
+        server.stop()
+
+
+# What each role must not do: (role, command) pairs that must get NOPERM.
+FORBIDDEN = [
+    ("client", ("LPOP", "{fleet}:ready:default")), ("client", ("RPUSH", "{fleet}:acks", "x")),
+    ("client", ("SET", "{fleet}:worker:w", "x")), ("client", ("LRANGE", "{fleet}:intake", 0, -1)),
+    ("client", ("DEL", "{fleet}:intake")), ("client", ("GET", "{fleet}:controller")),
+    ("dashboard", ("RPUSH", "{fleet}:intake", "x")), ("dashboard", ("LPOP", "{fleet}:acks")),
+    ("worker", ("RPUSH", "{fleet}:intake", "x")), ("worker", ("RPUSH", "{fleet}:control", "x")),
+    ("worker", ("LRANGE", "{fleet}:acks", 0, -1)), ("worker", ("DEL", "{fleet}:acks")),
+    ("worker", ("SET", "{fleet}:controller", "x")), ("worker", ("KEYS", "*")),
+    ("controller", ("FLUSHALL",)), ("controller", ("GET", "{other}:controller")),
+    ("controller", ("CONFIG", "SET", "maxmemory", "1")), ("controller", ("KEYS", "*")),
+    ("client", ("RPUSH", "{other}:intake", "x")), ("worker", ("LPOP", "{other}:ready:default")),
+]
+
+
+def test_each_role_gets_noperm_for_what_it_must_not_do(tmp_path):
+    """Clients cannot touch ready lists, acks or heartbeats; the dashboard cannot enqueue;
+    workers cannot push intake or control, read acks or take the lease; nobody reaches
+    another namespace or server-wide commands."""
+    server, urls = _acl_server(tmp_path)
+    try:
+        refused = {(role, command): _refused(urls[role], *command) for role, command in FORBIDDEN}
+        assert [pair for pair, ok in refused.items() if not ok] == []
+    finally:
+        server.stop()
