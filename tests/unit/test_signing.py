@@ -105,13 +105,16 @@ def test_gate_passes_good_requests_and_counts_every_bad_one_by_source():
 
 
 def test_gate_takes_a_control_request_once_and_none_sealed_before_the_start():
-    """A control request replayed is refused; one sealed before the controller started too."""
+    """A control request replayed is refused and counted; a genuine one sealed before the
+    controller started is not run but answered RESEND."""
     gate = Gate(SETTINGS, NOW - 1000)
     request = sealed(CONTROL, b'{"req":"c","cmd":"dead_purge"}', NOW - 10)
     assert len(gate.control([request], NOW)) == 1
     assert gate.control([request], NOW + 5) == []
     assert gate.control([sealed(CONTROL, b'{"req":"d"}', NOW - 2000)], NOW) == []
-    assert gate.rejected["control"] == 2
+    assert gate.rejected["control"] == 1
+    ((request_id, reply),) = gate.resend_replies()
+    assert request_id == "d" and orjson.loads(reply)["error"].startswith("RESEND:")
 
 
 def test_gate_refuses_a_heartbeat_older_than_one_seen_from_the_same_worker():
@@ -133,3 +136,11 @@ def test_gate_without_keys_passes_everything_as_is():
     assert gate.intake(raws, NOW) is raws and gate.acks(raws, NOW) is raws
     assert gate.beats(raws, NOW) is raws and gate.control(raws, NOW) is raws
     assert gate.receipts([("r", b"{}")], NOW) == [("r", b"{}")]
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"k" * 64, b"k" * 65, "ключ".encode()])
+def test_the_mac_is_standard_hmac_sha256_for_keys_of_any_length(key):
+    """Short, block-sized and longer-than-a-block keys give hmac.new's HMAC-SHA256."""
+    seal = Seal((key or b"\0",), INTAKE, "n")
+    expected = hmac.new(key or b"\0", b"intake.n..7." + BODY, hashlib.sha256).hexdigest()
+    assert seal.seal(BODY, 7).split(b".")[2].decode() == expected
