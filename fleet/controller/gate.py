@@ -179,8 +179,13 @@ class Gate:
                 self._reject("heartbeat", f"heartbeat of {worker_id!r} {problem}")
             elif worker_id not in newest or newest[worker_id][0] < ts_ms:
                 newest[worker_id] = (ts_ms, body)
-        self._beat_ts = {worker_id: max(ts, self._beat_ts.get(worker_id, 0))
-                         for worker_id, (ts, _) in newest.items()}
+        # Remembered for the window even while a worker's key is missing (DELeted, then an
+        # old beat SET back); past the window the time check refuses an old beat anyway.
+        seen = {worker_id: ts for worker_id, ts in self._beat_ts.items()
+                if ts >= now_ms - self.window_ms}
+        for worker_id, (ts, _) in newest.items():
+            seen[worker_id] = max(ts, seen.get(worker_id, 0))
+        self._beat_ts = seen
         return [body for _, body in newest.values()]
 
     # -- out -----------------------------------------------------------------------------

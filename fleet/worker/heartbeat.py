@@ -69,9 +69,11 @@ class SupervisorLink:
         if not self.health.may_try():
             return []
         if self.beat_seal:
-            # Each seal newer than the last (the controller refuses an older one as a replay),
-            # even if the wall clock steps back.
-            self._beat_ts = max(now_ms(), self._beat_ts + 1)
+            # Each seal newer than the last (the controller refuses an older one as a replay)
+            # across a small step back of the wall clock; a large one is followed at once,
+            # or the beats would stay that far ahead, outside the controller's window.
+            now = now_ms()
+            self._beat_ts = max(now, self._beat_ts + 1) if self._beat_ts - now < 10_000 else now
             payload = self.beat_seal.seal(payload, self._beat_ts)
 
         def add(pipe: Any) -> None:

@@ -8,7 +8,7 @@ import hmac
 import orjson
 import pytest
 
-from fleet.config import Settings
+from fleet.config import Settings, describe, setting_names
 from fleet.controller.gate import Gate
 from fleet.signing import (
     ACK,
@@ -144,3 +144,23 @@ def test_the_mac_is_standard_hmac_sha256_for_keys_of_any_length(key):
     seal = Seal((key or b"\0",), INTAKE, "n")
     expected = hmac.new(key or b"\0", b"intake.n..7." + BODY, hashlib.sha256).hexdigest()
     assert seal.seal(BODY, 7).split(b".")[2].decode() == expected
+
+
+def test_a_worker_forgotten_while_its_key_was_gone_still_refuses_its_older_beats():
+    """A beat DELeted for a read, then an older one SET back: still refused as a replay."""
+    gate = Gate(SETTINGS, NOW - 5000)
+    old, new = (sealed(BEAT, orjson.dumps({"id": "w1", "t": t}), t) for t in (NOW - 900, NOW))
+    assert len(gate.beats([new], NOW)) == 1
+    assert gate.beats([], NOW + 200) == []
+    assert gate.beats([old], NOW + 400) == [] and gate.rejected["heartbeat"] == 1
+
+
+def test_config_show_masks_keys_and_the_redis_password():
+    """describe() shows *** for each key that is set and hides the URL's password."""
+    settings = Settings(signing_key="topsecret", client_key="c1",
+                        redis_url="redis://fleet:hunter2@redis:6379/0")
+    shown = {name: value for name, value, _ in describe(settings, dict.fromkeys(
+        setting_names(), "default"))}
+    assert shown["signing_key"] == shown["client_key"] == "***" and shown["worker_key"] == ""
+    assert shown["redis_url"] == "redis://fleet:***@redis:6379/0"
+    assert "topsecret" not in str(shown) and "hunter2" not in str(shown)
