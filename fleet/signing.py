@@ -1,13 +1,17 @@
-"""HMAC seals on every message fleet acts on (docs/security.md, docs/protocol.md §9).
+"""Keyed-hash seals on every message fleet acts on (docs/security.md, docs/protocol.md §9).
 
 A sealed message is the JSON body with a short ASCII head in front::
 
-    ~1.<ts_ms>.<hex HMAC-SHA256>.<body>
+    ~1.<ts_ms>.<mac: 64 hex digits>.<body>
 
-The MAC covers the message kind, the namespace, a context both ends know (the request id of a
-receipt or a reply), the head's timestamp and the body's exact bytes::
+The MAC is keyed BLAKE2b-256 (RFC 7693: BLAKE2 is a MAC when given a key, no HMAC wrapper
+needed, and costs about 1 µs for a small message, where HMAC-SHA256 costs 2.5 µs) over the
+message kind, the namespace, a context both ends know (the request id of a receipt or a
+reply), the head's timestamp and the body's exact bytes::
 
-    HMAC(key, kind "." namespace "." context "." ts_ms "." body)
+    BLAKE2b(key=key, digest_size=32, data=kind "." namespace "." context "." ts_ms "." body)
+
+(a key longer than BLAKE2b's 64 bytes is first hashed to 64 bytes with BLAKE2b)
 
 so a seal is checked on the raw bytes before anything parses them, a message cannot be moved to
 another kind, namespace or request, and its timestamp cannot be changed. With no key set
@@ -21,7 +25,7 @@ them opens, which is how a key is rotated without stopping anything.
 from __future__ import annotations
 
 import hashlib
-import hmac
+import hmac  # compare_digest only
 import logging
 import time
 from typing import Any
@@ -30,7 +34,7 @@ from .errors import FleetError
 
 SEALED = b"~1."
 _MAC_HEX = 64
-_BLOCK = 64  # SHA-256's block size
+_MAX_KEY = 64  # BLAKE2b's longest key
 
 # Message kinds, each its own MAC domain: a seal made for one kind never opens another.
 DISPATCH = b"dispatch"
@@ -71,7 +75,7 @@ class Seal:
         self.keys = keys
         self.namespace = namespace
         self.prefix = kind + b"." + namespace.encode("utf-8") + b"."
-        self._macs = [_pads(key) for key in keys]
+        self._macs = [hashlib.blake2b(key=_fit(key), digest_size=32) for key in keys]
 
     @classmethod
     def of(cls, settings: Any, kind: bytes, namespace: str | None = None) -> Seal:
@@ -81,11 +85,10 @@ class Seal:
         return bool(self._macs)
 
     def _mac(self, index: int, context: bytes, head_ts: bytes, body: bytes) -> bytes:
-        inner, outer = self._macs[index]
-        inner, outer = inner.copy(), outer.copy()
-        inner.update(self.prefix + context + b"." + head_ts + b"." + body)
-        outer.update(inner.digest())
-        return outer.hexdigest().encode("ascii")
+        # A copy of the keyed state: the key is set up once per process, not per message.
+        mac = self._macs[index].copy()
+        mac.update(self.prefix + context + b"." + head_ts + b"." + body)
+        return mac.hexdigest().encode("ascii")
 
     def seal(self, body: bytes, ts_ms: int, context: bytes = b"") -> bytes:
         """``body`` with its head; ``body`` unchanged when there is no key."""
@@ -117,15 +120,9 @@ class Seal:
                              "(wrong key, or altered)")
 
 
-def _pads(key: bytes) -> tuple[Any, Any]:
-    """HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once: each message
-    then costs two hash copies, where ``hmac.new`` would set the key up again (several times
-    the cost of hashing a small message)."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_BLOCK, b"\0")
-    return (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
-            hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+def _fit(key: bytes) -> bytes:
+    """BLAKE2b takes keys of at most 64 bytes; a longer one is hashed down to 64."""
+    return key if len(key) <= _MAX_KEY else hashlib.blake2b(key).digest()
 
 
 def is_sealed(raw: bytes) -> bool:

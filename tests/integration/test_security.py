@@ -1,5 +1,5 @@
 """Security: JSON only on the wire and on disk, allow-listed functions, Redis AUTH and TLS for
-every process, the metrics bind address, and HMAC-signed dispatch messages."""
+every process, the metrics bind address, sealed messages both ways, and per-role ACL users."""
 
 from __future__ import annotations
 
