@@ -21,7 +21,7 @@ import fleet
 from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import Controller
-from fleet.errors import JobNotFoundError
+from fleet.errors import JobNotFoundError, NoReceiptError
 from fleet.journal import Journal
 from fleet.keys import Keys
 from fleet.localredis import find_redis_server, free_port
@@ -519,3 +519,33 @@ def test_each_role_gets_noperm_for_what_it_must_not_do(tmp_path):
         assert [pair for pair, ok in refused.items() if not ok] == []
     finally:
         server.stop()
+
+
+def test_role_keys_keep_each_role_to_its_channel_and_two_keys_work_during_a_rotation(
+        redis_url, tmp_path):
+    """Per-role keys: the flow runs with each process holding only its own keys; an ack
+    sealed with the client's key is refused. Mid-rotation (controller "old,new"), a client
+    still on "old" and one already on "new,old" are both answered; one with another key is
+    not."""
+    keys = {"FLEET_DISPATCH_KEY": "d" * 32, "FLEET_WORKER_KEY": "w" * 32}
+    local = LocalFleet(redis_url, workdir=str(tmp_path), env={**FAST, "FLEET_CLIENT_KEY": "old"})
+    r = redis.Redis.from_url(redis_url)
+    try:
+        local.controller(env={**keys, "FLEET_CLIENT_KEY": "old,new"})
+        local.worker(1, env=keys)
+        assert local.client().enqueue("tests.jobs:add", 1, 2, job_id="old-key").result(20) == 3
+        new = Client(redis_url=redis_url, settings=Settings(client_key="new,old"))
+        assert new.enqueue("tests.jobs:add", 2, 2, job_id="new-key").result(20) == 4
+        other = Client(redis_url=redis_url, receipt_timeout_s=2,
+                       settings=Settings(client_key="other"))
+        with pytest.raises(NoReceiptError):
+            other.enqueue("tests.jobs:add", 3, 3, job_id="other-key")
+        new.enqueue("tests.jobs:sleep_s", 1.0, job_id="running")
+        _wait_state(local, "running", "in_flight")
+        ack = {"id": "running", "n": 1, "o": "ok", "r": "FORGED", "w": "x", "h": "x"}
+        r.rpush(KEYS.acks, _forged_seal(ack, ACK, b"old"))
+        local.wait_for(lambda s: s["rejected_signatures"]["acks"] == 1
+                       and s["rejected_signatures"]["intake"] == 1, timeout_s=20)
+        assert new.job("running").result(timeout_s=20) == 1.0
+    finally:
+        local.stop_all()

@@ -16,6 +16,7 @@ from fleet.signing import (
     DISPATCH,
     INTAKE,
     RECEIPT,
+    BurstLog,
     Seal,
     SignatureError,
     keys_for,
@@ -164,3 +165,20 @@ def test_config_show_masks_keys_and_the_redis_password():
     assert shown["signing_key"] == shown["client_key"] == "***" and shown["worker_key"] == ""
     assert shown["redis_url"] == "redis://fleet:***@redis:6379/0"
     assert "topsecret" not in str(shown) and "hunter2" not in str(shown)
+
+
+def test_a_burst_of_rejections_is_logged_once_then_summed_up(caplog):
+    """1,000 rejections in a burst: one line at once; the next line, a period later, counts
+    every one held back, by source."""
+    import logging
+
+    burst = BurstLog(logging.getLogger("fleet.test"), every_s=0.0)
+    burst.every_s = 3600.0
+    with caplog.at_level(logging.WARNING, "fleet.test"):
+        for _ in range(1000):
+            burst.rejected("acks", "unsigned ack message")
+    assert len(caplog.records) == 1 and "1 acks" in caplog.text
+    burst.every_s, burst._next_s = 0.0, 0.0
+    with caplog.at_level(logging.WARNING, "fleet.test"):
+        burst.rejected("intake", "unsigned intake message")
+    assert "999 acks, 1 intake" in caplog.records[-1].getMessage()
