@@ -84,10 +84,12 @@ class Seal:
     def __bool__(self) -> bool:
         return bool(self._macs)
 
-    def _mac(self, index: int, context: bytes, head_ts: bytes, body: bytes) -> bytes:
-        # A copy of the keyed state: the key is set up once per process, not per message.
-        mac = self._macs[index].copy()
-        mac.update(self.prefix + context + b"." + head_ts + b"." + body)
+    def _mac(self, key_state: Any, context: bytes, head_ts: bytes, body: bytes) -> bytes:
+        # A copy of the keyed state: the key is set up once per process, not per message;
+        # the body is hashed in place rather than copied into one string with the rest.
+        mac = key_state.copy()
+        mac.update(b"".join((self.prefix, context, b".", head_ts, b".")))
+        mac.update(body)
         return mac.hexdigest().encode("ascii")
 
     def seal(self, body: bytes, ts_ms: int, context: bytes = b"") -> bytes:
@@ -95,7 +97,8 @@ class Seal:
         if not self._macs:
             return body
         head_ts = str(ts_ms).encode("ascii")
-        return SEALED + head_ts + b"." + self._mac(0, context, head_ts, body) + b"." + body
+        mac = self._mac(self._macs[0], context, head_ts, body)
+        return b"".join((SEALED, head_ts, b".", mac, b".", body))
 
     def open(self, raw: bytes, context: bytes = b"") -> tuple[int, bytes]:
         """``(ts_ms, body)`` of a sealed message; ``(0, raw)`` when there is no key.
@@ -107,14 +110,13 @@ class Seal:
             return 0, raw
         if not raw.startswith(SEALED):
             raise SignatureError(f"unsigned {self.kind.decode()} message")
-        dot = raw.find(b".", len(SEALED), len(SEALED) + 20)
-        end = dot + 1 + _MAC_HEX
-        head_ts = raw[len(SEALED):dot]
-        if dot < 0 or not head_ts.isdigit() or raw[end:end + 1] != b".":
+        parts = raw.split(b".", 3)  # b"~1", ts, mac, body (dots in the body stay in it)
+        if (len(parts) != 4 or len(parts[1]) > 19 or not parts[1].isdigit()
+                or len(parts[2]) != _MAC_HEX):
             raise SignatureError(f"{self.kind.decode()} message with a malformed seal")
-        given, body = raw[dot + 1:end], raw[end + 1:]
-        for index in range(len(self._macs)):
-            if hmac.compare_digest(given, self._mac(index, context, head_ts, body)):
+        _, head_ts, given, body = parts
+        for key_state in self._macs:
+            if hmac.compare_digest(given, self._mac(key_state, context, head_ts, body)):
                 return int(head_ts), body
         raise SignatureError(f"{self.kind.decode()} message whose seal does not match "
                              "(wrong key, or altered)")
