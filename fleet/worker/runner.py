@@ -27,7 +27,7 @@ from rq.utils import import_attribute
 from ..clock import now_ms
 from ..errors import FleetError
 from ..job import MAX_PAYLOAD_BYTES
-from ..signing import ACK, DISPATCH, BurstLog, Seal, SignatureError
+from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from .wire import Identity, encode, error_text, make_ack
 
 ALWAYS_ALLOWED = ("fleet.demo",)
@@ -185,7 +185,12 @@ class Runner:
         """The body of a dispatch message whose seal opens (``raw`` when no key is set);
         None, counted and logged once per burst, when it does not."""
         if not self.dispatch:
-            return raw
+            if not raw.startswith(SEALED):
+                return raw
+            self.refused += 1
+            self._burst.rejected("dispatch", "a sealed message, but this worker has no "
+                                 "dispatch_key or signing_key to open it")
+            return None
         try:
             return self.dispatch.open(raw)[1]
         except SignatureError as exc:

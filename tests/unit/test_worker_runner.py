@@ -207,13 +207,17 @@ def test_sealed_message_opens_and_its_ack_is_sealed_when_keys_are_set():
 
 
 def test_unsealed_or_forged_message_is_dropped_unacked_and_counted():
-    """Without a good seal a message is not run and not acked (None), and it is counted."""
+    """Without a good seal a message is not run and not acked (None), and it is counted; a
+    worker without a key says so when it is handed a sealed message."""
     dispatch = Seal((b"d",), DISPATCH, "fleet")
     runner = Runner(IDENTITY, AllowList(("tests.jobs",)), 5.0, dispatch, None)
     body = orjson.dumps({"id": "j", "n": 1, "f": "tests.jobs:add", "a": [1, 1]})
     forged = Seal((b"guess",), DISPATCH, "fleet").seal(body, 1)
     assert [runner.opened(raw) for raw in (body, forged, b"~1.x")] == [None, None, None]
     assert runner.refused == 3
+    keyless = make_runner()
+    assert keyless.opened(dispatch.seal(body, 1)) is None and keyless.refused == 1
+    assert keyless.opened(body) is body
 
 
 def test_parse_message_drops_non_json_and_messages_without_id_or_n():
