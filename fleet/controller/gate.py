@@ -10,8 +10,9 @@ burst. Replays are refused here too (docs/security.md, "Replays"):
 - control requests must also be sealed after this controller started, so a request captured
   before a restart cannot be played again after it (a genuine one sent while the controller
   was down is answered ``RESEND``, and the client sends it again with a fresh seal);
-- heartbeats must be sealed after the start, within the window, and never older than the
-  newest one already seen from the same worker;
+- heartbeats must be sealed after the start (one from before is ignored, not counted: every
+  restart finds some), within the window, and never older than the newest one already seen
+  from the same worker;
 - acks need no window: the ``(id, attempt)`` fence, and the enqueue time an ack echoes, make
   a replayed ack stale in the job table.
 
@@ -172,6 +173,8 @@ class Gate:
             except SignatureError as exc:
                 self._reject("heartbeat", str(exc))
                 continue
+            if ts_ms < self.boot_ms:
+                continue  # genuine but from before the start (a restart): just not fresh
             problem = self._stale(ts_ms, now_ms, self.boot_ms)
             if not problem and ts_ms < self._beat_ts.get(worker_id, 0):
                 problem = "older than one already seen from this worker (a replay)"

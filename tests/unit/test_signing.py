@@ -120,14 +120,15 @@ def test_gate_takes_a_control_request_once_and_none_sealed_before_the_start():
 
 def test_gate_refuses_a_heartbeat_older_than_one_seen_from_the_same_worker():
     """Beats: the newest per worker passes; an older one (a replay) is refused and counted;
-    the same beat read twice still passes (the reconciler sees it has not moved)."""
+    the same beat read twice still passes (the reconciler sees it has not moved); one sealed
+    before the start is ignored without being counted (a restart always finds some)."""
     gate = Gate(SETTINGS, NOW - 5000)
     first, second = (sealed(BEAT, orjson.dumps({"id": "w1", "ts": t}), t) for t in (NOW - 2, NOW))
     assert gate.beats([first, second], NOW) == [orjson.dumps({"id": "w1", "ts": NOW})]
     assert gate.beats([second], NOW + 1) != []
     assert gate.beats([first], NOW + 2) == [] and gate.rejected["heartbeat"] == 1
     before_start = sealed(BEAT, orjson.dumps({"id": "w2"}), NOW - 6000)
-    assert gate.beats([before_start], NOW) == [] and gate.rejected["heartbeat"] == 2
+    assert gate.beats([before_start], NOW) == [] and gate.rejected["heartbeat"] == 1
 
 
 def test_gate_without_keys_passes_everything_as_is():
