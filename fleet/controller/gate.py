@@ -67,6 +67,10 @@ class Gate:
         self._seen_order: deque[tuple[int, bytes]] = deque()
         self._beat_ts: dict[Any, int] = {}
         self._resend: list[tuple[str, bytes]] = []
+        if self._intake and settings.retention_s < settings.signing_window_s:
+            log.warning("retention_s (%g) is shorter than signing_window_s (%g): a replayed "
+                        "intake request could enqueue again a job already compacted away",
+                        settings.retention_s, settings.signing_window_s)
 
     def _reject(self, source: str, problem: str) -> None:
         self.rejected[source] += 1

@@ -330,14 +330,17 @@ def test_worker_started_while_redis_is_down_waits_for_it(own_redis, tmp_path):
 
 
 def test_worker_with_a_signing_key_runs_only_sealed_messages(start_worker):
-    """FLEET_SIGNING_KEY set: a sealed message runs and its ack is sealed; an unsealed one
-    pushed before it is dropped unrun and unacked."""
+    """FLEET_SIGNING_KEY set: a sealed message runs and its ack is sealed; an unsealed one and
+    a sealed one whose function was changed, pushed before it, are dropped unrun and unacked."""
     from fleet.signing import ACK, DISPATCH, Seal
 
     worker = start_worker(FLEET_SIGNING_KEY="s3cret")
     worker.push("default", "unsigned", "tests.jobs:add", 1, 2)
+    seal = Seal((b"s3cret",), DISPATCH, "fleet")
+    altered = seal.seal(orjson.dumps({"id": "altered", "n": 1, "f": "tests.jobs:add",
+                                      "a": [1, 2]}), 1).replace(b"tests.jobs:add", b"os:getcwd")
     body = orjson.dumps({"id": "signed", "n": 1, "f": "tests.jobs:add", "a": [1, 2]})
-    worker.redis.rpush(KEYS.ready("default"), Seal((b"s3cret",), DISPATCH, "fleet").seal(body, 1))
+    worker.redis.rpush(KEYS.ready("default"), altered, seal.seal(body, 1))
     popped = worker.redis.blpop([KEYS.acks], timeout=10)
     assert popped is not None
     ack = orjson.loads(Seal((b"s3cret",), ACK, "fleet").open(popped[1])[1])
