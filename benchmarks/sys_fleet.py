@@ -4,6 +4,7 @@ Enqueue: ``Client.enqueue_many``; the ``fleet enqueue --file`` variant runs the 
 file written beforehand. Completion: the shared counter, as for every system; ``finished()``
 (``Client.status()``: completed + dead + cancelled, fleet's own record) is the signal only for
 the pure no-op row, and is read after the counter otherwise.
+With ``BENCH_FLEET_SIGNING_KEY`` set, every process seals and checks every message with it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ class FleetSystem(System):
                  fsync: str = "always") -> None:
         self.redis_url = redis_url
         self.executors = executors
-        env = bench_env(redis_url, FLEET_FSYNC=fsync)
+        signing_key = os.environ.get("BENCH_FLEET_SIGNING_KEY", "")
+        env = bench_env(redis_url, FLEET_FSYNC=fsync, FLEET_SIGNING_KEY=signing_key)
         env = {k: v for k, v in env.items() if k in ("BENCH_REDIS_URL", "PYTHONPATH",
-                                                      "FLEET_FSYNC")}
+                                                      "FLEET_FSYNC", "FLEET_SIGNING_KEY")}
         self.fleet = LocalFleet(redis_url, workdir=workdir, namespace="bench", env=env)
         self.client = None
         self.controller = self.worker = None

@@ -30,6 +30,7 @@ from .errors import (
 )
 from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
 from .keys import Keys
+from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal, SignatureError
 from .transport import ClientWire, connect
 
 REQUEST_CHUNK = 1000
@@ -63,6 +64,8 @@ class Client:
         self.keys = Keys(self.namespace)
         self.wire = ClientWire(redis_client or connect(redis_url or settings.redis_url),
                                self.keys)
+        self.seals = {kind: Seal.of(settings, kind, self.namespace)
+                      for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
 
     # -- enqueue ---------------------------------------------------------------------------
 
@@ -100,8 +103,9 @@ class Client:
         """Enqueue many jobs (sent in chunks, one round trip); one Receipt per job, in order."""
         wires = [_checked_wire(spec) for spec in specs]
         requests: list[tuple[str, int, bytes]] = []
+        seal = self.seals[INTAKE]
         for start in range(0, len(wires), REQUEST_CHUNK):
-            _add_requests(requests, wires[start:start + REQUEST_CHUNK])
+            _add_requests(requests, wires[start:start + REQUEST_CHUNK], seal)
         if requests:
             self.wire.send_requests([body for _, _, body in requests])
         deadline = time.monotonic() + self.receipt_timeout_s
@@ -114,7 +118,7 @@ class Client:
 
     def _await_receipt(self, request_id: str, size: int, deadline: float, total: int
                        ) -> list[Receipt]:
-        body = self.wire.wait(self.keys.receipt(request_id), deadline - time.monotonic())
+        body = self._answer(RECEIPT, self.keys.receipt(request_id), request_id, deadline)
         if body is None:
             raise NoReceiptError(
                 f"no receipt from the controller within {self.receipt_timeout_s:g} s for "
@@ -135,10 +139,14 @@ class Client:
             ControllerUnavailableError: no answer in time.
             FleetError: the controller refused the request (its one-line reason).
         """
-        request_id = uuid.uuid4().hex
-        self.wire.send_control(orjson.dumps({"req": request_id, "cmd": command,
-                                             "args": args}))
-        body = self.wire.wait(self.keys.reply(request_id), timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for _ in range(2):  # once more if the controller (re)started after the first was sealed
+            request_id = uuid.uuid4().hex
+            self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
+                {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
+            body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline)
+            if body is None or not body.startswith(b'{"ok":false,"error":"RESEND:'):
+                break
         if body is None:
             raise ControllerUnavailableError(
                 f"the controller of namespace {self.namespace!r} did not answer within "
@@ -150,6 +158,20 @@ class Client:
                 raise JobNotFoundError(error)
             raise FleetError(error)
         return reply.get("data")
+
+    def _answer(self, kind: bytes, key: str, request_id: str, deadline: float) -> bytes | None:
+        """The controller's answer to ``request_id`` (None at the deadline). With a key set,
+        an answer whose seal does not open for this request is someone else's: skip it."""
+        seal = self.seals[kind]
+        while True:
+            body = self.wire.wait(key, deadline - time.monotonic())
+            if body is None or not seal:
+                return body
+            try:
+                return seal.open(body, request_id.encode("utf-8"))[1]
+            except SignatureError:
+                if time.monotonic() >= deadline:
+                    return None
 
     def status(self) -> dict[str, Any]:
         """Counts by state and queue, workers, WAL and snapshot figures."""
@@ -290,17 +312,19 @@ def _checked_wire(spec: JobSpec | dict) -> dict[str, Any]:
     return wire
 
 
-def _add_requests(requests: list[tuple[str, int, bytes]], chunk: list[dict[str, Any]]) -> None:
-    """Append ``(request id, jobs, body)`` for ``chunk``, halved until each body is at most
-    REQUEST_BYTES (or holds one job)."""
+def _add_requests(requests: list[tuple[str, int, bytes]], chunk: list[dict[str, Any]],
+                  seal: Seal) -> None:
+    """Append ``(request id, jobs, sealed body)`` for ``chunk``, halved until each body is at
+    most REQUEST_BYTES (or holds one job)."""
     request_id = uuid.uuid4().hex
-    body = orjson.dumps({"req": request_id, "ts": int(time.time() * 1000), "jobs": chunk})
+    ts_ms = int(time.time() * 1000)
+    body = orjson.dumps({"req": request_id, "ts": ts_ms, "jobs": chunk})
     if len(body) > REQUEST_BYTES and len(chunk) > 1:
         half = len(chunk) // 2
-        _add_requests(requests, chunk[:half])
-        _add_requests(requests, chunk[half:])
+        _add_requests(requests, chunk[:half], seal)
+        _add_requests(requests, chunk[half:], seal)
         return
-    requests.append((request_id, len(chunk), body))
+    requests.append((request_id, len(chunk), seal.seal(body, ts_ms)))
 
 
 def unique_ids(specs: Iterable[JobSpec]) -> None:

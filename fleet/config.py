@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -51,6 +52,10 @@ class Settings:
     shutdown_grace_s: float = 30.0
     heartbeat_s: float = 1.0
     signing_key: str = ""
+    dispatch_key: str = ""
+    worker_key: str = ""
+    client_key: str = ""
+    signing_window_s: float = 120.0
     receipt_timeout_s: float = 30.0
     schedule_file: str = ""
 
@@ -63,7 +68,7 @@ class Settings:
 _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "backoff_base_s",
              "backoff_max_s", "snapshot_interval_s", "retention_s", "fsync_interval_ms",
              "segment_bytes", "batch_size", "snapshot_every_records", "prefetch",
-             "batch_bytes", "max_message_bytes"}
+             "batch_bytes", "max_message_bytes", "signing_window_s"}
 _NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s"}
 _CHOICES = {"fsync": ("always", "interval", "off")}
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -177,7 +182,15 @@ def _type_name(default: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
 
 
+SECRET_SETTINGS = ("signing_key", "dispatch_key", "worker_key", "client_key")
+
+
 def describe(settings: Settings, sources: dict[str, str]) -> list[tuple[str, Any, str]]:
-    """``(name, value, source)`` for every setting, for ``fleet config show``."""
+    """``(name, value, source)`` for every setting, for ``fleet config show``; keys and the
+    Redis password are masked (whoever reads a terminal or a log must not learn them)."""
     values = dataclasses.asdict(settings)
+    for name in SECRET_SETTINGS:
+        if values[name]:
+            values[name] = "***"
+    values["redis_url"] = re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", values["redis_url"])
     return [(name, values[name], sources[name]) for name in setting_names()]

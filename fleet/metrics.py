@@ -58,6 +58,9 @@ class Metrics:
                                  registry=r)
         self.rejected = Counter("fleet_jobs_rejected_total", "Jobs refused at intake",
                                 registry=r)
+        self.rejected_signatures = Counter(
+            "fleet_rejected_signatures_total", "Messages refused for a missing, wrong, stale or "
+            "replayed seal (by source)", ["source"], registry=r)
         self.depth = Gauge("fleet_jobs", "Jobs in the table by state and queue",
                            ["state", "queue"], registry=r)
         self.run_time = BatchHistogram("fleet_job_run_seconds", "Job run time (by queue)",

@@ -14,6 +14,7 @@ import click
 
 from ..errors import FleetError
 from . import admin, jobs
+from .acl import acl
 from .common import EXIT_INTERRUPTED
 from .controller import controller
 from .demo import demo
@@ -28,7 +29,7 @@ def app() -> None:
 
 
 for command in (controller, jobs.enqueue, jobs.job, jobs.result, admin.status, admin.dead,
-                admin.cancel, admin.pause, admin.resume, admin.config, demo, wal):
+                admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl):
     app.add_command(command)
 register_ops(app)
 

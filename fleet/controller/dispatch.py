@@ -15,6 +15,7 @@ import orjson
 
 from ..config import Settings
 from ..journal import Journal
+from ..signing import DISPATCH, Seal
 from ..state import JobRecord
 from ..state import events as ev
 
@@ -25,9 +26,10 @@ QUEUED_WORK_S = 0.05
 RATE_EVERY_MS = 500
 
 
-def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, signing_key: str = ""
+def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None
                    ) -> bytes:
-    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed.
+    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed
+    (the seal's time is the dispatch time).
 
     ``ep`` is the epoch of the controller that dispatched the attempt (``job.epoch``, kept
     by the table and its snapshots), not the current one: a message re-encoded after a
@@ -37,10 +39,8 @@ def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, signing_key
                "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
     if job.epoch:  # 0: dispatched before epochs travelled (an older snapshot's in-flight job)
         message["ep"] = job.epoch
-    if signing_key:
-        from ..worker.signing import sign_message
-        message = sign_message(message, signing_key)
-    return orjson.dumps(message)
+    body = orjson.dumps(message)
+    return seal.seal(body, dispatched_ms) if seal else body
 
 
 class Dispatcher:
@@ -50,6 +50,7 @@ class Dispatcher:
         self.journal = journal
         self.settings = settings
         self.lease_ms = int(settings.lease_s * 1000)
+        self.seal = Seal.of(settings, DISPATCH)
         self.dispatched_by_queue: dict[str, int] = {}
         self.rate_per_s: dict[str, float] = {}
         self._counted: dict[str, int] = {}
@@ -94,4 +95,4 @@ class Dispatcher:
         """Record the next attempt of ``job`` and return its message."""
         attempt = job.attempt + 1
         self.journal.record(ev.dispatched(job.id, attempt, now_ms + self.lease_ms, now_ms))
-        return encode_message(job, attempt, now_ms, self.settings.signing_key)
+        return encode_message(job, attempt, now_ms, self.seal)

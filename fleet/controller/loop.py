@@ -40,6 +40,7 @@ from . import control
 from .dispatch import Dispatcher, encode_message
 from .fence import LOST, Fence, boot_epoch
 from .heal import Healer, Timeline, purge_stale
+from .gate import Gate
 from .intake import Intake
 from .periodic import Scheduler
 from .reconcile import Reconciler
@@ -76,6 +77,7 @@ class Controller:
         self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, settings)
+        self.gate = Gate(settings, clock())
         self.dispatcher = Dispatcher(self.journal, settings)
         self.reconciler = Reconciler(self.journal, settings, random.Random())
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000),
@@ -216,9 +218,11 @@ class Controller:
             self._on_redis_lost(now)
         out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
                      trim_control=len(inbox.control))
-        out.receipts = self.intake.handle(inbox.intake, now)
-        self.reconciler.handle_acks(inbox.acks, now)
-        out.replies = control.handle_requests(self, inbox.control, now)
+        gate = self.gate  # seals are checked on the raw bytes, before anything parses them
+        out.receipts = gate.receipts(self.intake.handle(gate.intake(inbox.intake, now), now), now)
+        self.reconciler.handle_acks(gate.acks(inbox.acks, now), now)
+        out.replies = gate.replies(control.handle_requests(
+            self, gate.control(inbox.control, now), now) + gate.resend_replies(), now)
         lapsed = self._expire_leases(now)
         self.scheduler.fire_due(now)
         self._heal(now, out)
@@ -247,7 +251,7 @@ class Controller:
         if lapsed:
             removed = self.wire.remove([
                 (self.keys.ready(job.queue), encode_message(
-                    job, job.attempt, job.dispatched_ms, self.settings.signing_key))
+                    job, job.attempt, job.dispatched_ms, self.dispatcher.seal))
                 for job in lapsed])
             self.reconciler.expire(lapsed, removed, now)
         return len(lapsed)
@@ -301,7 +305,7 @@ class Controller:
             in_flight = self.journal.table.in_flight
             probes = [(self.keys.ready(in_flight[i].queue),
                        encode_message(in_flight[i], n, in_flight[i].dispatched_ms,
-                                      self.settings.signing_key)) for i, n in candidates]
+                                      self.dispatcher.seal)) for i, n in candidates]
             present = self.wire.present(probes)
             self.healer.found([c for c, p in zip(candidates, present, strict=True) if not p],
                               now)
@@ -334,7 +338,7 @@ class Controller:
         self._snapshot()
 
     def _read_heartbeats(self, now: int) -> None:
-        beats = self.reconciler.parse_beats(self.wire.read_workers())
+        beats = self.reconciler.parse_beats(self.gate.beats(self.wire.read_workers(), now))
         self.beats = beats
         self._served = {q for beat in beats for q in beat.get("queues") or ()
                         if isinstance(q, str)}
@@ -358,6 +362,8 @@ class Controller:
                            }.get(name) or self.metrics.malformed.labels(name)
                 counter.inc(delta)
         self._counted = counts
+        for source, delta in self.gate.take_counts().items():
+            self.metrics.rejected_signatures.labels(source).inc(delta)
 
     def _watch_clock(self) -> None:
         step_ms = getattr(self.clock, "new_step_ms", lambda _: None)(CLOCK_STEP_LOG_MS)
@@ -414,7 +420,7 @@ class Controller:
         live worker if no heartbeat has reported it yet (it may have just been popped)."""
         job = self.journal.table.get(job_id)
         self._withdrawn.append((self.keys.ready(job.queue), encode_message(
-            job, job.attempt, job.dispatched_ms, self.settings.signing_key)))
+            job, job.attempt, job.dispatched_ms, self.dispatcher.seal)))
         running = self.reconciler.running_on.get(job_id)
         workers = [running[1]] if running is not None else [
             str(beat.get("id")) for beat in self.beats if beat.get("id")]

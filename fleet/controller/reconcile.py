@@ -90,8 +90,8 @@ class Reconciler:
 
     def _apply_ack(self, ack: dict[str, Any], now_ms: int) -> bool:
         job = self.journal.table.get(ack["id"])
-        if job is None:
-            return False
+        if job is None or ack.get("eq", job.enqueued_ms) != job.enqueued_ms:
+            return False  # unknown, or (its enqueue time tells) an earlier job of this id
         outcome, attempt = ack["o"], ack["n"]
         if outcome == "ok":
             return self.journal.record(ev.acked(job.id, attempt, ack.get("r"), ack, now_ms))

@@ -29,6 +29,7 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
         "malformed": {"intake": ctl.intake.malformed, "acks": ctl.reconciler.malformed_acks,
                       "control": ctl.malformed_control,
                       "heartbeats": ctl.reconciler.malformed_beats},
+        "rejected_signatures": dict(ctl.gate.rejected),
     })
     return data
 

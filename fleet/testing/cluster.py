@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import Client
+from ..config import load_settings
 
 FLEET = [sys.executable, "-m", "fleet"]
 
@@ -105,8 +106,9 @@ class LocalFleet:
         return self.spawn("worker", ["worker", "--count", str(count), *args], env)
 
     def client(self, receipt_timeout_s: float = 30.0) -> Client:
+        settings, _ = load_settings(env=self.environment())  # its keys, as the CLI has
         return Client(redis_url=self.redis_url, namespace=self.namespace,
-                      receipt_timeout_s=receipt_timeout_s)
+                      receipt_timeout_s=receipt_timeout_s, settings=settings)
 
     def cli(self, *args: str, timeout_s: float = 60.0, input_text: str | None = None
             ) -> subprocess.CompletedProcess:

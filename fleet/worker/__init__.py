@@ -12,9 +12,8 @@ from collections.abc import Iterable
 
 from ..config import Settings
 from ..errors import ConfigError
-from .signing import sign_message, verify_message
 
-__all__ = ["run_worker", "sign_message", "verify_message"]
+__all__ = ["run_worker"]
 
 
 def run_worker(settings: Settings, import_paths: Iterable[str] = (), burst: bool = False) -> int:
@@ -27,7 +26,7 @@ def run_worker(settings: Settings, import_paths: Iterable[str] = (), burst: bool
     Raises:
         ConfigError: no queue to consume.
     """
-    # Imported here: the controller imports fleet.worker.signing and should not pay for rq.
+    # Imported here: importing fleet.worker should not pay for rq.
     from .imports import add_import_paths
     from .pool import Supervisor
 

@@ -79,7 +79,7 @@ class Executor:
         self._job_line = line_writer(self.jobs_log.logger) if self.log_jobs else None
         self.health = RedisHealth(self.log)
         self.buffer: deque[dict[str, Any]] = deque()
-        self.epochs = EpochGate(runner.signing_key)
+        self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
         self.done: tuple[str, int, bool] | None = None
         self.handled = 0
@@ -113,7 +113,10 @@ class Executor:
         if not self.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
         for raw in popped:
-            message = parse_message(raw)
+            body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
+            if body is None:
+                continue
+            message = parse_message(body)
             if message is None:
                 self.log.warning("dropped a message that is not JSON or has no id/n: %.200r",
                                  raw)
@@ -236,8 +239,9 @@ class Executor:
         self._tell_done()
         for message in self.buffer:
             ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
-                           e="WorkerShutdown: prefetched message handed back unrun")
-            self.unpushed.append(encode(ack))
+                           e="WorkerShutdown: prefetched message handed back unrun",
+                           **self.runner.ack_fields(message))
+            self.unpushed.append(self.runner.seal_ack(encode(ack)))
         self.buffer.clear()
         for _ in range(HAND_BACK_TRIES):
             if not self.unpushed:
@@ -282,8 +286,7 @@ def _popped(reply: Any) -> Any:
 def build_executor(settings: Settings, identity: Identity, client: redis.Redis,
                    channel: Any = None, log: logging.LoggerAdapter | None = None) -> Executor:
     """An Executor configured from ``settings``."""
-    runner = Runner(identity, AllowList(settings.allow), settings.task_timeout_s,
-                    settings.signing_key)
+    runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,
                     settings.prefetch, channel, log)
 

@@ -17,6 +17,7 @@ import redis
 
 from ..clock import now_ms
 from ..keys import WORKER_TTL_S, Keys
+from ..signing import BEAT, Seal, is_sealed
 from .handle import RunningJob
 from .wire import Identity, RedisHealth, WorkerLog
 
@@ -38,7 +39,7 @@ class SupervisorLink:
     """The supervisor's one Redis connection."""
 
     def __init__(self, client: redis.Redis, keys: Keys, identity: Identity, heartbeat_s: float,
-                 log: WorkerLog) -> None:
+                 log: WorkerLog, ack_seal: Seal | None = None) -> None:
         self.client = client
         self.keys = keys
         self.worker_id = identity.worker_id
@@ -46,10 +47,20 @@ class SupervisorLink:
         self.log = log
         self.health = RedisHealth(log)
         self.pending: list[bytes] = []
+        self.ack_seal = ack_seal
+        self.beat_seal = Seal(ack_seal.keys, BEAT, ack_seal.namespace) if ack_seal else None
+        self._beat_ts = 0
+
+    def _sealed(self, acks: list[bytes]) -> list[bytes]:
+        """Acks the supervisor made sealed; those an executor handed over already are."""
+        seal = self.ack_seal
+        if not seal:
+            return acks
+        return [ack if is_sealed(ack) else seal.seal(ack, now_ms()) for ack in acks]
 
     def push(self, acks: list[bytes]) -> None:
         """Queue acks and try to push them now (unless backing off after a Redis error)."""
-        self.pending.extend(acks)
+        self.pending.extend(self._sealed(acks))
         if self.pending and self.health.may_try():
             self._send(lambda pipe: None)
 
@@ -59,6 +70,13 @@ class SupervisorLink:
         none was asked for or Redis did not say)."""
         if not self.health.may_try():
             return [], None
+        if self.beat_seal:
+            # Each seal newer than the last (the controller refuses an older one as a replay)
+            # across a small step back of the wall clock; a large one is followed at once,
+            # or the beats would stay that far ahead, outside the controller's window.
+            now = now_ms()
+            self._beat_ts = max(now, self._beat_ts + 1) if self._beat_ts - now < 10_000 else now
+            payload = self.beat_seal.seal(payload, self._beat_ts)
         ready_keys = [self.keys.ready(queue) for queue in measure]
 
         def add(pipe: Any) -> None:

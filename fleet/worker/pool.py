@@ -28,6 +28,7 @@ from typing import Any
 from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
+from ..signing import ACK, Seal
 from .executor import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle
 from .heartbeat import SupervisorLink, heartbeat_payload
@@ -58,7 +59,8 @@ class Supervisor:
         self.kill_grace_s = kill_grace_s
         self.log = worker_log(__name__, self.identity.worker_id)
         self.link = SupervisorLink(connect(settings.redis_url), Keys(settings.namespace),
-                                   self.identity, settings.heartbeat_s, self.log)
+                                   self.identity, settings.heartbeat_s, self.log,
+                                   Seal.of(settings, ACK))
         self.handles: dict[int, ExecutorHandle] = {}
         self.respawn_at: dict[int, float] = {}
         self.quick_deaths: dict[int, int] = {}

@@ -1,9 +1,11 @@
 """Running one job: check the message, resolve its function, call it under its timeout, ack.
 
-A message is refused (ack ``fail`` with ``fin``: retrying cannot help) when its signature is
-bad, its fields have the wrong types, its function's module is not allow-listed or cannot be
-imported (imports.py), or its result is not JSON (NaN and Infinity included) or encodes to
-more than ``fleet.job.MAX_PAYLOAD_BYTES``. Anything the function
+A message whose seal does not open (when a dispatch key is set) is dropped unrun and unacked:
+nobody dispatched it, so no ack is owed, and an ack would let a forger fail a real job.
+A message is refused (ack ``fail`` with ``fin``: retrying cannot help) when its fields have
+the wrong types, its function's module is not allow-listed or cannot be imported
+(imports.py), or its result is not JSON (NaN and Infinity included) or encodes to more than
+``fleet.job.MAX_PAYLOAD_BYTES``. Anything the function
 raises, a soft timeout included, is an ordinary ``fail``.
 The hard timeout (a job that ignores the soft one) belongs to the supervisor (pool.py).
 """
@@ -32,7 +34,7 @@ from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the ru
     resolve,
     split_func,
 )
-from .signing import signature_problem
+from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from .wire import Identity, encode, error_text, make_ack
 
 TRACEBACK_MAX_BYTES = 8 * 1024  # kept per failed attempt, in the ack and the job's record
@@ -52,8 +54,6 @@ def current_job() -> tuple[str, int] | None:
     return _running[-1] if _running else None
 
 
-class BadSignature(JobRejected):
-    """The worker requires signed messages and this one's ``sig`` is missing or wrong."""
 
 
 class ResultNotJSON(JobRejected):
@@ -102,13 +102,47 @@ class Runner:
     """Turns one dispatch message into one encoded ack."""
 
     def __init__(self, identity: Identity, allow: AllowList, default_timeout_s: float,
-                 signing_key: str = "") -> None:
+                 dispatch: Seal | None = None, ack: Seal | None = None) -> None:
         self.identity = identity
         self.allow = allow
         self.default_timeout_s = default_timeout_s
-        self.signing_key = signing_key
+        self.dispatch = dispatch
+        self.ack = ack
+        self.refused = 0
+        self._burst = BurstLog(logger)
         self._resolved: dict[str, Callable[..., Any]] = {}
         self.last_error = ""  # the ``e`` of the last failed attempt, for the job's log line
+
+    @classmethod
+    def from_settings(cls, settings: Any, identity: Identity) -> Runner:
+        return cls(identity, AllowList(settings.allow), settings.task_timeout_s,
+                   Seal.of(settings, DISPATCH), Seal.of(settings, ACK))
+
+    def opened(self, raw: bytes) -> bytes | None:
+        """The body of a dispatch message whose seal opens (``raw`` when no key is set);
+        None, counted and logged once per burst, when it does not."""
+        if not self.dispatch:
+            if not raw.startswith(SEALED):
+                return raw
+            self.refused += 1
+            self._burst.rejected("dispatch", "a sealed message, but this worker has no "
+                                 "dispatch_key or signing_key to open it")
+            return None
+        try:
+            return self.dispatch.open(raw)[1]
+        except SignatureError as exc:
+            self.refused += 1
+            self._burst.rejected("dispatch", f"{exc}; dropped unrun: {raw[:120]!r}")
+            return None
+
+    def seal_ack(self, body: bytes) -> bytes:
+        """An encoded ack, sealed when a worker key is set."""
+        return self.ack.seal(body, now_ms()) if self.ack else body
+
+    def ack_fields(self, message: dict[str, Any]) -> dict[str, Any]:
+        """With sealed acks, the enqueue time the message carried: the controller then tells
+        this job's acks from those of an earlier job that had the same id."""
+        return {"eq": message["eq"]} if self.ack and "eq" in message else {}
 
     def timeout_of(self, message: dict[str, Any]) -> float:
         """The message's ``to``, or the worker's default when it has none (or a bad one)."""
@@ -131,15 +165,12 @@ class Runner:
         except (Exception, SystemExit) as exc:
             return self._failure(message, started_ms, exc), False
         try:
-            return encode_success(message, result, self.identity, started_ms), True
+            return self.seal_ack(encode_success(message, result, self.identity, started_ms,
+                                                **self.ack_fields(message))), True
         except JobRejected as problem:
             return self._failure(message, started_ms, problem), False
 
     def _prepare(self, message: dict[str, Any]) -> Callable[..., Any]:
-        if self.signing_key:
-            problem = signature_problem(message, self.signing_key)
-            if problem:
-                raise BadSignature(problem)
         func = message.get("f")
         if not isinstance(func, str):
             raise BadMessage(f"f must be a string naming a function, got {func!r}")
@@ -158,14 +189,14 @@ class Runner:
         final = isinstance(exc, JobRejected)
         logger.debug("job %s attempt %s failed", message.get("id"), message.get("n"),
                      exc_info=not final)
-        fields: dict[str, Any] = {"e": _error_of(exc)}
+        fields: dict[str, Any] = {"e": _error_of(exc), **self.ack_fields(message)}
         self.last_error = fields["e"]
         if final:
             fields["fin"] = True  # a JobRejected says all in "e": its traceback is fleet's own
         else:
             fields["tb"] = traceback_text(exc)
-        return encode(make_ack(message["id"], message["n"], "fail", self.identity, started_ms,
-                               **fields))
+        return self.seal_ack(encode(make_ack(message["id"], message["n"], "fail",
+                                             self.identity, started_ms, **fields)))
 
 
 def _error_of(exc: BaseException) -> str:
@@ -196,7 +227,7 @@ def traceback_text(exc: BaseException, limit_bytes: int = TRACEBACK_MAX_BYTES) -
 
 
 def encode_success(message: dict[str, Any], result: Any, identity: Identity,
-                   started_ms: int) -> bytes:
+                   started_ms: int, **fields: Any) -> bytes:
     """The encoded ``ok`` ack carrying ``result``.
 
     The size is checked on the encoded ack first, so a normal result is encoded only once.
@@ -205,7 +236,7 @@ def encode_success(message: dict[str, Any], result: Any, identity: Identity,
         ResultNotJSON: orjson cannot encode the result.
         ResultTooLarge: the result is more than MAX_PAYLOAD_BYTES of JSON.
     """
-    ack = make_ack(message["id"], message["n"], "ok", identity, started_ms, r=result)
+    ack = make_ack(message["id"], message["n"], "ok", identity, started_ms, r=result, **fields)
     try:
         body = encode(ack)
     except TypeError as exc:

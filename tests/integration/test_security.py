@@ -1,11 +1,13 @@
 """Security: JSON only on the wire and on disk, allow-listed functions, Redis AUTH and TLS for
-every process, the metrics bind address, and HMAC-signed dispatch messages."""
+every process, the metrics bind address, sealed messages both ways, and per-role ACL users."""
 
 from __future__ import annotations
 
 import ast
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,11 +18,14 @@ import pytest
 import redis
 
 import fleet
+from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import Controller
+from fleet.errors import JobNotFoundError, NoReceiptError
 from fleet.journal import Journal
 from fleet.keys import Keys
 from fleet.localredis import find_redis_server, free_port
+from fleet.signing import ACK, BEAT, CONTROL, INTAKE, Seal
 from fleet.state import events as ev
 from fleet.testing.cluster import LocalFleet, finished
 from fleet.wal import open_log, write_snapshot
@@ -282,55 +287,265 @@ def test_forged_messages_never_run_a_function_outside_the_allow_list(redis_url, 
         local.stop_all()
 
 
-def _pop(r: redis.Redis, key: str, timeout_s: float = 10) -> bytes:
+# -- seals on every message, through real processes ----------------------------------------
+
+KEY = "k" * 32
+SIGNED = {**FAST, "FLEET_SIGNING_KEY": KEY}
+
+
+def _rejected(local: LocalFleet, source: str) -> int:
+    return local.client().status()["rejected_signatures"][source]
+
+
+def _wait_state(local: LocalFleet, job_id: str, state: str, timeout_s: float = 20) -> dict:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = r.lpop(key)
-        if found is not None:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"nothing arrived on {key}")
+    while True:
+        info = local.client().job(job_id).info()
+        if info["state"] == state:
+            return info
+        assert time.monotonic() < deadline, f"{job_id} never {state}: {info}"
+        time.sleep(0.05)
 
 
-def _announce_parked_worker(r: redis.Redis) -> None:
-    """A heartbeat of a worker that serves the queue "parked" (the test plays it), so the
-    controller dispatches there and the test can take a genuinely signed message."""
-    beat = {"id": "parked-worker", "host": "test", "pid": 1, "ts": int(time.time() * 1000),
-            "executors": 1, "busy": 0, "queues": ["parked"], "jobs": []}
-    r.sadd(KEYS.workers, "parked-worker")
-    r.set(KEYS.worker("parked-worker"), orjson.dumps(beat), ex=60)
+def _forged_seal(body: dict, kind: bytes, key: bytes = b"guessed") -> bytes:
+    return Seal((key,), kind, "fleet").seal(orjson.dumps(body), int(time.time() * 1000))
 
 
-def test_unsigned_and_forged_messages_are_rejected_when_signing_is_on(redis_url, tmp_path):
-    """With FLEET_SIGNING_KEY set, signed jobs run; a real job's message re-pushed without its
-    signature or with altered arguments ends dead with BadSignature, and an unsigned message
-    for an unknown job is reported by an ack that the controller counts as stale."""
-    local = LocalFleet(redis_url, workdir=str(tmp_path),
-                       env={**FAST, "FLEET_SIGNING_KEY": "k" * 32, "FLEET_LEASE_S": "60"})
+def test_forged_acks_heartbeats_intake_and_control_are_rejected_counted_and_never_applied(
+        redis_url, tmp_path):
+    """With signing on, acks, heartbeats, intake and control requests written straight into
+    Redis (unsigned, or sealed with a guessed key) are each rejected and counted; the running
+    job keeps its real result, a dead job is not purged, no forged job exists."""
+    local = LocalFleet(redis_url, workdir=str(tmp_path), env=SIGNED)
     r = redis.Redis.from_url(redis_url)
-    marker = tmp_path / "pwned"
     try:
         local.controller()
-        local.worker(1, "--queues", "default")
-        _announce_parked_worker(r)
+        local.worker(1)
         client = local.client()
-        assert client.enqueue("tests.jobs:add", 1, 2, job_id="signed").result(10) == 3
-        for job_id, forge in (("unsigned", lambda m: m.pop("sig")),
-                              ("altered", lambda m: m.update(f="os:system",
-                                                             a=[f"touch {marker}"]))):
-            client.enqueue("tests.jobs:add", 1, 2, job_id=job_id, queue="parked")
-            message = orjson.loads(_pop(r, KEYS.ready("parked")))
-            assert message["id"] == job_id and len(message["sig"]) == 64
-            forge(message)
-            r.rpush(KEYS.ready("default"), orjson.dumps(message))
-            info = _acks_of(local, job_id)
-            assert info["state"] == "dead" and info["attempt"] == 1, info
-            assert info["error"].startswith("BadSignature:"), info
-        before = client.status()["stale_acks"]
-        r.rpush(KEYS.ready("default"), orjson.dumps(
-            {"id": "nobody", "n": 1, "f": "tests.jobs:add", "a": [1, 2], "k": {}}))
-        local.wait_for(lambda s: s["stale_acks"] == before + 1, timeout_s=20)
-        assert client.status()["totals"]["dead"] == 2
-        assert not marker.exists()
+        client.enqueue("tests.jobs:fail", "real", job_id="dead-one", max_retries=0)
+        _wait_state(local, "dead-one", "dead")
+        client.enqueue("tests.jobs:sleep_s", 1.5, job_id="victim")
+        _wait_state(local, "victim", "in_flight")
+        ack = {"id": "victim", "n": 1, "o": "ok", "r": "FORGED", "w": "x", "h": "x",
+               "st": 1, "ft": 2}
+        r.rpush(KEYS.acks, orjson.dumps(ack), _forged_seal(ack, ACK))
+        beat = {"id": "forger", "host": "x", "pid": 1, "ts": int(time.time() * 1000),
+                "executors": 1, "busy": 1, "queues": ["default"], "jobs": [["victim", 1, 1]]}
+        r.sadd(KEYS.workers, "forger")
+        r.set(KEYS.worker("forger"), _forged_seal(beat, BEAT), ex=60)
+        request = {"req": "forged-req", "ts": int(time.time() * 1000),
+                   "jobs": [{"id": "forged-job", "f": "tests.jobs:add", "a": [1, 1]}]}
+        r.rpush(KEYS.intake, orjson.dumps(request), _forged_seal(request, INTAKE))
+        for cmd, args in (("cancel", {"ids": ["victim"]}), ("dead_purge", {})):
+            control = {"req": f"forged-{cmd}", "cmd": cmd, "args": args}
+            r.rpush(KEYS.control, orjson.dumps(control), _forged_seal(control, CONTROL))
+        expected = {"intake": 2, "acks": 2, "control": 4}
+        status = local.wait_for(lambda s: s["rejected_signatures"]["heartbeat"] >= 1 and all(
+            s["rejected_signatures"][k] == n for k, n in expected.items()), timeout_s=20)
+        assert "forger" not in [w["id"] for w in status["workers"]]
+        assert client.job("victim").result(timeout_s=20) == 1.5
+        assert client.job("victim").info()["attempt"] == 1
+        assert [job["id"] for job in client.dead_jobs()] == ["dead-one"]
+        with pytest.raises(JobNotFoundError):
+            client.job("forged-job").info()
+        assert r.exists(KEYS.receipt("forged-req"), KEYS.reply("forged-cancel")) == 0
+    finally:
+        local.stop_all()
+
+
+def test_a_replayed_genuine_ack_is_refused_in_this_and_in_a_later_job_of_the_same_id(
+        redis_url, tmp_path):
+    """A real worker's ack, copied while the controller was stopped, changes nothing when
+    pushed again after the job completed, nor when the same id was compacted and enqueued
+    again: that job ends with its own result."""
+    local = LocalFleet(redis_url, workdir=str(tmp_path),
+                       env={**SIGNED, "FLEET_RETENTION_S": "1"})
+    r = redis.Redis.from_url(redis_url)
+    try:
+        ctl = local.controller()
+        local.worker(1)
+        client = local.client()
+        client.enqueue("tests.jobs:sleep_s", 1.0, job_id="again")
+        _wait_state(local, "again", "in_flight")
+        ctl.signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 20
+            while not r.llen(KEYS.acks):
+                assert time.monotonic() < deadline, "the worker never acked"
+                time.sleep(0.02)
+            genuine = r.lindex(KEYS.acks, 0)
+        finally:
+            ctl.signal(signal.SIGCONT)
+        assert client.job("again").result(timeout_s=20) == 1.0
+        stale = client.status()["stale_acks"]
+        r.rpush(KEYS.acks, genuine)
+        local.wait_for(lambda s: s["stale_acks"] == stale + 1, timeout_s=20)
+        deadline = time.monotonic() + 30
+        while True:  # retention 1 s: the finished job is compacted away, its id free again
+            try:
+                client.job("again").info()
+            except JobNotFoundError:
+                break
+            assert time.monotonic() < deadline, "the finished job was never compacted"
+            time.sleep(0.2)
+        client.enqueue("tests.jobs:sleep_s", 2.0, job_id="again")
+        _wait_state(local, "again", "in_flight")
+        r.rpush(KEYS.acks, genuine)
+        local.wait_for(lambda s: s["stale_acks"] == stale + 2, timeout_s=20)
+        assert client.job("again").info()["state"] == "in_flight"
+        assert client.job("again").result(timeout_s=20) == 2.0
+        assert client.status()["rejected_signatures"]["acks"] == 0
+    finally:
+        local.stop_all()
+
+
+def test_a_replayed_genuine_heartbeat_keeps_no_lease_of_a_killed_worker_alive(
+        redis_url, tmp_path):
+    """A real heartbeat naming a running job, copied, then SET back again and again after the
+    worker was SIGKILLed (and a newer beat was read), is refused and counted: the lease runs
+    out and the job runs again, to completion, on another worker."""
+    local = LocalFleet(redis_url, workdir=str(tmp_path), env=SIGNED)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        local.controller()
+        first = local.worker(2)
+        client = local.client()
+        client.enqueue("tests.jobs:sleep_s", 3.0, job_id="orphan")
+        _wait_state(local, "orphan", "in_flight")
+        deadline = time.monotonic() + 10
+        while not (members := r.smembers(KEYS.workers)):
+            assert time.monotonic() < deadline, "the worker never announced itself"
+        worker_id = members.pop().decode()
+        while b'"orphan"' not in (old := r.get(KEYS.worker(worker_id)) or b""):
+            assert time.monotonic() < deadline, "no heartbeat named the running job"
+        assert client.enqueue("tests.jobs:add", 1, 1, job_id="quick").result(10) == 2
+        local.wait_for(lambda s: s["workers"][0]["done"] == 1, timeout_s=10)
+        first.kill9()
+        deadline = time.monotonic() + 30
+        while not any(a["outcome"] == "expired" for a in client.job("orphan").info()["attempts"]):
+            assert time.monotonic() < deadline, "the replayed beats kept the lease alive"
+            r.sadd(KEYS.workers, worker_id)
+            r.set(KEYS.worker(worker_id), old, ex=60)
+            time.sleep(0.1)
+        assert _rejected(local, "heartbeat") >= 1
+        local.worker(1)
+        assert client.job("orphan").result(timeout_s=30) == 3.0
+        assert client.job("orphan").info()["attempt"] == 2
+    finally:
+        local.stop_all()
+
+
+# -- least privilege: one Redis user per role ----------------------------------------------
+
+ROLE_URLS = ("controller", "worker", "client", "dashboard")
+
+
+def _acl_server(tmp_path: Path, namespace: str = "fleet") -> tuple[Server, dict[str, str]]:
+    """A redis-server whose default user is locked, with one user per role made from the rule
+    ``fleet acl`` prints."""
+    port = free_port()
+    server = Server(["--port", str(port), "--requirepass", "admin-secret"],
+                    f"redis://default:admin-secret@127.0.0.1:{port}/0", tmp_path)
+    admin = redis.Redis.from_url(server.url)
+    urls = {}
+    for role in ROLE_URLS:
+        rule = subprocess.run([sys.executable, "-m", "fleet", "acl", "--role", role,
+                               "--namespace", namespace, "--password", f"{role}-pw"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert rule[:2] == ["ACL", "SETUSER"]
+        admin.execute_command(*rule)
+        urls[role] = f"redis://fleet-{role}:{role}-pw@127.0.0.1:{port}/0"
+    return server, urls
+
+
+def _refused(url: str, *command: str) -> bool:
+    try:
+        redis.Redis.from_url(url).execute_command(*command)
+    except redis.exceptions.NoPermissionError:
+        return True
+    return False
+
+
+def test_one_redis_user_per_role_runs_the_whole_signed_flow(tmp_path):
+    """Controller, worker, `fleet enqueue` / `fleet status` and the Client, each logged in as
+    the user of its role only, run jobs to completion (cancel and dead letters included)."""
+    server, urls = _acl_server(tmp_path)
+    local = LocalFleet(urls["client"], workdir=str(tmp_path), env=SIGNED)
+    try:
+        local.controller(env={"FLEET_REDIS_URL": urls["controller"]})
+        local.worker(2, env={"FLEET_REDIS_URL": urls["worker"]})
+        done = local.cli("enqueue", "tests.jobs:add", "2", "3", "--id", "acl-1")
+        assert done.returncode == 0, done.stderr
+        client = local.client()
+        assert client.job("acl-1").result(timeout_s=20) == 5
+        client.enqueue("tests.jobs:fail", job_id="acl-dead", max_retries=0)
+        client.enqueue("tests.jobs:sleep_s", 30, job_id="acl-cancel")
+        _wait_state(local, "acl-cancel", "in_flight")
+        assert client.cancel("acl-cancel")["cancelled"] == ["acl-cancel"]
+        _wait_state(local, "acl-dead", "dead")
+        dashboard = Client(redis_url=urls["dashboard"], settings=Settings(signing_key=KEY))
+        assert dashboard.status()["states"]["cancelled"] == 1
+        status = local.cli("status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert orjson.loads(status.stdout)["states"]["completed"] == 1
+        assert local.procs[0].alive() and "NOPERM" not in local.procs[0].tail(200)
+    finally:
+        local.stop_all()
+        server.stop()
+
+
+# What each role must not do: (role, command) pairs that must get NOPERM.
+FORBIDDEN = [
+    ("client", ("LPOP", "{fleet}:ready:default")), ("client", ("RPUSH", "{fleet}:acks", "x")),
+    ("client", ("SET", "{fleet}:worker:w", "x")), ("client", ("LRANGE", "{fleet}:intake", 0, -1)),
+    ("client", ("DEL", "{fleet}:intake")), ("client", ("GET", "{fleet}:controller")),
+    ("dashboard", ("RPUSH", "{fleet}:intake", "x")), ("dashboard", ("LPOP", "{fleet}:acks")),
+    ("worker", ("RPUSH", "{fleet}:intake", "x")), ("worker", ("RPUSH", "{fleet}:control", "x")),
+    ("worker", ("LRANGE", "{fleet}:acks", 0, -1)), ("worker", ("DEL", "{fleet}:acks")),
+    ("worker", ("SET", "{fleet}:controller", "x")), ("worker", ("KEYS", "*")),
+    ("controller", ("FLUSHALL",)), ("controller", ("GET", "{other}:controller")),
+    ("controller", ("CONFIG", "SET", "maxmemory", "1")), ("controller", ("KEYS", "*")),
+    ("client", ("RPUSH", "{other}:intake", "x")), ("worker", ("LPOP", "{other}:ready:default")),
+]
+
+
+def test_each_role_gets_noperm_for_what_it_must_not_do(tmp_path):
+    """Clients cannot touch ready lists, acks or heartbeats; the dashboard cannot enqueue;
+    workers cannot push intake or control, read acks or take the lease; nobody reaches
+    another namespace or server-wide commands."""
+    server, urls = _acl_server(tmp_path)
+    try:
+        refused = {(role, command): _refused(urls[role], *command) for role, command in FORBIDDEN}
+        assert [pair for pair, ok in refused.items() if not ok] == []
+    finally:
+        server.stop()
+
+
+def test_role_keys_keep_each_role_to_its_channel_and_two_keys_work_during_a_rotation(
+        redis_url, tmp_path):
+    """Per-role keys: the flow runs with each process holding only its own keys; an ack
+    sealed with the client's key is refused. Mid-rotation (controller "old,new"), a client
+    still on "old" and one already on "new,old" are both answered; one with another key is
+    not."""
+    keys = {"FLEET_DISPATCH_KEY": "d" * 32, "FLEET_WORKER_KEY": "w" * 32}
+    local = LocalFleet(redis_url, workdir=str(tmp_path), env={**FAST, "FLEET_CLIENT_KEY": "old"})
+    r = redis.Redis.from_url(redis_url)
+    try:
+        local.controller(env={**keys, "FLEET_CLIENT_KEY": "old,new"})
+        local.worker(1, env=keys)
+        assert local.client().enqueue("tests.jobs:add", 1, 2, job_id="old-key").result(20) == 3
+        new = Client(redis_url=redis_url, settings=Settings(client_key="new,old"))
+        assert new.enqueue("tests.jobs:add", 2, 2, job_id="new-key").result(20) == 4
+        other = Client(redis_url=redis_url, receipt_timeout_s=2,
+                       settings=Settings(client_key="other"))
+        with pytest.raises(NoReceiptError):
+            other.enqueue("tests.jobs:add", 3, 3, job_id="other-key")
+        new.enqueue("tests.jobs:sleep_s", 1.0, job_id="running")
+        _wait_state(local, "running", "in_flight")
+        ack = {"id": "running", "n": 1, "o": "ok", "r": "FORGED", "w": "x", "h": "x"}
+        r.rpush(KEYS.acks, _forged_seal(ack, ACK, b"old"))
+        local.wait_for(lambda s: s["rejected_signatures"]["acks"] == 1
+                       and s["rejected_signatures"]["intake"] == 1, timeout_s=20)
+        assert new.job("running").result(timeout_s=20) == 1.0
     finally:
         local.stop_all()

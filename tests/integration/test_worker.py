@@ -70,7 +70,8 @@ class Worker:
         for worker_id in self.redis.smembers(KEYS.workers):
             raw = self.redis.get(KEYS.worker(worker_id.decode()))
             if raw is not None:
-                return orjson.loads(raw)
+                # A sealed beat (signing on) is '~1.<ts>.<mac>.<json>': its JSON is the rest.
+                return orjson.loads(raw.split(b".", 3)[3] if raw.startswith(b"~1.") else raw)
         return None
 
     def wait_heartbeat(self, check, timeout_s: float = 10.0) -> dict:
@@ -335,17 +336,23 @@ def test_worker_started_while_redis_is_down_waits_for_it(own_redis, tmp_path):
         worker.stop()
 
 
-def test_worker_with_a_signing_key_runs_only_signed_messages(start_worker):
-    """FLEET_SIGNING_KEY set: a signed message runs, an unsigned one is refused (fin)."""
-    from fleet.worker.signing import sign_message
+def test_worker_with_a_signing_key_runs_only_sealed_messages(start_worker):
+    """FLEET_SIGNING_KEY set: a sealed message runs and its ack is sealed; an unsealed one and
+    a sealed one whose function was changed, pushed before it, are dropped unrun and unacked."""
+    from fleet.signing import ACK, DISPATCH, Seal
 
     worker = start_worker(FLEET_SIGNING_KEY="s3cret")
-    signed = sign_message({"id": "signed", "n": 1, "f": "tests.jobs:add", "a": [1, 2]}, "s3cret")
-    worker.redis.rpush(KEYS.ready("default"), orjson.dumps(signed))
     worker.push("default", "unsigned", "tests.jobs:add", 1, 2)
-    got = {ack["id"]: ack for ack in worker.acks(2)}
-    assert got["signed"]["o"] == "ok" and got["signed"]["r"] == 3
-    assert got["unsigned"]["fin"] is True and got["unsigned"]["e"].startswith("BadSignature")
+    seal = Seal((b"s3cret",), DISPATCH, "fleet")
+    altered = seal.seal(orjson.dumps({"id": "altered", "n": 1, "f": "tests.jobs:add",
+                                      "a": [1, 2]}), 1).replace(b"tests.jobs:add", b"os:getcwd")
+    body = orjson.dumps({"id": "signed", "n": 1, "f": "tests.jobs:add", "a": [1, 2]})
+    worker.redis.rpush(KEYS.ready("default"), altered, seal.seal(body, 1))
+    popped = worker.redis.blpop([KEYS.acks], timeout=10)
+    assert popped is not None
+    ack = orjson.loads(Seal((b"s3cret",), ACK, "fleet").open(popped[1])[1])
+    assert ack["id"] == "signed" and ack["o"] == "ok" and ack["r"] == 3
+    assert worker.redis.llen(KEYS.acks) == 0 and worker.redis.llen(KEYS.ready("default")) == 0
 
 
 def test_executors_ignore_sigint(start_worker, tmp_path):

@@ -90,14 +90,16 @@ def test_a_snapshot_without_epochs_gives_the_old_message_form(tmp_path):
     assert "ep" not in orjson.loads(encode_message(job, 1, job.dispatched_ms))
 
 
-def test_with_signing_only_a_verified_message_raises_the_epoch():
-    """A forged message with a huge `ep` cannot make a signing worker refuse the real ones;
-    a correctly signed one raises the highest epoch."""
-    from fleet.worker.signing import sign_message
+def test_with_signing_a_forged_epoch_never_reaches_the_gate():
+    """A forged message with a huge `ep` is dropped at the seal, before the epoch gate sees
+    it, so it cannot make a signing worker refuse the real ones; a sealed one raises it."""
+    from fleet.signing import DISPATCH, Seal
 
-    gate = EpochGate("secret")
-    assert gate.admits({"id": "forged", "n": 1, "ep": 10**9, "sig": "00"})
-    assert gate.highest == 0
-    assert gate.admits(sign_message({"id": "real", "n": 1, "ep": 5}, "secret"))
-    assert gate.highest == 5
-    assert not gate.admits(sign_message({"id": "old", "n": 1, "ep": 4}, "secret"))
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(version=(6, 2)))
+    real = Seal((b"k",), DISPATCH, "fleet").seal(_message("real", 5), 1)
+    client.rpush(KEYS.ready("default"), _message("forged", 10**9), real)
+    executor = build_executor(Settings(allow=("tests.jobs",), queues=("default",),
+                                       signing_key="k"), IDENTITY, client, None)
+    assert executor.run(max_jobs=1) == 1
+    assert executor.runner.refused == 1
+    assert executor.epochs.highest == 5

@@ -8,6 +8,7 @@ import pytest
 
 from fleet.config import Settings
 from fleet.keys import Keys
+from fleet.signing import ACK, DISPATCH, Seal
 from fleet.worker.executor import build_executor
 from fleet.worker.wire import Identity
 
@@ -111,12 +112,16 @@ def test_malformed_messages_are_dropped_without_an_ack(client):
     assert [ack["id"] for ack in acks(client)] == ["good"]
 
 
-def test_unsigned_message_is_refused_when_signing_is_on(client):
-    """With signing_key set, a message without sig is acked BadSignature, fin true."""
-    push(client, "default", job("unsigned"))
-    executor(client, signing_key="k").run(max_jobs=1)
-    (ack,) = acks(client)
-    assert ack["fin"] is True and ack["e"].startswith("BadSignature: ")
+def test_unsealed_message_is_dropped_unacked_when_signing_is_on(client):
+    """With signing_key set, an unsealed message is dropped without an ack (nobody dispatched
+    it); a sealed one runs and its ack is sealed."""
+    seal = Seal((b"k",), DISPATCH, "fleet")
+    push(client, "default", job("unsigned"), seal.seal(orjson.dumps(job("sealed")), 1))
+    runner = executor(client, signing_key="k")
+    runner.run(max_jobs=1)
+    raw = client.lrange(KEYS.acks, 0, -1)
+    assert len(raw) == 1 and runner.runner.refused == 1
+    assert orjson.loads(Seal((b"k",), ACK, "fleet").open(raw[0])[1])["id"] == "sealed"
 
 
 def test_prefetched_messages_not_started_are_released_on_stop(client):

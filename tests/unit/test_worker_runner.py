@@ -9,6 +9,7 @@ import orjson
 import pytest
 from rq.timeouts import JobTimeoutException
 
+from fleet.signing import ACK, DISPATCH, Seal
 from fleet.worker.runner import (
     AllowList,
     BadMessage,
@@ -19,7 +20,6 @@ from fleet.worker.runner import (
     resolve,
     split_func,
 )
-from fleet.worker.signing import message_digest, sign_message, verify_message
 from fleet.worker.wire import Identity, error_text, parse_message
 from tests import jobs
 
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.timeout(60, method="thread")
 IDENTITY = Identity("host-a:42:beef", "host-a")
 
 
-def make_runner(*allow: str, key: str = "", timeout_s: float = 5.0) -> Runner:
-    return Runner(IDENTITY, AllowList(allow or ("tests.jobs",)), timeout_s, key)
+def make_runner(*allow: str, timeout_s: float = 5.0) -> Runner:
+    return Runner(IDENTITY, AllowList(allow or ("tests.jobs",)), timeout_s)
 
 
 def run(message: dict, runner: Runner | None = None) -> tuple[dict, bool]:
@@ -195,40 +195,30 @@ def test_resolve_refuses_something_not_callable():
         resolve("fleet.demo:FAILURE_RATE", AllowList())
 
 
-def test_signed_message_runs_when_a_key_is_set():
-    """A message signed with the worker's key runs."""
-    message = sign_message({"id": "j", "n": 1, "f": "tests.jobs:add", "a": [1, 1]}, "s3cret")
-    raw, ok = make_runner(key="s3cret").run(message)
-    assert ok and orjson.loads(raw)["r"] == 2
+def test_sealed_message_opens_and_its_ack_is_sealed_when_keys_are_set():
+    """A message sealed with the dispatch key opens to its body; the ack is sealed with the
+    worker key and carries the message's enqueue time."""
+    dispatch, ack = Seal((b"d",), DISPATCH, "fleet"), Seal((b"w",), ACK, "fleet")
+    runner = Runner(IDENTITY, AllowList(("tests.jobs",)), 5.0, dispatch, ack)
+    body = orjson.dumps({"id": "j", "n": 1, "f": "tests.jobs:add", "a": [1, 1], "eq": 7})
+    message = parse_message(runner.opened(dispatch.seal(body, 1)))
+    raw, ok = runner.run(message)
+    opened = orjson.loads(ack.open(raw)[1])
+    assert ok and opened["r"] == 2 and opened["eq"] == 7
 
 
-def test_unsigned_message_is_refused_when_a_key_is_set():
-    """No sig: fail, fin true, BadSignature: ...; the function is not run."""
-    ack, ok = run({"f": "tests.jobs:add", "a": [1, 1]}, make_runner(key="s3cret"))
-    assert not ok and ack["fin"] is True and ack["e"].startswith("BadSignature: ")
-
-
-def test_tampered_or_wrongly_keyed_message_is_refused():
-    """A changed field, or a signature made with another key, fails verification."""
-    message = sign_message({"id": "j", "n": 1, "f": "tests.jobs:add", "a": [1, 1]}, "s3cret")
-    tampered = {**message, "a": [1, 2]}
-    for candidate, key in ((tampered, "s3cret"), (message, "other")):
-        raw, ok = make_runner(key=key).run(candidate)
-        assert not ok and orjson.loads(raw)["e"].startswith("BadSignature: sig does not match")
-
-
-def test_signature_is_hmac_sha256_over_sorted_keys_without_sig():
-    """sig is independent of key order and of an existing sig field."""
-    import hashlib
-    import hmac
-
-    message = {"n": 1, "id": "j", "k": {"b": 1, "a": 2}}
-    expected = hmac.new(b"key", orjson.dumps(message, option=orjson.OPT_SORT_KEYS),
-                        hashlib.sha256).hexdigest()
-    assert message_digest(message, "key") == expected
-    assert message_digest({**message, "sig": "zz"}, "key") == expected
-    assert verify_message(sign_message(message, "key"), "key")
-    assert not verify_message({**message, "sig": "é"}, "key")
+def test_unsealed_or_forged_message_is_dropped_unacked_and_counted():
+    """Without a good seal a message is not run and not acked (None), and it is counted; a
+    worker without a key says so when it is handed a sealed message."""
+    dispatch = Seal((b"d",), DISPATCH, "fleet")
+    runner = Runner(IDENTITY, AllowList(("tests.jobs",)), 5.0, dispatch, None)
+    body = orjson.dumps({"id": "j", "n": 1, "f": "tests.jobs:add", "a": [1, 1]})
+    forged = Seal((b"guess",), DISPATCH, "fleet").seal(body, 1)
+    assert [runner.opened(raw) for raw in (body, forged, b"~1.x")] == [None, None, None]
+    assert runner.refused == 3
+    keyless = make_runner()
+    assert keyless.opened(dispatch.seal(body, 1)) is None and keyless.refused == 1
+    assert keyless.opened(body) is body
 
 
 def test_parse_message_drops_non_json_and_messages_without_id_or_n():
