@@ -1,4 +1,4 @@
-"""Keyed-hash seals on every message fleet acts on (docs/security.md, docs/protocol.md §9).
+"""Keyed-hash seals on every message fleet acts on (docs/security.md, docs/protocol.md §10).
 
 A sealed message is the JSON body with a short ASCII head in front::
 
