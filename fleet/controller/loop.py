@@ -39,8 +39,8 @@ from ..wal.identity import load_or_create
 from . import control
 from .dispatch import Dispatcher, encode_message
 from .fence import LOST, Fence, boot_epoch
-from .heal import Healer, Timeline, purge_stale
 from .gate import Gate
+from .heal import Healer, Timeline, purge_stale
 from .intake import Intake
 from .periodic import Scheduler
 from .reconcile import Reconciler

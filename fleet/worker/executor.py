@@ -36,7 +36,7 @@ from ..config import Settings
 from ..keys import Keys
 from .conn import Wire, refused
 from .logs import flush_logs, line_writer
-from .runner import AllowList, Runner
+from .runner import Runner
 from .wire import (
     EpochGate,
     Identity,

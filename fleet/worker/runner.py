@@ -26,6 +26,7 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from ..clock import now_ms
 from ..job import MAX_PAYLOAD_BYTES
+from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the runner's API
     AllowList,
     BadMessage,
@@ -34,7 +35,6 @@ from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the ru
     resolve,
     split_func,
 )
-from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from .wire import Identity, encode, error_text, make_ack
 
 TRACEBACK_MAX_BYTES = 8 * 1024  # kept per failed attempt, in the ack and the job's record
