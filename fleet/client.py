@@ -6,7 +6,9 @@
 
 A job is accepted only once the controller has it in its log; ``enqueue`` returns after that.
 If no receipt arrives in time, NoReceiptError says the jobs may still be accepted later and
-that sending the same ids again is safe.
+that sending the same ids again is safe. Waits watch the controller lease (``{ns}:controller``):
+when no controller holds the namespace, the error comes within ``NO_CONTROLLER_GRACE_S``
+instead of at the end of the timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .config import Settings
+from .config import Settings, load_settings
 from .errors import (
     ControllerUnavailableError,
     FleetError,
@@ -30,9 +32,14 @@ from .errors import (
 )
 from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
 from .keys import Keys
+from .options import check_call, check_options
 from .transport import ClientWire, connect
 
 REQUEST_CHUNK = 1000
+# A controller re-claims a lease Redis lost on its next step (milliseconds); a lease absent
+# for this long means nobody is serving the namespace.
+NO_CONTROLLER_GRACE_S = 1.5
+ABSENT_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,19 @@ class Receipt:
 
 
 class Client:
-    """Talks to one namespace's controller through Redis."""
+    """Talks to one namespace's controller through Redis.
+
+    Without ``settings``, they come from the same layers as the CLI's: ``FLEET_*``
+    environment, the ``FLEET_CONFIG`` file, defaults; the arguments given here win.
+
+    Raises:
+        ConfigError: a FLEET_* variable or the config file has a bad value.
+    """
 
     def __init__(self, redis_url: str | None = None, namespace: str | None = None,
                  receipt_timeout_s: float | None = None, settings: Settings | None = None,
                  redis_client: Any = None) -> None:
-        settings = settings or Settings()
+        settings = settings or load_settings()[0]
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
         self.keys = Keys(self.namespace)
@@ -78,9 +92,12 @@ class Client:
             A Job handle; for an id seen before (``duplicate``), the existing job's handle.
 
         Raises:
-            JobSpecError: the job is invalid or was rejected by the controller.
-            NoReceiptError: the controller did not answer in time.
+            JobSpecError: the job is invalid or was rejected by the controller, or a keyword
+                looks like an option fleet does not have (``timeout``, ``countdown``...).
+            NoReceiptError: the controller did not answer in time, or none is running.
         """
+        check_options(func, kwargs)
+        check_call(func, args, kwargs)
         return self.enqueue_spec(build_spec(func, args, kwargs, job_id=job_id, queue=queue,
                                             timeout_s=timeout_s, max_retries=max_retries,
                                             delay_s=delay_s, run_at=run_at))
@@ -102,19 +119,26 @@ class Client:
             chunk = wires[start:start + REQUEST_CHUNK]
             requests.append((request_id, len(chunk), orjson.dumps(
                 {"req": request_id, "ts": int(time.time() * 1000), "jobs": chunk})))
-        if requests:
-            self.wire.send_requests([body for _, _, body in requests])
+        present = self.wire.send_requests([body for _, _, body in requests]) \
+            if requests else True
         deadline = time.monotonic() + self.receipt_timeout_s
         receipts: list[Receipt] = []
         for request_id, size, _ in requests:
-            receipts.extend(self._await_receipt(request_id, size, deadline, len(wires)))
+            receipts.extend(self._await_receipt(request_id, deadline, len(wires), present))
+            present = True
             if progress is not None:
                 progress(size)
         return receipts
 
-    def _await_receipt(self, request_id: str, size: int, deadline: float, total: int
+    def _await_receipt(self, request_id: str, deadline: float, total: int, present: bool
                        ) -> list[Receipt]:
-        body = self.wire.wait(self.keys.receipt(request_id), deadline - time.monotonic())
+        def nobody() -> FleetError:
+            return NoReceiptError(
+                f"no controller is serving namespace {self.namespace!r}: the {total} job(s) "
+                "wait on its intake list and may still be accepted, when a controller starts; "
+                "re-sending the same ids is safe (they will be reported as duplicate)")
+
+        body = self._await(self.keys.receipt(request_id), deadline, present, nobody)
         if body is None:
             raise NoReceiptError(
                 f"no receipt from the controller within {self.receipt_timeout_s:g} s for "
@@ -122,6 +146,31 @@ class Client:
                 "safe (they will be reported as duplicate)")
         results = orjson.loads(body).get("results", [])
         return [Receipt(r[0], r[1], r[2] if len(r) > 2 else "") for r in results]
+
+    def _await(self, key: str, deadline: float, present: bool,
+               nobody: Callable[[], FleetError]) -> bytes | None:
+        """The answer on ``key`` by ``deadline`` (None if none came); raises ``nobody()``
+        once no controller has held the lease for NO_CONTROLLER_GRACE_S."""
+        absent_since = None if present else time.monotonic()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            body = self.wire.wait(key, remaining if absent_since is None
+                                  else min(remaining, ABSENT_POLL_S))
+            if body is not None:
+                return body
+            if self.wire.controller_present():
+                absent_since = None
+            elif absent_since is None:
+                absent_since = time.monotonic()
+            elif time.monotonic() - absent_since >= NO_CONTROLLER_GRACE_S:
+                raise nobody()
+
+    def _no_controller(self, detail: str) -> ControllerUnavailableError:
+        return ControllerUnavailableError(
+            f"no controller is serving namespace {self.namespace!r} ({detail}); start "
+            "`fleet controller` against this Redis, or check --namespace / FLEET_NAMESPACE")
 
     # -- asking the controller ------------------------------------------------------------
 
@@ -132,10 +181,14 @@ class Client:
             ControllerUnavailableError: no answer in time.
             FleetError: the controller refused the request (its one-line reason).
         """
+        deadline = time.monotonic() + timeout_s
+        self._await_controller(deadline)
         request_id = uuid.uuid4().hex
         self.wire.send_control(orjson.dumps({"req": request_id, "cmd": command,
                                              "args": args}))
-        body = self.wire.wait(self.keys.reply(request_id), timeout_s)
+        body = self._await(self.keys.reply(request_id), deadline, True, lambda: (
+            self._no_controller("it stopped before answering; the request may still be "
+                                "carried out when a controller starts")))
         if body is None:
             raise ControllerUnavailableError(
                 f"the controller of namespace {self.namespace!r} did not answer within "
@@ -147,6 +200,16 @@ class Client:
                 raise JobNotFoundError(error)
             raise FleetError(error)
         return reply.get("data")
+
+    def _await_controller(self, deadline: float) -> None:
+        """Return once a controller holds the lease; nothing is sent to a namespace nobody
+        serves, so a request refused here is never carried out later."""
+        absent_since = time.monotonic()
+        while not self.wire.controller_present():
+            now = time.monotonic()
+            if now - absent_since >= min(NO_CONTROLLER_GRACE_S, deadline - absent_since):
+                raise self._no_controller("nothing was sent")
+            time.sleep(ABSENT_POLL_S)
 
     def status(self) -> dict[str, Any]:
         """Counts by state and queue, workers, WAL and snapshot figures."""
