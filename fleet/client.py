@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,15 @@ class Receipt:
     @property
     def durable(self) -> bool:
         return self.status in ("accepted", "duplicate")
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of ``Client.jobs``: job summaries and the cursor of the next page (None: the
+    last page)."""
+
+    jobs: list[dict[str, Any]]
+    cursor: str | None
 
 
 class Client:
@@ -214,6 +223,33 @@ class Client:
     def status(self) -> dict[str, Any]:
         """Counts by state and queue, workers, WAL and snapshot figures."""
         return self.request("status")
+
+    def jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
+             cursor: str | None = None) -> JobPage:
+        """One page of jobs, each a summary (id, state, queue, func, attempt, failures,
+        enqueued_ms, not_before_ms, finished_ms, error, worker); ``fleet job ID`` has more.
+
+        Pending jobs come in line order, then in-flight ones, then finished ones in finish
+        order. Pass ``page.cursor`` back for the next page; None means the listing is
+        complete. A page may hold fewer than ``limit`` jobs (even none) before the end: each
+        page examines a bounded part of the controller's indexes.
+
+        Raises:
+            FleetError: an unknown state, a limit outside 1..1000 or a bad cursor.
+        """
+        data = self.request("jobs", state=state, queue=queue, limit=limit, cursor=cursor)
+        return JobPage(data["jobs"], data["cursor"])
+
+    def iter_jobs(self, state: str | None = None, queue: str | None = None,
+                  page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Every job matching, page after page (see ``jobs``)."""
+        cursor = None
+        while True:
+            page = self.jobs(state, queue, limit=page_size, cursor=cursor)
+            yield from page.jobs
+            if page.cursor is None:
+                return
+            cursor = page.cursor
 
     def job(self, job_id: str) -> Job:
         """A handle on a job by id (nothing is checked until you ask it something)."""

@@ -27,8 +27,8 @@ def app() -> None:
     """fleet: a durable, distributed job queue. The controller's log is the truth."""
 
 
-for command in (controller, jobs.enqueue, jobs.job, jobs.result, admin.status, admin.dead,
-                admin.cancel, admin.pause, admin.resume, admin.config, demo, wal):
+for command in (controller, jobs.enqueue, jobs.job, jobs.jobs, jobs.result, admin.status,
+                admin.dead, admin.cancel, admin.pause, admin.resume, admin.config, demo, wal):
     app.add_command(command)
 register_ops(app)
 

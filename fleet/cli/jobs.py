@@ -12,6 +12,7 @@ import orjson
 from ..client import Client, run_at_ms, unique_ids
 from ..errors import FleetError, JobSpecError
 from ..job import JobSpec, new_job_id, spec_from_file_entry
+from ..state import IN_FLIGHT, STATES
 from .common import EXIT_BAD_INPUT, connection_options, settings_from
 
 PROGRESS_FROM = 2000
@@ -186,7 +187,7 @@ def job(job_id, as_json, config_file, **flags) -> None:
     if as_json:
         click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
         return
-    click.echo(f"job       {info['id']}\nstate     {info['state']}\nqueue     {info['queue']}\n"
+    click.echo(f"job       {info['id']}\nstate     {state_text(info)}\nqueue     {info['queue']}\n"
                f"func      {info['func']}\nattempts  {info['attempt']} "
                f"(failures {info['failures']}, max retries {info['max_retries']})")
     for attempt in info["attempts"]:
@@ -212,3 +213,43 @@ def result(job_id, wait_s, config_file, **flags) -> None:
     except TimeoutError as exc:
         raise FleetError(str(exc)) from None
     click.echo(orjson.dumps(value).decode())
+
+
+def state_text(info: dict[str, Any]) -> str:
+    """A job's state, saying for an in-flight one whether a worker has it yet."""
+    if info["state"] != IN_FLIGHT:
+        return info["state"]
+    worker = info.get("running_on") or info.get("worker")
+    return f"in_flight (running on {worker})" if worker else \
+        "in_flight (dispatched, waiting for a worker)"
+
+
+@click.command("jobs")
+@click.option("--state", type=click.Choice(STATES), default=None, help="Only jobs in STATE.")
+@click.option("--queue", default=None, help="Only jobs of QUEUE.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000),
+              help="At most N jobs on this page.")
+@click.option("--cursor", default=None, help="Where the previous page ended (printed with it).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...], "cursor": ...}.')
+@connection_options
+def jobs(state, queue, limit, cursor, as_json, config_file, **flags) -> None:
+    """List jobs a page at a time: pending in line order, then in flight, then finished.
+
+    The next page's command is printed on stderr; no cursor means the listing is complete.
+    """
+    page = client_from(config_file, **flags).jobs(state, queue, limit, cursor)
+    if as_json:
+        click.echo(orjson.dumps({"jobs": page.jobs, "cursor": page.cursor},
+                                option=orjson.OPT_INDENT_2).decode())
+    else:
+        for item in page.jobs:
+            error = f"  {item['error']}" if item.get("error") else ""
+            click.echo(f"{item['id']}  {state_text(item)}  {item['queue']}  {item['func']}  "
+                       f"attempts {item['attempt']}{error}")
+    if page.cursor is None:
+        click.echo(f"{len(page.jobs)} shown; end of the listing", err=True)
+        return
+    again = " ".join(f"--{name} {value}" for name, value in (("state", state),
+                     ("queue", queue)) if value)
+    click.echo(f"{len(page.jobs)} shown; next page: fleet jobs {again + ' ' if again else ''}"
+               f"--cursor {page.cursor}", err=True)
