@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -174,7 +175,31 @@ def _type_name(default: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
 
 
+SECRET = "***"
+
+
 def describe(settings: Settings, sources: dict[str, str]) -> list[tuple[str, Any, str]]:
-    """``(name, value, source)`` for every setting, for ``fleet config show``."""
+    """``(name, value, source)`` for every setting, for ``fleet config show``; secrets (the
+    Redis URL's password, the signing key) are masked as ``***``."""
     values = dataclasses.asdict(settings)
+    values["redis_url"] = mask_url(settings.redis_url)
+    if settings.signing_key:
+        values["signing_key"] = SECRET
     return [(name, values[name], sources[name]) for name in setting_names()]
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:password@`` or ``?password=``) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        user, has_password, _ = credentials.partition(":")
+        netloc = f"{user}:{SECRET}@{host}" if has_password else \
+            (f"{SECRET}@{host}" if user and parts.scheme != "unix" else netloc)
+    query = "&".join(f"{key}={SECRET}" if key.lower() == "password" else item
+                     for item in parts.query.split("&") if item
+                     for key in [item.partition("=")[0]])
+    # Spelt out rather than urlunsplit, which turns unix:///path into unix:/path.
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
