@@ -84,6 +84,16 @@ class Client:
         self.wire = ClientWire(redis_client or connect(redis_url or settings.redis_url),
                                self.keys)
 
+    def close(self) -> None:
+        """Close the Redis connections (the client may not be used afterwards)."""
+        self.wire.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- enqueue ---------------------------------------------------------------------------
 
     def enqueue(self, func: str | Callable, *args: Any, job_id: str | None = None,
@@ -263,12 +273,18 @@ class Client:
         """
         return self.request("cancel", ids=list(job_ids))
 
-    def pause(self, queue: str) -> None:
-        """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``."""
-        self.request("pause", queue=queue)
+    def pause(self, queue: str) -> dict[str, Any]:
+        """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``.
 
-    def resume(self, queue: str) -> None:
-        self.request("resume", queue=queue)
+        Returns:
+            ``{"paused": queue, "in_use": bool}``; ``in_use`` is False when no job is in
+            the queue and no live worker consumes it (a typo, most likely).
+        """
+        return self.request("pause", queue=queue)
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        """Dispatch from ``queue`` again; returns ``{"resumed": queue, "in_use": bool}``."""
+        return self.request("resume", queue=queue)
 
     def dead_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The dead-letter set, oldest first: id, queue, func, error, attempts, finished_ms.

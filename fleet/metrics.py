@@ -20,6 +20,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .errors import ConfigError
 from .state import STATES, JobTable
 from .state import events as ev
 
@@ -225,7 +226,11 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]
           ) -> WSGIServer:
-    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server."""
+    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server.
+
+    Raises:
+        ConfigError: the address cannot be bound (port taken, no such address, no right).
+    """
     prometheus_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
@@ -236,7 +241,13 @@ def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]
             return [b"ok\n" if ok else b"unhealthy\n"]
         return prometheus_app(environ, start_response)
 
-    server = make_server(host, port, app, handler_class=_QuietHandler)
+    try:
+        server = make_server(host, port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {reason} (another fleet "
+                          "controller or process may use it; choose another with "
+                          "--metrics-port / FLEET_METRICS_PORT, 0 turns it off)") from None
     thread = threading.Thread(target=server.serve_forever, name="fleet-metrics", daemon=True)
     thread.start()
     metrics.up_since.set(time.time())

@@ -13,15 +13,15 @@ from ..client import Client, run_at_ms, unique_ids
 from ..errors import FleetError, JobSpecError
 from ..job import JobSpec, new_job_id, spec_from_file_entry
 from ..state import IN_FLIGHT, STATES
-from .common import EXIT_BAD_INPUT, connection_options, settings_from
+from .common import EXIT_BAD_INPUT, connection_options, keep_open, settings_from
 
 PROGRESS_FROM = 2000
 
 
 def client_from(config_file: str | None, **flags: Any) -> Client:
     settings = settings_from(config_file, **flags)
-    return Client(settings=settings, redis_url=settings.redis_url,
-                  namespace=settings.namespace)
+    return keep_open(Client(settings=settings, redis_url=settings.redis_url,
+                            namespace=settings.namespace))
 
 
 def _parse_arg(text: str) -> Any:

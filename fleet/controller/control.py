@@ -148,13 +148,20 @@ def _queue(args: dict[str, Any]) -> str:
 def _pause(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     queue = _queue(args)
     ctx.journal.record(ev.paused(queue))
-    return {"paused": queue}
+    return {"paused": queue, "in_use": _in_use(ctx, queue)}
 
 
 def _resume(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     queue = _queue(args)
     ctx.journal.record(ev.resumed(queue))
-    return {"resumed": queue}
+    return {"resumed": queue, "in_use": _in_use(ctx, queue)}
+
+
+def _in_use(ctx: Any, queue: str) -> bool:
+    """Whether any job of the table is in ``queue`` or a live worker consumes it: a pause of a
+    queue nobody uses is most likely a typo, which the CLI warns about."""
+    counts = ctx.journal.table.queue_counts.get(queue)
+    return bool(counts and any(counts.values())) or queue in ctx.served_queues
 
 
 COMMANDS: dict[str, Command] = {

@@ -384,6 +384,11 @@ class Controller:
             str(beat.get("id")) for beat in self.beats if beat.get("id")]
         self._cancels.extend((worker_id, job_id) for worker_id in workers)
 
+    @property
+    def served_queues(self) -> set[str]:
+        """The queues the live workers consume, from their last heartbeats."""
+        return self._served
+
     def status(self, now: int) -> dict[str, Any]:
         from .status import build_status
         return build_status(self, now)

@@ -92,6 +92,9 @@ class InlineClient(Client):
     def __repr__(self) -> str:
         return f"<InlineClient {self.table.counts}>"
 
+    def close(self) -> None:
+        """Nothing to close: there is no Redis."""
+
     # -- enqueue: accept, then run everything that is ready ---------------------------------
 
     def enqueue_many(self, specs: Sequence[JobSpec], progress: Callable[[int], None] | None

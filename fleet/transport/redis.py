@@ -286,6 +286,13 @@ class ClientWire:
         pipe.rpush(self.keys.wake, b"1")
         pipe.execute()
 
+    def close(self) -> None:
+        """Close the connection pool; errors on the way out are of no use to anyone."""
+        try:
+            self.client.close()
+        except redis.RedisError:
+            pass
+
     @translated
     def controller_present(self) -> bool:
         """Whether a controller holds the namespace's lease (``{ns}:controller``)."""
