@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import random
 import signal
 import time
@@ -92,6 +93,7 @@ class Controller:
         self._next_beat_ms = self._next_compact_ms = 0
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
         self._snapshot_started_s = time.time()
+        self._recovered_snapshot_s = _written_at(self.log.report.snapshot)
         self._disk_full_logged = False
         self._counted: dict[str, int] = {}
         self.malformed_control = 0
@@ -367,8 +369,9 @@ class Controller:
         self._samples.append((now, dict(self.journal.table.totals)))
         while self._samples and self._samples[0][0] < now - 60_000:
             self._samples.popleft()
-        if self.snapshots.last_finished:
-            self.metrics.snapshot_age.set(time.time() - self.snapshots.last_finished)
+        finished_s = self.snapshots.last_finished or self._recovered_snapshot_s
+        if finished_s:
+            self.metrics.snapshot_age.set(time.time() - finished_s)
 
     # -- used by control commands ----------------------------------------------------------
 
@@ -392,6 +395,14 @@ class Controller:
     def status(self, now: int) -> dict[str, Any]:
         from .status import build_status
         return build_status(self, now)
+
+
+def _written_at(path: str | None) -> float | None:
+    """When the snapshot recovery loaded was written (None: there was none)."""
+    try:
+        return os.path.getmtime(path) if path else None
+    except OSError:
+        return None
 
 
 def _age_heap() -> None:

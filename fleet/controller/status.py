@@ -45,7 +45,8 @@ def _worker(beat: dict[str, Any], now_ms: int) -> dict[str, Any]:
 
 def _snapshot(ctl: Any) -> dict[str, Any]:
     taker = ctl.snapshots
-    finished = taker.last_finished
+    # Before this controller takes one, the snapshot recovery loaded is the last.
+    finished = taker.last_finished or ctl._recovered_snapshot_s
     return {"last_seq": taker.last_seq,
             "age_s": round(time.time() - finished, 1) if finished else None,
             "duration_s": round(taker.last_duration_s, 3),
