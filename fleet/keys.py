@@ -12,7 +12,7 @@ key                        type     written by                   read by
 {ns}:acks                  list     workers (RPUSH)              controller (LRANGE, LTRIM)
 {ns}:workers               set      workers (SADD)               controller (SMEMBERS, SREM)
 {ns}:worker:<id>           string   worker supervisor (SET EX)   controller (MGET), status
-{ns}:controller            string   controller (SET NX PX)       controllers (fencing), status
+{ns}:controller            string   controller (SET NX PX)       controllers (fencing), clients
 {ns}:control               list     CLI / API (RPUSH)            controller (LRANGE, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
