@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from ..client import Client, run_at_ms, unique_ids
+from ..client import Client, JobPage, run_at_ms, unique_ids
 from ..errors import FleetError, JobSpecError
 from ..job import JobSpec, new_job_id, spec_from_file_entry
 from ..state import IN_FLIGHT, STATES
@@ -224,6 +224,18 @@ def state_text(info: dict[str, Any]) -> str:
         "in_flight (dispatched, waiting for a worker)"
 
 
+def _fill_page(client: Client, state: str | None, queue: str | None, limit: int,
+               cursor: str | None) -> JobPage:
+    """Ask page after page until ``limit`` jobs or the end: the controller's pages are
+    bounded in work, so a rare state among many jobs can come back in short pages."""
+    page = client.jobs(state, queue, limit, cursor)
+    jobs = list(page.jobs)
+    while page.cursor is not None and len(jobs) < limit:
+        page = client.jobs(state, queue, limit - len(jobs), page.cursor)
+        jobs += page.jobs
+    return JobPage(jobs, page.cursor)
+
+
 @click.command("jobs")
 @click.option("--state", type=click.Choice(STATES), default=None, help="Only jobs in STATE.")
 @click.option("--queue", default=None, help="Only jobs of QUEUE.")
@@ -237,7 +249,7 @@ def jobs(state, queue, limit, cursor, as_json, config_file, **flags) -> None:
 
     The next page's command is printed on stderr; no cursor means the listing is complete.
     """
-    page = client_from(config_file, **flags).jobs(state, queue, limit, cursor)
+    page = _fill_page(client_from(config_file, **flags), state, queue, limit, cursor)
     if as_json:
         click.echo(orjson.dumps({"jobs": page.jobs, "cursor": page.cursor},
                                 option=orjson.OPT_INDENT_2).decode())

@@ -16,8 +16,11 @@ first entry ever (``ready_popped``, ``finished_popped``), so they stay put while
 move; a job that changes state between two pages may be missed or shown twice, and a cursor
 does not survive a controller restart (it then starts that source again or ends it early).
 
-Delayed jobs are a heap: each page finds the next ones by their ``(due, ticket)`` key in one
-pass over the heap, a cost proportional to the delayed jobs, not to the table.
+Delayed jobs are a heap: a page walks it in due order from the root (a frontier of the
+smallest unvisited nodes), so it costs O(k log k) for the k entries up to the end of the page;
+entries before the cursor are walked again but not counted. A finished job read from a
+snapshot's row text costs one unit per KiB of that text, as its row is parsed to know its
+state and queue (a row may hold a result of up to 512 KiB).
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ def list_jobs(table: JobTable, state: str | None = None, queue: str | None = Non
             where = None
             continue
         walk = _WALKS[name](table, queue, where)
-        for position, job in walk:
-            budget -= 1
+        for position, job, cost in walk:
+            budget -= cost
             if job is not None and (state is None or job.state == state) \
                     and (queue is None or job.queue == queue):
                 page.append(job)
@@ -130,12 +133,12 @@ def _valid_position(source: str, where: Any) -> bool:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 62
 
 
 # -- the walks: (position, job or None for an entry that does not count) -------------------
 
-Walk = Iterator[tuple[Any, JobRecord | None]]
+Walk = Iterator[tuple[Any, JobRecord | None, int]]  # position, job (None: skip), cost
 
 
 def _walk_ready(table: JobTable, queue: str | None, where: Any) -> Walk:
@@ -151,22 +154,29 @@ def _walk_ready(table: JobTable, queue: str | None, where: Any) -> Walk:
         first = where[1] if where is not None and where[0] == name else 0
         start = max(first - popped, 0)
         for index, entry in enumerate(islice(line, start, None), start + popped):
-            yield (name, index), _pending_job(table, entry)
+            yield (name, index), _pending_job(table, entry), 1
 
 
 def _walk_delayed(table: JobTable, queue: str | None, where: Any) -> Walk:
+    heap = table._delayed
     after = tuple(where) if where is not None else None
-    items = ((due, ticket, q, entry) for due, ticket, q, entry in table._delayed
-             if (queue is None or q == queue) and (after is None or (due, ticket) > after))
-    # A page examines at most MAX_BUDGET entries, so a batch that large always ends the
-    # page before it runs out, unless it held every delayed job left.
-    for due, ticket, _, entry in heapq.nsmallest(MAX_BUDGET, items):
-        yield [due, ticket], _pending_job(table, entry)
+    frontier = [(heap[0][0], heap[0][1], 0)] if heap else []
+    while frontier:
+        due, ticket, index = heapq.heappop(frontier)
+        for child in (2 * index + 1, 2 * index + 2):
+            if child < len(heap):
+                heapq.heappush(frontier, (heap[child][0], heap[child][1], child))
+        if after is not None and (due, ticket) <= after:
+            continue  # listed on an earlier page
+        entry_queue, entry = heap[index][2], heap[index][3]
+        job = _pending_job(table, entry) if queue is None or entry_queue == queue else None
+        yield [due, ticket], job, 1
 
 
 def _walk_running(table: JobTable, queue: str | None, where: Any) -> Walk:
     start = where or 0
-    yield from enumerate(islice(table.in_flight.values(), start, None), start)
+    for index, job in enumerate(islice(table.in_flight.values(), start, None), start):
+        yield index, job, 1
 
 
 def _walk_finished(table: JobTable, queue: str | None, where: Any) -> Walk:
@@ -174,7 +184,8 @@ def _walk_finished(table: JobTable, queue: str | None, where: Any) -> Walk:
     start = max((where or 0) - popped, 0)
     for index, (at_ms, job_id) in enumerate(islice(table._finished, start, None),
                                             start + popped):
-        yield index, _finished_job(table, at_ms, job_id)
+        job, cost = _finished_job(table, at_ms, job_id)
+        yield index, job, cost
 
 
 _WALKS = {READY: _walk_ready, DELAYED: _walk_delayed, RUNNING: _walk_running,
@@ -191,15 +202,17 @@ def _pending_job(table: JobTable, entry: Any) -> JobRecord | None:
     return JobRecord.from_spec(entry, spec) if spec is not None else table._jobs[entry]
 
 
-def _finished_job(table: JobTable, at_ms: int, job_id: str) -> JobRecord | None:
-    """The job a finished-index entry stands for, if it still finished then, or None."""
+def _finished_job(table: JobTable, at_ms: int, job_id: str) -> tuple[JobRecord | None, int]:
+    """The job a finished-index entry stands for if it still finished then (else None), and
+    what reading it cost."""
     job = table._jobs.get(job_id)
     if job is not None:
-        return job if job.state in TERMINAL and job.finished_ms == at_ms else None
+        return (job if job.state in TERMINAL and job.finished_ms == at_ms else None), 1
     start = table._cold_done.get(job_id)
     if start is None:
-        return None
-    return JobRecord(*orjson.loads(table._done_row(start)))
+        return None, 1
+    row = table._done_row(start)
+    return JobRecord(*orjson.loads(row)), 1 + len(row) // 1024
 
 
 def summary(job: JobRecord, running_on: str | None = None) -> dict[str, Any]:

@@ -132,3 +132,21 @@ def test_bad_cursors_and_arguments_are_refused(bad):
     with pytest.raises(ListingError, match="limit"):
         list_jobs(table, limit=0)
     assert decode_cursor(encode_cursor("f", 3)) == ("f", 3)
+
+
+def test_delayed_jobs_page_in_due_order_skipping_cancelled_ones():
+    """Delayed jobs come in (due, enqueue) order across pages; a cancelled one is left out."""
+    import random
+
+    table = JobTable()
+    dues = list(range(1, 61))
+    random.Random(7).shuffle(dues)
+    for i, due in enumerate(dues):
+        _enqueue(table, f"d{i}", "alpha" if i % 3 else "beta", nb=10_000_000 + due * 10)
+    assert table.apply(ev.cancelled("d5", 3_000))
+    ids = _all_pages(table, state="pending", limit=7)
+    want = sorted((f"d{i}" for i in range(60) if i != 5),
+                  key=lambda job_id: dues[int(job_id[1:])])
+    assert ids == want
+    beta = _all_pages(table, state="pending", queue="beta", limit=4)
+    assert beta == [job_id for job_id in want if int(job_id[1:]) % 3 == 0]
