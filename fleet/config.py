@@ -125,12 +125,21 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     try:
         value = _convert(raw, field_default)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} = {raw!r} (from {source}): expected "
+        raise ConfigError(f"{name} = {_shown(name, raw)!r} (from {source}): expected "
                           f"{_type_name(field_default)}") from None
     problem = _check(name, value)
     if problem:
-        raise ConfigError(f"{name} = {raw!r} (from {source}): {problem}")
+        raise ConfigError(f"{name} = {_shown(name, raw)!r} (from {source}): {problem}")
     return value
+
+
+def _shown(name: str, raw: Any) -> Any:
+    """A value as an error message may show it: secrets masked."""
+    if name == "signing_key":
+        return SECRET
+    if name == "redis_url" and isinstance(raw, str):
+        return mask_url(raw)
+    return raw
 
 
 def _convert(raw: Any, default: Any) -> Any:

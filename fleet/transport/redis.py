@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from ..config import mask_url
 from ..errors import ConfigError, TransportError
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 
@@ -31,7 +32,7 @@ def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
         return redis.Redis.from_url(url, socket_timeout=timeout_s + 5,
                                     socket_connect_timeout=timeout_s, health_check_interval=30)
     except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {url!r}: {exc}") from None
+        raise ConfigError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from None
 
 
 def translated(func: Callable[..., T]) -> Callable[..., T]:

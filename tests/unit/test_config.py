@@ -142,3 +142,14 @@ def test_mask_url_hides_passwords_in_every_url_form():
     assert mask_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert mask_url("unix:///tmp/r.sock?password=pw&db=1") == \
         "unix:///tmp/r.sock?password=***&db=1"
+
+
+def test_errors_about_the_redis_url_do_not_print_its_password():
+    """A bad URL's error names it with the password masked, in settings and at connect."""
+    from fleet.transport import connect
+    with pytest.raises(ConfigError) as bad_scheme:
+        load_settings({}, env={"FLEET_REDIS_URL": "http://alice:hunter2@h/0"})
+    with pytest.raises(ConfigError) as bad_port:
+        connect("redis://alice:hunter2@h:notaport/0")
+    for caught in (bad_scheme, bad_port):
+        assert "hunter2" not in str(caught.value) and "alice:***@h" in str(caught.value)
