@@ -58,12 +58,17 @@ def render_status(data: dict[str, Any]) -> str:
               f"{wal['fsync']}; last snapshot: seq {snap['last_seq']}, "
               f"{_age(snap['age_s'])} ago",
               "", f"workers: {len(data['workers'])}, executors {data['executors']}, "
-              f"busy {data['busy']}"]
+              f"busy {data['busy']}" + _waiting(data)]
     for worker in data["workers"]:
         queues = ",".join(str(q) for q in worker.get("queues") or ()) or "-"
         lines.append(f"  {worker['host']:<20} {worker['id']:<36} busy {worker['busy']}/"
                      f"{worker['executors']}  done {worker['done']}  queues {queues}")
     return "\n".join(lines)
+
+
+def _waiting(data: dict[str, Any]) -> str:
+    waiting = data.get("in_flight_waiting")  # absent from an older controller's status
+    return f"; in flight but dispatched, waiting for a worker: {waiting}" if waiting else ""
 
 
 def _age(seconds: float | None) -> str:

@@ -20,6 +20,7 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
         "workers": [_worker(beat, now_ms) for beat in ctl.beats],
         "executors": ctl.executors,
         "busy": sum(int(b.get("busy") or 0) for b in ctl.beats),
+        "in_flight_waiting": _waiting_for_a_worker(ctl),
         "wal": {"bytes": ctl.log.writer.total_bytes, "last_seq": table.last_seq,
                 "fsync": ctl.settings.fsync, "fsyncs": ctl.log.writer.fsyncs},
         "snapshot": _snapshot(ctl),
@@ -31,6 +32,13 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
                       "heartbeats": ctl.reconciler.malformed_beats},
     })
     return data
+
+
+def _waiting_for_a_worker(ctl: Any) -> int:
+    """In-flight jobs no worker reports yet: dispatched, their messages still in Redis."""
+    running = ctl.reconciler.running_on
+    return sum(1 for job in ctl.journal.table.in_flight.values()
+               if running.get(job.id, (None,))[0] != job.attempt)
 
 
 def _worker(beat: dict[str, Any], now_ms: int) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def test_in_flight_job_says_whether_a_worker_has_it(local):
     shown = local.cli("job", "slow")
     assert "state     in_flight (dispatched, waiting for a worker)" in shown.stdout
     assert client.job("slow").info()["running_on"] is None
+    assert client.status()["in_flight_waiting"] == 1
+    assert "dispatched, waiting for a worker: 1" in local.cli("status").stdout
     local.worker(1)
     deadline = time.monotonic() + WAIT_S
     while client.job("slow").info()["running_on"] is None:
@@ -113,5 +115,6 @@ def test_in_flight_job_says_whether_a_worker_has_it(local):
         time.sleep(0.1)
     worker_id = client.job("slow").info()["running_on"]
     assert f"state     in_flight (running on {worker_id})" in local.cli("job", "slow").stdout
+    assert client.status()["in_flight_waiting"] == 0
     listed = client.jobs(state="in_flight").jobs
     assert [(j["id"], j["worker"]) for j in listed] == [("slow", worker_id)]
