@@ -25,11 +25,11 @@ from .config import Settings, load_settings
 from .errors import (
     ControllerUnavailableError,
     FleetError,
-    JobFailedError,
     JobNotFoundError,
     JobSpecError,
     NoReceiptError,
 )
+from .handles import Job, JobPage
 from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
 from .keys import Keys
 from .options import check_call, check_options
@@ -53,15 +53,6 @@ class Receipt:
     @property
     def durable(self) -> bool:
         return self.status in ("accepted", "duplicate")
-
-
-@dataclass(frozen=True)
-class JobPage:
-    """One page of ``Client.jobs``: job summaries and the cursor of the next page (None: the
-    last page)."""
-
-    jobs: list[dict[str, Any]]
-    cursor: str | None
 
 
 class Client:
@@ -306,46 +297,6 @@ class Client:
     def purge_dead(self, older_than_s: float = 0) -> int:
         """Forget dead jobs that died at least ``older_than_s`` ago; returns how many."""
         return self.request("dead_purge", older_than_s=older_than_s)["purged"]
-
-
-class Job:
-    """A handle on one job. Every call asks the controller afresh."""
-
-    def __init__(self, client: Client, job_id: str) -> None:
-        self.client = client
-        self.id = job_id
-
-    def __repr__(self) -> str:
-        return f"<Job {self.id}>"
-
-    def info(self) -> dict[str, Any]:
-        """The whole record: state, attempts, result, error."""
-        return self.client.request("job", id=self.id)
-
-    def status(self) -> str:
-        """``pending``, ``in_flight``, ``completed``, ``dead`` or ``cancelled``."""
-        return self.info()["state"]
-
-    def result(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> Any:
-        """Wait for the job to finish and return its result.
-
-        Raises:
-            JobFailedError: the job ended dead (its last error is attached).
-            TimeoutError: it did not finish in time.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            info = self.info()
-            if info["state"] == "completed":
-                return info["result"]
-            if info["state"] == "dead":
-                raise JobFailedError(self.id, info.get("error") or "unknown error")
-            if info["state"] == "cancelled":
-                raise JobFailedError(self.id, "Cancelled: the job was cancelled")
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} still {info['state']} after {timeout_s} s")
-            time.sleep(poll_s)
-            poll_s = min(poll_s * 1.5, 0.5)
 
 
 def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str, Any] | None
