@@ -13,8 +13,10 @@ therefore hold fewer jobs than asked, even none, and still return a cursor: the 
 when no cursor comes back (as Redis's SCAN). The cursor is an opaque string naming a source
 and a position in it. Positions in a ready line and in the finished index count from the
 first entry ever (``ready_popped``, ``finished_popped``), so they stay put while the fronts
-move; a job that changes state between two pages may be missed or shown twice, and a cursor
-does not survive a controller restart (it then starts that source again or ends it early).
+move. A job no event touches while the pages are read is listed exactly once (a property
+test checks this against random events between pages); one that changes state, or a delayed
+one that becomes due, may be missed or shown twice. A cursor does not survive a controller
+restart (it then starts that source again or ends it early).
 
 Delayed jobs are a heap: a page walks it in due order from the root (a frontier of the
 smallest unvisited nodes), so it costs O(k log k) for the k entries up to the end of the page;

@@ -3,7 +3,11 @@ survive the front of a line moving, bounded work per page, bad cursors refused."
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.state import JobTable
 from fleet.state import events as ev
@@ -12,11 +16,12 @@ from fleet.state.listing import ListingError, decode_cursor, encode_cursor, list
 RUN = {"w": "w1", "h": "h", "st": 2_100, "ft": 2_200}
 
 
-def _enqueue(table: JobTable, job_id: str, queue: str = "default", nb: int = 0) -> None:
+def _enqueue(table: JobTable, job_id: str, queue: str = "default", nb: int = 0,
+             retries: int = 0) -> None:
     spec = {"id": job_id, "q": queue, "f": "tasks:work", "a": [1], "k": {}}
     if nb:
         spec["nb"] = nb
-    assert table.apply(ev.enqueued(spec, 1_000, 30.0, 0))
+    assert table.apply(ev.enqueued(spec, 1_000, 30.0, retries))
 
 
 def _mixed_table() -> tuple[JobTable, dict[str, set[str]]]:
@@ -136,8 +141,6 @@ def test_bad_cursors_and_arguments_are_refused(bad):
 
 def test_delayed_jobs_page_in_due_order_skipping_cancelled_ones():
     """Delayed jobs come in (due, enqueue) order across pages; a cancelled one is left out."""
-    import random
-
     table = JobTable()
     dues = list(range(1, 61))
     random.Random(7).shuffle(dues)
@@ -150,3 +153,59 @@ def test_delayed_jobs_page_in_due_order_skipping_cancelled_ones():
     assert ids == want
     beta = _all_pages(table, state="pending", queue="beta", limit=4)
     assert beta == [job_id for job_id in want if int(job_id[1:]) % 3 == 0]
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None)
+def test_a_job_left_alone_while_paging_is_listed_exactly_once(seed):
+    """Random enqueues, dispatches, acks, failures with backoff, cancels and due records
+    between pages: every job no event touched during the listing is listed exactly once."""
+    rng = random.Random(seed)
+    table, clock = JobTable(), [10_000]
+    for _ in range(rng.randint(0, 60)):
+        _random_event(table, rng, clock, set())
+    before = {job.id for job in table.all_jobs()}
+    touched: set[str] = set()
+    ids, cursor, pages = [], None, 0
+    while True:
+        page, cursor = list_jobs(table, cursor=cursor, limit=rng.randint(1, 9),
+                                 budget=rng.choice([None, 5, 30]))
+        ids += [job.id for job in page]
+        pages += 1
+        assert pages < 2000
+        if cursor is None:
+            break
+        for _ in range(rng.randint(0, 3)):
+            _random_event(table, rng, clock, touched)
+    for job_id in before - touched:
+        assert ids.count(job_id) == 1, job_id
+
+
+def _random_event(table: JobTable, rng: random.Random, clock: list[int],
+                  touched: set[str]) -> None:
+    clock[0] += rng.randint(1, 50)
+    now, jobs = clock[0], list(table.all_jobs())
+    kind = rng.choice(["enqueue", "enqueue", "take", "ack", "fail", "cancel", "due"])
+    if kind == "enqueue":
+        job_id = f"j{len(jobs)}-{rng.randint(0, 10**6)}"
+        _enqueue(table, job_id, rng.choice(["a", "b"]), nb=now + rng.randint(1, 200)
+                 if rng.random() < 0.3 else 0, retries=rng.randint(0, 2))
+    elif kind == "take":
+        for job in table.take_ready(rng.choice(["a", "b"]), rng.randint(1, 4)):
+            touched.add(job.id)
+            table.apply(ev.dispatched(job.id, job.attempt + 1, now + 10_000, now))
+    elif kind == "due":
+        touched.update(job.id for job in jobs
+                       if job.state == "pending" and job.not_before_ms <= now)
+        table.apply(ev.due(now))
+    else:
+        pool = [job for job in jobs if job.state == "in_flight"] if kind != "cancel" \
+            else [job for job in jobs if job.state in ("pending", "in_flight")]
+        if pool:
+            job = rng.choice(pool)
+            touched.add(job.id)
+            record = {"ack": lambda: ev.acked(job.id, job.attempt, 1, RUN, now),
+                      "fail": lambda: ev.failed(job.id, job.attempt, "E: x", RUN,
+                                                now + rng.randint(0, 100), False, now),
+                      "cancel": lambda: ev.cancelled(job.id, now)}[kind]()
+            table.apply(record)
