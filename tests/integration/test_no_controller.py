@@ -94,3 +94,16 @@ def test_receipt_wait_longer_than_the_socket_timeout_ends_in_no_receipt(redis_ur
     assert "re-sending the same ids is safe" in str(got.value)
     with pytest.raises(ControllerUnavailableError, match="did not answer within 3 s"):
         client.request("status", timeout_s=3)
+
+
+def test_a_lease_missing_for_a_moment_is_not_taken_for_no_controller(local, redis_url):
+    """The lease key deleted (as a Redis that lost its data) right before each request: the
+    controller claims it again within a step, and requests and enqueues still succeed."""
+    local.controller()
+    client = local.client()
+    r = redis.Redis.from_url(redis_url)
+    for i in range(10):
+        r.delete(Keys("fleet").controller)
+        assert client.status()["namespace"] == "fleet"
+        r.delete(Keys("fleet").controller)
+        assert client.enqueue("fleet.demo:noop", job_id=f"blink-{i}").id == f"blink-{i}"
