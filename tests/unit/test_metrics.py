@@ -96,3 +96,43 @@ def test_process_metrics_are_in_the_controller_registry():
     assert value("process_resident_memory_bytes") > 0
     assert value("process_start_time_seconds") > 0
     assert value("process_open_fds") > 0
+
+
+def test_controller_snapshot_age_is_absent_without_a_snapshot_and_counts_a_recovered_one(
+        tmp_path):
+    """A fresh controller exposes no snapshot age; one that recovered from a snapshot reports
+    that snapshot's age (here about an hour: its file is dated back)."""
+    import os
+    import time
+
+    import fakeredis
+
+    from fleet.config import Settings
+    from fleet.controller import Controller
+
+    def controller():
+        return Controller(Settings(data_dir=str(tmp_path / "data"), metrics_port=0,
+                                   snapshot_every_records=1), redis_client=redis,
+                          fork_snapshots=False)
+
+    redis = fakeredis.FakeRedis()
+    first = controller()
+    first.start(serve_metrics=False)
+    first._sample(first.clock())
+    age = lambda ctl: ctl.metrics.registry.get_sample_value(  # noqa: E731
+        "fleet_snapshot_age_seconds")
+    assert age(first) is None
+    first.journal.record(ev.enqueued({"id": "a", "q": "q", "f": "m:f", "a": [], "k": {}},
+                                     1000, 30.0, 3))
+    first._commit()
+    first._snapshot()
+    assert first.snapshots.last_finished
+    first.close()
+    snapshots = os.listdir(tmp_path / "data" / "snapshots")
+    for name in snapshots:
+        hour_ago = time.time() - 3600
+        os.utime(tmp_path / "data" / "snapshots" / name, (hour_ago, hour_ago))
+    second = controller()
+    second._sample(second.clock())
+    assert 3500 < age(second) < 3700
+    second.close()
