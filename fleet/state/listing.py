@@ -4,7 +4,7 @@ A listing walks, in this order, the sources a state filter allows:
 
 1. ``pending``: each queue's ready line, FIFO (queues in name order), then the delayed jobs
    in due order;
-2. ``in_flight``: in dispatch order;
+2. ``in_flight``: in dispatch order (``dispatched_ms``, then id);
 3. ``completed`` / ``dead`` / ``cancelled``: the finished index, in finish order.
 
 A page examines at most ``budget`` index entries (stale ones, and those another state or
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import heapq
 from collections.abc import Iterator
 from itertools import islice
@@ -102,7 +103,7 @@ def _after(source: str, position: Any) -> Any:
     if source == READY:
         queue, index = position
         return [queue, index + 1]
-    return position if source == DELAYED else position + 1
+    return position if source in (DELAYED, RUNNING) else position + 1
 
 
 def encode_cursor(source: str, where: Any) -> str:
@@ -131,6 +132,9 @@ def _valid_position(source: str, where: Any) -> bool:
                 and _is_count(where[1]))
     if source == DELAYED:
         return isinstance(where, list) and len(where) == 2 and all(map(_is_count, where))
+    if source == RUNNING:
+        return (isinstance(where, list) and len(where) == 2 and _is_count(where[0])
+                and isinstance(where[1], str))
     return _is_count(where)
 
 
@@ -176,9 +180,17 @@ def _walk_delayed(table: JobTable, queue: str | None, where: Any) -> Walk:
 
 
 def _walk_running(table: JobTable, queue: str | None, where: Any) -> Walk:
-    start = where or 0
-    for index, job in enumerate(islice(table.in_flight.values(), start, None), start):
-        yield index, job, 1
+    # In dispatch order by (dispatched_ms, id), a key a job keeps while it runs: positions in
+    # the in-flight dict shift as jobs ahead of the cursor finish. Sorting costs O(n log n)
+    # in the in-flight jobs, which the dispatch window keeps to a few thousand.
+    jobs = sorted(table.in_flight.values(), key=_dispatch_key)
+    start = bisect.bisect_right(jobs, tuple(where), key=_dispatch_key) if where else 0
+    for job in islice(jobs, start, None):
+        yield list(_dispatch_key(job)), job, 1
+
+
+def _dispatch_key(job: JobRecord) -> tuple[int, str]:
+    return job.dispatched_ms or 0, job.id
 
 
 def _walk_finished(table: JobTable, queue: str | None, where: Any) -> Walk:
