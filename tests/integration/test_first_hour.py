@@ -5,6 +5,7 @@ error prefix, the queues each worker serves."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -100,3 +101,35 @@ def test_status_shows_the_queues_each_worker_serves(local):
     worker_lines = [line for line in text.splitlines() if "busy " in line and "done" in line]
     assert sorted(line.split("queues ")[1] for line in worker_lines) == ["high,default",
                                                                         "reports"]
+
+
+def test_ctrl_c_of_status_watch_and_result_wait_is_one_line_and_exit_130(local):
+    """SIGINT to `fleet status --watch` and to `fleet result --wait` while they wait:
+    'interrupted', exit 130, no traceback."""
+    local.controller()
+    local.client().enqueue("fleet.demo:noop", job_id="never-runs", queue="nobody")
+    for args in (["status", "--watch", "0.2"], ["result", "never-runs", "--wait", "60"]):
+        proc = subprocess.Popen([*FLEET, *args], env=local.environment(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if args[0] == "status":
+            assert "namespace" in proc.stdout.readline() + proc.stdout.readline()
+        else:
+            _wait_for_a_socket(proc.pid)  # connected to Redis: past its imports, waiting
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT_S)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+
+
+def _wait_for_a_socket(pid: int) -> None:
+    """Poll /proc until the process holds a socket (it has reached Redis)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            links = []
+        if any(link.startswith("socket:") for link in links):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} opened no socket")
