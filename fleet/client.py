@@ -6,30 +6,33 @@
 
 A job is accepted only once the controller has it in its log; ``enqueue`` returns after that.
 If no receipt arrives in time, NoReceiptError says the jobs may still be accepted later and
-that sending the same ids again is safe.
+that sending the same ids again is safe. Waits watch the controller lease (``{ns}:controller``):
+when no controller holds the namespace, the error comes within ``NO_CONTROLLER_GRACE_S``
+instead of at the end of the timeout.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from .config import Settings
+from .config import Settings, load_settings
 from .errors import (
     ControllerUnavailableError,
     FleetError,
-    JobFailedError,
     JobNotFoundError,
     JobSpecError,
     NoReceiptError,
 )
+from .handles import Job, JobPage
 from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
 from .keys import Keys
+from .options import check_call, check_options
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal, SignatureError
 from .transport import ClientWire, connect
 
@@ -37,6 +40,10 @@ REQUEST_CHUNK = 1000
 # Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
 # jobs of 70 KB would otherwise be refused whole.
 REQUEST_BYTES = 8 * 1024 * 1024
+# A controller re-claims a lease Redis lost on its next step (milliseconds); a lease absent
+# for this long means nobody is serving the namespace.
+NO_CONTROLLER_GRACE_S = 1.5
+ABSENT_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -53,12 +60,19 @@ class Receipt:
 
 
 class Client:
-    """Talks to one namespace's controller through Redis."""
+    """Talks to one namespace's controller through Redis.
+
+    Without ``settings``, they come from the same layers as the CLI's: ``FLEET_*``
+    environment, the ``FLEET_CONFIG`` file, defaults; the arguments given here win.
+
+    Raises:
+        ConfigError: a FLEET_* variable or the config file has a bad value.
+    """
 
     def __init__(self, redis_url: str | None = None, namespace: str | None = None,
                  receipt_timeout_s: float | None = None, settings: Settings | None = None,
                  redis_client: Any = None) -> None:
-        settings = settings or Settings()
+        settings = settings or load_settings()[0]
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
         self.keys = Keys(self.namespace)
@@ -66,6 +80,16 @@ class Client:
                                self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
+
+    def close(self) -> None:
+        """Close the Redis connections (the client may not be used afterwards)."""
+        self.wire.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- enqueue ---------------------------------------------------------------------------
 
@@ -84,9 +108,12 @@ class Client:
             A Job handle; for an id seen before (``duplicate``), the existing job's handle.
 
         Raises:
-            JobSpecError: the job is invalid or was rejected by the controller.
-            NoReceiptError: the controller did not answer in time.
+            JobSpecError: the job is invalid or was rejected by the controller, or a keyword
+                looks like an option fleet does not have (``timeout``, ``countdown``...).
+            NoReceiptError: the controller did not answer in time, or none is running.
         """
+        check_options(func, kwargs)
+        check_call(func, args, kwargs)
         return self.enqueue_spec(build_spec(func, args, kwargs, job_id=job_id, queue=queue,
                                             timeout_s=timeout_s, max_retries=max_retries,
                                             delay_s=delay_s, run_at=run_at))
@@ -106,19 +133,28 @@ class Client:
         seal = self.seals[INTAKE]
         for start in range(0, len(wires), REQUEST_CHUNK):
             _add_requests(requests, wires[start:start + REQUEST_CHUNK], seal)
-        if requests:
-            self.wire.send_requests([body for _, _, body in requests])
+        present = self.wire.send_requests([body for _, _, body in requests]) \
+            if requests else True
         deadline = time.monotonic() + self.receipt_timeout_s
         receipts: list[Receipt] = []
         for request_id, size, _ in requests:
-            receipts.extend(self._await_receipt(request_id, size, deadline, len(wires)))
+            receipts.extend(self._await_receipt(request_id, size, deadline, len(wires),
+                                                  present))
+            present = True
             if progress is not None:
                 progress(size)
         return receipts
 
-    def _await_receipt(self, request_id: str, size: int, deadline: float, total: int
-                       ) -> list[Receipt]:
-        body = self._answer(RECEIPT, self.keys.receipt(request_id), request_id, deadline)
+    def _await_receipt(self, request_id: str, size: int, deadline: float, total: int,
+                       present: bool) -> list[Receipt]:
+        def nobody() -> FleetError:
+            return NoReceiptError(
+                f"no controller is serving namespace {self.namespace!r}: the {total} job(s) "
+                "wait on its intake list and may still be accepted, when a controller starts; "
+                "re-sending the same ids is safe (they will be reported as duplicate)")
+
+        body = self._answer(RECEIPT, self.keys.receipt(request_id), request_id, deadline,
+                            present, nobody)
         if body is None:
             raise NoReceiptError(
                 f"no receipt from the controller within {self.receipt_timeout_s:g} s for "
@@ -130,6 +166,39 @@ class Client:
         results = receipt.get("results", [])
         return [Receipt(r[0], r[1], r[2] if len(r) > 2 else "") for r in results]
 
+    def _answer(self, kind: bytes, key: str, request_id: str, deadline: float, present: bool,
+                nobody: Callable[[], FleetError]) -> bytes | None:
+        """The controller's answer to ``request_id`` on ``key`` by ``deadline`` (None if none
+        came); raises ``nobody()`` once no controller has held the lease for
+        NO_CONTROLLER_GRACE_S. With a key set, an answer whose seal does not open for this
+        request is someone else's: it is skipped."""
+        seal = self.seals[kind]
+        absent_since = None if present else time.monotonic()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            body = self.wire.wait(key, remaining if absent_since is None
+                                  else min(remaining, ABSENT_POLL_S))
+            if body is not None:
+                if not seal:
+                    return body
+                try:
+                    return seal.open(body, request_id.encode("utf-8"))[1]
+                except SignatureError:
+                    continue
+            if self.wire.controller_present():
+                absent_since = None
+            elif absent_since is None:
+                absent_since = time.monotonic()
+            elif time.monotonic() - absent_since >= NO_CONTROLLER_GRACE_S:
+                raise nobody()
+
+    def _no_controller(self, detail: str) -> ControllerUnavailableError:
+        return ControllerUnavailableError(
+            f"no controller is serving namespace {self.namespace!r} ({detail}); start "
+            "`fleet controller` against this Redis, or check --namespace / FLEET_NAMESPACE")
+
     # -- asking the controller ------------------------------------------------------------
 
     def request(self, command: str, timeout_s: float = 10.0, **args: Any) -> Any:
@@ -140,11 +209,15 @@ class Client:
             FleetError: the controller refused the request (its one-line reason).
         """
         deadline = time.monotonic() + timeout_s
+        self._await_controller(deadline)
         for _ in range(2):  # once more if the controller (re)started after the first was sealed
             request_id = uuid.uuid4().hex
             self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
                 {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
-            body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline)
+            body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline, True,
+                                lambda: self._no_controller(
+                                    "it stopped before answering; the request may still be "
+                                    "carried out when a controller starts"))
             if body is None or not body.startswith(b'{"ok":false,"error":"RESEND:'):
                 break
         if body is None:
@@ -159,23 +232,46 @@ class Client:
             raise FleetError(error)
         return reply.get("data")
 
-    def _answer(self, kind: bytes, key: str, request_id: str, deadline: float) -> bytes | None:
-        """The controller's answer to ``request_id`` (None at the deadline). With a key set,
-        an answer whose seal does not open for this request is someone else's: skip it."""
-        seal = self.seals[kind]
-        while True:
-            body = self.wire.wait(key, deadline - time.monotonic())
-            if body is None or not seal:
-                return body
-            try:
-                return seal.open(body, request_id.encode("utf-8"))[1]
-            except SignatureError:
-                if time.monotonic() >= deadline:
-                    return None
+    def _await_controller(self, deadline: float) -> None:
+        """Return once a controller holds the lease; nothing is sent to a namespace nobody
+        serves, so a request refused here is never carried out later."""
+        absent_since = time.monotonic()
+        while not self.wire.controller_present():
+            now = time.monotonic()
+            if now - absent_since >= min(NO_CONTROLLER_GRACE_S, deadline - absent_since):
+                raise self._no_controller("nothing was sent")
+            time.sleep(ABSENT_POLL_S)
 
     def status(self) -> dict[str, Any]:
         """Counts by state and queue, workers, WAL and snapshot figures."""
         return self.request("status")
+
+    def jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
+             cursor: str | None = None) -> JobPage:
+        """One page of jobs, each a summary (id, state, queue, func, attempt, failures,
+        enqueued_ms, not_before_ms, finished_ms, error, worker); ``fleet job ID`` has more.
+
+        Pending jobs come in line order, then in-flight ones, then finished ones in finish
+        order. Pass ``page.cursor`` back for the next page; None means the listing is
+        complete. A page may hold fewer than ``limit`` jobs (even none) before the end: each
+        page examines a bounded part of the controller's indexes.
+
+        Raises:
+            FleetError: an unknown state, a limit outside 1..1000 or a bad cursor.
+        """
+        data = self.request("jobs", state=state, queue=queue, limit=limit, cursor=cursor)
+        return JobPage(data["jobs"], data["cursor"])
+
+    def iter_jobs(self, state: str | None = None, queue: str | None = None,
+                  page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Every job matching, page after page (see ``jobs``)."""
+        cursor = None
+        while True:
+            page = self.jobs(state, queue, limit=page_size, cursor=cursor)
+            yield from page.jobs
+            if page.cursor is None:
+                return
+            cursor = page.cursor
 
     def job(self, job_id: str) -> Job:
         """A handle on a job by id (nothing is checked until you ask it something)."""
@@ -189,12 +285,18 @@ class Client:
         """
         return self.request("cancel", ids=list(job_ids))
 
-    def pause(self, queue: str) -> None:
-        """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``."""
-        self.request("pause", queue=queue)
+    def pause(self, queue: str) -> dict[str, Any]:
+        """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``.
 
-    def resume(self, queue: str) -> None:
-        self.request("resume", queue=queue)
+        Returns:
+            ``{"paused": queue, "in_use": bool}``; ``in_use`` is False when no job is in
+            the queue and no live worker consumes it (a typo, most likely).
+        """
+        return self.request("pause", queue=queue)
+
+    def resume(self, queue: str) -> dict[str, Any]:
+        """Dispatch from ``queue`` again; returns ``{"resumed": queue, "in_use": bool}``."""
+        return self.request("resume", queue=queue)
 
     def dead_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The dead-letter set, oldest first: id, queue, func, error, attempts, finished_ms.
@@ -216,46 +318,6 @@ class Client:
     def purge_dead(self, older_than_s: float = 0) -> int:
         """Forget dead jobs that died at least ``older_than_s`` ago; returns how many."""
         return self.request("dead_purge", older_than_s=older_than_s)["purged"]
-
-
-class Job:
-    """A handle on one job. Every call asks the controller afresh."""
-
-    def __init__(self, client: Client, job_id: str) -> None:
-        self.client = client
-        self.id = job_id
-
-    def __repr__(self) -> str:
-        return f"<Job {self.id}>"
-
-    def info(self) -> dict[str, Any]:
-        """The whole record: state, attempts, result, error."""
-        return self.client.request("job", id=self.id)
-
-    def status(self) -> str:
-        """``pending``, ``in_flight``, ``completed``, ``dead`` or ``cancelled``."""
-        return self.info()["state"]
-
-    def result(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> Any:
-        """Wait for the job to finish and return its result.
-
-        Raises:
-            JobFailedError: the job ended dead (its last error is attached).
-            TimeoutError: it did not finish in time.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            info = self.info()
-            if info["state"] == "completed":
-                return info["result"]
-            if info["state"] == "dead":
-                raise JobFailedError(self.id, info.get("error") or "unknown error")
-            if info["state"] == "cancelled":
-                raise JobFailedError(self.id, "Cancelled: the job was cancelled")
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} still {info['state']} after {timeout_s} s")
-            time.sleep(poll_s)
-            poll_s = min(poll_s * 1.5, 0.5)
 
 
 def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str, Any] | None

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -132,12 +133,21 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     try:
         value = _convert(raw, field_default)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} = {raw!r} (from {source}): expected "
+        raise ConfigError(f"{name} = {_shown(name, raw)!r} (from {source}): expected "
                           f"{_type_name(field_default)}") from None
     problem = _check(name, value)
     if problem:
-        raise ConfigError(f"{name} = {raw!r} (from {source}): {problem}")
+        raise ConfigError(f"{name} = {_shown(name, raw)!r} (from {source}): {problem}")
     return value
+
+
+def _shown(name: str, raw: Any) -> Any:
+    """A value as an error message may show it: secrets masked."""
+    if name == "signing_key":
+        return SECRET
+    if name == "redis_url" and isinstance(raw, str):
+        return mask_url(raw)
+    return raw
 
 
 def _convert(raw: Any, default: Any) -> Any:
@@ -182,15 +192,34 @@ def _type_name(default: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
 
 
+SECRET = "***"
 SECRET_SETTINGS = ("signing_key", "dispatch_key", "worker_key", "client_key")
 
 
 def describe(settings: Settings, sources: dict[str, str]) -> list[tuple[str, Any, str]]:
-    """``(name, value, source)`` for every setting, for ``fleet config show``; keys and the
-    Redis password are masked (whoever reads a terminal or a log must not learn them)."""
+    """``(name, value, source)`` for every setting, for ``fleet config show``; secrets (the
+    Redis URL's password, every signing key) are masked as ``***``: whoever reads a terminal
+    or a log must not learn them."""
     values = dataclasses.asdict(settings)
+    values["redis_url"] = mask_url(settings.redis_url)
     for name in SECRET_SETTINGS:
         if values[name]:
-            values[name] = "***"
-    values["redis_url"] = re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", values["redis_url"])
+            values[name] = SECRET
     return [(name, values[name], sources[name]) for name in setting_names()]
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (``user:password@`` or ``?password=``) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, host = netloc.rsplit("@", 1)
+        user, has_password, _ = credentials.partition(":")
+        netloc = f"{user}:{SECRET}@{host}" if has_password else \
+            (f"{SECRET}@{host}" if user and parts.scheme != "unix" else netloc)
+    query = "&".join(f"{key}={SECRET}" if key.lower() == "password" else item
+                     for item in parts.query.split("&") if item
+                     for key in [item.partition("=")[0]])
+    # Spelt out rather than urlunsplit, which turns unix:///path into unix:/path.
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))

@@ -12,7 +12,7 @@ key                        type     written by                   read by
 {ns}:acks                  list     workers (RPUSH)              controller (EVAL, LTRIM)
 {ns}:workers               set      workers (SADD)               controller (SMEMBERS, SREM)
 {ns}:worker:<id>           string   worker supervisor (SET EX)   controller (MGET), status
-{ns}:controller            string   controller (SET NX PX)       controllers (fencing), status
+{ns}:controller            string   controller (SET NX PX)       controllers (fencing), clients
 {ns}:owner                 hash     controller (claim script)    controllers (owner, epoch)
 {ns}:control               list     CLI / API (RPUSH)            controller (EVAL, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>

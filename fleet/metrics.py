@@ -3,6 +3,11 @@
 Counters are driven by the events the controller commits (one place sees every change), so
 they agree with the log; gauges are set from the table, the WAL and worker heartbeats each
 second. Worker-side figures arrive in heartbeats, so one scrape target sees the whole fleet.
+
+No ``*_created`` series (prometheus-client's default for counters and histograms: every one
+doubled for a figure Prometheus derives itself); the process's own ``process_*`` series are
+in the same registry. ``fleet_snapshot_age_seconds`` has no sample until a snapshot is known
+(one this controller took, or the one recovery loaded): an age of 0 would read "just taken".
 """
 
 from __future__ import annotations
@@ -15,17 +20,30 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    make_wsgi_app,
+)
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .errors import ConfigError
 from .state import STATES, JobTable
 from .state import events as ev
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                     30, 60, 300, 1800)
 _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+WORKER_FORGET_S = 3600.0
+
+disable_created_metrics()  # process-wide in prometheus-client: it has no per-registry switch
 
 
 class Metrics:
@@ -68,7 +86,10 @@ class Metrics:
         self.wait_time = BatchHistogram("fleet_job_wait_seconds", "Enqueue to start (by queue)",
                                         _LATENCY_BUCKETS, r)
         self._children: dict[tuple[int, str], Any] = {}
+        # worker id: (done, failed, monotonic seconds) as last seen
+        self._worker_counts: dict[str, tuple[int, int, float]] = {}
         self._init_system(r)
+        ProcessCollector(registry=r)
 
     def _init_system(self, r: CollectorRegistry) -> None:
         self.fsync = Histogram("fleet_wal_fsync_seconds", "WAL fsync time",
@@ -81,8 +102,8 @@ class Metrics:
                                        "Duration of the last snapshot", registry=r)
         self.snapshot_pause = Gauge("fleet_snapshot_pause_seconds",
                                     "How long the last snapshot stalled the loop", registry=r)
-        self.snapshot_age = Gauge("fleet_snapshot_age_seconds", "Age of the last snapshot",
-                                  registry=r)
+        self.snapshot_age = OptionalGauge("fleet_snapshot_age_seconds",
+                                          "Age of the last snapshot (no sample: none yet)", r)
         self.recovery = Gauge("fleet_recovery_seconds", "Time the last start spent recovering",
                               registry=r)
         self.redis_losses = Counter("fleet_redis_data_loss_total",
@@ -90,8 +111,10 @@ class Metrics:
         self.workers = Gauge("fleet_workers", "Worker supervisors alive", registry=r)
         self.executors = Gauge("fleet_executors", "Executor processes alive", registry=r)
         self.busy = Gauge("fleet_executors_busy", "Executors running a job", registry=r)
-        self.worker_done = Gauge("fleet_worker_jobs_done", "Jobs finished, as reported by live "
-                                 "workers", registry=r)
+        self.worker_done = Counter("fleet_worker_jobs_done", "Jobs workers finished (ok or "
+                                   "failed), as their heartbeats report", registry=r)
+        self.worker_failed = Counter("fleet_worker_jobs_failed", "Jobs that failed on workers, "
+                                     "as their heartbeats report", registry=r)
         self.epoch = Gauge("fleet_controller_epoch", "Fencing epoch of this controller",
                            registry=r)
         self.up_since = Gauge("fleet_controller_start_time_seconds", "Controller start time",
@@ -159,7 +182,60 @@ class Metrics:
         self.workers.set(len(beats))
         self.executors.set(sum(int(b.get("executors") or 0) for b in beats))
         self.busy.set(sum(int(b.get("busy") or 0) for b in beats))
-        self.worker_done.set(sum(int(b.get("done") or 0) for b in beats))
+        self._count_worker_jobs(beats)
+
+    def _count_worker_jobs(self, beats: list[dict[str, Any]]) -> None:
+        """Add what each worker finished since its last heartbeat to the fleet-wide counters,
+        so that they only grow: a worker that exits keeps its share, and one that restarts
+        under the same id (its counts fall back) counts from zero again."""
+        now_s = time.monotonic()
+        counts = self._worker_counts
+        for beat in beats:
+            worker_id = str(beat.get("id"))
+            last_done, last_failed, _ = counts.get(worker_id, (0, 0, now_s))
+            done = _count(beat.get("done"), last_done)
+            failed = _count(beat.get("failed"), last_failed)
+            # A count lower than last time started again from zero (a restart).
+            self.worker_done.inc(done - last_done if done >= last_done else done)
+            self.worker_failed.inc(failed - last_failed if failed >= last_failed else failed)
+            counts[worker_id] = (done, failed, now_s)
+        # A worker missing from a read or two (a stall past its heartbeat's expiry) must not
+        # be counted again from zero when it is back: ids are forgotten only after an hour.
+        if len(counts) > len(beats):
+            self._worker_counts = {worker_id: entry for worker_id, entry in counts.items()
+                                   if now_s - entry[2] < WORKER_FORGET_S}
+
+
+def _count(value: Any, last: int) -> int:
+    """A heartbeat's count; ``last`` (no change) if it is not a non-negative integer."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else last
+
+
+class OptionalGauge(Collector):
+    """A gauge with no sample until it is first set (and after ``clear``)."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value: float | None = None
+        registry.register(self)
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def clear(self) -> None:
+        self.value = None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation)
+        value = self.value
+        if value is not None:
+            family.add_metric([], value)
+        yield family
 
 
 def _collect_times(started: int | None, finished: int | None, attempt: int,
@@ -228,7 +304,11 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]
           ) -> WSGIServer:
-    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server."""
+    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server.
+
+    Raises:
+        ConfigError: the address cannot be bound (port taken, no such address, no right).
+    """
     prometheus_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
@@ -239,7 +319,13 @@ def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]
             return [b"ok\n" if ok else b"unhealthy\n"]
         return prometheus_app(environ, start_response)
 
-    server = make_server(host, port, app, handler_class=_QuietHandler)
+    try:
+        server = make_server(host, port, app, handler_class=_QuietHandler)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {reason} (another fleet "
+                          "controller or process may use it; choose another with "
+                          "--metrics-port / FLEET_METRICS_PORT, 0 turns it off)") from None
     thread = threading.Thread(target=server.serve_forever, name="fleet-metrics", daemon=True)
     thread.start()
     metrics.up_since.set(time.time())

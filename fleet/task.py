@@ -23,7 +23,9 @@ from typing import Any
 
 from .client import Client, Job, build_spec, func_path
 from .config import load_settings
+from .errors import JobSpecError
 from .job import DEFAULT_QUEUE, JobSpec, validate_spec
+from .options import RESERVED, check_call, check_options
 
 _default_client: Client | None = None
 _default_lock = threading.Lock()
@@ -74,40 +76,67 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task {self.path} queue={self.queue}>"
 
-    def enqueue(self, *args: Any, job_id: str | None = None, delay_s: float | None = None,
-                run_at: float | None = None, client: Client | None = None,
-                **kwargs: Any) -> Job:
+    def enqueue(self, *args: Any, job_id: str | None = None, queue: str | None = None,
+                timeout_s: float | None = None, max_retries: int | None = None,
+                delay_s: float | None = None, run_at: float | None = None,
+                client: Client | None = None, **kwargs: Any) -> Job:
         """Enqueue ``fn(*args, **kwargs)`` and wait until it is durable.
 
-        ``job_id``, ``delay_s``, ``run_at`` (epoch seconds) and ``client`` are options, not
-        arguments of the function; use ``enqueue_with`` for a function that takes those names.
+        ``job_id``, ``queue``, ``timeout_s``, ``max_retries`` (these three override the
+        task's own for this job), ``delay_s``, ``run_at`` (epoch seconds) and ``client`` are
+        options, not arguments of the function; use ``enqueue_with`` for a function that
+        takes those names.
 
         Raises:
-            JobSpecError: the job is invalid or was rejected.
-            NoReceiptError: the controller did not answer in time.
+            JobSpecError: the job is invalid or was rejected, the function cannot take these
+                arguments, or a keyword looks like an option fleet does not have
+                (``countdown``, ``timeout``...).
+            NoReceiptError: the controller did not answer in time, or none is running.
         """
+        check_options(self.fn, kwargs, how=f"{self.__name__}.enqueue_with(args, kwargs)")
+        options = _given(queue=queue, timeout_s=timeout_s, max_retries=max_retries)
         return self.enqueue_with(args, kwargs, job_id=job_id, delay_s=delay_s, run_at=run_at,
-                                 client=client)
+                                 client=client, **options)
 
     def enqueue_with(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
                      client: Client | None = None, **options: Any) -> Job:
-        """Enqueue with explicit ``args`` / ``kwargs``; ``options`` may also override the
-        task's ``queue``, ``timeout_s`` and ``max_retries`` for this one job."""
+        """Enqueue with explicit ``args`` / ``kwargs``; ``options`` are those of ``enqueue``
+        (``job_id``, ``queue``, ``timeout_s``, ``max_retries``, ``delay_s``, ``run_at``)."""
         return (client or default_client()).enqueue_spec(self.spec_with(args, kwargs,
                                                                          **options))
 
-    def spec(self, *args: Any, job_id: str | None = None, delay_s: float | None = None,
-             run_at: float | None = None, **kwargs: Any) -> JobSpec:
+    def spec(self, *args: Any, job_id: str | None = None, queue: str | None = None,
+             timeout_s: float | None = None, max_retries: int | None = None,
+             delay_s: float | None = None, run_at: float | None = None,
+             **kwargs: Any) -> JobSpec:
         """The JobSpec ``enqueue`` would send, for ``client.enqueue_many([...])``."""
-        return self.spec_with(args, kwargs, job_id=job_id, delay_s=delay_s, run_at=run_at)
+        check_options(self.fn, kwargs, how=f"{self.__name__}.spec_with(args, kwargs)")
+        options = _given(queue=queue, timeout_s=timeout_s, max_retries=max_retries)
+        return self.spec_with(args, kwargs, job_id=job_id, delay_s=delay_s, run_at=run_at,
+                              **options)
 
     def spec_with(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                   **options: Any) -> JobSpec:
-        """The JobSpec for explicit ``args`` / ``kwargs`` and options (see ``enqueue_with``)."""
+        """The JobSpec for explicit ``args`` / ``kwargs`` and options (see ``enqueue_with``).
+
+        Raises:
+            JobSpecError: an option fleet does not have, or arguments the function cannot
+                take.
+        """
+        unknown = sorted(set(options) - set(RESERVED))
+        if unknown:
+            raise JobSpecError(f"unknown enqueue option(s) {', '.join(unknown)} for "
+                               f"{self.path}; options are {', '.join(RESERVED)}")
+        check_call(self.fn, args, kwargs or {})
         settings = {"queue": self.queue, "timeout_s": self.timeout_s,
                     "max_retries": self.max_retries}
         settings.update(options)
         return build_spec(self.fn, args, kwargs, **settings)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options that were given (None: the task's own)."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def task(fn: Callable[..., Any] | None = None, *, queue: str = DEFAULT_QUEUE,

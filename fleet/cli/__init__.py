@@ -8,6 +8,7 @@ failure, 2 bad input or configuration, 3 log or snapshot unusable, 4 Redis unrea
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -15,7 +16,7 @@ import click
 from ..errors import FleetError
 from . import admin, jobs
 from .acl import acl
-from .common import EXIT_INTERRUPTED
+from .common import EXIT_INTERRUPTED, close_clients
 from .controller import controller
 from .demo import demo
 from .ops import register as register_ops
@@ -28,29 +29,68 @@ def app() -> None:
     """fleet: a durable, distributed job queue. The controller's log is the truth."""
 
 
-for command in (controller, jobs.enqueue, jobs.job, jobs.result, admin.status, admin.dead,
-                admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl):
+for command in (controller, jobs.enqueue, jobs.job, jobs.jobs, jobs.result, admin.status,
+                admin.dead, admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl):
     app.add_command(command)
 register_ops(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: FleetError becomes one line on stderr and a named exit code."""
+    """Console entry point: FleetError becomes one line on stderr and a named exit code.
+
+    Called with ``argv`` (from Python, as the tests do), the caller's SIGINT handler is put
+    back afterwards. As the ``fleet`` command, SIGINT is ignored once the exit code is known:
+    the interpreter's exit puts the default handler back in place of a Python one, and a
+    Ctrl-C then would kill the process by the signal half-way through its exit.
+    """
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        code = app.main(args=argv, standalone_mode=False)
+        code = _run(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous if argv is not None else signal.SIG_IGN)
+    if _late_interrupts:
+        click.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+_late_interrupts: list[int] = []
+
+
+def _note_interrupt(signum: int, frame: object) -> None:
+    _late_interrupts.append(signum)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        try:
+            code = app.main(args=argv, standalone_mode=False)
+        finally:
+            # The command is over: a Ctrl-C from here on is noted, not raised, so that it
+            # cannot land in redis-py's cleanup (__del__) and print a traceback there; the
+            # clients are closed now, while it cannot.
+            signal.signal(signal.SIGINT, _note_interrupt)
+            close_clients()
     except FleetError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        show_click_error(exc)
+        return exc.exit_code
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        return exc.exit_code
     # Without standalone mode click returns ctx.exit(n)'s code instead of exiting.
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
+
+
+def show_click_error(exc: click.ClickException) -> None:
+    """click's own message for ``exc``, with fleet's ``error:`` prefix instead of click's
+    ``Error:`` so that every failure reads alike (a usage error keeps its usage line)."""
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        click.echo(ctx.get_usage(), err=True)
+        click.echo(f"Try '{ctx.command_path} --help' for help.\n", err=True)
+    click.echo(f"error: {exc.format_message()}", err=True)

@@ -58,11 +58,17 @@ def render_status(data: dict[str, Any]) -> str:
               f"{wal['fsync']}; last snapshot: seq {snap['last_seq']}, "
               f"{_age(snap['age_s'])} ago",
               "", f"workers: {len(data['workers'])}, executors {data['executors']}, "
-              f"busy {data['busy']}"]
+              f"busy {data['busy']}" + _waiting(data)]
     for worker in data["workers"]:
+        queues = ",".join(str(q) for q in worker.get("queues") or ()) or "-"
         lines.append(f"  {worker['host']:<20} {worker['id']:<36} busy {worker['busy']}/"
-                     f"{worker['executors']}  done {worker['done']}")
+                     f"{worker['executors']}  done {worker['done']}  queues {queues}")
     return "\n".join(lines)
+
+
+def _waiting(data: dict[str, Any]) -> str:
+    waiting = data.get("in_flight_waiting")  # absent from an older controller's status
+    return f"; in flight but dispatched, waiting for a worker: {waiting}" if waiting else ""
 
 
 def _age(seconds: float | None) -> str:
@@ -139,9 +145,11 @@ def cancel(ids, config_file, **flags) -> None:
 @click.argument("queue")
 @connection_options
 def pause(queue, config_file, **flags) -> None:
-    """Stop dispatching from QUEUE."""
-    client_from(config_file, **flags).pause(queue)
+    """Stop dispatching from QUEUE (a queue no job or worker uses yet is paused too, with a
+    warning: jobs enqueued to it later wait)."""
+    done = client_from(config_file, **flags).pause(queue)
     click.echo(f"paused {queue}")
+    _warn_unused(done, queue)
 
 
 @click.command()
@@ -149,8 +157,16 @@ def pause(queue, config_file, **flags) -> None:
 @connection_options
 def resume(queue, config_file, **flags) -> None:
     """Start dispatching from QUEUE again."""
-    client_from(config_file, **flags).resume(queue)
+    done = client_from(config_file, **flags).resume(queue)
     click.echo(f"resumed {queue}")
+    _warn_unused(done, queue)
+
+
+def _warn_unused(reply: Any, queue: str) -> None:
+    # An older controller's reply has no in_use: say nothing rather than guess.
+    if isinstance(reply, dict) and reply.get("in_use") is False:
+        click.echo(f"warning: no job is in queue {queue!r} and no live worker consumes it "
+                   "(a typo?); see `fleet status` for the queues in use", err=True)
 
 
 @click.group()

@@ -37,3 +37,19 @@ def settings_from(config_file: str | None, **flags: Any) -> Settings:
     """Settings from every layer; ``flags`` are the command's own options (None = not given)."""
     settings, _ = load_settings(flags, config_file=config_file)
     return settings
+
+
+_open_clients: list[Any] = []
+
+
+def keep_open(client: Any) -> Any:
+    """Hold ``client`` until ``close_clients``: its connections are then closed at a moment
+    the entry point chooses (see ``fleet.cli.main``), not whenever it is collected."""
+    _open_clients.append(client)
+    return client
+
+
+def close_clients() -> None:
+    """Close every client a command opened."""
+    while _open_clients:
+        _open_clients.pop().close()

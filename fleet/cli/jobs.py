@@ -9,18 +9,19 @@ from typing import Any
 import click
 import orjson
 
-from ..client import Client, run_at_ms, unique_ids
+from ..client import Client, JobPage, run_at_ms, unique_ids
 from ..errors import FleetError, JobSpecError
 from ..job import JobSpec, new_job_id, spec_from_file_entry
-from .common import EXIT_BAD_INPUT, connection_options, settings_from
+from ..state import IN_FLIGHT, STATES
+from .common import EXIT_BAD_INPUT, connection_options, keep_open, settings_from
 
 PROGRESS_FROM = 2000
 
 
 def client_from(config_file: str | None, **flags: Any) -> Client:
     settings = settings_from(config_file, **flags)
-    return Client(settings=settings, redis_url=settings.redis_url,
-                  namespace=settings.namespace)
+    return keep_open(Client(settings=settings, redis_url=settings.redis_url,
+                            namespace=settings.namespace))
 
 
 def _parse_arg(text: str) -> Any:
@@ -186,7 +187,7 @@ def job(job_id, as_json, config_file, **flags) -> None:
     if as_json:
         click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
         return
-    click.echo(f"job       {info['id']}\nstate     {info['state']}\nqueue     {info['queue']}\n"
+    click.echo(f"job       {info['id']}\nstate     {state_text(info)}\nqueue     {info['queue']}\n"
                f"func      {info['func']}\nattempts  {info['attempt']} "
                f"(failures {info['failures']}, max retries {info['max_retries']})")
     for attempt in info["attempts"]:
@@ -219,3 +220,55 @@ def result(job_id, wait_s, config_file, **flags) -> None:
     except TimeoutError as exc:
         raise FleetError(str(exc)) from None
     click.echo(orjson.dumps(value).decode())
+
+
+def state_text(info: dict[str, Any]) -> str:
+    """A job's state, saying for an in-flight one whether a worker has it yet."""
+    if info["state"] != IN_FLIGHT:
+        return info["state"]
+    worker = info.get("running_on") or info.get("worker")
+    return f"in_flight (running on {worker})" if worker else \
+        "in_flight (dispatched, waiting for a worker)"
+
+
+def _fill_page(client: Client, state: str | None, queue: str | None, limit: int,
+               cursor: str | None) -> JobPage:
+    """Ask page after page until ``limit`` jobs or the end: the controller's pages are
+    bounded in work, so a rare state among many jobs can come back in short pages."""
+    page = client.jobs(state, queue, limit, cursor)
+    jobs = list(page.jobs)
+    while page.cursor is not None and len(jobs) < limit:
+        page = client.jobs(state, queue, limit - len(jobs), page.cursor)
+        jobs += page.jobs
+    return JobPage(jobs, page.cursor)
+
+
+@click.command("jobs")
+@click.option("--state", type=click.Choice(STATES), default=None, help="Only jobs in STATE.")
+@click.option("--queue", default=None, help="Only jobs of QUEUE.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000),
+              help="At most N jobs on this page.")
+@click.option("--cursor", default=None, help="Where the previous page ended (printed with it).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...], "cursor": ...}.')
+@connection_options
+def jobs(state, queue, limit, cursor, as_json, config_file, **flags) -> None:
+    """List jobs a page at a time: pending in line order, then in flight, then finished.
+
+    The next page's command is printed on stderr; no cursor means the listing is complete.
+    """
+    page = _fill_page(client_from(config_file, **flags), state, queue, limit, cursor)
+    if as_json:
+        click.echo(orjson.dumps({"jobs": page.jobs, "cursor": page.cursor},
+                                option=orjson.OPT_INDENT_2).decode())
+    else:
+        for item in page.jobs:
+            error = f"  {item['error']}" if item.get("error") else ""
+            click.echo(f"{item['id']}  {state_text(item)}  {item['queue']}  {item['func']}  "
+                       f"attempts {item['attempt']}{error}")
+    if page.cursor is None:
+        click.echo(f"{len(page.jobs)} shown; end of the listing", err=True)
+        return
+    again = " ".join(f"--{name} {value}" for name, value in (("state", state),
+                     ("queue", queue)) if value)
+    click.echo(f"{len(page.jobs)} shown; next page: fleet jobs {again + ' ' if again else ''}"
+               f"--cursor {page.cursor}", err=True)

@@ -14,7 +14,7 @@ import orjson
 
 from ..errors import FleetError, JobNotFoundError
 from ..job import QUEUE_RE
-from ..state import IN_FLIGHT, PENDING
+from ..state import IN_FLIGHT, PENDING, listing
 from ..state import events as ev
 
 log = logging.getLogger("fleet.controller")
@@ -91,7 +91,32 @@ def _job(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     job = ctx.journal.table.get(args.get("id"))
     if job is None:
         raise JobNotFoundError(f"no job {args.get('id')!r} (never enqueued, or compacted)")
-    return job.to_dict()
+    info = job.to_dict()
+    info["running_on"] = _running_on(ctx, job)
+    return info
+
+
+def _running_on(ctx: Any, job: Any) -> str | None:
+    """The worker whose heartbeat reports the job's current attempt; None for an in-flight
+    job no worker has reported yet (dispatched, its message still waiting in Redis)."""
+    if job.state != IN_FLIGHT:
+        return None
+    running = ctx.reconciler.running_on.get(job.id)
+    return running[1] if running is not None and running[0] == job.attempt else None
+
+
+def _jobs(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+    state, queue, cursor = args.get("state"), args.get("queue"), args.get("cursor")
+    limit = args.get("limit", 100)
+    if not all(isinstance(v, (str, type(None))) for v in (state, queue, cursor)) \
+            or not isinstance(limit, int) or isinstance(limit, bool):
+        raise ControlError("state, queue and cursor must be strings, limit an integer")
+    try:
+        jobs, after = listing.list_jobs(ctx.journal.table, state, queue, limit, cursor)
+    except listing.ListingError as exc:
+        raise ControlError(str(exc)) from None
+    return {"jobs": [listing.summary(job, _running_on(ctx, job)) for job in jobs],
+            "cursor": after}
 
 
 def _dead_list(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
@@ -147,17 +172,25 @@ def _queue(args: dict[str, Any]) -> str:
 def _pause(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     queue = _queue(args)
     ctx.journal.record(ev.paused(queue))
-    return {"paused": queue}
+    return {"paused": queue, "in_use": _in_use(ctx, queue)}
 
 
 def _resume(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     queue = _queue(args)
     ctx.journal.record(ev.resumed(queue))
-    return {"resumed": queue}
+    return {"resumed": queue, "in_use": _in_use(ctx, queue)}
+
+
+def _in_use(ctx: Any, queue: str) -> bool:
+    """Whether any job of the table is in ``queue`` or a live worker consumes it: a pause of a
+    queue nobody uses is most likely a typo, which the CLI warns about."""
+    counts = ctx.journal.table.queue_counts.get(queue)
+    return bool(counts and any(counts.values())) or queue in ctx.served_queues
 
 
 COMMANDS: dict[str, Command] = {
-    "status": _status, "job": _job, "dead_list": _dead_list, "dead_retry": _dead_retry,
-    "dead_purge": _dead_purge, "cancel": _cancel, "pause": _pause, "resume": _resume,
+    "status": _status, "job": _job, "jobs": _jobs, "dead_list": _dead_list,
+    "dead_retry": _dead_retry, "dead_purge": _dead_purge, "cancel": _cancel, "pause": _pause,
+    "resume": _resume,
 }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import random
 import signal
 import time
@@ -103,6 +104,7 @@ class Controller:
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
         self._snapshot_started_s = time.monotonic()
         self.retention = Retention(self.journal.table, settings.retention_s, self.clock())
+        self._recovered_snapshot_s = _written_at(self.log.report.snapshot)
         self._disk_full_logged = False
         self._counted: dict[str, int] = {}
         self.malformed_control = 0
@@ -409,8 +411,9 @@ class Controller:
         self._samples.append((now, dict(self.journal.table.totals)))
         while self._samples and self._samples[0][0] < now - 60_000:
             self._samples.popleft()
-        if self.snapshots.last_finished:
-            self.metrics.snapshot_age.set(time.time() - self.snapshots.last_finished)
+        finished_s = self.snapshots.last_finished or self._recovered_snapshot_s
+        if finished_s:
+            self.metrics.snapshot_age.set(time.time() - finished_s)
 
     # -- used by control commands ----------------------------------------------------------
 
@@ -426,9 +429,22 @@ class Controller:
             str(beat.get("id")) for beat in self.beats if beat.get("id")]
         self._cancels.extend((worker_id, job_id) for worker_id in workers)
 
+    @property
+    def served_queues(self) -> set[str]:
+        """The queues the live workers consume, from their last heartbeats."""
+        return self._served
+
     def status(self, now: int) -> dict[str, Any]:
         from .status import build_status
         return build_status(self, now)
+
+
+def _written_at(path: str | None) -> float | None:
+    """When the snapshot recovery loaded was written (None: there was none)."""
+    try:
+        return os.path.getmtime(path) if path else None
+    except OSError:
+        return None
 
 
 def _age_heap() -> None:

@@ -20,6 +20,7 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
         "workers": [_worker(beat, now_ms) for beat in ctl.beats],
         "executors": ctl.executors,
         "busy": sum(int(b.get("busy") or 0) for b in ctl.beats),
+        "in_flight_waiting": _waiting_for_a_worker(ctl),
         "wal": {"bytes": ctl.log.writer.total_bytes, "last_seq": table.last_seq,
                 "fsync": ctl.settings.fsync, "fsyncs": ctl.log.writer.fsyncs},
         "snapshot": _snapshot(ctl),
@@ -34,6 +35,13 @@ def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
     return data
 
 
+def _waiting_for_a_worker(ctl: Any) -> int:
+    """In-flight jobs no worker reports yet: dispatched, their messages still in Redis."""
+    running = ctl.reconciler.running_on
+    return sum(1 for job in ctl.journal.table.in_flight.values()
+               if running.get(job.id, (None,))[0] != job.attempt)
+
+
 def _worker(beat: dict[str, Any], now_ms: int) -> dict[str, Any]:
     jobs = beat.get("jobs") or []
     seen = beat.get("ts")
@@ -46,7 +54,8 @@ def _worker(beat: dict[str, Any], now_ms: int) -> dict[str, Any]:
 
 def _snapshot(ctl: Any) -> dict[str, Any]:
     taker = ctl.snapshots
-    finished = taker.last_finished
+    # Before this controller takes one, the snapshot recovery loaded is the last.
+    finished = taker.last_finished or ctl._recovered_snapshot_s
     return {"last_seq": taker.last_seq,
             "age_s": round(time.time() - finished, 1) if finished else None,
             "duration_s": round(taker.last_duration_s, 3),

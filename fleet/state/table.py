@@ -81,6 +81,11 @@ class JobTable:
         self._ready: dict[str, deque[Entry]] = defaultdict(deque)
         self._delayed: list[tuple[int, int, str, Entry]] = []
         self._finished: deque[tuple[int, str]] = deque()
+        # Entries ever taken off the front of each ready line and of ``_finished``: a
+        # listing's cursor is a position counted from the first entry, so it stays put while
+        # the front moves (fleet/state/listing.py).
+        self.ready_popped: defaultdict[str, int] = defaultdict(int)
+        self.finished_popped = 0
         self._ticket = 0
         self._handlers = {
             ev.ENQUEUED: self._on_enqueued, ev.DISPATCHED: self._on_dispatched,
@@ -222,6 +227,7 @@ class JobTable:
             ready = self._ready.get(job.queue)
             if ready and ready[0] == job_id:
                 ready.popleft()
+                self.ready_popped[job.queue] += 1
                 job.lingers = False
         self._move(job, IN_FLIGHT)
         job.attempt = attempt
@@ -435,10 +441,13 @@ class JobTable:
         if queue in self.paused or limit <= 0:
             return []
         ready, taken = self._ready.get(queue), []
+        before = len(ready) if ready else 0
         while ready and len(taken) < limit:
             job = self._take(ready.popleft())
             if job is not None:
                 taken.append(job)
+        if before:
+            self.ready_popped[queue] += before - len(ready)
         return taken
 
     def ready_queues(self) -> list[str]:
@@ -490,6 +499,7 @@ class JobTable:
     def finished_before(self, cutoff_ms: int, limit: int) -> list[str]:
         """Ids of terminal jobs finished before ``cutoff_ms`` (candidates for compaction)."""
         found: list[str] = []
+        before = len(self._finished)
         while self._finished and self._finished[0][0] < cutoff_ms and len(found) < limit:
             at_ms, job_id = self._finished.popleft()
             if job_id in self._cold_done:  # untouched since the snapshot: still as it was
@@ -498,6 +508,7 @@ class JobTable:
             job = self._jobs.get(job_id)
             if job is not None and job.state in TERMINAL and job.finished_ms == at_ms:
                 found.append(job_id)
+        self.finished_popped += before - len(self._finished)
         return found
 
     def stats(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from ..config import Settings
 from ..errors import FleetError, JobNotFoundError
 from ..job import JobSpec, validate_spec
 from ..keys import Keys
-from ..state import IN_FLIGHT, PENDING, JobRecord, JobTable
+from ..state import IN_FLIGHT, PENDING, JobRecord, JobTable, listing
 from ..state import events as ev
 from ..worker.runner import AllowList, JobRejected, call, encode_success, resolve
 from ..worker.wire import Identity, error_text, make_ack
@@ -91,6 +91,9 @@ class InlineClient(Client):
 
     def __repr__(self) -> str:
         return f"<InlineClient {self.table.counts}>"
+
+    def close(self) -> None:
+        """Nothing to close: there is no Redis."""
 
     # -- enqueue: accept, then run everything that is ready ---------------------------------
 
@@ -184,6 +187,14 @@ class InlineClient(Client):
         # A copy, as the real client gets one over the wire: mutating it must not touch the job.
         return orjson.loads(orjson.dumps(job.to_dict()))
 
+    def _jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
+              cursor: str | None = None) -> dict[str, Any]:
+        try:
+            jobs, after = listing.list_jobs(self.table, state, queue, limit, cursor)
+        except listing.ListingError as exc:
+            raise FleetError(str(exc)) from None
+        return {"jobs": [listing.summary(job) for job in jobs], "cursor": after}
+
     def _cancel(self, ids: list[str]) -> dict[str, Any]:
         done, not_cancellable = [], []
         for job_id in ids:
@@ -227,7 +238,8 @@ class InlineClient(Client):
 
 
 _COMMANDS: dict[str, Callable[..., Any]] = {
-    "status": InlineClient._status, "job": InlineClient._job, "cancel": InlineClient._cancel,
+    "status": InlineClient._status, "job": InlineClient._job, "jobs": InlineClient._jobs,
+    "cancel": InlineClient._cancel,
     "pause": InlineClient._pause, "resume": InlineClient._resume,
     "dead_list": InlineClient._dead_list, "dead_retry": InlineClient._dead_retry,
     "dead_purge": InlineClient._dead_purge,

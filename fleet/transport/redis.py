@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from ..config import mask_url
 from ..errors import ConfigError, TransportError
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
@@ -72,7 +73,7 @@ def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
         return redis.Redis.from_url(url, socket_timeout=timeout_s + 5,
                                     socket_connect_timeout=timeout_s, health_check_interval=30)
     except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {url!r}: {exc}") from None
+        raise ConfigError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from None
 
 
 def translated(func: Callable[..., T]) -> Callable[..., T]:
@@ -376,19 +377,31 @@ class ControllerWire:
 
 
 class ClientWire:
-    """What clients and the CLI send: intake requests and control requests."""
+    """What clients and the CLI send: intake requests and control requests.
+
+    A blocking wait is cut into BLPOPs of at most ``WAIT_SLICE_S``, well under the socket
+    timeout, so a long receipt or reply wait is never ended by the socket timing out; between
+    slices the caller can check that a controller still holds the namespace.
+    """
+
+    WAIT_SLICE_S = 1.0
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
 
     @translated
-    def send_requests(self, bodies: list[bytes]) -> None:
-        """RPUSH intake requests and wake the controller, in one round trip."""
+    def send_requests(self, bodies: list[bytes]) -> bool:
+        """RPUSH intake requests and wake the controller, in one round trip.
+
+        Returns:
+            Whether a controller held the namespace's lease as they were pushed.
+        """
         pipe = self.client.pipeline(transaction=False)
+        pipe.get(self.keys.controller)
         pipe.rpush(self.keys.intake, *bodies)
         pipe.rpush(self.keys.wake, b"1")
-        pipe.execute()
+        return pipe.execute()[0] is not None
 
     @translated
     def send_control(self, body: bytes) -> None:
@@ -397,9 +410,22 @@ class ClientWire:
         pipe.rpush(self.keys.wake, b"1")
         pipe.execute()
 
+    def close(self) -> None:
+        """Close the connection pool; errors on the way out are of no use to anyone."""
+        try:
+            self.client.close()
+        except redis.RedisError:
+            pass
+
+    @translated
+    def controller_present(self) -> bool:
+        """Whether a controller holds the namespace's lease (``{ns}:controller``)."""
+        return self.client.exists(self.keys.controller) > 0
+
     @translated
     def wait(self, key: str, timeout_s: float) -> bytes | None:
-        """BLPOP one answer from ``key``; None on timeout."""
-        found = self.client.blpop([key], timeout=max(timeout_s, 0.01))
+        """BLPOP one answer from ``key`` for at most ``min(timeout_s, WAIT_SLICE_S)``; None
+        if none came."""
+        slice_s = min(max(timeout_s, 0.01), self.WAIT_SLICE_S)
+        found = self.client.blpop([key], timeout=slice_s)
         return found[1] if found else None
-

@@ -121,3 +121,35 @@ def test_config_show_prints_values_and_sources(config_file, monkeypatch):
     assert "env FLEET_HEARTBEAT_S" in lines["heartbeat_s"]
     assert f"file {config_file}" in lines["lease_s"]
     assert lines["batch_size"].endswith("default")
+
+
+def test_config_show_masks_the_redis_password_and_the_signing_key(monkeypatch):
+    """`fleet config show` (text and --json) prints *** for the password and the key."""
+    monkeypatch.setenv("FLEET_REDIS_URL", "rediss://alice:hunter2@redis.example:6380/0")
+    monkeypatch.setenv("FLEET_SIGNING_KEY", "k" * 32)
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "hunter2" not in result.output and "k" * 32 not in result.output
+        assert "rediss://alice:***@redis.example:6380/0" in result.output
+        assert '"***"' in result.output or "signing_key              ***" in result.output
+
+
+def test_mask_url_hides_passwords_in_every_url_form():
+    """user:password@, :password@ and ?password= are masked; a URL without one is kept."""
+    from fleet.config import mask_url
+    assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert mask_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    assert mask_url("unix:///tmp/r.sock?password=pw&db=1") == \
+        "unix:///tmp/r.sock?password=***&db=1"
+
+
+def test_errors_about_the_redis_url_do_not_print_its_password():
+    """A bad URL's error names it with the password masked, in settings and at connect."""
+    from fleet.transport import connect
+    with pytest.raises(ConfigError) as bad_scheme:
+        load_settings({}, env={"FLEET_REDIS_URL": "http://alice:hunter2@h/0"})
+    with pytest.raises(ConfigError) as bad_port:
+        connect("redis://alice:hunter2@h:notaport/0")
+    for caught in (bad_scheme, bad_port):
+        assert "hunter2" not in str(caught.value) and "alice:***@h" in str(caught.value)

@@ -48,3 +48,91 @@ def test_observe_batch_counts_each_event_once_by_queue():
     assert value("fleet_jobs_completed_total", {"queue": "mail"}) == 1
     assert value("fleet_job_run_seconds_count", {"queue": "mail"}) == 1
     assert value("fleet_job_wait_seconds_sum", {"queue": "mail"}) == 0.002
+
+
+def test_no_created_series_are_exposed():
+    """Counters and histograms come without prometheus-client's extra *_created series."""
+    metrics = Metrics()
+    metrics.enqueued.labels("q").inc()
+    metrics.fsync.observe(0.001)
+    metrics.run_time.observe("q", 0.1)
+    text = generate_latest(metrics.registry).decode()
+    assert "fleet_jobs_enqueued_total" in text
+    assert "_created" not in text
+
+
+def test_worker_jobs_done_is_a_counter_that_never_drops():
+    """fleet_worker_jobs_done_total adds each worker's progress: a worker that exits keeps
+    its share, one missing from a read is not counted twice, one restarted counts anew."""
+    metrics = Metrics()
+    done = lambda: metrics.registry.get_sample_value("fleet_worker_jobs_done_total")  # noqa: E731
+    failed = lambda: metrics.registry.get_sample_value(  # noqa: E731
+        "fleet_worker_jobs_failed_total")
+    metrics.set_fleet([{"id": "w1", "done": 5, "failed": 1}, {"id": "w2", "done": 3}])
+    assert done() == 8 and failed() == 1
+    metrics.set_fleet([{"id": "w1", "done": 7, "failed": 1}])  # w2 exited
+    assert done() == 10
+    metrics.set_fleet([{"id": "w1", "done": 7, "failed": 1}, {"id": "w2", "done": 4}])
+    assert done() == 11 and failed() == 1  # w2 back: only its progress is added
+    metrics.set_fleet([{"id": "w1", "done": 2, "failed": 0}, {"id": "w2", "done": "x"}])
+    assert done() == 13  # w1 restarted under its id; a bad count changes nothing
+    metrics.set_fleet([{"id": "w1", "done": 2}, {"id": "w2", "done": 4}])
+    assert done() == 13
+
+
+def test_snapshot_age_has_no_sample_until_a_snapshot_is_known():
+    """fleet_snapshot_age_seconds is absent (not 0) before any snapshot, then its age."""
+    metrics = Metrics()
+    assert metrics.registry.get_sample_value("fleet_snapshot_age_seconds") is None
+    samples = generate_latest(metrics.registry).decode().splitlines()
+    assert not [line for line in samples if line.startswith("fleet_snapshot_age_seconds")]
+    metrics.snapshot_age.set(12.5)
+    assert metrics.registry.get_sample_value("fleet_snapshot_age_seconds") == 12.5
+
+
+def test_process_metrics_are_in_the_controller_registry():
+    """process_* series (CPU, memory, open fds, start time) come with the fleet_* ones."""
+    value = Metrics().registry.get_sample_value
+    assert value("process_resident_memory_bytes") > 0
+    assert value("process_start_time_seconds") > 0
+    assert value("process_open_fds") > 0
+
+
+def test_controller_snapshot_age_is_absent_without_a_snapshot_and_counts_a_recovered_one(
+        tmp_path):
+    """A fresh controller exposes no snapshot age; one that recovered from a snapshot reports
+    that snapshot's age (here about an hour: its file is dated back)."""
+    import os
+    import time
+
+    import fakeredis
+
+    from fleet.config import Settings
+    from fleet.controller import Controller
+
+    def controller():
+        return Controller(Settings(data_dir=str(tmp_path / "data"), metrics_port=0,
+                                   snapshot_every_records=1), redis_client=redis,
+                          fork_snapshots=False)
+
+    redis = fakeredis.FakeRedis()
+    first = controller()
+    first.start(serve_metrics=False)
+    first._sample(first.clock())
+    age = lambda ctl: ctl.metrics.registry.get_sample_value(  # noqa: E731
+        "fleet_snapshot_age_seconds")
+    assert age(first) is None
+    first.journal.record(ev.enqueued({"id": "a", "q": "q", "f": "m:f", "a": [], "k": {}},
+                                     1000, 30.0, 3))
+    first._commit()
+    first._snapshot()
+    assert first.snapshots.last_finished
+    first.close()
+    snapshots = os.listdir(tmp_path / "data" / "snapshots")
+    for name in snapshots:
+        hour_ago = time.time() - 3600
+        os.utime(tmp_path / "data" / "snapshots" / name, (hour_ago, hour_ago))
+    second = controller()
+    second._sample(second.clock())
+    assert 3500 < age(second) < 3700
+    second.close()

@@ -1,0 +1,61 @@
+"""What the client hands back: a handle on one job, and a page of the job listing."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import JobFailedError
+
+if TYPE_CHECKING:
+    from .client import Client
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of ``Client.jobs``: job summaries and the cursor of the next page (None: the
+    last page)."""
+
+    jobs: list[dict[str, Any]]
+    cursor: str | None
+
+
+class Job:
+    """A handle on one job. Every call asks the controller afresh."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id}>"
+
+    def info(self) -> dict[str, Any]:
+        """The whole record: state, attempts, result, error."""
+        return self.client.request("job", id=self.id)
+
+    def status(self) -> str:
+        """``pending``, ``in_flight``, ``completed``, ``dead`` or ``cancelled``."""
+        return self.info()["state"]
+
+    def result(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> Any:
+        """Wait for the job to finish and return its result.
+
+        Raises:
+            JobFailedError: the job ended dead (its last error is attached).
+            TimeoutError: it did not finish in time.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            info = self.info()
+            if info["state"] == "completed":
+                return info["result"]
+            if info["state"] == "dead":
+                raise JobFailedError(self.id, info.get("error") or "unknown error")
+            if info["state"] == "cancelled":
+                raise JobFailedError(self.id, "Cancelled: the job was cancelled")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} still {info['state']} after {timeout_s} s")
+            time.sleep(poll_s)
+            poll_s = min(poll_s * 1.5, 0.5)
