@@ -49,7 +49,7 @@ chaos: $(STAMP)
 	$(BIN)/python -m fleet.testing.chaos $(CHAOS_ARGS)
 
 # docker-compose.yml brought up on a Docker engine of its own and checked end to end
-# (docs/deploy.md): about 1.5 min on a warm image cache, 6 min cold (debootstrap, builds).
+# (docs/deploy.md): 1-1.5 min on a warm image cache, 4-6 min cold (debootstrap, builds).
 compose-check:
 	bash deploy/compose-check.sh
 

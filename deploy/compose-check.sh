@@ -104,6 +104,8 @@ stop_engine() {
   for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2> /dev/null || break; sleep 0.2; done
   kill -KILL "$DOCKERD_PID" 2> /dev/null || true
   wait "$DOCKERD_PID" 2> /dev/null || true
+  # dockerd bind-mounts its data root onto itself (mount propagation) and may leave it
+  if mountpoint -q "$CACHE/docker"; then umount "$CACHE/docker" || true; fi
   DOCKERD_PID=
   return $rc
 }
@@ -128,7 +130,9 @@ build_service_images() {
     tag=${pair%=*} file=deploy/images/${pair#*=}.Dockerfile
     docker image inspect "$tag" > /dev/null 2>&1 && continue
     say "building $tag from Debian's packages ($file)"
-    DOCKER_BUILDKIT=0 docker build -q -t "$tag" -f "$file" deploy/images > /dev/null
+    # the classic builder: no buildx here, and these builds need no secret
+    DOCKER_BUILDKIT=0 docker build -t "$tag" -f "$file" deploy/images > "$RUN_DIR/build.log" 2>&1 \
+      || { tail -20 "$RUN_DIR/build.log" >&2; return 1; }
   done
 }
 
@@ -148,8 +152,10 @@ main() {
   echo "$prom"
   serving=$(check_scaled)
   docker compose --progress quiet down -v --timeout 30
-  echo "compose-check: OK in $((SECONDS - started)) s: $(grep -o 'verdict: .*' \
-    "$RUN_DIR/demo.log") (demo ${demo_s} s, controller SIGKILLed and restarted); ${prom#prometheus: }; $serving; down -v"
+  local verdict
+  verdict=$(grep -o 'verdict: .*' "$RUN_DIR/demo.log")
+  echo "compose-check: OK in $((SECONDS - started)) s: $verdict (demo ${demo_s} s, controller" \
+    "SIGKILLed and restarted); ${prom#prometheus: }; $serving; down -v"
 }
 
 # --scale worker=3, a batch of short jobs, and each of the three must have finished some.
