@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all build install test lint demo bench bench-scale bench-wal chaos clean
+.PHONY: all build install test lint demo bench bench-scale bench-wal chaos compose-check clean
 
 all: test
 
@@ -51,6 +51,11 @@ bench-wal: $(STAMP)
 # having run, or controller crash. CHAOS_ARGS="--seed 42 --jobs 5000 --faults del-ready,oom".
 chaos: $(STAMP)
 	$(BIN)/python -m fleet.testing.chaos $(CHAOS_ARGS)
+
+# docker-compose.yml brought up on a Docker engine of its own and checked end to end
+# (docs/deploy.md): 1-1.5 min on a warm image cache, 4-6 min cold (debootstrap, builds).
+compose-check:
+	bash deploy/compose-check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .demo
