@@ -78,7 +78,7 @@ class Controller:
         self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, settings)
-        self.gate = Gate(settings, clock())
+        self.gate = Gate(settings, self.clock())
         self.dispatcher = Dispatcher(self.journal, settings)
         self.reconciler = Reconciler(self.journal, settings, random.Random())
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000),
