@@ -20,16 +20,19 @@ ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "controller": (
         ("*",),
         ("lrange", "ltrim", "rpush", "lrem", "lpos", "llen", "blpop", "get", "set", "mget",
-         "del", "expire", "smembers", "srem", "eval", "evalsha", "script|load", "ping")),
+         "del", "exists", "expire", "pexpire", "pttl", "hget", "hset", "hgetall", "smembers",
+         "srem", "eval", "evalsha", "script|load", "info", "ping")),
     "worker": (
         ("ready:*", "acks", "wake", "workers", "worker:*", "cancel:*"),
-        ("lpop", "blpop", "rpush", "sadd", "srem", "set", "ping")),
+        ("lpop", "blpop", "rpush", "llen", "sadd", "srem", "set", "ping")),
+    # Clients and the dashboard read the controller's lease (GET / EXISTS) to say at once that
+    # nobody serves the namespace, rather than wait out a receipt or reply.
     "client": (
-        ("intake", "receipt:*", "control", "reply:*", "wake"),
-        ("rpush", "blpop", "ping")),
+        ("intake", "receipt:*", "control", "reply:*", "wake", "controller"),
+        ("rpush", "blpop", "exists", "get", "ping")),
     "dashboard": (
-        ("control", "reply:*", "wake"),
-        ("rpush", "blpop", "ping")),
+        ("control", "reply:*", "wake", "controller"),
+        ("rpush", "blpop", "exists", "get", "ping")),
 }
 
 

@@ -498,7 +498,7 @@ def test_one_redis_user_per_role_runs_the_whole_signed_flow(tmp_path):
 FORBIDDEN = [
     ("client", ("LPOP", "{fleet}:ready:default")), ("client", ("RPUSH", "{fleet}:acks", "x")),
     ("client", ("SET", "{fleet}:worker:w", "x")), ("client", ("LRANGE", "{fleet}:intake", 0, -1)),
-    ("client", ("DEL", "{fleet}:intake")), ("client", ("GET", "{fleet}:controller")),
+    ("client", ("DEL", "{fleet}:intake")), ("client", ("SET", "{fleet}:controller", "x")),
     ("dashboard", ("RPUSH", "{fleet}:intake", "x")), ("dashboard", ("LPOP", "{fleet}:acks")),
     ("worker", ("RPUSH", "{fleet}:intake", "x")), ("worker", ("RPUSH", "{fleet}:control", "x")),
     ("worker", ("LRANGE", "{fleet}:acks", 0, -1)), ("worker", ("DEL", "{fleet}:acks")),
