@@ -149,7 +149,9 @@ class Controller:
             try:
                 if not self.step():
                     self._idle()
-                self._redis_down_since = None
+                if self._redis_down_since is not None:
+                    self._redis_down_since = None
+                    self.reconciler.redis_ok(self.clock())
             except TransportError as exc:
                 self._on_transport_error(exc)
         return 0

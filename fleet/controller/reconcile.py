@@ -26,6 +26,9 @@ from .retry import retry_at_ms
 log = logging.getLogger("fleet.controller")
 
 SILENT_BEATS = 3
+# How long a worker may wait before it retries Redis after an outage (the ceiling of the
+# worker's ``RedisHealth`` backoff): its first heartbeat after Redis recovers can come this late.
+WORKER_RETRY_MAX_MS = 2000
 MAX_NAME_CHARS = 200  # a worker id or host name in an ack
 MAX_EXECUTORS = 10_000  # executors one worker heartbeat may report
 LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
@@ -49,6 +52,10 @@ class Reconciler:
         self.report_grace_ms = 2 * self.heartbeat_ms
         self._graced: dict[tuple[str, int], int] = {}  # -> when its lease first lapsed
         self.trouble_ms: int | None = None  # when the controller last got a Redis error
+        self.calm_ms: int | None = None  # its first clean step after that error
+        # After Redis recovers, a live worker is heard again within its retry backoff, one beat
+        # and one of the controller's reads, and is taken as live at once.
+        self.quiet_ms = WORKER_RETRY_MAX_MS + (SILENT_BEATS + 2) * self.heartbeat_ms
         self._rebased: set[tuple[str, int]] = set()
         self.witness = Witness(self.lease_ms, self.heartbeat_ms)
         self.lost_messages = 0
@@ -236,15 +243,27 @@ class Reconciler:
     def redis_trouble(self, now_ms: int) -> None:
         """The controller got a Redis error: the workers' heartbeats may be refused too."""
         self.trouble_ms = now_ms
+        self.calm_ms = None
+
+    def redis_ok(self, now_ms: int) -> None:
+        """A step went through after Redis errors: Redis takes writes again (from ``now_ms``)."""
+        if self.trouble_ms is not None and self.calm_ms is None:
+            self.calm_ms = now_ms
 
     def _silence_unproven(self, now_ms: int, lapsed_ms: int) -> bool:
-        """A worker's silence proves nothing while Redis has been failing within the time a
-        live worker needs to be heard again (a Redis refusing writes refuses heartbeats as
-        well): wait, but no longer than one more lease, so a flapping Redis cannot hold a
-        dead worker's jobs for ever."""
-        recent = (self.trouble_ms is not None
-                  and now_ms - self.trouble_ms < (SILENT_BEATS + 2) * self.heartbeat_ms)
-        return recent and now_ms - lapsed_ms < self.lease_ms
+        """A worker's silence proves nothing while Redis fails, nor until a live worker has
+        had time to be heard once Redis took writes again (a Redis refusing writes refuses
+        heartbeats as well, and the worker's backoff delays its first one after). That wait
+        is measured from the recovery, not from the last error (the controller's own backoff
+        may put seconds between the two). A Redis still failing one lease after the lapse no
+        longer excuses the silence, so a flapping Redis cannot hold a dead worker's jobs for
+        ever: the wait is bounded by a lease plus ``quiet_ms``."""
+        if self.trouble_ms is None:
+            return False
+        if self.calm_ms is None:
+            return now_ms - lapsed_ms < self.lease_ms
+        return (now_ms - self.calm_ms < self.quiet_ms
+                and self.calm_ms - lapsed_ms < self.lease_ms)
 
 
 def _parse_ack(raw: bytes) -> dict[str, Any] | None:

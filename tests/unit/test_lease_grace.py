@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from fleet.config import Settings
-from fleet.controller.reconcile import Reconciler
+from fleet.controller.reconcile import WORKER_RETRY_MAX_MS, Reconciler
 from fleet.journal import Journal
 from fleet.state import IN_FLIGHT, PENDING
 from fleet.state import events as ev
@@ -154,3 +154,52 @@ def test_a_flapping_redis_defers_a_dead_workers_lapse_by_one_lease_at_most(tmp_p
         _expire_due(reconciler, now_ms)
     assert reconciler.journal.table.jobs["j"].failures == 1
     assert now_ms >= 100 + 2 * LEASE_MS
+
+
+def _oom_until_recovery(reconciler: Reconciler, beat: dict) -> int:
+    """The timeline of a noeviction OOM that failed: the worker beats until 500, Redis refuses
+    writes from 300 to 3000 (the controller's growing backoff notes its last error at 2900),
+    the job's lease lapses in the middle (2510) with its message gone. Returns when the
+    controller's first clean step after the errors came (3000)."""
+    for now_ms in (100, 300, 500):
+        reconciler.on_heartbeats([beat], now_ms)  # ts stays 1: silent from 500 on
+    for now_ms in range(700, 3000, 200):
+        if now_ms in (700, 900, 1300, 2100, 2900):
+            reconciler.redis_trouble(now_ms)
+        reconciler.on_heartbeats([beat], now_ms)
+        _expire_due(reconciler, now_ms)
+    reconciler.redis_ok(3000)
+    return 3000
+
+
+def test_a_worker_heard_only_after_its_backoff_following_an_oom_keeps_its_job(tmp_path):
+    """Its first heartbeat after the OOM comes 2 s (its retry backoff) after Redis took writes
+    again, past five heartbeats from the controller's last error: the job is not charged."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": [["j", 1, 0]]}
+    now_ms = _oom_until_recovery(reconciler, beat)
+    heard_ms = now_ms + WORKER_RETRY_MAX_MS + 2 * HEARTBEAT_MS
+    while now_ms < heard_ms:
+        now_ms += HEARTBEAT_MS
+        reconciler.on_heartbeats([beat], now_ms)
+        _expire_due(reconciler, now_ms)
+    reconciler.on_heartbeats([dict(beat, ts=2)], now_ms)
+    _expire_due(reconciler, now_ms + 1)
+    job = reconciler.journal.table.jobs["j"]
+    assert job.state == IN_FLIGHT and job.failures == 0
+    assert reconciler.lapsed(now_ms + HEARTBEAT_MS) == []
+
+
+def test_a_worker_killed_during_an_oom_is_charged_once_redis_has_been_calm(tmp_path):
+    """Same OOM, but the worker never beats again: its job expires (a failed attempt) once
+    Redis has taken writes long enough for a live worker to be heard, not before."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": [["j", 1, 0]]}
+    now_ms = recovered_ms = _oom_until_recovery(reconciler, beat)
+    while reconciler.journal.table.jobs["j"].state == IN_FLIGHT:
+        now_ms += HEARTBEAT_MS
+        assert now_ms < recovered_ms + reconciler.quiet_ms + LEASE_MS
+        reconciler.on_heartbeats([], now_ms)  # its heartbeat key expired
+        _expire_due(reconciler, now_ms)
+    assert reconciler.journal.table.jobs["j"].failures == 1
+    assert now_ms >= recovered_ms + WORKER_RETRY_MAX_MS
