@@ -25,7 +25,7 @@ HERE = "tests.integration.test_api"
 FAST = {"FLEET_HEARTBEAT_S": "0.2", "FLEET_LEASE_S": "5", "FLEET_BACKOFF_BASE_S": "0.05",
         "FLEET_BACKOFF_MAX_S": "0.2", "FLEET_ALLOW": f"tests.e2e_jobs,tests.jobs,{HERE}"}
 WAIT_S = 30
-DELAY_S = 1.5  # long enough to see the job held while a CLI process starts
+DELAY_S = 4.0  # long enough to see the job held while a CLI process starts on a loaded machine
 
 
 def started_at(then_sleep_s: float = 0) -> float:
