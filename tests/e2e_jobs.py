@@ -57,3 +57,23 @@ def _line(log_path: str, text: str) -> None:
         os.write(fd, f"{text}\n".encode())
     finally:
         os.close(fd)
+
+
+def whoami() -> dict:
+    """What ``fleet.current_job()`` says inside a sync job."""
+    import dataclasses
+
+    import fleet
+
+    return dataclasses.asdict(fleet.current_job())
+
+
+async def whoami_async() -> dict:
+    """What ``fleet.current_job()`` says inside a coroutine job, after an await."""
+    import asyncio
+    import dataclasses
+
+    import fleet
+
+    await asyncio.sleep(0)
+    return dataclasses.asdict(fleet.current_job())
