@@ -124,3 +124,18 @@ def test_a_job_whose_parent_results_are_too_big_is_cancelled_saying_so():
     ack(table, "a", result="x" * (600 * 1024))
     assert table.jobs["b"].state == CANCELLED
     assert "parents' results are" in table.jobs["b"].error
+
+
+def test_waiting_jobs_are_listed_under_their_state_page_by_page():
+    """``fleet jobs --state waiting`` walks the waiting jobs; pages neither skip nor repeat."""
+    from fleet.state import listing
+
+    table = JobTable()
+    enqueue(table, "a")
+    for n in range(5):
+        after(table, f"w{n}", ["a"])
+    page, cursor = listing.list_jobs(table, "waiting", None, 3)
+    rest, end = listing.list_jobs(table, "waiting", None, 3, cursor)
+    assert [j.id for j in page + rest] == [f"w{n}" for n in range(5)] and end is None
+    everything, _ = listing.list_jobs(table, None, None, 100)
+    assert sorted(j.id for j in everything) == ["a", "w0", "w1", "w2", "w3", "w4"]
