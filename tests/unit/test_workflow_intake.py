@@ -101,3 +101,19 @@ def test_current_job_inside_a_sync_or_async_job(func):
                                       "enqueued_ms": 123, "deadline_ms": 11_000,
                                       "parent_results": {"p": 1}}
     assert fleet.current_job() is None
+
+
+def test_the_inline_client_runs_dependencies_in_order_with_results():
+    """InlineClient: a child runs after its parent with its result; a chord sees all."""
+    from fleet.testing import InlineClient
+
+    client = InlineClient()
+    parent = client.enqueue("fleet.demo:sleep", 3)
+    child = client.enqueue("fleet.demo:total", 1, depends_on=[parent], pass_results=True)
+    assert child.result(timeout_s=5) == 4
+    assert child.info()["parents"] == [{"id": parent.id, "state": "completed"}]
+    chord = client.group([fleet.build_spec("fleet.demo:sleep", [n]) for n in (1, 2)],
+                         then=fleet.build_spec("fleet.demo:total", []))
+    assert chord.wait(timeout_s=5) == 3
+    with pytest.raises(JobSpecError, match="unknown parent 'ghost'"):
+        client.enqueue("fleet.demo:noop", depends_on=["ghost"])
