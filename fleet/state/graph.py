@@ -40,7 +40,7 @@ class Graph:
     __slots__ = ("parents", "children", "ended", "waiting", "flags", "results")
 
     def __init__(self) -> None:
-        self.parents: dict[str, list[str]] = {}
+        self.parents: dict[str, str | list[str]] = {}  # a lone parent as its id: no list
         self.children: dict[str, list[str]] = {}
         self.ended: dict[str, list[str]] = {}
         self.waiting: dict[str, int] = {}
@@ -49,7 +49,7 @@ class Graph:
 
     def add(self, child: str, parents: list[str], flags: int) -> None:
         """Record the edges of a newly accepted child."""
-        self.parents[child] = parents
+        self.parents[child] = parents[0] if len(parents) == 1 else parents
         children, ended = self.children, self.ended
         for parent in parents:
             found = children.get(parent)
@@ -63,6 +63,13 @@ class Graph:
             self.flags[child] = flags
         if flags & PASS_RESULTS:
             self.results[child] = {}
+
+    def parents_of(self, child: str) -> list[str]:
+        """The job's parent ids, in the order given (empty: it has none)."""
+        found = self.parents.get(child)
+        if found is None:
+            return []
+        return [found] if found.__class__ is str else found
 
     def close(self, parent: str) -> list[str]:
         """``parent`` ended: its children, moved from ``children`` to ``ended`` (empty if it
@@ -108,7 +115,8 @@ class Graph:
 
     def dump(self) -> dict[str, Any]:
         """The snapshot form (a copy: later events do not change it)."""
-        return {"parents": {k: list(v) for k, v in self.parents.items()},
+        return {"parents": {k: v if v.__class__ is str else list(v)
+                            for k, v in self.parents.items()},
                 "children": {k: list(v) for k, v in self.children.items()},
                 "ended": {k: list(v) for k, v in self.ended.items()},
                 "waiting": dict(self.waiting), "flags": dict(self.flags),
@@ -222,7 +230,7 @@ class Dependencies:
         """Whether a parent of the job has not ended (its id then stays in that parent's
         children, so the job is not forgotten: a new job under its id would be taken for
         it when the parent ends)."""
-        for parent_id in self.graph.parents.get(job_id, ()):
+        for parent_id in self.graph.parents_of(job_id):
             parent = self._jobs.get(parent_id)
             if parent_id in self._cold or (parent is not None and parent.state not in TERMINAL):
                 return True
@@ -232,9 +240,9 @@ class Dependencies:
         """``parents``, ``children`` (each ``{"id", "state"}``; a forgotten one's state is
         None) and ``waiting_on`` (the parents not yet ended) for ``fleet job``."""
         graph = self.graph
-        parents = [self._state_of(p) for p in graph.parents.get(job.id, ())]
+        parents = [self._state_of(p) for p in graph.parents_of(job.id)]
         children = [self._state_of(c) for c in graph.all_children(job.id)
-                    if job.id in graph.parents.get(c, ())]
+                    if job.id in graph.parents_of(c)]
         waiting_on = [p["id"] for p in parents
                       if p["state"] is not None and p["state"] not in TERMINAL] \
             if job.state == WAITING else []
@@ -259,7 +267,7 @@ class Dependencies:
                     if job_id not in self._jobs or self._jobs[job_id].state != WAITING]
         for job in self._jobs.values():
             if job.state == WAITING and not 0 < graph.waiting.get(job.id, 0) <= len(
-                    graph.parents.get(job.id, ())):
+                    graph.parents_of(job.id)):
                 problems.append(f"{job.id}: waiting on {graph.waiting.get(job.id)} of its "
-                                f"{len(graph.parents.get(job.id, ()))} parents")
+                                f"{len(graph.parents_of(job.id))} parents")
         return problems

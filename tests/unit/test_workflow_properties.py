@@ -47,7 +47,7 @@ class DagDriver(Driver):
         super().run(op)
         for job in list(self.table._jobs.values()):
             if job.id.startswith("child-") and job.state not in (WAITING, *TERMINAL):
-                for parent in self.table.graph.parents[job.id]:
+                for parent in self.table.graph.parents_of(job.id):
                     state = self.table._state_of(parent)["state"]
                     assert state in (*TERMINAL, None) or parent.startswith("job-"), (job.id, parent)
 
