@@ -17,11 +17,13 @@ docs/api.md has the whole API; ``fleet.testing.InlineClient`` runs jobs inline i
 Errors are in ``fleet.errors`` (all derive from ``fleet.FleetError``).
 """
 
-from .client import Client, Job, Receipt
+from .client import Client, Job, Receipt, build_spec
+from .context import CurrentJob, current_job
 from .errors import FleetError, JobFailedError, NoReceiptError
 from .job import JobSpec
 from .task import Task, configure, task
 
 __all__ = ["Client", "Job", "JobSpec", "Receipt", "FleetError", "JobFailedError",
-           "NoReceiptError", "Task", "configure", "task"]
+           "NoReceiptError", "Task", "configure", "task", "current_job", "CurrentJob",
+           "build_spec"]
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from . import workflow
 from .config import Settings, load_settings
 from .errors import (
     ControllerUnavailableError,
@@ -32,7 +33,7 @@ from .errors import (
 from .handles import Job, JobPage
 from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
 from .keys import Keys
-from .options import check_call, check_options
+from .options import check_call, check_options, parent_ids
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal, SignatureError
 from .transport import ClientWire, connect
 
@@ -96,13 +97,19 @@ class Client:
     def enqueue(self, func: str | Callable, *args: Any, job_id: str | None = None,
                 queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
                 max_retries: int | None = None, delay_s: float | None = None,
-                run_at: float | None = None, **kwargs: Any) -> Job:
+                run_at: float | None = None, depends_on: Sequence[Any] | None = None,
+                allow_failure: bool = False, pass_results: bool = False,
+                **kwargs: Any) -> Job:
         """Enqueue one job and wait until it is durable.
 
         Args:
             func: a callable, or ``"package.module:function"``.
             delay_s / run_at: run no earlier than now + delay_s, or than the epoch seconds
                 ``run_at``.
+            depends_on / allow_failure / pass_results: parents (ids or Job handles) the job
+                waits for, whether it runs even if one ends dead or cancelled, and whether it
+                receives their results (``fleet.current_job().parent_results``;
+                docs/workflows.md).
 
         Returns:
             A Job handle; for an id seen before (``duplicate``), the existing job's handle.
@@ -116,7 +123,19 @@ class Client:
         check_call(func, args, kwargs)
         return self.enqueue_spec(build_spec(func, args, kwargs, job_id=job_id, queue=queue,
                                             timeout_s=timeout_s, max_retries=max_retries,
-                                            delay_s=delay_s, run_at=run_at))
+                                            delay_s=delay_s, run_at=run_at,
+                                            depends_on=depends_on, allow_failure=allow_failure,
+                                            pass_results=pass_results))
+
+    def chain(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Enqueue ``specs`` so each runs after the one before, receiving its result
+        (``pass_results``); one round trip. Returns their handles, in order."""
+        return workflow.chain(self, specs)
+
+    def group(self, specs: Sequence[JobSpec], then: JobSpec | None = None) -> workflow.Group:
+        """Enqueue ``specs`` to run in parallel and ``then`` (a chord callback) after every one
+        of them ended, with ``allow_failure`` and ``pass_results``; one round trip."""
+        return workflow.group(self, specs, then)
 
     def enqueue_spec(self, spec: JobSpec) -> Job:
         """Enqueue one prepared JobSpec (see ``build_spec``); the Job handle, as ``enqueue``."""
@@ -323,15 +342,22 @@ class Client:
 def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str, Any] | None
                = None, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
                timeout_s: float | None = None, max_retries: int | None = None,
-               delay_s: float | None = None, run_at: float | None = None) -> JobSpec:
+               delay_s: float | None = None, run_at: float | None = None,
+               depends_on: Sequence[Any] | None = None, allow_failure: bool = False,
+               pass_results: bool = False) -> JobSpec:
     """A JobSpec for ``func(*args, **kwargs)``, for ``enqueue_spec`` or ``enqueue_many``.
+
+    ``depends_on`` names parents by id, Job handle or JobSpec (one earlier in the same
+    ``enqueue_many`` call counts: requests are read in order).
 
     Raises:
         JobSpecError: ``func`` is not importable by path, or delay_s / run_at are bad.
     """
     return JobSpec(id=job_id or new_job_id(), func=func_path(func), args=list(args),
                    kwargs=dict(kwargs or {}), queue=queue, timeout_s=timeout_s,
-                   max_retries=max_retries, run_at_ms=run_at_ms(delay_s, run_at))
+                   max_retries=max_retries, run_at_ms=run_at_ms(delay_s, run_at),
+                   depends_on=parent_ids(depends_on), allow_failure=allow_failure,
+                   pass_results=pass_results)
 
 
 def func_path(func: str | Callable) -> str:

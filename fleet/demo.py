@@ -47,3 +47,12 @@ def fail_once(marker_path: str) -> str:
         return "succeeded on a retry"
     os.close(fd)
     raise RuntimeError(f"first attempt fails on purpose (marker {marker_path} created)")
+
+
+def total(*values: float) -> float:
+    """``values`` plus every parent's result (``pass_results``): for chains and groups."""
+    from .context import current_job
+
+    job = current_job()
+    parents = job.parent_results.values() if job is not None else ()
+    return sum(values) + sum(parents)

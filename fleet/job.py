@@ -22,6 +22,7 @@ MAX_ID_CHARS = 200
 MAX_TIMEOUT_S = 7 * 24 * 3600
 MAX_RETRIES_LIMIT = 100
 MAX_PAYLOAD_BYTES = 512 * 1024
+MAX_PARENTS = 10_000
 # How deep a job's args and kwargs, or a result, may nest. orjson refuses to encode past 254
 # levels, and fleet wraps what it stores (a record in its frame, a result in a snapshot row or
 # a control reply, kwargs in a dispatch message): the margin keeps every wrapper encodable.
@@ -44,6 +45,9 @@ class JobSpec:
     timeout_s: float | None = None
     max_retries: int | None = None
     run_at_ms: int = 0
+    depends_on: tuple = ()
+    allow_failure: bool = False
+    pass_results: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The compact form carried on the intake list."""
@@ -58,6 +62,12 @@ class JobSpec:
             wire["mr"] = self.max_retries
         if self.run_at_ms:
             wire["nb"] = self.run_at_ms
+        if self.depends_on:
+            wire["dep"] = list(self.depends_on)
+        if self.allow_failure:
+            wire["af"] = self.allow_failure
+        if self.pass_results:
+            wire["pr"] = self.pass_results
         return wire
 
 
@@ -91,6 +101,38 @@ def validate_spec(wire: Any) -> dict[str, Any]:
         raise JobSpecError(f"job {job_id}: kwargs must be an object")
     out = {"id": job_id, "f": func, "q": queue, "a": args, "k": kwargs}
     out.update(_check_limits(job_id, wire))
+    out.update(_check_dependencies(job_id, wire))
+    return out
+
+
+def _check_dependencies(job_id: str, wire: dict) -> dict[str, Any]:
+    """``dep`` (parent ids), ``af`` (allow_failure) and ``pr`` (pass_results), checked."""
+    out: dict[str, Any] = {}
+    for name, option in (("af", "allow_failure"), ("pr", "pass_results")):
+        value = wire.get(name, False)
+        if not isinstance(value, bool):
+            raise JobSpecError(f"job {job_id}: {option} must be true or false, got {_shown(value)}")
+        if value:
+            out[name] = True
+    parents = wire.get("dep")
+    if parents is None:
+        if out:
+            raise JobSpecError(f"job {job_id}: allow_failure and pass_results need depends_on")
+        return out
+    if not isinstance(parents, list) or not parents \
+            or not all(isinstance(p, str) and p for p in parents):
+        raise JobSpecError(f"job {job_id}: depends_on must be a non-empty list of job ids")
+    if len(parents) > MAX_PARENTS:
+        raise JobSpecError(f"job {job_id}: {len(parents)} parents; at most {MAX_PARENTS} allowed")
+    if job_id in parents:
+        raise JobSpecError(f"job {job_id}: a job cannot depend on itself")
+    if len(set(parents)) != len(parents):
+        seen: set[str] = set()
+        twice = next(p for p in parents if p in seen or seen.add(p))
+        raise JobSpecError(f"job {job_id}: parent {_shown(twice)} is named twice in depends_on")
+    for parent in parents:
+        _check_id(parent)
+    out["dep"] = parents
     return out
 
 
@@ -201,13 +243,14 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
     """Turn one entry of a job file into a JobSpec.
 
     Accepts fleet's own fields (``id``, ``func``, ``args``, ``kwargs``, ``queue``, ``timeout``,
-    ``max_retries``, ``run_at_ms``) and the original plan's ``{"id": ..., "payload": {...}}``,
+    ``max_retries``, ``run_at_ms``, ``depends_on``, ``allow_failure``, ``pass_results``) and
+    the original plan's ``{"id": ..., "payload": {...}}``,
     where ``payload`` is the kwargs and a missing ``func`` means ``default_func``.
     """
     if not isinstance(entry, dict):
         raise JobSpecError(f"each job must be a JSON object, got {type(entry).__name__}")
     known = {"id", "func", "args", "kwargs", "payload", "queue", "timeout", "max_retries",
-             "run_at_ms"}
+             "run_at_ms", "depends_on", "allow_failure", "pass_results"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise JobSpecError(f"job {_shown(entry.get('id'))}: unknown field(s) {', '.join(unknown)}")
@@ -224,6 +267,16 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
         timeout_s=entry.get("timeout"),
         max_retries=entry.get("max_retries"),
         run_at_ms=entry.get("run_at_ms", 0),
+        depends_on=_file_parents(entry),
+        allow_failure=entry.get("allow_failure", False),
+        pass_results=entry.get("pass_results", False),
     )
     validate_spec(spec.to_wire())
     return spec
+
+
+def _file_parents(entry: dict) -> tuple:
+    parents = entry.get("depends_on", ())
+    if not isinstance(parents, list | tuple):
+        raise JobSpecError(f"job {_shown(entry.get('id'))}: depends_on must be a list of job ids")
+    return tuple(parents)

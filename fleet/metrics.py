@@ -131,8 +131,8 @@ class Metrics:
         times: dict[str, tuple[list[float], list[float]]] = {}
         for record in batch:
             kind = record[0]
-            if kind == ev.ENQUEUED:
-                key = (kind, record[2])
+            if kind == ev.ENQUEUED or kind == ev.ENQUEUED_AFTER:
+                key = (ev.ENQUEUED, record[2])
                 counts[key] = counts.get(key, 0) + 1
                 continue
             if kind not in ev.JOB_TYPES:

@@ -17,7 +17,8 @@ from typing import Any
 
 from .errors import JobSpecError
 
-RESERVED = ("job_id", "queue", "timeout_s", "max_retries", "delay_s", "run_at")
+RESERVED = ("job_id", "queue", "timeout_s", "max_retries", "delay_s", "run_at", "depends_on",
+            "allow_failure", "pass_results")
 
 # Other queues' enqueue options, and what fleet calls them.
 LOOK_ALIKES = {
@@ -81,3 +82,24 @@ def check_call(fn: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     except TypeError as exc:
         name = getattr(fn, "__qualname__", repr(fn))
         raise JobSpecError(f"{name}() cannot take these arguments: {exc}") from None
+
+
+def parent_ids(depends_on: Any) -> tuple[str, ...]:
+    """``depends_on`` as job ids: each item an id or anything with an ``id`` (a Job handle,
+    a JobSpec, a Receipt). None: no parents.
+
+    Raises:
+        JobSpecError: it is not a list (or tuple) of ids and handles.
+    """
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, str) or not isinstance(depends_on, Sequence):
+        raise JobSpecError("depends_on must be a list of job ids or Job handles, got "
+                           f"{type(depends_on).__name__}")
+    ids = []
+    for parent in depends_on:
+        job_id = parent if isinstance(parent, str) else getattr(parent, "id", None)
+        if not isinstance(job_id, str):
+            raise JobSpecError(f"depends_on holds {type(parent).__name__}, not a job id")
+        ids.append(job_id)
+    return tuple(ids)

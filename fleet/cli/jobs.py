@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from datetime import datetime
 from typing import Any
@@ -91,10 +92,16 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
 @click.option("--delay", type=float, default=None, help="Run no earlier than in S seconds.")
 @click.option("--at", "run_at", default=None, help="Run no earlier than this time: ISO 8601 "
               "with a timezone (2030-01-01T09:00:00+01:00, ...Z) or epoch seconds.")
+@click.option("--after", "parents", multiple=True, metavar="ID",
+              help="Run only after job ID ended (repeatable; docs/workflows.md).")
+@click.option("--allow-failure", is_flag=True,
+              help="With --after: run even if a parent ends dead or cancelled.")
+@click.option("--pass-results", is_flag=True,
+              help="With --after: give the job its parents' results.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @connection_options
 def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay, run_at,
-            quiet, config_file, **flags) -> None:
+            parents, allow_failure, pass_results, quiet, config_file, **flags) -> None:
     """Enqueue FUNC(ARGS...) or every job of --file; exit 0 only if all are durable.
 
     Each ARG is parsed as JSON when it is valid JSON (42, "x", [1,2]) and kept as a string
@@ -102,11 +109,18 @@ def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay
     """
     if bool(func) == bool(job_file):
         raise click.UsageError("give FUNC [ARGS...] or --file, not both and not neither")
+    if job_file and (parents or allow_failure or pass_results):
+        raise click.UsageError("--after, --allow-failure and --pass-results are for FUNC; a job "
+                               "file gives depends_on and allow_failure per job")
+    if (allow_failure or pass_results) and not parents:
+        raise click.UsageError("--allow-failure and --pass-results need --after ID")
     if job_file:
         specs = read_job_file(job_file)
     else:
-        specs = [_spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
-                                 _not_before_ms(delay, run_at))]
+        spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
+                               _not_before_ms(delay, run_at))
+        specs = [dataclasses.replace(spec, depends_on=tuple(parents),
+                                     allow_failure=allow_failure, pass_results=pass_results)]
     client = client_from(config_file, **flags)
     receipts = _send(client, specs)
     _report(receipts, quiet)
@@ -197,10 +211,23 @@ def job(job_id, as_json, config_file, **flags) -> None:
                    f"{duration}{error}")
         if attempt.get("traceback"):
             click.echo(indented(attempt["traceback"], "      "))
+    _echo_graph(info)
     if info["state"] == "completed":
         click.echo(f"result    {orjson.dumps(info['result']).decode()}")
     if info.get("error"):
         click.echo(f"error     {info['error']}")
+
+
+def _echo_graph(info: dict[str, Any]) -> None:
+    """The parents and children lines of ``fleet job`` (only for a job that has some)."""
+    for name in ("parents", "children"):
+        related = info.get(name) or []
+        if related:
+            shown = ", ".join(f"{r['id']} ({r['state'] or 'forgotten'})" for r in related[:20])
+            more = f", and {len(related) - 20} more" if len(related) > 20 else ""
+            click.echo(f"{name:<9} {shown}{more}")
+    if info.get("waiting_on"):
+        click.echo(f"waiting on {', '.join(info['waiting_on'][:20])}")
 
 
 def indented(text: str, prefix: str) -> str:

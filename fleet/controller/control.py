@@ -14,7 +14,7 @@ import orjson
 
 from ..errors import FleetError, JobNotFoundError
 from ..job import QUEUE_RE
-from ..state import IN_FLIGHT, PENDING, listing
+from ..state import IN_FLIGHT, PENDING, WAITING, listing
 from ..state import events as ev
 
 log = logging.getLogger("fleet.controller")
@@ -93,6 +93,7 @@ def _job(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
         raise JobNotFoundError(f"no job {args.get('id')!r} (never enqueued, or compacted)")
     info = job.to_dict()
     info["running_on"] = _running_on(ctx, job)
+    info.update(ctx.journal.table.waiting_view(job))  # parents, children, waiting_on
     return info
 
 
@@ -152,7 +153,7 @@ def _cancel(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     for job_id in _ids(args):
         job = table.get(job_id)
         was_running = job is not None and job.state == IN_FLIGHT
-        if job is None or job.state not in (PENDING, IN_FLIGHT):
+        if job is None or job.state not in (PENDING, IN_FLIGHT, WAITING):
             not_cancellable.append(job_id)
             continue
         ctx.journal.record(ev.cancelled(job_id, now_ms))

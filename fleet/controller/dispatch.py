@@ -26,19 +26,25 @@ QUEUED_WORK_S = 0.05
 RATE_EVERY_MS = 500
 
 
-def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None
-                   ) -> bytes:
+def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None,
+                   parent_results: dict | None = None) -> bytes:
     """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed
     (the seal's time is the dispatch time).
 
     ``ep`` is the epoch of the controller that dispatched the attempt (``job.epoch``, kept
     by the table and its snapshots), not the current one: a message re-encoded after a
     restart to find or remove it must have the bytes it was pushed with.
+
+    ``pr``, the completed parents' results of a ``pass_results`` job (the table's graph,
+    fixed once the job left ``waiting``), is written last and only for such a job: the
+    message of a plain job is what it always was.
     """
     message = {"id": job.id, "n": attempt, "f": job.func, "a": job.args, "k": job.kwargs,
                "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
     if job.epoch:  # 0: dispatched before epochs travelled (an older snapshot's in-flight job)
         message["ep"] = job.epoch
+    if parent_results is not None:
+        message["pr"] = parent_results
     body = orjson.dumps(message)
     return seal.seal(body, dispatched_ms) if seal else body
 
@@ -95,4 +101,11 @@ class Dispatcher:
         """Record the next attempt of ``job`` and return its message."""
         attempt = job.attempt + 1
         self.journal.record(ev.dispatched(job.id, attempt, now_ms + self.lease_ms, now_ms))
-        return encode_message(job, attempt, now_ms, self.seal)
+        return self.message(job, attempt, now_ms)
+
+    def message(self, job: JobRecord, attempt: int, dispatched_ms: int) -> bytes:
+        """The message of attempt ``attempt`` as it was (or is) pushed: to send, find or
+        remove it."""
+        results = self.journal.table.graph.results
+        return encode_message(job, attempt, dispatched_ms, self.seal,
+                              results.get(job.id) if results else None)

@@ -109,8 +109,12 @@ class Intake:
         job_id = wire.get("id") if isinstance(wire, dict) else None
         try:
             spec = validate_spec(wire)
-            event = ev.enqueued(spec, now_ms, self.settings.task_timeout_s,
-                                self.settings.max_retries)
+            make = ev.enqueued
+            if "dep" in spec:
+                make = ev.enqueued_after
+                if spec["id"] not in self.journal.table:  # a duplicate is answered as one
+                    self._check_parents(spec)
+            event = make(spec, now_ms, self.settings.task_timeout_s, self.settings.max_retries)
         except (JobSpecError, TypeError, ValueError) as exc:
             # TypeError / ValueError: what validation missed and encoding refused; the job was
             # not recorded, so it is rejected like any invalid job.
@@ -123,3 +127,17 @@ class Intake:
         queue = spec["q"]
         self.accepted_by_queue[queue] = self.accepted_by_queue.get(queue, 0) + 1
         return [spec["id"], ACCEPTED]
+
+    def _check_parents(self, spec: dict[str, Any]) -> None:
+        """Every parent must be known now (so the graph cannot have a cycle): one accepted
+        earlier, in this request or before.
+
+        Raises:
+            JobSpecError: naming the first unknown parent.
+        """
+        table = self.journal.table
+        for parent in spec["dep"]:
+            if parent not in table:
+                raise JobSpecError(
+                    f"job {spec['id']}: unknown parent {parent!r} (never enqueued, or finished "
+                    f"and forgotten after retention_s={self.settings.retention_s:g})")

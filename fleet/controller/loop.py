@@ -38,7 +38,7 @@ from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
 from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
 from ..wal.identity import load_or_create
 from . import control
-from .dispatch import Dispatcher, encode_message
+from .dispatch import Dispatcher
 from .fence import LOST, Fence, boot_epoch
 from .gate import Gate
 from .heal import Healer, Timeline, purge_stale
@@ -254,8 +254,8 @@ class Controller:
         lapsed = self.reconciler.lapsed(now)
         if lapsed:
             removed = self.wire.remove([
-                (self.keys.ready(job.queue), encode_message(
-                    job, job.attempt, job.dispatched_ms, self.dispatcher.seal))
+                (self.keys.ready(job.queue),
+                 self.dispatcher.message(job, job.attempt, job.dispatched_ms))
                 for job in lapsed])
             self.reconciler.expire(lapsed, removed, now)
         return len(lapsed)
@@ -308,8 +308,8 @@ class Controller:
         if candidates is not None:
             in_flight = self.journal.table.in_flight
             probes = [(self.keys.ready(in_flight[i].queue),
-                       encode_message(in_flight[i], n, in_flight[i].dispatched_ms,
-                                      self.dispatcher.seal)) for i, n in candidates]
+                       self.dispatcher.message(in_flight[i], n, in_flight[i].dispatched_ms))
+                      for i, n in candidates]
             present = self.wire.present(probes)
             self.healer.found([c for c, p in zip(candidates, present, strict=True) if not p],
                               now)
@@ -424,8 +424,8 @@ class Controller:
         back if it still waits in Redis, and tell the worker running it to stop it — every
         live worker if no heartbeat has reported it yet (it may have just been popped)."""
         job = self.journal.table.get(job_id)
-        self._withdrawn.append((self.keys.ready(job.queue), encode_message(
-            job, job.attempt, job.dispatched_ms, self.dispatcher.seal)))
+        self._withdrawn.append((self.keys.ready(job.queue), self.dispatcher.message(
+            job, job.attempt, job.dispatched_ms)))
         running = self.reconciler.running_on.get(job_id)
         workers = [running[1]] if running is not None else [
             str(beat.get("id")) for beat in self.beats if beat.get("id")]

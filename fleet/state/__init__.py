@@ -1,8 +1,18 @@
 """The pure job table: events in, state out (no disk, sockets or clock)."""
 
 from . import events
-from .job import CANCELLED, COMPLETED, DEAD, IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
+from .job import (
+    CANCELLED,
+    COMPLETED,
+    DEAD,
+    IN_FLIGHT,
+    PENDING,
+    STATES,
+    TERMINAL,
+    WAITING,
+    JobRecord,
+)
 from .table import SCHEMA_VERSION, JobTable
 
 __all__ = ["events", "JobRecord", "JobTable", "SCHEMA_VERSION", "STATES", "TERMINAL", "PENDING",
-           "IN_FLIGHT", "COMPLETED", "DEAD", "CANCELLED"]
+           "IN_FLIGHT", "COMPLETED", "DEAD", "CANCELLED", "WAITING"]

@@ -24,10 +24,10 @@ import orjson
 Record = list[Any]
 
 (ENQUEUED, DISPATCHED, ACKED, FAILED, EXPIRED, RELEASED, RETRIED, CANCELLED, COMPACTED,
- PAUSED, RESUMED, BOOTED, SCHEDULED, DUE) = range(14)
+ PAUSED, RESUMED, BOOTED, SCHEDULED, DUE, ENQUEUED_AFTER) = range(15)
 
 NAMES = ("enq", "disp", "ack", "fail", "exp", "rel", "retry", "cancel", "compact", "pause",
-         "resume", "boot", "sched", "due")
+         "resume", "boot", "sched", "due", "enqa")
 
 FIELDS: tuple[tuple[str, ...], ...] = (
     ("id", "q", "nb", "spec"),                                    # enq
@@ -44,6 +44,7 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("epoch", "ts"),                                              # boot
     ("name", "at"),                                               # sched
     ("ts",),                                                      # due
+    ("id", "q", "nb", "spec", "dep", "fl"),                       # enqa
 )
 
 # A FAIL record's traceback is cut to this many characters (the worker sends at most 8 KiB).
@@ -61,6 +62,19 @@ def enqueued(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: in
     text = orjson.dumps([queue, not_before_ms, spec["f"], spec["a"], spec["k"],
                          spec.get("to", timeout_s), spec.get("mr", max_retries), at_ms])
     return [ENQUEUED, spec["id"], queue, not_before_ms, text.decode()]
+
+
+def enqueued_after(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: int
+                   ) -> Record:
+    """A job with parents was accepted: an ``enq`` record plus its parent ids (``dep``) and
+    its options as bits (``fl``: 1 allow_failure, 2 pass_results; ``fleet.state.graph``).
+
+    A type of its own, not an optional field of ``enq``: a fleet that knows no dependencies
+    refuses the log (an unknown type) rather than running the job before its parents."""
+    record = enqueued(spec, at_ms, timeout_s, max_retries)
+    record[0] = ENQUEUED_AFTER
+    flags = (1 if spec.get("af") else 0) | (2 if spec.get("pr") else 0)
+    return [*record, list(spec["dep"]), flags]
 
 
 def dispatched(job_id: str, attempt: int, lease_deadline_ms: int, at_ms: int) -> Record:
@@ -158,7 +172,7 @@ def describe(record: Record, seq: int | None = None) -> dict[str, Any]:
     named: dict[str, Any] = {} if seq is None else {"s": seq}
     named["t"] = NAMES[kind]
     named.update(zip(FIELDS[kind], record[1:], strict=False))
-    if kind == ENQUEUED:
+    if kind in (ENQUEUED, ENQUEUED_AFTER):
         named.update(zip(SPEC_FIELDS, orjson.loads(named.pop("spec")), strict=True))
     return named
 

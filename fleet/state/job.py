@@ -12,8 +12,9 @@ IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
 DEAD = "dead"
 CANCELLED = "cancelled"
+WAITING = "waiting"  # parents not all ended yet (fleet/state/graph.py)
 
-STATES = (PENDING, IN_FLIGHT, COMPLETED, DEAD, CANCELLED)
+STATES = (PENDING, IN_FLIGHT, COMPLETED, DEAD, CANCELLED, WAITING)
 TERMINAL = frozenset({COMPLETED, DEAD, CANCELLED})
 
 

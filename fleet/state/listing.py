@@ -5,6 +5,7 @@ A listing walks, in this order, the sources a state filter allows:
 1. ``pending``: each queue's ready line, FIFO (queues in name order), then the delayed jobs
    in due order;
 2. ``in_flight``: in dispatch order (``dispatched_ms``, then id);
+2b. ``waiting``: by (enqueue time, id);
 3. ``completed`` / ``dead`` / ``cancelled``: the finished index, in finish order.
 
 A page examines at most ``budget`` index entries (stale ones, and those another state or
@@ -37,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from .job import IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
+from .job import IN_FLIGHT, PENDING, STATES, TERMINAL, WAITING, JobRecord
 from .table import JobTable
 
 MAX_LIMIT = 1000
@@ -45,8 +46,8 @@ MAX_BUDGET = 20 * MAX_LIMIT + 1000
 _ERROR_CHARS = 300
 
 # The sources in walk order: ready lines, delayed heap, in flight, finished.
-READY, DELAYED, RUNNING, FINISHED = "r", "d", "i", "f"
-_SOURCES = (READY, DELAYED, RUNNING, FINISHED)
+READY, DELAYED, RUNNING, WAITS, FINISHED = "r", "d", "i", "w", "f"
+_SOURCES = (READY, DELAYED, RUNNING, WAITS, FINISHED)
 
 
 class ListingError(ValueError):
@@ -95,6 +96,8 @@ def _wanted(source: str, state: str | None) -> bool:
         return source in (READY, DELAYED)
     if state == IN_FLIGHT:
         return source == RUNNING
+    if state == WAITING:
+        return source == WAITS
     return source == FINISHED
 
 
@@ -103,7 +106,7 @@ def _after(source: str, position: Any) -> Any:
     if source == READY:
         queue, index = position
         return [queue, index + 1]
-    return position if source in (DELAYED, RUNNING) else position + 1
+    return position if source in (DELAYED, RUNNING, WAITS) else position + 1
 
 
 def encode_cursor(source: str, where: Any) -> str:
@@ -132,7 +135,7 @@ def _valid_position(source: str, where: Any) -> bool:
                 and _is_count(where[1]))
     if source == DELAYED:
         return isinstance(where, list) and len(where) == 2 and all(map(_is_count, where))
-    if source == RUNNING:
+    if source in (RUNNING, WAITS):
         return (isinstance(where, list) and len(where) == 2 and _is_count(where[0])
                 and isinstance(where[1], str))
     return _is_count(where)
@@ -193,6 +196,18 @@ def _dispatch_key(job: JobRecord) -> tuple[int, str]:
     return job.dispatched_ms or 0, job.id
 
 
+def _walk_waiting(table: JobTable, queue: str | None, where: Any) -> Walk:
+    # As the running walk: sorted by a key each waiting job keeps, (enqueue time, id).
+    jobs = sorted((table._jobs[job_id] for job_id in table.graph.waiting), key=_enqueue_key)
+    start = bisect.bisect_right(jobs, tuple(where), key=_enqueue_key) if where else 0
+    for job in islice(jobs, start, None):
+        yield list(_enqueue_key(job)), job, 1
+
+
+def _enqueue_key(job: JobRecord) -> tuple[int, str]:
+    return job.enqueued_ms or 0, job.id
+
+
 def _walk_finished(table: JobTable, queue: str | None, where: Any) -> Walk:
     popped = table.finished_popped
     start = max((where or 0) - popped, 0)
@@ -203,7 +218,7 @@ def _walk_finished(table: JobTable, queue: str | None, where: Any) -> Walk:
 
 
 _WALKS = {READY: _walk_ready, DELAYED: _walk_delayed, RUNNING: _walk_running,
-          FINISHED: _walk_finished}
+          WAITS: _walk_waiting, FINISHED: _walk_finished}
 
 
 def _pending_job(table: JobTable, entry: Any) -> JobRecord | None:

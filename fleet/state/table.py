@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from . import events as ev
+from .graph import Dependencies, Graph
 from .job import (
     CANCELLED,
     COMPLETED,
@@ -50,18 +51,20 @@ from .job import (
     ROW_FIELDS,
     STATES,
     TERMINAL,
+    WAITING,
     JobRecord,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: waiting jobs and the dependency graph (2 loads as a graph-less 3)
 Entry = Any  # a cold job's id, or (ticket, JobRecord)
 
 
-class JobTable:
+class JobTable(Dependencies):
     """Every job the controller knows, with per-state and per-queue counts."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
+        self.graph = Graph()
         self._cold: dict[str, str] = {}
         self._cold_done: dict[str, int] = {}
         self._done_rows = b""
@@ -94,6 +97,7 @@ class JobTable:
             ev.CANCELLED: self._on_cancelled, ev.COMPACTED: self._on_compacted,
             ev.PAUSED: self._on_paused, ev.RESUMED: self._on_resumed, ev.BOOTED: self._on_booted,
             ev.SCHEDULED: self._on_scheduled, ev.DUE: self._on_due,
+            ev.ENQUEUED_AFTER: self._on_enqueued_after,
         }
 
     # -- reading jobs ----------------------------------------------------------------------
@@ -301,8 +305,10 @@ class JobTable:
     def _on_cancelled(self, record: ev.Record) -> bool:
         _, job_id, at_ms = record
         job = self.get(job_id)
-        if job is None or job.state not in (PENDING, IN_FLIGHT):
+        if job is None or job.state not in (PENDING, IN_FLIGHT, WAITING):
             return False
+        if job.state == WAITING:
+            self.graph.waiting.pop(job_id, None)
         self._finish(job, CANCELLED, at_ms)
         self.totals["cancelled"] += 1
         return True
@@ -313,8 +319,11 @@ class JobTable:
                 continue  # pending: not finished, nothing to forget
             job = self.get(job_id)
             if job is not None and job.state in TERMINAL:
+                if self.graph.parents and self._parents_open(job_id):
+                    continue  # see Dependencies._parents_open
                 self._count(job, job.state, -1)
                 del self._jobs[job_id]
+                self.graph.forget(job_id)
                 if job.lingers:
                     self._lingering.add(job_id)
                 self.totals["compacted"] += 1
@@ -378,6 +387,11 @@ class JobTable:
         self._make_ready(job)
 
     def _finish(self, job: JobRecord, state: str, at_ms: int) -> None:
+        self._finish_one(job, state, at_ms)
+        if job.id in self.graph.children:  # one lookup for a job nobody depends on
+            self._settle(job, at_ms)
+
+    def _finish_one(self, job: JobRecord, state: str, at_ms: int) -> None:
         self._move(job, state)
         job.lease_deadline_ms = None
         job.finished_ms = at_ms
@@ -551,6 +565,7 @@ class JobTable:
                         for job_id, job in self.in_flight.items()
                         if job.state != IN_FLIGHT or self._jobs.get(job_id) is not job)
         problems.extend(self._ready_index_problems(pending))
+        problems.extend(self._graph_problems())
         if counts != self.counts:
             problems.append(f"state counters {self.counts} disagree with the jobs {counts}")
         mine = {q: c for q, c in self.queue_counts.items() if any(c.values())}
@@ -643,7 +658,9 @@ class JobTable:
                 "in_flight_epochs": {job.id: job.epoch for job in self.in_flight.values()},
                 "done": offsets, "done_finished": [item[0] for item in done],
                 "done_counts": counts, "dead": [item[1] for item in done if item[3] == DEAD],
-                "done_rows": b"".join(text + b"\n" for text in texts)}
+                "done_rows": b"".join(text + b"\n" for text in texts),
+                "waiting": [job.to_row() for job in self._jobs.values() if job.state == WAITING],
+                "graph": self.graph.dump()}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> JobTable:
@@ -669,6 +686,9 @@ class JobTable:
             job.epoch = epochs.get(job.id, 0)
             table.in_flight[job.id] = job
         table._load_done(data)
+        for row in data.get("waiting", ()):  # absent from snapshots older than workflows
+            table._load_row(row)
+        table.graph = Graph.load(data.get("graph"))
         return table
 
     def _load_row(self, row: list[Any]) -> JobRecord:
@@ -727,7 +747,8 @@ class JobTable:
         """A form for comparing two tables: every job's row sorted by id, indexes left out."""
         rows = sorted((job.to_row() for job in self.all_jobs()), key=_job_id_of)
         return {"last_seq": self.last_seq, "epoch": self.epoch, "paused": sorted(self.paused),
-                "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows}
+                "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows,
+                "graph": self.graph.canonical()}
 
 
 _STATE = ROW_FIELDS.index("state")

@@ -36,10 +36,11 @@ import orjson
 from ..client import Client, Receipt, _checked_wire
 from ..clock import now_ms
 from ..config import Settings
+from ..context import CurrentJob, _current
 from ..errors import FleetError, JobNotFoundError
 from ..job import JobSpec, validate_spec
 from ..keys import Keys
-from ..state import IN_FLIGHT, PENDING, JobRecord, JobTable, listing
+from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, JobTable, listing
 from ..state import events as ev
 from ..worker.runner import AllowList, JobRejected, call, encode_success, resolve
 from ..worker.wire import Identity, error_text, make_ack
@@ -111,7 +112,12 @@ class InlineClient(Client):
     def _accept(self, wire: dict[str, Any]) -> Receipt:
         # Through JSON, as over Redis: the function gets what a worker would get.
         spec = validate_spec(orjson.loads(orjson.dumps(wire)))
-        event = ev.enqueued(spec, now_ms(), self.default_timeout_s, self.default_max_retries)
+        unknown = [p for p in spec.get("dep", ()) if p not in self.table]
+        if unknown and spec["id"] not in self.table:
+            return Receipt(spec["id"], "rejected", f"job {spec['id']}: unknown parent "
+                           f"{unknown[0]!r} (never enqueued, or finished and forgotten)")
+        make = ev.enqueued_after if "dep" in spec else ev.enqueued
+        event = make(spec, now_ms(), self.default_timeout_s, self.default_max_retries)
         return Receipt(spec["id"], "accepted" if self.table.apply(event) else "duplicate")
 
     def _run_ready(self) -> None:
@@ -149,7 +155,14 @@ class InlineClient(Client):
             # Fresh copies per attempt: a function that changes its arguments in place
             # must not change what a retry gets.
             args, kwargs = orjson.loads(orjson.dumps([job.args, job.kwargs]))
-            result = _call(fn, args, kwargs, job.timeout_s)
+            results = self.table.graph.parent_results(job.id)
+            token = _current.set(CurrentJob(job.id, attempt, job.queue, job.enqueued_ms,
+                                            started_ms + int(job.timeout_s * 1000),
+                                            dict(results or {})))
+            try:
+                result = _call(fn, args, kwargs, job.timeout_s)
+            finally:
+                _current.reset(token)
             return orjson.loads(encode_success(message, result, self.identity, started_ms))
         except (Exception, SystemExit) as exc:
             fields: dict[str, Any] = {"e": error_text(exc)}
@@ -185,7 +198,7 @@ class InlineClient(Client):
         if job is None:
             raise JobNotFoundError(f"no job {id!r} (never enqueued, or compacted)")
         # A copy, as the real client gets one over the wire: mutating it must not touch the job.
-        return orjson.loads(orjson.dumps(job.to_dict()))
+        return orjson.loads(orjson.dumps({**job.to_dict(), **self.table.waiting_view(job)}))
 
     def _jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
               cursor: str | None = None) -> dict[str, Any]:
@@ -199,7 +212,7 @@ class InlineClient(Client):
         done, not_cancellable = [], []
         for job_id in ids:
             job = self.table.get(job_id)
-            if job is None or job.state not in (PENDING, IN_FLIGHT):
+            if job is None or job.state not in (PENDING, IN_FLIGHT, WAITING):
                 not_cancellable.append(job_id)
             else:
                 self.table.apply(ev.cancelled(job_id, now_ms()))

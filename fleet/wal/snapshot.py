@@ -58,6 +58,10 @@ def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -
     return final
 
 
+# Version 2 is version 3 without waiting jobs and dependency edges: it loads as it is.
+READABLE_VERSIONS = (2, SCHEMA_VERSION)
+
+
 def read_snapshot(path: str, files: Files | None = None) -> JobTable:
     """Load a snapshot, checking its framing, version and checksum.
 
@@ -74,7 +78,7 @@ def read_snapshot(path: str, files: Files | None = None) -> JobTable:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SnapshotError(f"{path} is not a fleet snapshot (bad header)")
     version = header.get("version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         who = "a newer" if isinstance(version, int) and version > SCHEMA_VERSION else "an older"
         raise SnapshotError(f"{path} has schema version {version}; this fleet reads version "
                             f"{SCHEMA_VERSION} ({who} fleet wrote it?)")

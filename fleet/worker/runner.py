@@ -25,6 +25,7 @@ import orjson
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from ..clock import now_ms
+from ..context import CurrentJob, _current
 from ..job import MAX_PAYLOAD_BYTES
 from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the runner's API
@@ -156,11 +157,13 @@ class Runner:
         started_ms = now_ms() if started_ms is None else started_ms
         try:
             fn = self._prepare(message)
+            timeout_s = self.timeout_of(message)
             _running.append((message["id"], message["n"]))
+            token = _current.set(_context_of(message, started_ms, timeout_s))
             try:
-                result = call(fn, message.get("a") or [], message.get("k") or {},
-                              self.timeout_of(message))
+                result = call(fn, message.get("a") or [], message.get("k") or {}, timeout_s)
             finally:
+                _current.reset(token)
                 _running.pop()
         except (Exception, SystemExit) as exc:
             return self._failure(message, started_ms, exc), False
@@ -180,6 +183,8 @@ class Runner:
             raise BadMessage("k (kwargs) must be an object")
         if message.get("to") is not None and self.timeout_of(message) != message["to"]:
             raise BadMessage(f"to (timeout) must be a positive number, got {message['to']!r}")
+        if not isinstance(message.get("pr", {}), dict):
+            raise BadMessage("pr (parent results) must be an object")
         fn = self._resolved.get(func)
         if fn is None:
             fn = self._resolved[func] = resolve(func, self.allow)
@@ -197,6 +202,15 @@ class Runner:
             fields["tb"] = traceback_text(exc)
         return self.seal_ack(encode(make_ack(message["id"], message["n"], "fail",
                                              self.identity, started_ms, **fields)))
+
+
+def _context_of(message: dict[str, Any], started_ms: int, timeout_s: float) -> CurrentJob:
+    """``fleet.current_job()`` for the job in ``message`` (docs/protocol.md §2)."""
+    enqueued = message.get("eq")
+    return CurrentJob(id=message["id"], attempt=message["n"], queue=str(message.get("q", "")),
+                      enqueued_ms=enqueued if isinstance(enqueued, int) else None,
+                      deadline_ms=started_ms + int(timeout_s * 1000),
+                      parent_results=dict(message.get("pr") or {}))
 
 
 def _error_of(exc: BaseException) -> str:

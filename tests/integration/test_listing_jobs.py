@@ -44,7 +44,8 @@ def populated(local):
     return local
 
 
-EXPECTED = {"completed": 200, "dead": 20, "in_flight": 2, "pending": 40, "cancelled": 10}
+EXPECTED = {"completed": 200, "dead": 20, "in_flight": 2, "pending": 40, "cancelled": 10,
+            "waiting": 0}
 
 
 def test_api_pages_list_each_job_once_per_state(populated):

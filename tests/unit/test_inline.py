@@ -240,4 +240,4 @@ def test_job_table_stays_sound(client, tmp_path):
     client.cancel(client.enqueue("tests.jobs:add", 1, 2).id)
     assert client.table.validate() == []
     assert client.status()["states"] == {"pending": 0, "in_flight": 0, "completed": 2,
-                                         "dead": 1, "cancelled": 1}
+                                         "dead": 1, "cancelled": 1, "waiting": 0}

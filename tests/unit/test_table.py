@@ -438,11 +438,12 @@ def test_stats_count_jobs_per_state_and_queue(table):
     dispatch(table, "c")
     fail(table, "c")
     stats = table.stats()
-    assert stats["states"] == {PENDING: 1, IN_FLIGHT: 1, COMPLETED: 1, DEAD: 1, CANCELLED: 0}
+    assert stats["states"] == {PENDING: 1, IN_FLIGHT: 1, COMPLETED: 1, DEAD: 1, CANCELLED: 0,
+                               "waiting": 0}
     assert stats["queues"]["q1"] == {PENDING: 0, IN_FLIGHT: 1, COMPLETED: 1, DEAD: 0,
-                                     CANCELLED: 0}
+                                     CANCELLED: 0, "waiting": 0}
     assert stats["queues"]["q2"] == {PENDING: 1, IN_FLIGHT: 0, COMPLETED: 0, DEAD: 1,
-                                     CANCELLED: 0}
+                                     CANCELLED: 0, "waiting": 0}
     assert stats["totals"]["enqueued"] == 4 and stats["totals"]["dispatched"] == 3
 
 

@@ -1,0 +1,161 @@
+"""Workflows: what dependencies cost (docs/performance.md, "Workflows").
+
+    .venv/bin/python benchmarks/bench_workflows.py [--members N] [--edges N] [--skip-live]
+
+- enqueue rate through a real controller of a DAG (one root, fan-out 1 → N members, fan-in
+  N → 1 callback) against plain ``enqueue_many`` of the same number of jobs;
+- time from the last member's ack (the controller's record time) to the fan-in callback's
+  start (the worker's clock, same host) at light load, through real processes;
+- memory per edge: a table of jobs each with one parent, less the same table without edges
+  (tracemalloc), over the edge count;
+- recovery of a log holding ``--edges`` edges (1,000 parents of ``edges / 1000`` children
+  each), against a log of as many plain enqueues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from fleet.client import build_spec  # noqa: E402
+from fleet.journal import Journal  # noqa: E402
+from fleet.localredis import RedisServer  # noqa: E402
+from fleet.state import JobTable  # noqa: E402
+from fleet.state import events as ev  # noqa: E402
+from fleet.testing.cluster import LocalFleet  # noqa: E402
+from fleet.wal import WalOptions, open_log  # noqa: E402
+
+
+def _spec(job_id: str, parents: list[str] | None = None) -> dict:
+    spec = {"id": job_id, "q": "default", "f": "fleet.demo:noop", "a": [], "k": {}}
+    if parents:
+        spec["dep"] = parents
+    return spec
+
+
+def _record(spec: dict) -> list:
+    make = ev.enqueued_after if "dep" in spec else ev.enqueued
+    return make(spec, 1_000, 30.0, 3)
+
+
+def memory_per_edge(count: int) -> tuple[float, float]:
+    """Bytes per edge: ``count`` jobs with one parent each (100 parents) less as many plain
+    jobs, the plain ones as they are (cold spec strings) and thawed into records (what a
+    waiting job is): the cost of a job with a parent, and of its edge alone."""
+    def build(with_edges: bool, thaw: bool = False) -> int:
+        gc.collect()
+        tracemalloc.start()
+        table = JobTable()
+        for n in range(100):
+            table.apply(_record(_spec(f"p{n}")))
+        for n in range(count):
+            table.apply(_record(_spec(f"c{n}", [f"p{n % 100}"] if with_edges else None)))
+            if thaw:
+                table.get(f"c{n}")  # a record kept with its spec text, as a waiting job
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del table
+        return size
+    plain, thawed, with_edges = build(False), build(False, thaw=True), build(True)
+    return (with_edges - plain) / count, (with_edges - thawed) / count
+
+
+def recovery_s(edges: int, with_edges: bool) -> float:
+    """Seconds to recover a log of 1,000 parents and ``edges`` children."""
+    data_dir = tempfile.mkdtemp(prefix="fleet-bench-wf-")
+    try:
+        log = open_log(data_dir, WalOptions(fsync="off"))
+        journal = Journal(log.table, log.writer)
+        for n in range(1000):
+            journal.record(_record(_spec(f"p{n}")))
+        for n in range(edges):
+            journal.record(_record(_spec(f"c{n}", [f"p{n % 1000}"] if with_edges else None)))
+            if n % 10_000 == 0:
+                journal.commit()
+        journal.commit()
+        log.close()
+        gc.collect()
+        started = time.perf_counter()
+        again = open_log(data_dir)
+        took = time.perf_counter() - started
+        assert len(again.table) == edges + 1000
+        again.close()
+        return took
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def live(members: int) -> dict:
+    """Enqueue rates (DAG against plain) and the fan-in callback's start latency."""
+    server = RedisServer().start()
+    workdir = tempfile.mkdtemp(prefix="fleet-bench-wf-live-")
+    local = LocalFleet(server.url, workdir=workdir, env={"FLEET_HEARTBEAT_S": "0.2"})
+    try:
+        local.controller()
+        client = local.client(receipt_timeout_s=300)
+        plain = [build_spec("fleet.demo:noop", job_id=f"plain-{n}") for n in range(members + 2)]
+        started = time.perf_counter()
+        assert all(r.durable for r in client.enqueue_many(plain))
+        plain_rate = len(plain) / (time.perf_counter() - started)
+        dag = [build_spec("fleet.demo:noop", job_id="root")]
+        dag += [build_spec("fleet.demo:noop", job_id=f"m-{n}", depends_on=["root"])
+                for n in range(members)]
+        dag.append(build_spec("fleet.demo:noop", job_id="callback",
+                              depends_on=[f"m-{n}" for n in range(members)]))
+        started = time.perf_counter()
+        assert all(r.durable for r in client.enqueue_many(dag))
+        dag_rate = len(dag) / (time.perf_counter() - started)
+        local.worker(2)
+        client.job("callback").result(timeout_s=600)
+        local.stop_all()
+        return {"plain_rate": plain_rate, "dag_rate": dag_rate,
+                "callback_ms": _callback_latency_ms(local.data_dir)}
+    finally:
+        local.stop_all()
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _callback_latency_ms(data_dir: str) -> float:
+    import subprocess
+
+    import orjson
+
+    out = subprocess.run([sys.executable, "-m", "fleet", "wal", "dump", "--data-dir", data_dir],
+                         capture_output=True, check=True).stdout
+    acks = [orjson.loads(line) for line in out.splitlines() if b'"t":"ack"' in line]
+    last_member = max(a["ts"] for a in acks if a["id"].startswith("m-"))
+    callback = next(a for a in acks if a["id"] == "callback")
+    return callback["st"] - last_member
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=10_000, help="fan-out and fan-in width")
+    parser.add_argument("--edges", type=int, default=1_000_000, help="edges in the recovered log")
+    parser.add_argument("--skip-live", action="store_true", help="table and log figures only")
+    args = parser.parse_args()
+    whole, edge = memory_per_edge(100_000)
+    print(f"memory: a job with one parent costs {whole:.0f} bytes more than a plain pending "
+          f"job; its edge alone (the job thawed in both) {edge:.0f} bytes")
+    plain_s, dag_s = recovery_s(args.edges, False), recovery_s(args.edges, True)
+    print(f"recovery of {args.edges:,} enqueues: plain {plain_s:.2f} s, "
+          f"each with an edge {dag_s:.2f} s")
+    if not args.skip_live:
+        found = live(args.members)
+        print(f"enqueue of {args.members + 2:,} jobs: plain {found['plain_rate']:,.0f}/s, "
+              f"DAG (1 → {args.members:,} → 1) {found['dag_rate']:,.0f}/s")
+        print(f"last member's ack to the callback's start: {found['callback_ms']} ms")
+
+
+if __name__ == "__main__":
+    main()
