@@ -49,6 +49,7 @@ from .handles import JobPage, outcome
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .tracing import enqueue_outcome, enqueue_span
 
 T = TypeVar("T")
 WAIT_SLICE_S = 1.0  # as ClientWire: BLPOPs well under the socket timeout
@@ -231,8 +232,10 @@ class AsyncClient:
         if self._batch is None:
             self._batch = []
             asyncio.get_running_loop().call_soon(self._flush)
-        self._batch.append((wire, future))
-        receipt = await future
+        with enqueue_span([wire]) as span:
+            self._batch.append((wire, future))
+            receipt = await future
+            enqueue_outcome(span, [receipt.status])
         if not receipt.durable:
             raise JobSpecError(f"job {receipt.id} rejected: {receipt.reason}")
         return AsyncJob(self, receipt.id)
@@ -260,7 +263,11 @@ class AsyncClient:
     async def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]]) -> list[Receipt]:
         """Enqueue many jobs (JobSpecs or job-file dicts, as ``Client.enqueue_many``); one
         Receipt per job, in order."""
-        return await self._send([_checked_wire(job) for job in specs])
+        wires = [_checked_wire(job) for job in specs]
+        with enqueue_span(wires) as span:
+            receipts = await self._send(wires)
+            enqueue_outcome(span, [receipt.status for receipt in receipts])
+        return receipts
 
     async def _send(self, wires: list[dict[str, Any]]) -> list[Receipt]:
         requests: list[tuple[str, int, bytes]] = []

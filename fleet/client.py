@@ -42,6 +42,7 @@ from .job import DEFAULT_QUEUE, JobSpec, new_job_id, spec_from_file_entry, valid
 from .keys import Keys
 from .options import check_call, check_options
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .tracing import enqueue_outcome, enqueue_span
 from .transport import ClientWire, connect
 
 REQUEST_CHUNK = 1000
@@ -122,6 +123,13 @@ class Client:
         job-file format of ``fleet enqueue --file`` (``{"func": ..., "args": [...]}``).
         """
         wires = [_checked_wire(spec) for spec in specs]
+        with enqueue_span(wires) as span:
+            receipts = self._send(wires, progress)
+            enqueue_outcome(span, [receipt.status for receipt in receipts])
+        return receipts
+
+    def _send(self, wires: list[dict[str, Any]], progress: Callable[[int], None] | None
+              ) -> list[Receipt]:
         requests: list[tuple[str, int, bytes]] = []
         seal = self.seals[INTAKE]
         for start in range(0, len(wires), REQUEST_CHUNK):
