@@ -23,7 +23,8 @@ Errors are in ``fleet.errors`` (all derive from ``fleet.FleetError``).
 """
 
 from .aio import AsyncClient, AsyncJob, configure_async
-from .client import Client, Job, Receipt, spec
+from .answers import Receipt
+from .client import Client, Job, spec
 from .errors import FleetError, JobFailedError, NoReceiptError
 from .job import JobSpec
 from .task import Task, configure, task

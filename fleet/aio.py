@@ -108,7 +108,10 @@ class AsyncWire:
         """BLPOP one answer from ``key`` for at most ``min(timeout_s, WAIT_SLICE_S)``."""
         slice_s = min(max(timeout_s, 0.01), WAIT_SLICE_S)
         found = await self.client.blpop([key], timeout=slice_s)
-        return bytes(found[1]) if found else None
+        if not found:
+            return None
+        value = found[1]  # bytes: the client is not built with decode_responses
+        return value.encode("utf-8") if isinstance(value, str) else value
 
     async def close(self) -> None:
         try:

@@ -22,8 +22,8 @@ from typing import Any
 try:
     from opentelemetry import propagate, trace
 except ImportError:  # the otel extra is not installed: tracing is off
-    propagate = None
-    trace = None
+    propagate = None  # type: ignore[assignment]
+    trace = None  # type: ignore[assignment]
 
 _NULL: contextlib.nullcontext[None] = contextlib.nullcontext()
 TRACE_FIELD = "tc"
