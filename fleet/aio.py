@@ -366,6 +366,27 @@ class AsyncClient:
         data: dict[str, Any] = await self.request("cancel", ids=list(job_ids))
         return data
 
+    async def pause(self, queue: str) -> dict[str, Any]:
+        """Stop dispatching from ``queue`` until ``resume`` (see ``Client.pause``)."""
+        data: dict[str, Any] = await self.request("pause", queue=queue)
+        return data
+
+    async def resume(self, queue: str) -> dict[str, Any]:
+        """Dispatch from ``queue`` again."""
+        data: dict[str, Any] = await self.request("resume", queue=queue)
+        return data
+
+    async def dead_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The dead-letter set, oldest first (``limit`` 0: all of it)."""
+        data: list[dict[str, Any]] = await self.request("dead_list", limit=limit)
+        return data
+
+    async def retry_dead(self, *job_ids: str, all_dead: bool = False) -> dict[str, Any]:
+        """Send dead jobs back to pending: ``{"retried": [...], "not_dead": [...]}``."""
+        args: dict[str, Any] = {"all": True} if all_dead else {"ids": list(job_ids)}
+        data: dict[str, Any] = await self.request("dead_retry", **args)
+        return data
+
 
 def _copied(exc: BaseException) -> BaseException:
     """``exc`` for one more waiter: a fresh CancelledError each (a future keeps its own)."""

@@ -92,6 +92,24 @@ def test_async_dead_job_result_raises_its_error(local):
             with pytest.raises(JobFailedError) as caught:
                 await job.result(timeout_s=WAIT_S)
             assert caught.value.error == "ValueError: always fails"
+            assert job.id in [dead["id"] for dead in await client.dead_jobs(limit=0)]
+            assert (await client.retry_dead(job.id))["retried"] == [job.id]
+            with pytest.raises(JobFailedError):
+                await job.result(timeout_s=WAIT_S)
+            assert (await job.info())["attempt"] == 2
+    run(main())
+
+
+def test_async_pause_resume_and_listing_by_queue(local):
+    """await client.pause / resume are carried out for the queue; jobs(queue=) lists its job."""
+    async def main():
+        async with _client(local) as client:
+            assert (await client.pause("aio-held"))["paused"] == "aio-held"
+            job = await client.enqueue("tests.jobs:add", 20, 22, queue="aio-held")
+            assert await job.status() == "pending"
+            assert (await client.resume("aio-held"))["resumed"] == "aio-held"
+            page = await client.jobs(queue="aio-held")
+            assert [summary["id"] for summary in page.jobs] == [job.id]
     run(main())
 
 
