@@ -12,18 +12,25 @@ Public API::
     def add(a, b): ...
     add.enqueue(1, 2)           # through fleet.configure(client), or a client from FLEET_*
 
+    async with fleet.AsyncClient() as aclient:       # asyncio code (FastAPI...)
+        job = await aclient.enqueue(add, 1, 2)
+        await job.result(timeout_s=10)
+    specs = [fleet.spec(add, i, i) for i in range(100)]   # for enqueue_many
+
 docs/api.md has the whole API; ``fleet.testing.InlineClient`` runs jobs inline in tests.
 
 Errors are in ``fleet.errors`` (all derive from ``fleet.FleetError``).
 """
 
-from .client import Client, Job, Receipt, build_spec
+from .aio import AsyncClient, AsyncJob, configure_async
+from .answers import Receipt
+from .client import Client, Job, build_spec, spec
 from .context import CurrentJob, current_job
 from .errors import FleetError, JobFailedError, NoReceiptError
 from .job import JobSpec
 from .task import Task, configure, task
 
-__all__ = ["Client", "Job", "JobSpec", "Receipt", "FleetError", "JobFailedError",
-           "NoReceiptError", "Task", "configure", "task", "current_job", "CurrentJob",
-           "build_spec"]
+__all__ = ["AsyncClient", "AsyncJob", "Client", "Job", "JobSpec", "Receipt", "FleetError",
+           "JobFailedError", "NoReceiptError", "Task", "configure", "configure_async", "spec",
+           "task", "current_job", "CurrentJob", "build_spec"]
 __version__ = "0.1.0"

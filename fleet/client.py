@@ -16,48 +16,40 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from . import workflow
-from .config import Settings, load_settings
-from .errors import (
-    ControllerUnavailableError,
-    FleetError,
-    JobNotFoundError,
-    JobSpecError,
-    NoReceiptError,
+from .answers import (
+    ABSENT_POLL_S,
+    NO_CONTROLLER_GRACE_S,
+    NOTHING_SENT,
+    STOPPED_BEFORE_ANSWER,
+    Receipt,
+    is_resend,
+    late_receipt,
+    no_controller,
+    no_reply,
+    nobody_for_jobs,
+    opened,
+    receipts_from,
+    reply_data,
 )
+from .config import Settings, load_settings
+from .errors import FleetError, JobSpecError
 from .handles import Job, JobPage
-from .job import DEFAULT_QUEUE, JobSpec, new_job_id, validate_spec
+from .job import DEFAULT_QUEUE, JobSpec, new_job_id, spec_from_file_entry, validate_spec
 from .keys import Keys
 from .options import check_call, check_options, parent_ids
-from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal, SignatureError
+from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .tracing import enqueue_outcome, enqueue_span
 from .transport import ClientWire, connect
 
 REQUEST_CHUNK = 1000
 # Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
 # jobs of 70 KB would otherwise be refused whole.
 REQUEST_BYTES = 8 * 1024 * 1024
-# A controller re-claims a lease Redis lost on its next step (milliseconds); a lease absent
-# for this long means nobody is serving the namespace.
-NO_CONTROLLER_GRACE_S = 1.5
-ABSENT_POLL_S = 0.25
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The controller's answer for one job: accepted, duplicate or rejected (with a reason)."""
-
-    id: str
-    status: str
-    reason: str = ""
-
-    @property
-    def durable(self) -> bool:
-        return self.status in ("accepted", "duplicate")
 
 
 class Client:
@@ -119,13 +111,11 @@ class Client:
                 looks like an option fleet does not have (``timeout``, ``countdown``...).
             NoReceiptError: the controller did not answer in time, or none is running.
         """
-        check_options(func, kwargs)
-        check_call(func, args, kwargs)
-        return self.enqueue_spec(build_spec(func, args, kwargs, job_id=job_id, queue=queue,
-                                            timeout_s=timeout_s, max_retries=max_retries,
-                                            delay_s=delay_s, run_at=run_at,
-                                            depends_on=depends_on, allow_failure=allow_failure,
-                                            pass_results=pass_results))
+        return self.enqueue_spec(spec(func, *args, job_id=job_id, queue=queue,
+                                      timeout_s=timeout_s, max_retries=max_retries,
+                                      delay_s=delay_s, run_at=run_at, depends_on=depends_on,
+                                      allow_failure=allow_failure, pass_results=pass_results,
+                                      **kwargs))
 
     def chain(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Enqueue ``specs`` so each runs after the one before, receiving its result
@@ -144,10 +134,21 @@ class Client:
             raise JobSpecError(f"job {receipt.id} rejected: {receipt.reason}")
         return Job(self, receipt.id)
 
-    def enqueue_many(self, specs: Sequence[JobSpec], progress: Callable[[int], None] | None
-                     = None) -> list[Receipt]:
-        """Enqueue many jobs (sent in chunks, one round trip); one Receipt per job, in order."""
+    def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]],
+                     progress: Callable[[int], None] | None = None) -> list[Receipt]:
+        """Enqueue many jobs (sent in chunks, one round trip); one Receipt per job, in order.
+
+        Each is a JobSpec (``fleet.spec(...)``, ``task.spec(...)``) or a plain dict in the
+        job-file format of ``fleet enqueue --file`` (``{"func": ..., "args": [...]}``).
+        """
         wires = [_checked_wire(spec) for spec in specs]
+        with enqueue_span(wires) as span:
+            receipts = self._send(wires, progress)
+            enqueue_outcome(span, [receipt.status for receipt in receipts])
+        return receipts
+
+    def _send(self, wires: list[dict[str, Any]], progress: Callable[[int], None] | None
+              ) -> list[Receipt]:
         requests: list[tuple[str, int, bytes]] = []
         seal = self.seals[INTAKE]
         for start in range(0, len(wires), REQUEST_CHUNK):
@@ -166,24 +167,11 @@ class Client:
 
     def _await_receipt(self, request_id: str, size: int, deadline: float, total: int,
                        present: bool) -> list[Receipt]:
-        def nobody() -> FleetError:
-            return NoReceiptError(
-                f"no controller is serving namespace {self.namespace!r}: the {total} job(s) "
-                "wait on its intake list and may still be accepted, when a controller starts; "
-                "re-sending the same ids is safe (they will be reported as duplicate)")
-
         body = self._answer(RECEIPT, self.keys.receipt(request_id), request_id, deadline,
-                            present, nobody)
+                            present, lambda: nobody_for_jobs(self.namespace, total))
         if body is None:
-            raise NoReceiptError(
-                f"no receipt from the controller within {self.receipt_timeout_s:g} s for "
-                f"{total} job(s): they may still be accepted later; re-sending the same ids is "
-                "safe (they will be reported as duplicate)")
-        receipt = orjson.loads(body)
-        if receipt.get("error"):  # the request as a whole was refused, its jobs unread
-            raise JobSpecError(f"the controller refused {size} job(s): {receipt['error']}")
-        results = receipt.get("results", [])
-        return [Receipt(r[0], r[1], r[2] if len(r) > 2 else "") for r in results]
+            raise late_receipt(self.receipt_timeout_s, total)
+        return receipts_from(body, size)
 
     def _answer(self, kind: bytes, key: str, request_id: str, deadline: float, present: bool,
                 nobody: Callable[[], FleetError]) -> bytes | None:
@@ -200,23 +188,16 @@ class Client:
             body = self.wire.wait(key, remaining if absent_since is None
                                   else min(remaining, ABSENT_POLL_S))
             if body is not None:
-                if not seal:
-                    return body
-                try:
-                    return seal.open(body, request_id.encode("utf-8"))[1]
-                except SignatureError:
+                payload = opened(seal, body, request_id)
+                if payload is None:
                     continue
+                return payload
             if self.wire.controller_present():
                 absent_since = None
             elif absent_since is None:
                 absent_since = time.monotonic()
             elif time.monotonic() - absent_since >= NO_CONTROLLER_GRACE_S:
                 raise nobody()
-
-    def _no_controller(self, detail: str) -> ControllerUnavailableError:
-        return ControllerUnavailableError(
-            f"no controller is serving namespace {self.namespace!r} ({detail}); start "
-            "`fleet controller` against this Redis, or check --namespace / FLEET_NAMESPACE")
 
     # -- asking the controller ------------------------------------------------------------
 
@@ -234,22 +215,12 @@ class Client:
             self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
                 {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
             body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline, True,
-                                lambda: self._no_controller(
-                                    "it stopped before answering; the request may still be "
-                                    "carried out when a controller starts"))
-            if body is None or not body.startswith(b'{"ok":false,"error":"RESEND:'):
+                                lambda: no_controller(self.namespace, STOPPED_BEFORE_ANSWER))
+            if not is_resend(body):
                 break
         if body is None:
-            raise ControllerUnavailableError(
-                f"the controller of namespace {self.namespace!r} did not answer within "
-                f"{timeout_s:g} s (is `fleet controller` running against this Redis?)")
-        reply = orjson.loads(body)
-        if not reply.get("ok"):
-            error = reply.get("error", "request failed")
-            if error.startswith("no job"):
-                raise JobNotFoundError(error)
-            raise FleetError(error)
-        return reply.get("data")
+            raise no_reply(self.namespace, timeout_s)
+        return reply_data(body)
 
     def _await_controller(self, deadline: float) -> None:
         """Return once a controller holds the lease; nothing is sent to a namespace nobody
@@ -258,7 +229,7 @@ class Client:
         while not self.wire.controller_present():
             now = time.monotonic()
             if now - absent_since >= min(NO_CONTROLLER_GRACE_S, deadline - absent_since):
-                raise self._no_controller("nothing was sent")
+                raise no_controller(self.namespace, NOTHING_SENT)
             time.sleep(ABSENT_POLL_S)
 
     def status(self) -> dict[str, Any]:
@@ -339,6 +310,25 @@ class Client:
         return self.request("dead_purge", older_than_s=older_than_s)["purged"]
 
 
+def spec(func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
+         queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
+         max_retries: int | None = None, delay_s: float | None = None,
+         run_at: float | None = None, depends_on: Sequence[Any] | None = None,
+         allow_failure: bool = False, pass_results: bool = False, **kwargs: Any) -> JobSpec:
+    """The JobSpec ``Client.enqueue`` would send for the same call (``fleet.spec``), for
+    ``enqueue_many`` or ``enqueue_spec``; the options are ``enqueue``'s.
+
+    Raises:
+        JobSpecError: as ``Client.enqueue`` does before sending.
+    """
+    check_options(func, kwargs)
+    check_call(func, args, kwargs)
+    return build_spec(func, args, kwargs, job_id=job_id, queue=queue, timeout_s=timeout_s,
+                      max_retries=max_retries, delay_s=delay_s, run_at=run_at,
+                      depends_on=depends_on, allow_failure=allow_failure,
+                      pass_results=pass_results)
+
+
 def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str, Any] | None
                = None, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
                timeout_s: float | None = None, max_retries: int | None = None,
@@ -391,6 +381,8 @@ def run_at_ms(delay_s: float | None, run_at: float | None,
 
 
 def _checked_wire(spec: JobSpec | dict) -> dict[str, Any]:
+    if isinstance(spec, dict) and "f" not in spec:  # a job-file entry, not the wire form
+        spec = spec_from_file_entry(spec)
     wire = spec.to_wire() if isinstance(spec, JobSpec) else spec
     try:
         orjson.dumps(wire)

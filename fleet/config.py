@@ -31,6 +31,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     fsync: str = "always"
+    log_format: str = "human"  # or "json": one JSON object a line (fleet/logs.py)
     fsync_interval_ms: int = 100
     segment_bytes: int = 64 * 1024 * 1024
     snapshot_interval_s: float = 300.0
@@ -70,7 +71,7 @@ _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "b
              "segment_bytes", "batch_size", "snapshot_every_records", "prefetch",
              "batch_bytes", "max_message_bytes", "signing_window_s"}
 _NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s"}
-_CHOICES = {"fsync": ("always", "interval", "off")}
+_CHOICES = {"fsync": ("always", "interval", "off"), "log_format": ("human", "json")}
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _FLAG_NAMES = {"worker_count": "--count"}
 

@@ -49,13 +49,25 @@ class Job:
         deadline = time.monotonic() + timeout_s
         while True:
             info = self.info()
-            if info["state"] == "completed":
-                return info["result"]
-            if info["state"] == "dead":
-                raise JobFailedError(self.id, info.get("error") or "unknown error")
-            if info["state"] == "cancelled":
-                raise JobFailedError(self.id, "Cancelled: the job was cancelled")
+            done, value = outcome(self.id, info)
+            if done:
+                return value
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {self.id} still {info['state']} after {timeout_s} s")
             time.sleep(poll_s)
             poll_s = min(poll_s * 1.5, 0.5)
+
+
+def outcome(job_id: str, info: dict[str, Any]) -> tuple[bool, Any]:
+    """``(True, result)`` for a completed job, ``(False, None)`` for one not finished yet.
+
+    Raises:
+        JobFailedError: the job ended dead (its last error) or cancelled.
+    """
+    if info["state"] == "completed":
+        return True, info["result"]
+    if info["state"] == "dead":
+        raise JobFailedError(job_id, info.get("error") or "unknown error")
+    if info["state"] == "cancelled":
+        raise JobFailedError(job_id, "Cancelled: the job was cancelled")
+    return False, None

@@ -19,9 +19,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import Client, Job, build_spec, func_path
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient, AsyncJob
 from .config import load_settings
 from .errors import JobSpecError
 from .job import DEFAULT_QUEUE, JobSpec, validate_spec
@@ -101,6 +104,18 @@ class Task:
         return self.enqueue_with(args, kwargs, job_id=job_id, delay_s=delay_s, run_at=run_at,
                                  depends_on=depends_on, allow_failure=allow_failure,
                                  pass_results=pass_results, client=client, **options)
+
+    async def aenqueue(self, *args: Any, job_id: str | None = None, queue: str | None = None,
+                       timeout_s: float | None = None, max_retries: int | None = None,
+                       delay_s: float | None = None, run_at: float | None = None,
+                       client: AsyncClient | None = None, **kwargs: Any) -> AsyncJob:
+        """``enqueue`` for asyncio code, through ``client=`` or ``fleet.configure_async``'s
+        AsyncClient (else one built from the settings for this event loop)."""
+        job = self.spec(*args, job_id=job_id, queue=queue, timeout_s=timeout_s,
+                        max_retries=max_retries, delay_s=delay_s, run_at=run_at, **kwargs)
+        from .aio import default_async_client  # redis.asyncio only for asyncio code
+
+        return await (client or default_async_client()).enqueue_spec(job)
 
     def enqueue_with(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
                      client: Client | None = None, **options: Any) -> Job:

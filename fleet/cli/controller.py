@@ -9,9 +9,12 @@ import click
 from .common import connection_options, settings_from
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str = "INFO", log_format: str = "human") -> None:
+    from ..logs import formatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format, "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
 
 
 @click.command()
@@ -29,6 +32,8 @@ def setup_logging(level: str = "INFO") -> None:
               help="Make this data dir the namespace's owner even though Redis records "
               "another one (a standby taking over for good; the old dir's jobs stay in its "
               "log). Never needed to restart the owner itself.")
+@click.option("--log-format", default=None, type=click.Choice(["human", "json"]),
+              help="human lines, or one JSON object a line (FLEET_LOG_FORMAT; default human).")
 @connection_options
 def controller(config_file, take_over: bool, **flags) -> None:
     """Run the controller: the log, dispatch, leases, retries and acks of one namespace.
@@ -39,7 +44,7 @@ def controller(config_file, take_over: bool, **flags) -> None:
     from ..controller import Controller
 
     settings = settings_from(config_file, **flags)
-    setup_logging()
+    setup_logging(log_format=settings.log_format)
     ctl = Controller(settings)
     try:
         ctl.start(take_over=take_over)

@@ -36,18 +36,24 @@ JOBS_LOGGER = "fleet.worker.jobs"
 @click.option("--quiet", is_flag=True, help="No log line per finished job.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True, help="Log level of the worker's own lines.")
+@click.option("--log-format", default=None, type=click.Choice(["human", "json"]),
+              help="human lines, or one JSON object a line with job id, attempt, queue "
+                   "and outcome (FLEET_LOG_FORMAT; default human).")
 @connection_options
 def worker(worker_count: int | None, queues: str | None, allow: tuple[str, ...],
            import_paths: tuple[str, ...], burst: bool, quiet: bool, log_level: str,
-           redis_url: str | None, namespace: str | None, config_file: str | None) -> None:
+           log_format: str | None, redis_url: str | None, namespace: str | None,
+           config_file: str | None) -> None:
     """Run jobs: a supervisor and N executors. SIGTERM drains, a second signal stops cold."""
     from ..worker import run_worker  # here, so other commands do not pay for importing rq
 
     settings = settings_from(config_file, worker_count=worker_count, queues=queues,
-                             allow=allow or None, redis_url=redis_url, namespace=namespace)
+                             allow=allow or None, redis_url=redis_url, namespace=namespace,
+                             log_format=log_format)
     root = logging.getLogger()
     if not root.handlers:
         # Batched: a line per finished job must not be a write per job (fleet/worker/logs.py).
+        from ..logs import formatter
         from ..worker.logs import LINE_FORMAT, BatchedStreamHandler
 
         # The format names none of these, and finding the caller's frame alone cost a
@@ -55,7 +61,7 @@ def worker(worker_count: int | None, queues: str | None, allow: tuple[str, ...],
         logging._srcfile = None
         logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
         handler = BatchedStreamHandler()
-        handler.setFormatter(logging.Formatter(LINE_FORMAT))
+        handler.setFormatter(formatter(settings.log_format, LINE_FORMAT))
         root.addHandler(handler)
     root.setLevel(log_level.upper())
     if quiet:

@@ -209,8 +209,12 @@ class Executor:
                 f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
         if self._job_line is not None:
             self._job_line(f"[{self.jobs_log.extra['who']}] {text}")
-        else:
-            self.jobs_log.info("%s", text)
+        else:  # extra: the fields of a JSON line (fleet/logs.py)
+            self.jobs_log.logger.info("[%s] %s", self.jobs_log.extra["who"], text, extra={
+                "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
+                "outcome": outcome, "took_s": round(took_s, 6),
+                "worker": self.jobs_log.extra["who"],
+                "error": None if ok else self.runner.last_error})
 
     def _push_early(self) -> list[bytes]:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the

@@ -28,6 +28,7 @@ from ..clock import now_ms
 from ..context import CurrentJob, _current
 from ..job import MAX_PAYLOAD_BYTES
 from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
+from ..tracing import run_outcome, run_span
 from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the runner's API
     AllowList,
     BadMessage,
@@ -154,6 +155,12 @@ class Runner:
 
     def run(self, message: dict[str, Any], started_ms: int | None = None) -> tuple[bytes, bool]:
         """Run the job in ``message``. Returns the encoded ack and whether it succeeded."""
+        with run_span(message) as span:  # a shared no-op without the otel extra
+            ack, ok = self._run(message, started_ms)
+            run_outcome(span, ok)
+        return ack, ok
+
+    def _run(self, message: dict[str, Any], started_ms: int | None) -> tuple[bytes, bool]:
         started_ms = now_ms() if started_ms is None else started_ms
         try:
             fn = self._prepare(message)

@@ -1,0 +1,96 @@
+"""OpenTelemetry tracing, with the ``otel`` extra (``pip install 'fleet[otel]'``).
+
+The enqueuing code's W3C trace context travels in the job (``tc``: ``{"traceparent": ...,
+"tracestate": ...}``, docs/protocol.md): ``Client.enqueue_many`` and each
+``AsyncClient.enqueue_spec`` run in a PRODUCER span ``fleet enqueue`` whose context is put into
+every job they send; the worker runs each attempt in a CONSUMER span ``fleet run <func>``,
+child of and linked to the context the dispatch message carries. Attributes: ``fleet.job_id``,
+``fleet.attempt``, ``fleet.queue``, ``fleet.outcome`` (``ok`` / ``failed`` on a run;
+``accepted`` / ``duplicate`` / ``rejected`` on an enqueue of one job), ``fleet.job_count``.
+
+Spans go to whatever TracerProvider the application configured (none: OpenTelemetry's
+no-op). Without the extra, every entry point returns a shared null context manager: no
+import, no allocation per job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+try:
+    from opentelemetry import propagate, trace
+except ImportError:  # the otel extra is not installed: tracing is off
+    propagate = None  # type: ignore[assignment]
+    trace = None  # type: ignore[assignment]
+
+_NULL: contextlib.nullcontext[None] = contextlib.nullcontext()
+TRACE_FIELD = "tc"
+
+
+def tracer() -> Any:
+    """fleet's tracer, from the global TracerProvider (looked up per span: it may be set
+    after fleet is imported)."""
+    return trace.get_tracer("fleet") if trace is not None else None
+
+
+def enqueue_span(wires: Sequence[dict[str, Any]]) -> contextlib.AbstractContextManager[Any]:
+    """A PRODUCER span around sending ``wires`` (wire-form jobs); each job gets the span's
+    trace context in its ``tc`` field."""
+    if trace is None:
+        return _NULL
+    return _enqueue(wires)
+
+
+@contextlib.contextmanager
+def _enqueue(wires: Sequence[dict[str, Any]]) -> Iterator[Any]:
+    attributes: dict[str, Any] = {"fleet.job_count": len(wires)}
+    if len(wires) == 1:
+        attributes.update({"fleet.job_id": wires[0]["id"],
+                           "fleet.queue": wires[0].get("q", "default")})
+    with tracer().start_as_current_span("fleet enqueue", kind=trace.SpanKind.PRODUCER,
+                                        attributes=attributes) as span:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier:
+            for wire in wires:
+                wire[TRACE_FIELD] = carrier
+        yield span
+
+
+def enqueue_outcome(span: Any, statuses: Sequence[str]) -> None:
+    """Record the receipts' statuses on an enqueue span (None: tracing is off)."""
+    if span is None:
+        return
+    if len(statuses) == 1:
+        span.set_attribute("fleet.outcome", statuses[0])
+    else:
+        span.set_attribute("fleet.accepted", sum(s != "rejected" for s in statuses))
+
+
+def run_span(message: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    """A CONSUMER span around one attempt of the job in a dispatch ``message``."""
+    if trace is None:
+        return _NULL
+    return _run(message)
+
+
+@contextlib.contextmanager
+def _run(message: dict[str, Any]) -> Iterator[Any]:
+    carried = message.get(TRACE_FIELD)
+    parent = propagate.extract(carried) if isinstance(carried, dict) else None
+    linked = trace.get_current_span(parent).get_span_context() if parent else None
+    links = [trace.Link(linked)] if linked is not None and linked.is_valid else []
+    attributes = {"fleet.job_id": str(message.get("id")), "fleet.attempt": message.get("n", 0),
+                  "fleet.queue": str(message.get("q", "default"))}
+    with tracer().start_as_current_span(f"fleet run {message.get('f')}", context=parent,
+                                        kind=trace.SpanKind.CONSUMER, links=links,
+                                        attributes=attributes) as span:
+        yield span
+
+
+def run_outcome(span: Any, ok: bool) -> None:
+    """Record an attempt's outcome on its run span (None: tracing is off)."""
+    if span is not None:
+        span.set_attribute("fleet.outcome", "ok" if ok else "failed")
