@@ -172,3 +172,14 @@ def test_non_loopback_host_without_token_is_refused(local):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "--token" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_pages_forbid_framing_and_foreign_scripts(fleet_up):
+    """Every answer carries a CSP of our own scripts only, no framing, no type sniffing."""
+    _, base = start_dashboard(fleet_up, "--token", TOKEN)
+    for path in ("/", "/login", "/api/status", "/static/app.js"):
+        headers = httpx.get(base + path, headers=BEARER).headers
+        assert "script-src 'self'" in headers["content-security-policy"], path
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] \
+            == "nosniff", path

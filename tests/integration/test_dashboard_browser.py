@@ -66,13 +66,15 @@ def _not_pwned(tab) -> None:
 
 def test_overview_numbers_equal_fleet_status_json(fleet_up, page):
     """The overview's counts per state and queue are those of `fleet status --json`
-    (the worker serves only default: emails keeps its jobs pending)."""
+    (emails is paused, so its jobs stay pending and the counts hold still)."""
     client = fleet_up.client()
+    client.pause("emails")
     for i in range(12):
         client.enqueue("tests.jobs:add", i, 1, queue="default" if i % 3 else "emails")
     client.enqueue("tests.jobs:fail", "x", max_retries=0)
     client.enqueue("tests.jobs:add", 1, 1, delay_s=3600)
-    fleet_up.wait_for(lambda s: s["states"]["completed"] == 8 and s["states"]["dead"] == 1)
+    fleet_up.wait_for(lambda s: s["states"]["completed"] == 8 and s["states"]["dead"] == 1
+                   and s["states"]["in_flight"] == 0)
     _, base = start_dashboard(fleet_up)
     page.goto(base + "/")
     status = json.loads(fleet_up.cli("status", "--json").stdout)
