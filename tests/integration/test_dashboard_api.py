@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -183,3 +186,50 @@ def test_pages_forbid_framing_and_foreign_scripts(fleet_up):
         assert "frame-ancestors 'none'" in headers["content-security-policy"], path
         assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] \
             == "nosniff", path
+
+
+def test_without_a_controller_the_api_answers_503_and_pages_say_so(local):
+    """No controller holds the namespace: 503 with a one-line reason, the page an error."""
+    _, base = start_dashboard(local)
+    answer = httpx.get(base + "/api/status", timeout=30)
+    assert answer.status_code == 503 and "controller" in answer.json()["error"]
+    page = httpx.get(base + "/", timeout=30)
+    assert page.status_code == 503 and "Cannot show this" in page.text
+
+
+def test_port_in_use_is_a_one_line_error(fleet_up):
+    """A second dashboard on a taken port exits non-zero with one line, no traceback."""
+    _, base = start_dashboard(fleet_up)
+    port = base.rsplit(":", 1)[1]
+    done = fleet_up.cli("dashboard", "--port", port)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "address already in use" in done.stderr.lower() or "could not serve" in done.stderr
+
+
+def test_demo_prints_the_dashboard_address_and_serves_it_while_it_runs(tmp_path):
+    """`fleet demo` prints a dashboard URL that answers while the jobs drain."""
+    proc = subprocess.Popen([sys.executable, "-m", "fleet", "demo", "--jobs", "60",
+                             "--workdir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            match = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url, "the demo printed no dashboard address"
+        wait_until(lambda: _answers(url + "api/status"), timeout_s=60)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=240) == 0, rest[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
