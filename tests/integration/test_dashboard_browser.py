@@ -20,6 +20,8 @@ if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
     pytest.skip("browser tests need Debian's chromium package (apt-get install chromium)",
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (dev extra)")
+# Generous waits: two cores shared with whole test suites can stall a page for seconds.
+sync_api.expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,7 @@ def browser():
 def page(browser):
     """A fresh page that accepts the confirm() of each action and records script errors."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(60_000)
     tab = context.new_page()
     tab.on("dialog", lambda dialog: dialog.accept())
     tab.errors = []
