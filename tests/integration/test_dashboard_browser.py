@@ -107,7 +107,8 @@ def test_dead_job_retried_from_its_button_runs_again_and_completes(fleet_up, pag
     _shot(page, "dashboard-dead.png")
     flag.write_text("go")
     row.locator("input[name=ids]").check()
-    page.click("text=Retry selected")
+    with page.expect_navigation():  # the page reloads itself once the action is done
+        page.click("text=Retry selected")
     assert job.result(timeout_s=30) == "recovered"
     page.goto(f"{base}/jobs/{job.id}")
     sync_api.expect(page.locator("#job-state")).to_have_text("completed")
@@ -127,7 +128,8 @@ def test_running_job_cancelled_from_the_page_stops(fleet_up, page):
     page.goto(base + "/running")
     row = page.locator("tr[data-job]", has=page.locator(f"a.job-id:text-is('{job.id}')"))
     sync_api.expect(row).to_contain_text(job.info()["running_on"])
-    row.locator("text=Cancel").click()
+    with page.expect_navigation():
+        row.locator("text=Cancel").click()
     wait_until(lambda: job.status() == "cancelled")
     fleet_up.wait_for(lambda s: s["busy"] == 0)
     _not_pwned(page)
@@ -139,9 +141,9 @@ def test_pause_and_resume_from_the_queues_page(fleet_up, page):
     client.enqueue("tests.jobs:add", 1, 1).result(timeout_s=30)
     _, base = start_dashboard(fleet_up)
     page.goto(base + "/queues")
-    page.locator("tr[data-queue='default']").locator("text=Pause").click()
+    with page.expect_navigation():  # the page reloads itself once the action is done
+        page.locator("tr[data-queue='default']").locator("text=Pause").click()
     wait_until(lambda: "default" in client.status()["paused"])
-    page.reload()
     sync_api.expect(page.locator("tr[data-queue='default']")).to_contain_text("paused")
     waiting = client.enqueue("tests.jobs:add", 2, 2)
     fleet_up.wait_for(lambda s: s["states"]["pending"] == 1)
