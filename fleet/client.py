@@ -239,7 +239,8 @@ class Client:
     def jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
              cursor: str | None = None) -> JobPage:
         """One page of jobs, each a summary (id, state, queue, func, attempt, failures,
-        enqueued_ms, not_before_ms, finished_ms, error, worker); ``fleet job ID`` has more.
+        enqueued_ms, not_before_ms, dispatched_ms, finished_ms, error, worker); ``fleet job
+        ID`` has more.
 
         Pending jobs come in line order, then in-flight ones, then finished ones in finish
         order. Pass ``page.cursor`` back for the next page; None means the listing is

@@ -18,6 +18,7 @@ from . import admin, jobs
 from .acl import acl
 from .common import EXIT_INTERRUPTED, close_clients
 from .controller import controller
+from .dashboard import dashboard
 from .demo import demo
 from .ops import register as register_ops
 from .wal import wal
@@ -30,7 +31,8 @@ def app() -> None:
 
 
 for command in (controller, jobs.enqueue, jobs.job, jobs.jobs, jobs.result, admin.status,
-                admin.dead, admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl):
+                admin.dead, admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl,
+                dashboard):
     app.add_command(command)
 register_ops(app)
 

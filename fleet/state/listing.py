@@ -251,5 +251,6 @@ def summary(job: JobRecord, running_on: str | None = None) -> dict[str, Any]:
         error = error[:_ERROR_CHARS] + "..."
     return {"id": job.id, "state": job.state, "queue": job.queue, "func": job.func,
             "attempt": job.attempt, "failures": job.failures, "enqueued_ms": job.enqueued_ms,
-            "not_before_ms": job.not_before_ms or None, "finished_ms": job.finished_ms,
+            "not_before_ms": job.not_before_ms or None, "dispatched_ms": job.dispatched_ms,
+            "finished_ms": job.finished_ms,
             "error": error, "worker": running_on}

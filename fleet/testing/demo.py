@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ def _run(fleet: LocalFleet, options: DemoOptions, say: Say) -> int:
     say(f"controller pid {controller.pid}, data dir {fleet.data_dir}")
     fleet.worker(options.workers)
     say(f"worker fleet: fleet worker --count {options.workers}")
+    _dashboard(fleet, say)
     started = time.monotonic()
     done = fleet.cli("enqueue", "--file", job_file, "--quiet", timeout_s=120)
     say(f"fleet enqueue --file {job_file}: {done.stderr.strip().splitlines()[-1]}")
@@ -75,6 +77,17 @@ def _run(fleet: LocalFleet, options: DemoOptions, say: Say) -> int:
     say(f"\nall {options.jobs} jobs ended in {time.monotonic() - started:.1f} s\n")
     say(fleet.cli("status").stdout)
     return _verdict(fleet, options, status, say)
+
+
+def _dashboard(fleet: LocalFleet, say: Say) -> None:
+    """``fleet dashboard`` on a free loopback port, to watch the run (and the kill) in a
+    browser; the demo goes on without it if its extra is not installed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = fleet.spawn("dashboard", ["dashboard", "--port", str(port)])
+    say(f"dashboard: http://127.0.0.1:{port}/ (fleet dashboard, pid {proc.pid}; "
+        f"log {proc.log_path})")
 
 
 def _ended(status: dict) -> int:
