@@ -185,3 +185,15 @@ def test_deploy_doc_commands_are_the_ones_the_check_runs():
     assert commands
     for command in commands:
         assert command in scripts, command
+
+
+def test_dashboard_is_behind_a_profile_and_needs_its_token_to_leave_loopback(compose,
+                                                                             ports_override):
+    """The dashboard service is opt-in (`--profile dashboard`), binds 0.0.0.0 only with
+    FLEET_DASHBOARD_TOKEN passed in, and is published on loopback only by the override."""
+    dashboard = compose["services"]["dashboard"]
+    assert dashboard["profiles"] == ["dashboard"]
+    assert "FLEET_DASHBOARD_TOKEN" in dashboard["environment"]
+    assert ports_override["services"]["dashboard"]["ports"][0].startswith("127.0.0.1:")
+    with open("deploy/Dockerfile") as handle:
+        assert ".[dashboard]" in handle.read(), "the image must carry the dashboard's extra"
