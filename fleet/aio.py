@@ -44,12 +44,13 @@ from .answers import (
 )
 from .client import REQUEST_CHUNK, _add_requests, _checked_wire, spec
 from .config import Settings, load_settings, mask_url
-from .errors import ConfigError, FleetError, JobSpecError, TransportError
+from .errors import ConfigError, FleetError, JobSpecError
 from .handles import JobPage, outcome
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
 from .tracing import enqueue_outcome, enqueue_span
+from .transport.redis import transport_error
 
 T = TypeVar("T")
 WAIT_SLICE_S = 1.0  # as ClientWire: BLPOPs well under the socket timeout
@@ -62,18 +63,10 @@ def _translated(func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]
     async def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return await func(*args, **kwargs)
-        except redis.AuthenticationError as exc:
-            raise TransportError(f"Redis refused the credentials: {exc}") from None
-        except redis.ConnectionError as exc:
-            raise TransportError(f"cannot reach Redis: {_one_line(exc)}") from None
         except redis.RedisError as exc:
-            raise TransportError(f"Redis error: {_one_line(exc)}") from None
+            raise transport_error(exc) from None
 
     return wrapper
-
-
-def _one_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class AsyncWire:

@@ -83,14 +83,19 @@ def translated(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except redis.AuthenticationError as exc:
-            raise TransportError(f"Redis refused the credentials: {exc}") from None
-        except redis.ConnectionError as exc:
-            raise TransportError(f"cannot reach Redis: {_one_line(exc)}") from None
         except redis.RedisError as exc:
-            raise TransportError(f"Redis error: {_one_line(exc)}") from None
+            raise transport_error(exc) from None
 
     return wrapper
+
+
+def transport_error(exc: redis.RedisError) -> TransportError:
+    """The one-line TransportError for a redis-py error (sync and asyncio clients alike)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return TransportError(f"Redis refused the credentials: {exc}")
+    if isinstance(exc, redis.ConnectionError):
+        return TransportError(f"cannot reach Redis: {_one_line(exc)}")
+    return TransportError(f"Redis error: {_one_line(exc)}")
 
 
 def _one_line(exc: Exception) -> str:
