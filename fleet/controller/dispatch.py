@@ -18,6 +18,7 @@ from ..journal import Journal
 from ..signing import DISPATCH, Seal
 from ..state import JobRecord
 from ..state import events as ev
+from .sightings import Sightings
 
 MIN_WINDOW = 64
 WINDOW_PER_EXECUTOR = 8
@@ -61,6 +62,7 @@ class Dispatcher:
         self.rate_per_s: dict[str, float] = {}
         self._counted: dict[str, int] = {}
         self._measured_ms = 0
+        self.sightings: Sightings | None = None  # told of every message about to be pushed
 
     def window(self, executors: int, queue: str | None = None) -> int:
         """How many messages the ready list of ``queue`` may hold."""
@@ -101,6 +103,8 @@ class Dispatcher:
         """Record the next attempt of ``job`` and return its message."""
         attempt = job.attempt + 1
         self.journal.record(ev.dispatched(job.id, attempt, now_ms + self.lease_ms, now_ms))
+        if self.sightings is not None:
+            self.sightings.leased(job.queue, job.id, attempt)
         return self.message(job, attempt, now_ms)
 
     def message(self, job: JobRecord, attempt: int, dispatched_ms: int) -> bytes:

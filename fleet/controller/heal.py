@@ -27,6 +27,7 @@ import orjson
 
 from ..journal import Journal
 from ..state import JobRecord
+from .sightings import Sightings
 
 log = logging.getLogger("fleet.controller")
 
@@ -39,12 +40,16 @@ class Witness:
     does not name a job does not hold it: the job's message, or its ack, was lost in Redis.
     So a job may be held (and its lapse be a failed attempt) only when the worker that named
     it has stopped beating, or, if none named it, when some worker serving its queue stopped
-    beating after the job was dispatched (it may have popped it). Workers that stopped are
-    remembered for a few leases, long enough for every job they could have taken to lapse.
+    beating after the job was dispatched and after its message was last seen waiting in its
+    ready list (``Sightings``; until its next heartbeat was due, it may have popped it).
+    Workers that stopped are remembered for a few leases, long enough for every job they
+    could have taken to lapse.
     """
 
     def __init__(self, lease_ms: int, heartbeat_ms: int) -> None:
         self.horizon_ms = 2 * (lease_ms + 5 * heartbeat_ms)
+        self.heartbeat_ms = heartbeat_ms
+        self.sightings = Sightings()
         self.live: set[str] = set()
         self.holders: dict[str, tuple[int, str]] = {}  # job id -> (attempt, worker id)
         self.workers: dict[str, tuple[int, frozenset[str] | None]] = {}  # -> (seen, queues)
@@ -67,6 +72,7 @@ class Witness:
                         if w in live or seen[0] >= oldest_ms}
         self.holders = {job_id: held for job_id, held in self.holders.items()
                         if job_id in in_flight and in_flight[job_id].attempt == held[0]}
+        self.sightings.forget(in_flight)
 
     def may_hold(self, job: JobRecord) -> bool:
         """Whether a worker that stopped beating may have taken ``job``'s current attempt."""
@@ -74,7 +80,12 @@ class Witness:
         if held is not None and held[0] == job.attempt:
             return held[1] not in self.live
         dispatched_ms = job.dispatched_ms or 0
+        # A worker last heard at ``seen_ms`` may live until its next heartbeat is due (and
+        # one more, for a late beat): a message seen waiting after that was not its to pop.
+        waiting_ms = self.sightings.seen_waiting_ms(job.queue, job.id, job.attempt)
+        popped_after_ms = (waiting_ms or 0) - 2 * self.heartbeat_ms
         return any(worker_id not in self.live and seen_ms >= dispatched_ms
+                   and seen_ms >= popped_after_ms
                    and (queues is None or job.queue in queues)
                    for worker_id, (seen_ms, queues) in self.workers.items())
 

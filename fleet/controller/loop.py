@@ -83,6 +83,7 @@ class Controller:
         self.reconciler = Reconciler(self.journal, settings, random.Random())
         self.healer = Healer(self.journal, int(settings.heartbeat_s * 1000),
                              self.reconciler.witness)
+        self.sightings = self.dispatcher.sightings = self.reconciler.witness.sightings
         self.timeline = Timeline()
         schedules = load_schedules(settings.schedule_file) if settings.schedule_file else []
         self.scheduler = Scheduler(self.journal, schedules, settings)
@@ -99,6 +100,7 @@ class Controller:
         self._cancels: list[tuple[str, str]] = []
         self._withdrawn: list[tuple[str, bytes]] = []
         self._inbox: Inbox | None = None  # read along with the last write, for the next step
+        self._inbox_ms = 0  # when that read was sent
         self._samples: deque[tuple[int, dict[str, int]]] = deque()
         self._next_beat_ms = self._next_compact_ms = self._next_timeline_ms = 0
         self._snapshot_seq = self.snapshots.last_seq = self.log.report.snapshot_seq
@@ -199,6 +201,7 @@ class Controller:
         # Past the tick, Redis's timeout is precise enough; already due yet not acted on
         # this step, wait briefly rather than spin.
         wait_s = 0.001 if due_in_s is not None and due_in_s <= 0 else IDLE_WAIT_S
+        self._inbox_ms = self.clock()
         self._inbox = self.wire.wait_then_read(
             wait_s, INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
             list(self.journal.table.queue_counts))
@@ -215,9 +218,11 @@ class Controller:
         """One read → decide → commit → write round. Returns True if it did any work."""
         now = self.clock()
         inbox, self._inbox = self._inbox, None
+        read_ms = self._inbox_ms if inbox is not None else now  # when its LLENs were read
         if inbox is None:
             inbox = self.wire.read(INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
                                    list(self.journal.table.queue_counts))
+        self.sightings.observe(inbox.ready_lengths, read_ms)
         if self.fence.check(inbox.lease) == LOST:
             self._on_redis_lost(now)
         out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
@@ -237,13 +242,19 @@ class Controller:
         out.withdrawn, self._withdrawn = self._withdrawn, []
         self._commit()
         worked = not inbox.empty or bool(out.messages) or bool(lapsed)
-        if worked:
-            # More is probably waiting: read it in the same round trip as this write.
-            self._inbox = self.wire.exchange(out, INTAKE_REQUESTS_PER_STEP,
-                                             self.settings.batch_size,
-                                             list(self.journal.table.queue_counts))
-        else:
-            self.wire.write(out)
+        try:
+            if worked:
+                # More is probably waiting: read it in the same round trip as this write.
+                self._inbox_ms = self.clock()
+                self._inbox = self.wire.exchange(out, INTAKE_REQUESTS_PER_STEP,
+                                                 self.settings.batch_size,
+                                                 list(self.journal.table.queue_counts))
+            else:
+                self.wire.write(out)
+        except BaseException:
+            self.sightings.not_pushed()
+            raise
+        self.sightings.pushed()
         self._periodic(now)
         self.last_step_s = time.monotonic()
         return worked
@@ -298,6 +309,7 @@ class Controller:
     def _on_redis_lost(self, now: int) -> None:
         log.warning("Redis lost its data (the controller key vanished): healing")
         self.metrics.redis_losses.inc()
+        self.reconciler.redis_forgot(now)
         self.healer.start(now)
 
     def _heal(self, now: int, out: Outbox) -> None:
@@ -322,6 +334,7 @@ class Controller:
         if problem is not None:
             log.warning("%s: healing, and purging stale messages", problem)
             self.metrics.redis_losses.inc()
+            self.reconciler.redis_forgot(now)
             self.healer.start(now)
 
     # -- on their own cadence --------------------------------------------------------------

@@ -53,6 +53,7 @@ class Reconciler:
         self._graced: dict[tuple[str, int], int] = {}  # -> when its lease first lapsed
         self.trouble_ms: int | None = None  # when the controller last got a Redis error
         self.calm_ms: int | None = None  # its first clean step after that error
+        self.forgot_ms: int | None = None  # when Redis was last found to have lost its data
         # After Redis recovers, a live worker is heard again within its retry backoff, one beat
         # and one of the controller's reads, and is taken as live at once.
         self.quiet_ms = WORKER_RETRY_MAX_MS + (SILENT_BEATS + 2) * self.heartbeat_ms
@@ -245,6 +246,12 @@ class Reconciler:
         self.trouble_ms = now_ms
         self.calm_ms = None
 
+    def redis_forgot(self, now_ms: int) -> None:
+        """Redis lost its data (restarted empty, rolled back): the heartbeat keys went with
+        it, and a live worker is heard again only at its next beat, after its reconnect
+        backoff. Until then its silence proves nothing, as after a Redis error."""
+        self.forgot_ms = now_ms
+
     def redis_ok(self, now_ms: int) -> None:
         """A step went through after Redis errors: Redis takes writes again (from ``now_ms``)."""
         if self.trouble_ms is not None and self.calm_ms is None:
@@ -258,6 +265,8 @@ class Reconciler:
         may put seconds between the two). A Redis still failing one lease after the lapse no
         longer excuses the silence, so a flapping Redis cannot hold a dead worker's jobs for
         ever: the wait is bounded by a lease plus ``quiet_ms``."""
+        if self.forgot_ms is not None and now_ms - self.forgot_ms < self.quiet_ms:
+            return True  # however long ago the lapse: nobody could beat into the lost data
         if self.trouble_ms is None:
             return False
         if self.calm_ms is None:

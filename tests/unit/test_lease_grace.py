@@ -203,3 +203,42 @@ def test_a_worker_killed_during_an_oom_is_charged_once_redis_has_been_calm(tmp_p
         _expire_due(reconciler, now_ms)
     assert reconciler.journal.table.jobs["j"].failures == 1
     assert now_ms >= recovered_ms + WORKER_RETRY_MAX_MS
+
+
+def test_heartbeats_wiped_with_redis_data_prove_no_death_until_workers_could_beat_again(
+        tmp_path):
+    """Redis restarted empty while the controller was frozen: the message and the worker's
+    heartbeat key are both gone. The worker was beating when last heard, after the dispatch,
+    so it "may hold" the job; but its silence is Redis's doing, not its death: the lapse
+    waits until it could have beaten again, hears it, and releases the job without a
+    failure."""
+    reconciler = _reconciler(tmp_path)
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "jobs": []}
+    reconciler.on_heartbeats([beat], 100)
+    _expire_due(reconciler, LEASE_MS + 10)  # the lapse's grace began just before the freeze
+    resumed_ms = LEASE_MS + 3000  # the controller's first step after its freeze
+    reconciler.redis_forgot(resumed_ms)  # the controller key vanished
+    reconciler.on_heartbeats([], resumed_ms)  # no heartbeat key survived
+    _expire_due(reconciler, resumed_ms)
+    _expire_due(reconciler, resumed_ms + 2 * HEARTBEAT_MS + 1)
+    job = reconciler.journal.table.jobs["j"]
+    assert job.state == IN_FLIGHT and job.failures == 0
+    reconciler.on_heartbeats([dict(beat, ts=2)], resumed_ms + WORKER_RETRY_MAX_MS)
+    _expire_due(reconciler, resumed_ms + WORKER_RETRY_MAX_MS + HEARTBEAT_MS + 1)
+    assert job.state == PENDING and job.failures == 0
+    assert reconciler.lost_messages == 1
+
+
+def test_a_worker_dead_for_good_after_redis_lost_its_data_is_charged_after_the_quiet(
+        tmp_path):
+    """The same, but the worker never beats again: once a live worker would have been heard,
+    its silence counts and the lapse is a failed attempt."""
+    reconciler = _reconciler(tmp_path)
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "queues": ["default"], "jobs": []}], 100)
+    resumed_ms = 100 + LEASE_MS + 500
+    reconciler.redis_forgot(resumed_ms)
+    reconciler.on_heartbeats([], resumed_ms)
+    _expire_due(reconciler, resumed_ms)
+    later_ms = resumed_ms + reconciler.quiet_ms + 1
+    _expire_due(reconciler, later_ms)
+    assert reconciler.journal.table.jobs["j"].failures == 1
