@@ -150,16 +150,13 @@ class Dependencies:
         _, job_id, queue, not_before_ms, spec, parents, flags = record
         if job_id in self:
             return False
-        job = self._jobs[job_id] = JobRecord.from_spec(job_id, spec)
-        job.lingers = False
-        job.state = WAITING
-        self._count(job, WAITING, 1)
         self.totals["enqueued"] += 1
         graph = self.graph
         graph.add(job_id, parents, flags)
         unfinished, ended = 0, []
+        cold, cold_waiting = self._cold, self._cold_waiting
         for parent_id in parents:
-            if parent_id in self._cold:  # pending and untouched: no need to thaw it
+            if parent_id in cold or parent_id in cold_waiting:  # untouched: not ended
                 unfinished += 1
                 continue
             parent = self.get(parent_id)
@@ -170,6 +167,17 @@ class Dependencies:
             else:
                 unfinished += 1
         graph.waiting[job_id] = unfinished + len(ended)
+        if unfinished and not ended:
+            # Waits, and nothing needs its record before a parent ends: it stays spec text
+            # (what recovery of a log of a million edges builds: a string per job).
+            cold_waiting[job_id] = spec
+            self.counts[WAITING] += 1
+            self.queue_counts[queue][WAITING] += 1
+            return True
+        job = self._jobs[job_id] = JobRecord.from_spec(job_id, spec)
+        job.lingers = False
+        job.state = WAITING
+        self._count(job, WAITING, 1)
         for parent in ended:
             graph.close(parent.id)  # already ended: it must not count this child off again
             if job.state == WAITING:
@@ -187,6 +195,8 @@ class Dependencies:
             done = stack.pop()
             for child_id in self.graph.close(done.id):
                 child = self._jobs.get(child_id)
+                if child is None and child_id in self._cold_waiting:
+                    child = self._thaw(child_id)
                 if child is not None and child.state == WAITING:
                     self._settle_child(child, done, at_ms, stack)
 
@@ -232,7 +242,8 @@ class Dependencies:
         it when the parent ends)."""
         for parent_id in self.graph.parents_of(job_id):
             parent = self._jobs.get(parent_id)
-            if parent_id in self._cold or (parent is not None and parent.state not in TERMINAL):
+            if (parent_id in self._cold or parent_id in self._cold_waiting
+                    or (parent is not None and parent.state not in TERMINAL)):
                 return True
         return False
 
@@ -254,6 +265,8 @@ class Dependencies:
     def _state_of(self, job_id: str) -> dict[str, Any]:
         if job_id in self._cold:
             return {"id": job_id, "state": PENDING}
+        if job_id in self._cold_waiting:
+            return {"id": job_id, "state": WAITING}
         job = self.get(job_id)
         return {"id": job_id, "state": None if job is None else job.state}
 
@@ -262,12 +275,13 @@ class Dependencies:
         most all of its parents. (Not checked against the parents' states: a parent's id may
         have been compacted and used again by another job.)"""
         graph = self.graph
+        cold = self._cold_waiting
         problems = [f"{job_id}: counted as waiting but not a waiting job"
-                    for job_id in graph.waiting
-                    if job_id not in self._jobs or self._jobs[job_id].state != WAITING]
-        for job in self._jobs.values():
-            if job.state == WAITING and not 0 < graph.waiting.get(job.id, 0) <= len(
-                    graph.parents_of(job.id)):
-                problems.append(f"{job.id}: waiting on {graph.waiting.get(job.id)} of its "
-                                f"{len(graph.parents_of(job.id))} parents")
+                    for job_id in graph.waiting if job_id not in cold
+                    and (job_id not in self._jobs or self._jobs[job_id].state != WAITING)]
+        waiting = [job.id for job in self._jobs.values() if job.state == WAITING]
+        for job_id in [*waiting, *cold]:
+            if not 0 < graph.waiting.get(job_id, 0) <= len(graph.parents_of(job_id)):
+                problems.append(f"{job_id}: waiting on {graph.waiting.get(job_id)} of its "
+                                f"{len(graph.parents_of(job_id))} parents")
         return problems

@@ -17,8 +17,10 @@ table.
 Cold jobs. Recovery cost is memory: every object built while reading a log or a snapshot is
 a fresh page touched (about a second per GB here). So a job nobody has touched since it was
 enqueued stays as its spec text in ``_cold``, and a finished job loaded from a snapshot as its
-row text in ``_cold_done``; the first read or event that needs it turns it into a JobRecord
-in ``_jobs`` (``_thaw``). A backlog of a million pending jobs is a million strings.
+row text in ``_cold_done``, and a waiting job nothing has touched since it was accepted as its
+spec text in ``_cold_waiting``; the first read or event that needs it turns it into a
+JobRecord in ``_jobs`` (``_thaw``). A backlog of a million pending jobs is a million strings,
+and so is a million jobs waiting on their parents.
 
 FIFO within a queue: each queue keeps a deque of entries in the order jobs became ready, and
 delayed jobs wait in a heap of ``(not_before_ms, order, queue, entry)`` until a ``due`` record
@@ -55,7 +57,7 @@ from .job import (
     JobRecord,
 )
 
-SCHEMA_VERSION = 3  # 3: waiting jobs and the dependency graph (2 loads as a graph-less 3)
+SCHEMA_VERSION = 4  # 4: untouched waiting jobs as spec text; 3: waiting jobs and the graph
 Entry = Any  # a cold job's id, or (ticket, JobRecord)
 
 
@@ -67,6 +69,7 @@ class JobTable(Dependencies):
         self.graph = Graph()
         self._cold: dict[str, str] = {}
         self._cold_done: dict[str, int] = {}
+        self._cold_waiting: dict[str, str] = {}
         self._done_rows = b""
         self._done_base = 0
         self._cold_dead: list[str] = []
@@ -113,15 +116,19 @@ class JobTable(Dependencies):
         return job if job is not None else self._thaw(job_id)
 
     def __len__(self) -> int:
-        return len(self._jobs) + len(self._cold) + len(self._cold_done)
+        return (len(self._jobs) + len(self._cold) + len(self._cold_done)
+                + len(self._cold_waiting))
 
     def __contains__(self, job_id: Any) -> bool:
-        return job_id in self._jobs or job_id in self._cold or job_id in self._cold_done
+        return (job_id in self._jobs or job_id in self._cold or job_id in self._cold_done
+                or job_id in self._cold_waiting)
 
     def _thaw(self, job_id: Any) -> JobRecord | None:
         spec = self._cold.pop(job_id, None)
         if spec is not None:
             job = JobRecord.from_spec(job_id, spec)
+        elif job_id in self._cold_waiting:
+            job = _waiting_record(job_id, self._cold_waiting.pop(job_id))
         else:
             start = self._cold_done.pop(job_id, None)
             if start is None:
@@ -143,6 +150,8 @@ class JobTable(Dependencies):
         yield from self._jobs.values()
         for job_id, spec in self._cold.items():
             yield JobRecord.from_spec(job_id, spec)
+        for job_id, spec in self._cold_waiting.items():
+            yield _waiting_record(job_id, spec)
         for start in self._cold_done.values():
             yield JobRecord(*orjson.loads(self._done_row(start)))
 
@@ -198,7 +207,8 @@ class JobTable(Dependencies):
     def _on_enqueued(self, record: ev.Record) -> bool:
         _, job_id, queue, not_before_ms, spec = record
         # ``job_id in self`` spelt out: replay runs this once per job in the log.
-        if job_id in self._cold or job_id in self._jobs or job_id in self._cold_done:
+        if (job_id in self._cold or job_id in self._jobs or job_id in self._cold_done
+                or job_id in self._cold_waiting):
             return False
         self.counts[PENDING] += 1
         self.queue_counts[queue][PENDING] += 1
@@ -560,7 +570,8 @@ class JobTable(Dependencies):
                         for job_id, job in self._jobs.items() if job.id != job_id)
         problems.extend(f"{job_id}: both cold and thawed"
                         for job_id in self._jobs.keys() & (self._cold.keys()
-                                                           | self._cold_done.keys()))
+                                                           | self._cold_done.keys()
+                                                           | self._cold_waiting.keys()))
         problems.extend(f"{job_id}: in the in-flight index but {job.state}"
                         for job_id, job in self.in_flight.items()
                         if job.state != IN_FLIGHT or self._jobs.get(job_id) is not job)
@@ -660,6 +671,7 @@ class JobTable(Dependencies):
                 "done_counts": counts, "dead": [item[1] for item in done if item[3] == DEAD],
                 "done_rows": b"".join(text + b"\n" for text in texts),
                 "waiting": [job.to_row() for job in self._jobs.values() if job.state == WAITING],
+                "waiting_cold": self._cold_waiting_by_queue(),
                 "graph": self.graph.dump()}
 
     @classmethod
@@ -688,8 +700,25 @@ class JobTable(Dependencies):
         table._load_done(data)
         for row in data.get("waiting", ()):  # absent from snapshots older than workflows
             table._load_row(row)
+        for queue, cold in data.get("waiting_cold", {}).items():  # from schema 4 on
+            table._cold_waiting.update(cold)
+            table.counts[WAITING] += len(cold)
+            table.queue_counts[queue][WAITING] += len(cold)
         table.graph = Graph.load(data.get("graph"))
         return table
+
+    def _cold_waiting_by_queue(self) -> dict[str, dict[str, str]]:
+        """Untouched waiting jobs' specs per queue (the queue read off the spec's start, as
+        ``JobRecord.from_spec`` does), so that loading counts them without parsing one."""
+        by_queue: dict[str, dict[str, str]] = defaultdict(dict)
+        for job_id, spec in self._cold_waiting.items():
+            by_queue[spec[2:spec.index('"', 2)]][job_id] = spec
+        return dict(by_queue)
+
+    def waiting_job(self, job_id: str) -> JobRecord | None:
+        """A waiting job, as a copy that is not kept when it is cold (nothing thaws)."""
+        spec = self._cold_waiting.get(job_id)
+        return _waiting_record(job_id, spec) if spec is not None else self._jobs.get(job_id)
 
     def _load_row(self, row: list[Any]) -> JobRecord:
         job = JobRecord(*row)
@@ -784,10 +813,18 @@ class _JobsView(Mapping):
 
     def __iter__(self) -> Iterator[str]:
         table = self._table
-        return iter([*table._jobs, *table._cold, *table._cold_done])
+        return iter([*table._jobs, *table._cold, *table._cold_done, *table._cold_waiting])
 
     def __len__(self) -> int:
         return len(self._table)
+
+
+def _waiting_record(job_id: str, spec: str) -> JobRecord:
+    """A waiting job from its spec text: never queued, so no id entry of it lingers."""
+    job = JobRecord.from_spec(job_id, spec)
+    job.state = WAITING
+    job.lingers = False
+    return job
 
 
 def _job_problems(job: JobRecord, in_flight: dict[str, JobRecord]) -> list[str]:

@@ -139,3 +139,60 @@ def test_waiting_jobs_are_listed_under_their_state_page_by_page():
     assert [j.id for j in page + rest] == [f"w{n}" for n in range(5)] and end is None
     everything, _ = listing.list_jobs(table, None, None, 100)
     assert sorted(j.id for j in everything) == ["a", "w0", "w1", "w2", "w3", "w4"]
+
+
+def test_an_untouched_waiting_job_stays_spec_text_through_listing_and_snapshots():
+    """A child accepted while its parents are open is kept as its spec text (what makes a
+    log of a million edges recover fast): counted, listed, checked and snapshotted without
+    becoming a record, and thawed only when a parent's end or a read needs it."""
+    from fleet.state import listing
+
+    table = JobTable()
+    enqueue(table, "a")
+    enqueue(table, "b")
+    after(table, "c", ["a", "b"])
+    after(table, "d", ["a"], queue="other")
+    cold = table._cold_waiting
+    assert set(cold) == {"c", "d"} and not {"c", "d"} & set(table._jobs)
+    assert table.stats()["states"][WAITING] == 2 and len(table) == 4 and "d" in table
+    assert table.stats()["queues"]["other"][WAITING] == 1
+    page, _ = listing.list_jobs(table, "waiting", None, 10)
+    assert [(j.id, j.state) for j in page] == [("c", WAITING), ("d", WAITING)]
+    assert table.validate() == [] and set(cold) == {"c", "d"}
+    loaded = JobTable.load(table.dump())
+    assert set(loaded._cold_waiting) == {"c", "d"} and loaded.canonical() == table.canonical()
+    assert loaded.stats() == table.stats() and loaded.validate() == []
+    take_and_dispatch(loaded)
+    ack(loaded, "a")
+    assert loaded.jobs["d"].state == PENDING and loaded.jobs["c"].state == WAITING
+    assert not loaded._cold_waiting
+    assert take_and_dispatch(loaded, "other") == ["d"]
+    ack(loaded, "b")
+    assert loaded.jobs["c"].state == PENDING and loaded.validate() == []
+
+
+def test_a_dead_parent_cancels_cold_waiting_children_and_a_duplicate_id_is_refused():
+    table = JobTable()
+    enqueue(table, "a", max_retries=0)
+    after(table, "b", ["a"])
+    after(table, "c", ["b"])
+    assert set(table._cold_waiting) == {"b", "c"}
+    assert not after(table, "b", ["a"]) and not enqueue(table, "c")
+    take_and_dispatch(table)
+    fail(table, "a")
+    assert [table.jobs[i].state for i in "bc"] == [CANCELLED, CANCELLED]
+    assert table.jobs["c"].error == "dependency b ended cancelled"
+    assert table.validate() == []
+
+
+def test_a_schema_3_snapshot_of_waiting_rows_still_loads():
+    """Before ``waiting_cold`` every waiting job was a row: such a snapshot loads as it is."""
+    table = JobTable()
+    enqueue(table, "a")
+    after(table, "b", ["a"])
+    table.jobs["b"]  # thawed: written as a row, as schema 3 wrote every waiting job
+    data = table.dump()
+    del data["waiting_cold"]
+    data["version"] = 3
+    loaded = JobTable.load(data)
+    assert loaded.jobs["b"].state == WAITING and loaded.validate() == []
