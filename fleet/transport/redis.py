@@ -320,8 +320,8 @@ class ControllerWire:
         return dict(zip(queues, pipe.execute(), strict=True)) if queues else {}
 
     @translated
-    def read_workers(self) -> list[bytes | None]:
-        """Every registered worker's heartbeat (None where it expired), pruning the dead."""
+    def read_workers(self) -> list[bytes]:
+        """Every registered worker's heartbeat, pruning the dead (whose heartbeat expired)."""
         ids = sorted(cast("set[bytes]", self.client.smembers(self.keys.workers)))
         if not ids:
             return []
