@@ -36,7 +36,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict, deque
 from collections.abc import Iterator, Mapping
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 import orjson
 
@@ -452,8 +452,9 @@ class JobTable(Dependencies):
         if entry.__class__ is tuple:
             queued: JobRecord = entry[1]
             return queued
-        # Live, so the id is thawed or cold: one of the two finds it.
-        job = cast(JobRecord, self._jobs.get(entry) or self._thaw(entry))
+        # Live, so the id is thawed or cold: one of the two finds it. (Not a cast: a call
+        # per job taken.)
+        job: JobRecord = self._jobs.get(entry) or self._thaw(entry)  # type: ignore[assignment]
         job.lingers = False
         return job
 
