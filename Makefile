@@ -18,10 +18,12 @@ install build: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check fleet tests benchmarks
+	$(BIN)/mypy fleet
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check fleet tests benchmarks
+	$(BIN)/mypy fleet
 
 demo: $(STAMP)
 	$(BIN)/fleet demo

@@ -7,8 +7,8 @@ records events, and the reply goes out only after the commit, like every other a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import orjson
 
@@ -16,6 +16,7 @@ from ..errors import FleetError, JobNotFoundError
 from ..job import QUEUE_RE
 from ..state import IN_FLIGHT, PENDING, WAITING, listing
 from ..state import events as ev
+from ..transport import Item
 
 log = logging.getLogger("fleet.controller")
 
@@ -26,7 +27,8 @@ class ControlError(FleetError):
     """A control request cannot be carried out; the message goes back to the caller."""
 
 
-def handle_requests(ctx: Any, requests: list[Any], now_ms: int) -> list[tuple[str, bytes]]:
+def handle_requests(ctx: Any, requests: Sequence[Item], now_ms: int
+                    ) -> list[tuple[str, bytes]]:
     """Run each request against the controller ``ctx``; returns ``(request id, reply)``.
 
     A request that is not an object with a request id, is oversized (``transport.Oversized``)
@@ -56,13 +58,16 @@ def _handle_one(ctx: Any, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
                     len(raw) if isinstance(raw, bytes) else getattr(raw, "size_bytes", 0))
         ctx.malformed_control += 1
         return None
-    return request_id, orjson.dumps(_run(ctx, request, now_ms))
+    # A request id was found in it, so it is an object.
+    return request_id, orjson.dumps(_run(ctx, cast("dict[str, Any]", request), now_ms))
 
 
 def _run(ctx: Any, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
     name = request.get("cmd")
     command = COMMANDS.get(name) if isinstance(name, str) else None
-    args = request.get("args") if isinstance(request.get("args"), dict) else {}
+    args = request.get("args")
+    if not isinstance(args, dict):
+        args = {}
     if command is None:
         shown = repr(name[:100]) if isinstance(name, str) else f"of type {type(name).__name__}"
         return {"ok": False, "error": f"unknown command {shown}"}
@@ -132,7 +137,8 @@ def _dead_list(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
 def _dead_retry(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
     table = ctx.journal.table
     ids = [job.id for job in table.dead_jobs()] if args.get("all") else _ids(args)
-    done, missing = [], []
+    done: list[str] = []
+    missing: list[str] = []
     for job_id in ids:
         (done if ctx.journal.record(ev.retried(job_id, now_ms)) else missing).append(job_id)
     return {"retried": done, "not_dead": missing}

@@ -11,6 +11,8 @@ now; the message is pushed only after the commit (the caller's Outbox).
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from ..config import Settings
@@ -28,7 +30,7 @@ RATE_EVERY_MS = 500
 
 
 def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None,
-                   parent_results: dict | None = None) -> bytes:
+                   parent_results: dict[str, Any] | None = None) -> bytes:
     """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed
     (the seal's time is the dispatch time).
 

@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 
 import orjson
 
@@ -113,7 +114,7 @@ class Fence:
             "on, start with `fleet controller --take-over` (the other dir's jobs stay in its "
             "own log)")
 
-    def _holder_is_dead(self, info: dict) -> bool:
+    def _holder_is_dead(self, info: dict[str, Any]) -> bool:
         if info.get("host") != self.host or not isinstance(info.get("pid"), int):
             return False
         if info["pid"] == os.getpid():
@@ -191,14 +192,15 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def _int(value: object) -> int:
+def _int(value: Any) -> int:
+    """``value`` (anything a JSON field held) as an int; 0 when it is none."""
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         return 0
 
 
-def _parse(value: bytes | None) -> dict:
+def _parse(value: bytes | None) -> dict[str, Any]:
     try:
         info = orjson.loads(value) if value else {}
     except orjson.JSONDecodeError:

@@ -26,7 +26,9 @@ from typing import Any
 import orjson
 
 from ..journal import Journal
-from ..state import JobRecord
+from ..keys import Keys
+from ..state import JobRecord, JobTable
+from ..transport import ControllerWire
 from .sightings import Sightings
 
 log = logging.getLogger("fleet.controller")
@@ -196,8 +198,8 @@ class Timeline:
         return None
 
 
-def purge_stale(wire: Any, keys: Any, table: Any, running: Mapping[str, tuple[int, str]]
-                ) -> int:
+def purge_stale(wire: ControllerWire, keys: Keys, table: JobTable,
+                running: Mapping[str, tuple[int, str]]) -> int:
     """Take out of the ready lists what must not run (``stale_messages``); returns how many."""
     lists = wire.read_ready(table.queue_counts)
     stale = stale_messages(lists, table.in_flight, running)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -40,7 +41,7 @@ class Intake:
         self.counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
         self.accepted_by_queue: dict[str, int] = {}
 
-    def handle(self, requests: list[Item], now_ms: int) -> list[tuple[str, bytes]]:
+    def handle(self, requests: Sequence[Item], now_ms: int) -> list[tuple[str, bytes]]:
         """Record every acceptable job; returns ``(request id, receipt)`` pairs to send."""
         receipts = []
         for raw in requests:

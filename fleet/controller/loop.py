@@ -24,7 +24,7 @@ import random
 import signal
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..clock import RunClock
 from ..config import Settings
@@ -33,6 +33,7 @@ from ..journal import Journal
 from ..keys import Keys
 from ..metrics import Metrics, serve
 from ..schedule import load_schedules
+from ..state import JobRecord
 from ..state import events as ev
 from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
 from ..wal import SnapshotTaker, WalOptions, open_log, prune_snapshots
@@ -46,6 +47,9 @@ from .intake import Intake
 from .periodic import Scheduler
 from .reconcile import Reconciler
 from .retention import Retention
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger("fleet.controller")
 
@@ -111,7 +115,7 @@ class Controller:
         self._counted: dict[str, int] = {}
         self.malformed_control = 0
         self._redis_down_since: float | None = None
-        self.metrics_server = None
+        self.metrics_server: WSGIServer | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -223,7 +227,7 @@ class Controller:
             inbox = self.wire.read(INTAKE_REQUESTS_PER_STEP, self.settings.batch_size,
                                    list(self.journal.table.queue_counts))
         self.sightings.observe(inbox.ready_lengths, read_ms)
-        if self.fence.check(inbox.lease) == LOST:
+        if cast(Fence, self.fence).check(inbox.lease) == LOST:  # set by start()
             self._on_redis_lost(now)
         out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
                      trim_control=len(inbox.control))
@@ -264,9 +268,10 @@ class Controller:
         never sits twice in a ready list (a crash in between is healed like any lost message)."""
         lapsed = self.reconciler.lapsed(now)
         if lapsed:
+            # In flight, so dispatched: dispatched_ms is set (here and in _heal).
             removed = self.wire.remove([
                 (self.keys.ready(job.queue),
-                 self.dispatcher.message(job, job.attempt, job.dispatched_ms))
+                 self.dispatcher.message(job, job.attempt, cast(int, job.dispatched_ms)))
                 for job in lapsed])
             self.reconciler.expire(lapsed, removed, now)
         return len(lapsed)
@@ -320,7 +325,8 @@ class Controller:
         if candidates is not None:
             in_flight = self.journal.table.in_flight
             probes = [(self.keys.ready(in_flight[i].queue),
-                       self.dispatcher.message(in_flight[i], n, in_flight[i].dispatched_ms))
+                       self.dispatcher.message(in_flight[i], n,
+                                               cast(int, in_flight[i].dispatched_ms)))
                       for i, n in candidates]
             present = self.wire.present(probes)
             self.healer.found([c for c, p in zip(candidates, present, strict=True) if not p],
@@ -436,9 +442,10 @@ class Controller:
         """Stop a cancelled in-flight job wherever it is (after the commit): take its message
         back if it still waits in Redis, and tell the worker running it to stop it — every
         live worker if no heartbeat has reported it yet (it may have just been popped)."""
-        job = self.journal.table.get(job_id)
+        # Just cancelled while in flight: known, and dispatched.
+        job = cast(JobRecord, self.journal.table.get(job_id))
         self._withdrawn.append((self.keys.ready(job.queue), self.dispatcher.message(
-            job, job.attempt, job.dispatched_ms)))
+            job, job.attempt, cast(int, job.dispatched_ms))))
         running = self.reconciler.running_on.get(job_id)
         workers = [running[1]] if running is not None else [
             str(beat.get("id")) for beat in self.beats if beat.get("id")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -64,7 +65,7 @@ class Reconciler:
 
     # -- acks ------------------------------------------------------------------------------
 
-    def handle_acks(self, raw_acks: list[Item], now_ms: int) -> None:
+    def handle_acks(self, raw_acks: Sequence[Item], now_ms: int) -> None:
         """Record the event each ack stands for; count stale and malformed ones.
 
         No ack can stop the controller: one that trips anything while it is handled is counted
@@ -78,6 +79,7 @@ class Reconciler:
                 log.exception("dropped an ack that could not be handled: %.200r", raw)
 
     def _handle_ack(self, raw: Item, now_ms: int) -> None:
+        problem: str | None
         if isinstance(raw, Oversized) or len(raw) > self.settings.max_message_bytes:
             ack, problem = _oversized_ack(raw, self.settings.max_message_bytes)
         else:
@@ -190,7 +192,8 @@ class Reconciler:
         """In-flight jobs whose lease (with any heartbeat extension) ran out by ``now_ms``."""
         found = []
         for job in self.journal.table.in_flight.values():
-            deadline = job.lease_deadline_ms
+            # In flight, so leased: never None. (No cast: this runs per job per step.)
+            deadline: int = job.lease_deadline_ms  # type: ignore[assignment]
             extension = self.extended.get(job.id)
             if extension is not None and extension[0] == job.attempt:
                 deadline = (extension[1] if (job.id, job.attempt) in self._rebased

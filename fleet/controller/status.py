@@ -10,7 +10,7 @@ from typing import Any
 def build_status(ctl: Any, now_ms: int) -> dict[str, Any]:
     """The status document (``fleet status --json`` prints it as is)."""
     table = ctl.journal.table
-    data = table.stats()
+    data: dict[str, Any] = table.stats()
     data.update({
         "namespace": ctl.settings.namespace,
         "controller": {"pid": os.getpid(), "host": ctl.fence.host if ctl.fence else None,

@@ -13,7 +13,7 @@ options live only for jobs that are, or were, waiting.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -69,7 +69,7 @@ class Graph:
         found = self.parents.get(child)
         if found is None:
             return []
-        return [found] if found.__class__ is str else found
+        return [found] if found.__class__ is str else cast("list[str]", found)
 
     def close(self, parent: str) -> list[str]:
         """``parent`` ended: its children, moved from ``children`` to ``ended`` (empty if it
@@ -145,6 +145,17 @@ class Dependencies:
     a parent's end does to its waiting children."""
 
     graph: Graph
+    totals: dict[str, int]
+    _jobs: dict[str, JobRecord]
+    _cold: dict[str, str]
+
+    if TYPE_CHECKING:  # the rest of the table, defined by JobTable
+        def __contains__(self, job_id: object) -> bool: ...
+        def get(self, job_id: str) -> JobRecord | None: ...
+        def _count(self, job: JobRecord, state: str, delta: int) -> None: ...
+        def _move(self, job: JobRecord, state: str) -> None: ...
+        def _make_ready(self, job: JobRecord) -> None: ...
+        def _finish_one(self, job: JobRecord, state: str, at_ms: int) -> None: ...
 
     def _on_enqueued_after(self, record: list[Any]) -> bool:
         _, job_id, queue, not_before_ms, spec, parents, flags = record

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sys import intern
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import orjson
 
@@ -23,7 +23,10 @@ ROW_FIELDS = ("id", "queue", "func", "args", "kwargs", "timeout_s", "max_retries
               "dispatched_ms", "finished_ms", "result", "error", "history")
 
 
-class _FromSpec:
+T = TypeVar("T")
+
+
+class _FromSpec(Generic[T]):
     """A field of the job as enqueued (function, arguments, timeout, retry budget, enqueue
     time): read from the spec text the first time any of them is needed.
 
@@ -35,11 +38,17 @@ class _FromSpec:
     def __set_name__(self, owner: type, name: str) -> None:
         self.stored = getattr(owner, "_" + name)  # the slot that holds the decoded value
 
+    @overload
+    def __get__(self, job: None, owner: type | None = None) -> _FromSpec[T]: ...
+    @overload
+    def __get__(self, job: JobRecord, owner: type | None = None) -> T: ...
+
     def __get__(self, job: JobRecord | None, owner: type | None = None) -> Any:
         if job is None:
             return self
-        if job._spec is not None:
-            job._unpack()
+        spec = job._spec
+        if spec is not None:
+            job._unpack(spec)
         return self.stored.__get__(job, owner)
 
 
@@ -56,16 +65,21 @@ class JobRecord:
                  "_enqueued_ms", "dispatched_ms", "finished_ms", "result", "error", "history",
                  "ticket", "lingers", "_spec", "epoch")
 
-    func = _FromSpec()
-    args = _FromSpec()
-    kwargs = _FromSpec()
-    timeout_s = _FromSpec()
-    max_retries = _FromSpec()
-    enqueued_ms = _FromSpec()
+    # The spec fields are None in their slots only while ``_spec`` still holds them as text.
+    func: _FromSpec[str] = _FromSpec()
+    args: _FromSpec[list[Any]] = _FromSpec()
+    kwargs: _FromSpec[dict[str, Any]] = _FromSpec()
+    timeout_s: _FromSpec[float] = _FromSpec()
+    max_retries: _FromSpec[int] = _FromSpec()
+    enqueued_ms: _FromSpec[int] = _FromSpec()
 
-    def __init__(self, id, queue, func, args, kwargs, timeout_s, max_retries, state=PENDING,
-                 attempt=0, failures=0, not_before_ms=0, lease_deadline_ms=None, enqueued_ms=0,
-                 dispatched_ms=None, finished_ms=None, result=None, error=None, history=None):
+    def __init__(self, id: str, queue: str, func: str | None, args: list[Any] | None,
+                 kwargs: dict[str, Any] | None, timeout_s: float | None,
+                 max_retries: int | None, state: str = PENDING, attempt: int = 0,
+                 failures: int = 0, not_before_ms: int = 0, lease_deadline_ms: int | None = None,
+                 enqueued_ms: int = 0, dispatched_ms: int | None = None,
+                 finished_ms: int | None = None, result: Any = None, error: str | None = None,
+                 history: list[dict[str, Any]] | None = None) -> None:
         self.id = id
         self.queue = queue
         self._func = func
@@ -86,7 +100,7 @@ class JobRecord:
         self.history = history if history is not None else []
         self.ticket = 0
         self.lingers = False
-        self._spec = None
+        self._spec: str | None = None
         self.epoch = 0  # the controller epoch of the current attempt's dispatch (0: unknown)
 
     @classmethod
@@ -106,9 +120,9 @@ class JobRecord:
         job.lingers = True  # its id still stands in a ready list or the delayed heap
         return job
 
-    def _unpack(self) -> None:
+    def _unpack(self, spec: str) -> None:
         _, _, func, self._args, self._kwargs, self._timeout_s, self._max_retries, \
-            self._enqueued_ms = orjson.loads(self._spec)
+            self._enqueued_ms = orjson.loads(spec)
         self._func = intern(func)  # shared by every job of the function
         self._spec = None
 
@@ -138,7 +152,8 @@ class JobRecord:
         """The traceback of the latest failed or expired attempt (None: it had none)."""
         for entry in reversed(self.history):
             if entry.get("o") in ("failed", "expired"):
-                return entry.get("tb")
+                traceback: str | None = entry.get("tb")
+                return traceback
         return None
 
 

@@ -227,7 +227,8 @@ def _pending_job(table: JobTable, entry: Any) -> JobRecord | None:
     if not table._live(entry):
         return None
     if entry.__class__ is tuple:
-        return entry[1]
+        queued: JobRecord = entry[1]
+        return queued
     spec = table._cold.get(entry)
     return JobRecord.from_spec(entry, spec) if spec is not None else table._jobs[entry]
 

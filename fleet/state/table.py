@@ -38,7 +38,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict, deque
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
@@ -59,6 +59,13 @@ from .job import (
 
 SCHEMA_VERSION = 4  # 4: untouched waiting jobs as spec text; 3: waiting jobs and the graph
 Entry = Any  # a cold job's id, or (ticket, JobRecord)
+
+
+class ReadySection(TypedDict):
+    """One queue's pending jobs in a snapshot (``JobTable.dump``)."""
+
+    cold: dict[str, str]
+    rows: list[list[Any]]
 
 
 class JobTable(Dependencies):
@@ -437,8 +444,10 @@ class JobTable(Dependencies):
     def _live(self, entry: Entry) -> bool:
         """Whether a ready or delayed entry still stands for a pending job (nothing thaws)."""
         if entry.__class__ is tuple:
-            ticket, job = entry
-            return job.ticket == ticket and job.state == PENDING
+            ticket: int
+            queued: JobRecord
+            ticket, queued = entry
+            return queued.ticket == ticket and queued.state == PENDING
         if entry in self._cold:
             return True
         job = self._jobs.get(entry)
@@ -451,8 +460,11 @@ class JobTable(Dependencies):
             self._drop(entry)
             return None
         if entry.__class__ is tuple:
-            return entry[1]
-        job = self._jobs.get(entry) or self._thaw(entry)
+            queued: JobRecord = entry[1]
+            return queued
+        # Live, so the id is thawed or cold: one of the two finds it. (Not a cast: a call
+        # per job taken.)
+        job: JobRecord = self._jobs.get(entry) or self._thaw(entry)  # type: ignore[assignment]
         job.lingers = False
         return job
 
@@ -464,14 +476,16 @@ class JobTable(Dependencies):
         """
         if queue in self.paused or limit <= 0:
             return []
-        ready, taken = self._ready.get(queue), []
-        before = len(ready) if ready else 0
+        ready = self._ready.get(queue)
+        if not ready:
+            return []
+        taken: list[JobRecord] = []
+        before = len(ready)
         while ready and len(taken) < limit:
             job = self._take(ready.popleft())
             if job is not None:
                 taken.append(job)
-        if before:
-            self.ready_popped[queue] += before - len(ready)
+        self.ready_popped[queue] += before - len(ready)
         return taken
 
     def ready_queues(self) -> list[str]:
@@ -506,9 +520,13 @@ class JobTable(Dependencies):
 
     def _enqueued_ms(self, entry: Entry) -> int:
         if entry.__class__ is tuple:
-            return entry[1].enqueued_ms
+            queued: JobRecord = entry[1]
+            return queued.enqueued_ms
         spec = self._cold.get(entry)
-        return orjson.loads(spec)[7] if spec is not None else self._jobs[entry].enqueued_ms
+        if spec is None:
+            return self._jobs[entry].enqueued_ms
+        enqueued_ms: int = orjson.loads(spec)[7]
+        return enqueued_ms
 
     def _drop(self, entry: Entry) -> None:
         """Forget a stale entry: if it is an id left behind by a compacted job, that job's id
@@ -622,7 +640,7 @@ class JobTable(Dependencies):
         Cold jobs are JSON objects because the decoder builds the dict as it parses, hashing
         each id while it is in cache: faster than building it from lists afterwards.
         """
-        ready: dict[str, dict[str, list[Any]]] = {}
+        ready: dict[str, ReadySection] = {}
         for queue, entries in self._ready.items():
             cold: dict[str, str] = {}
             rows: list[list[Any]] = []
@@ -785,7 +803,8 @@ _FINISHED = ROW_FIELDS.index("finished_ms")
 
 
 def _job_id_of(row: list[Any]) -> str:
-    return row[0]
+    job_id: str = row[0]
+    return job_id
 
 
 def _due_order(item: tuple[int, int, str, Entry]) -> tuple[int, int]:
@@ -796,7 +815,7 @@ def _finish_order(item: tuple[Any, ...]) -> tuple[int, str]:  # finish time, the
     return item[0], item[1]
 
 
-class _JobsView(Mapping):
+class _JobsView(Mapping[str, JobRecord]):
     """``table.jobs``: every job by id; reading a cold one thaws it."""
 
     def __init__(self, table: JobTable) -> None:

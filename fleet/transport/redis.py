@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 
@@ -23,6 +23,7 @@ from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
 
 T = TypeVar("T")
+P = ParamSpec("P")
 log = logging.getLogger("fleet.transport")
 
 # Outcomes of ControllerWire.claim_lease, and its modes.
@@ -66,6 +67,9 @@ class Claim:
 def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
     """A redis-py client for ``url`` (redis://, rediss:// for TLS, unix://; user:password@).
 
+    It does not decode responses: every reply is bytes, where redis-py's types say
+    ``bytes | str`` for both kinds of client (hence the casts below).
+
     Raises:
         ConfigError: the URL cannot be parsed.
     """
@@ -76,11 +80,11 @@ def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
         raise ConfigError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from None
 
 
-def translated(func: Callable[..., T]) -> Callable[..., T]:
+def translated(func: Callable[P, T]) -> Callable[P, T]:
     """Turn redis-py errors raised by ``func`` into TransportError."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return func(*args, **kwargs)
         except redis.RedisError as exc:
@@ -278,7 +282,7 @@ class ControllerWire:
         """For each ``(ready key, message)``: is the message still in that list (LPOS)?"""
         pipe = self.client.pipeline(transaction=False)
         for key, message in messages:
-            pipe.lpos(key, message)
+            pipe.lpos(key, message)  # type: ignore[arg-type]  # redis-py says str; bytes work
         return [position is not None for position in pipe.execute()] if messages else []
 
     @translated
@@ -286,7 +290,7 @@ class ControllerWire:
         """LREM each ``(ready key, message)``; True where a copy was there and is now gone."""
         pipe = self.client.pipeline(transaction=False)
         for key, message in messages:
-            pipe.lrem(key, 1, message)
+            pipe.lrem(key, 1, message)  # type: ignore[arg-type]  # redis-py says str; bytes work
         return [bool(count) for count in pipe.execute()]
 
     @translated
@@ -316,12 +320,13 @@ class ControllerWire:
         return dict(zip(queues, pipe.execute(), strict=True)) if queues else {}
 
     @translated
-    def read_workers(self) -> list[bytes | None]:
-        """Every registered worker's heartbeat (None where it expired), pruning the dead."""
-        ids = sorted(self.client.smembers(self.keys.workers))
+    def read_workers(self) -> list[bytes]:
+        """Every registered worker's heartbeat, pruning the dead (whose heartbeat expired)."""
+        ids = sorted(cast("set[bytes]", self.client.smembers(self.keys.workers)))
         if not ids:
             return []
-        beats = self.client.mget([self.keys.worker(i.decode()) for i in ids])
+        beats = cast("list[bytes | None]",
+                     self.client.mget([self.keys.worker(i.decode()) for i in ids]))
         gone = [worker_id for worker_id, beat in zip(ids, beats, strict=True) if beat is None]
         if gone:
             self.client.srem(self.keys.workers, *gone)
@@ -345,7 +350,7 @@ class ControllerWire:
     @translated
     def lease_holder(self) -> bytes | None:
         """The controller key's current value."""
-        return self.client.get(self.keys.controller)
+        return cast("bytes | None", self.client.get(self.keys.controller))
 
     @translated
     def lease_ttl_ms(self) -> int:
@@ -355,7 +360,7 @@ class ControllerWire:
     @translated
     def owner(self) -> dict[str, str] | None:
         """The namespace's owner record (identity, epoch, host, pid, data_dir, ts), or None."""
-        found = self.client.hgetall(self.keys.owner)
+        found = cast("dict[bytes, bytes]", self.client.hgetall(self.keys.owner))
         return {k.decode(): v.decode(errors="replace") for k, v in found.items()} or None
 
     @translated
@@ -432,5 +437,5 @@ class ClientWire:
         """BLPOP one answer from ``key`` for at most ``min(timeout_s, WAIT_SLICE_S)``; None
         if none came."""
         slice_s = min(max(timeout_s, 0.01), self.WAIT_SLICE_S)
-        found = self.client.blpop([key], timeout=slice_s)
+        found = cast("tuple[bytes, bytes] | None", self.client.blpop([key], timeout=slice_s))
         return found[1] if found else None

@@ -23,6 +23,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -40,7 +41,7 @@ FRAME_BYTES = 8 * 1024 * 1024
 ZERO_TAIL = "zero-filled tail"
 
 
-def encode_batch(records: list[list], first_seq: int) -> bytes:
+def encode_batch(records: list[list[Any]], first_seq: int) -> bytes:
     """The frames holding ``records`` (a group-commit batch) numbered from ``first_seq``: one
     frame per ``FRAME_RECORDS`` records or ``FRAME_BYTES`` bytes, whichever comes first, all
     written with one ``write()`` and one fsync.
@@ -70,7 +71,7 @@ def encode_batch(records: list[list], first_seq: int) -> bytes:
     return frames[0] if len(frames) == 1 else b"".join(frames)
 
 
-def _frames_by_bytes(records: list[list], first_seq: int) -> list[bytes]:
+def _frames_by_bytes(records: list[list[Any]], first_seq: int) -> list[bytes]:
     """Frames of at most ``FRAME_BYTES`` each (a record bigger than that gets its own)."""
     frames: list[bytes] = []
     parts: list[bytes] = []
@@ -110,7 +111,7 @@ class Scan:
 
 
 def iter_frames(data: bytes, scan: Scan, is_last: bool, skip_through: int = 0
-                ) -> Iterator[tuple[int, int, list[list]]]:
+                ) -> Iterator[tuple[int, int, list[list[Any]]]]:
     """Yield ``(offset, first_seq, records)`` for each good frame of a segment.
 
     Frames whose last sequence number is at or below ``skip_through`` are checked (CRC) but
@@ -149,7 +150,7 @@ def _last_seq(payload: memoryview) -> int:
     return int(match.group(2)) if match else 0
 
 
-def _decode(payload: memoryview, segment: str, offset: int) -> tuple[int, list[list]]:
+def _decode(payload: memoryview, segment: str, offset: int) -> tuple[int, list[list[Any]]]:
     try:
         batch = orjson.loads(payload)
     except orjson.JSONDecodeError:

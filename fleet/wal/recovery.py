@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import SnapshotError, WalCorruptError, WalError
 from ..state import JobTable
@@ -167,7 +168,7 @@ def _check_log_reaches_back(data_dir: str, files: Files, from_seq: int,
                               f"records {from_seq}..{segments[0][0] - 1} are missing{why}")
 
 
-def _apply_frame(table: JobTable, records: list[list], first_seq: int, last_seen: int,
+def _apply_frame(table: JobTable, records: list[list[Any]], first_seq: int, last_seen: int,
                  path: str, scan: Scan) -> int:
     """Apply a frame's records after ``last_seen``, which must follow on without a gap.
 
@@ -200,7 +201,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def read_segments(data_dir: str, files: Files, from_seq: int = 1
-                  ) -> Iterator[tuple[str, int, list[list], Scan]]:
+                  ) -> Iterator[tuple[str, int, list[list[Any]], Scan]]:
     """Yield ``(segment path, first seq, records of one frame, scan so far)`` for frames in
     order.
 

@@ -11,6 +11,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -23,7 +24,7 @@ from .snapshot import read_snapshot
 
 
 def dump_events(data_dir: str, files: Files | None = None, from_seq: int = 0
-                ) -> Iterator[dict]:
+                ) -> Iterator[dict[str, Any]]:
     """Every record in the log from ``from_seq`` on, oldest first, as a dict with named fields
     (``events.describe``); a torn tail ends the stream quietly.
 
@@ -287,8 +288,8 @@ def _count_records_after(data: bytes, offset: int) -> int:
             for _, _, records in iter_frames(data[offset:], scan, is_last=True):
                 count += len(records)
         except WalCorruptError as exc:
-            records, offset = _bad_frame(data, offset + exc.offset)
-            count += records
+            bad_records, offset = _bad_frame(data, offset + exc.offset)
+            count += bad_records
             continue
         if scan.torn_bytes and scan.torn_reason != ZERO_TAIL:  # zeros held no record
             count += _bad_frame(data, offset + scan.good_bytes)[0]

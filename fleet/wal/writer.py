@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from ..errors import (
     WalDiskFullError,
@@ -63,7 +64,7 @@ class WalWriter:
         # Called before every non-empty append; raises to refuse it (the controller's fence).
         self.guard: Callable[[], None] | None = None
 
-    def append(self, records: list[list], first_seq: int) -> bool:
+    def append(self, records: list[list[Any]], first_seq: int) -> bool:
         """Write ``records``, numbered from ``first_seq``, as one frame.
 
         Returns True if the batch is durable on return (always with policy ``always``).
@@ -80,9 +81,10 @@ class WalWriter:
         if self.guard is not None:
             self.guard()
         frame = encode_batch(records, first_seq)
-        if self._fd is None or self.segment_bytes >= self.options.segment_bytes:
-            self._rotate(first_seq)
-        self._write(frame)
+        fd = self._fd
+        if fd is None or self.segment_bytes >= self.options.segment_bytes:
+            fd = self._rotate(first_seq)
+        self._write(fd, frame)
         self.next_seq = first_seq + len(records)
         self._dirty = True
         if self.options.fsync == "always":
@@ -107,22 +109,24 @@ class WalWriter:
             WalSegmentDeletedError: the segment is gone.
             WalSegmentChangedError: the segment is shorter than what was written to it.
         """
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             return
-        links, size_bytes = self.files.stat_open(self._fd)
+        links, size_bytes = self.files.stat_open(fd)
         if links == 0:
             self._broken = f"segment {self.segment_path} was deleted while in use"
-            raise self._deleted()
+            raise self._deleted(fd)
         if size_bytes < self.segment_bytes:
             self._broken = f"segment {self.segment_path} was truncated while in use"
-            raise self._truncated(size_bytes)
+            raise self._truncated(fd, size_bytes)
 
-    def _deleted(self) -> WalSegmentDeletedError:
-        path, first, last = self.segment_path, self._segment_first_seq, self.next_seq - 1
+    def _deleted(self, fd: int) -> WalSegmentDeletedError:
+        path = cast(str, self.segment_path)  # set whenever a segment is open
+        first, last = self._segment_first_seq, self.next_seq - 1
         span = f"records {first}..{last}" if last >= first else "no records"
         try:
             self.files.makedirs(os.path.dirname(path))  # the whole wal/ may have gone
-            restored = self._restore(path)
+            restored = self._restore(fd, path)
         except OSError as exc:
             return WalSegmentDeletedError(
                 f"segment {path} was deleted while the controller wrote to it; it held "
@@ -134,10 +138,11 @@ class WalWriter:
             + (": restart the controller" if restored == path else
                ": another file took its name; compare them before restarting"))
 
-    def _truncated(self, size_bytes: int) -> WalSegmentChangedError:
-        path, last = self.segment_path, self.next_seq - 1
+    def _truncated(self, fd: int, size_bytes: int) -> WalSegmentChangedError:
+        path = cast(str, self.segment_path)  # set whenever a segment is open
+        last = self.next_seq - 1
         try:
-            kept = _last_seq_in(self.files.read_open(self._fd), os.path.basename(path))
+            kept = _last_seq_in(self.files.read_open(fd), os.path.basename(path))
             lost = f"records {(kept or self._segment_first_seq - 1) + 1}..{last} are lost"
         except OSError:
             lost = f"records up to {last} may be lost"
@@ -146,9 +151,9 @@ class WalWriter:
             f"controller wrote to it; stopped: {lost}; run `fleet wal repair` before "
             "restarting")
 
-    def _restore(self, path: str) -> str:
+    def _restore(self, fd: int, path: str) -> str:
         """Write the deleted segment's bytes back under its name; returns where they went."""
-        data = self.files.read_open(self._fd)
+        data = self.files.read_open(fd)
         temp = path + ".restoring"
         fd = self.files.open_write(temp)
         try:
@@ -208,11 +213,11 @@ class WalWriter:
             self.files.fsync_dir(wal_dir(self.data_dir))
         return removed
 
-    def _write(self, frame: bytes) -> None:
+    def _write(self, fd: int, frame: bytes) -> None:
         try:
-            self.files.write(self._fd, frame)
+            self.files.write(fd, frame)
         except OSError as exc:
-            self._undo_partial_write()
+            self._undo_partial_write(fd)
             if exc.errno in _DISK_FULL:
                 raise WalDiskFullError(f"disk full writing {self.segment_path}: {exc}") from None
             self._broken = f"write failed: {exc}"
@@ -220,14 +225,14 @@ class WalWriter:
         self.segment_bytes += len(frame)
         self.total_bytes += len(frame)
 
-    def _undo_partial_write(self) -> None:
+    def _undo_partial_write(self, fd: int) -> None:
         try:
-            self.files.truncate(self._fd, self.segment_bytes)
+            self.files.truncate(fd, self.segment_bytes)
         except OSError as exc:
             self._broken = f"could not cut a partial write: {exc}"
 
-    def _rotate(self, first_seq: int) -> None:
-        """Start a new segment for the record ``first_seq``.
+    def _rotate(self, first_seq: int) -> int:
+        """Start a new segment for the record ``first_seq``; returns its descriptor.
 
         The new file is created and its directory entry made durable before the old segment
         is let go, so a failure here (ENOSPC while creating it, say) changes nothing: the old
@@ -255,6 +260,7 @@ class WalWriter:
             self.files.close(self._fd)
         self._fd, self.segment_path, self.segment_bytes = fd, path, 0
         self._segment_first_seq = first_seq
+        return fd
 
     @staticmethod
     def _create_failed(path: str, exc: OSError) -> WalError:

@@ -17,10 +17,14 @@ caller must see them.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeGuard
 
 import redis
 
+Command = tuple[Any, ...]  # a command's name and arguments: ("LPOP", key, count)
+
+pack_command: Callable[[Command], bytes] | None
 try:
     from hiredis import pack_command
 except ImportError:  # redis-py packs without it, only slower
@@ -30,9 +34,18 @@ except ImportError:  # redis-py packs without it, only slower
 FORKED_CHILD_EXIT = 70
 
 
-def refused(reply: Any) -> bool:
+def refused(reply: object) -> TypeGuard[redis.ResponseError]:
     """True when ``reply`` is Redis refusing its command (an error reply)."""
     return isinstance(reply, redis.ResponseError)
+
+
+class _Connection(Protocol):
+    """What ``Wire`` uses of a redis-py connection (whose methods carry no annotations)."""
+
+    def pack_commands(self, commands: tuple[Command, ...]) -> list[bytes]: ...
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+    def read_response(self) -> Any: ...
+    def disconnect(self) -> None: ...
 
 
 class Wire:
@@ -46,11 +59,11 @@ class Wire:
 
     def __init__(self, client: redis.Redis) -> None:
         # Made, not checked out: it connects on first use, so Redis may be down right now.
-        self.connection = client.connection_pool.make_connection()
+        self.connection: _Connection = client.connection_pool.make_connection()
         self._outstanding = 0
         self.owner_pid = os.getpid()
 
-    def call(self, *commands: tuple) -> list[Any]:
+    def call(self, *commands: Command) -> list[Any]:
         """Send ``commands`` and return their replies (a refused one as its ResponseError).
 
         Raises:
@@ -60,7 +73,7 @@ class Wire:
         self.send(*commands)
         return self.settle()
 
-    def send(self, *commands: tuple) -> None:
+    def send(self, *commands: Command) -> None:
         """Write ``commands`` now; their replies are read later."""
         self.check_owner()
         connection = self.connection

@@ -27,26 +27,30 @@ import signal
 import time
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
-from .conn import Wire, refused
+from .conn import Command, Wire, refused
 from .logs import flush_logs, line_writer
 from .runner import Runner
 from .wire import (
     EpochGate,
     Identity,
     RedisHealth,
+    WorkerLog,
     connect,
     encode,
     make_ack,
     parse_message,
     worker_log,
 )
+
+if TYPE_CHECKING:
+    from .handle import Event
 
 BLOCK_TIMEOUT_S = 1
 JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
@@ -61,7 +65,7 @@ class Executor:
 
     def __init__(self, client: redis.Redis, keys: Keys, queues: tuple[str, ...], runner: Runner,
                  prefetch: int = 1, channel: Any = None,
-                 log: logging.LoggerAdapter | None = None) -> None:
+                 log: WorkerLog | None = None) -> None:
         self.wire = Wire(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
@@ -73,7 +77,7 @@ class Executor:
         # than the write itself, once per job.
         self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
         self.log = log or worker_log(__name__, runner.identity.worker_id)
-        self.jobs_log = worker_log(JOBS_LOGGER, self.log.extra["who"])
+        self.jobs_log = worker_log(JOBS_LOGGER, self.log.who)
         # Read once: --quiet and --log-level are set before the executors start.
         self.log_jobs = self.jobs_log.isEnabledFor(logging.INFO)
         self._job_line = line_writer(self.jobs_log.logger) if self.log_jobs else None
@@ -142,7 +146,8 @@ class Executor:
         """
         if self.unpushed and self.health.failing:
             self._push_acks()
-        commands: list[tuple] = [("RPUSH", self.acks_key, *self.unpushed)] if self.unpushed else []
+        commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
+                                   if self.unpushed else [])
         commands.append(("LPOP", self.queue_keys[0], self.prefetch))
         replies = self.wire.call(*commands)
         refusal = self._pushed(replies[0]) if self.unpushed else None
@@ -208,12 +213,12 @@ class Executor:
         text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
                 f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
         if self._job_line is not None:
-            self._job_line(f"[{self.jobs_log.extra['who']}] {text}")
+            self._job_line(f"[{self.jobs_log.who}] {text}")
         else:  # extra: the fields of a JSON line (fleet/logs.py)
-            self.jobs_log.logger.info("[%s] %s", self.jobs_log.extra["who"], text, extra={
+            self.jobs_log.logger.info("[%s] %s", self.jobs_log.who, text, extra={
                 "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
                 "outcome": outcome, "took_s": round(took_s, 6),
-                "worker": self.jobs_log.extra["who"],
+                "worker": self.jobs_log.who,
                 "error": None if ok else self.runner.last_error})
 
     def _push_early(self) -> list[bytes]:
@@ -261,7 +266,7 @@ class Executor:
             self._tell(("f", *self.done))
             self.done = None
 
-    def _tell(self, event: tuple) -> None:
+    def _tell(self, event: Event) -> None:
         if self.channel is None:
             return
         try:
@@ -288,7 +293,7 @@ def _popped(reply: Any) -> Any:
 
 
 def build_executor(settings: Settings, identity: Identity, client: redis.Redis,
-                   channel: Any = None, log: logging.LoggerAdapter | None = None) -> Executor:
+                   channel: Any = None, log: WorkerLog | None = None) -> Executor:
     """An Executor configured from ``settings``."""
     runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,

@@ -30,6 +30,9 @@ from ..clock import now_ms
 from .wire import Identity, make_ack
 
 READ_BYTES = 64 * 1024
+# What an executor tells its supervisor over the Pipe (executor.py; read in ``_apply``):
+# ("s", id, attempt, started_ms, timeout_s, held, done), ("f", id, attempt, ok), ("x", acks).
+Event = tuple[Any, ...]
 _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
 
@@ -72,7 +75,7 @@ class ExecutorHandle:
             self._apply(event, finished, now_mono)
         return finished
 
-    def _events(self) -> list[tuple]:
+    def _events(self) -> list[Event]:
         """Every whole event waiting in the Pipe (the executor is gone when it is closed).
 
         The executor sends an event per job, so the Pipe is read a buffer at a time rather
@@ -89,7 +92,8 @@ class ExecutorHandle:
                 data += chunk
         except (EOFError, OSError):
             pass
-        events, offset, end = [], 0, len(data)
+        events: list[Event] = []
+        offset, end = 0, len(data)
         while end - offset >= _SIZE.size:
             (size,), start = _SIZE.unpack_from(data, offset), offset + _SIZE.size
             if size == -1:
@@ -103,7 +107,7 @@ class ExecutorHandle:
         self._partial = data[offset:]
         return events
 
-    def _apply(self, event: tuple, finished: list[bool], now_mono: float) -> None:
+    def _apply(self, event: Event, finished: list[bool], now_mono: float) -> None:
         kind = event[0]
         if kind == "s":
             _, job_id, attempt, started_ms, timeout_s, held, done = event
@@ -117,7 +121,7 @@ class ExecutorHandle:
             self.handed_acks.extend(event[1])
             self.job, self.held = None, []
 
-    def _finish(self, done: tuple, finished: list[bool]) -> None:
+    def _finish(self, done: tuple[str, int, bool], finished: list[bool]) -> None:
         job_id, attempt, ok = done
         if self.job is not None and (self.job.job_id, self.job.attempt) == (job_id, attempt):
             self.job = None

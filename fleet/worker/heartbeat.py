@@ -98,7 +98,7 @@ class SupervisorLink:
             return [], queued
         return [raw.decode("utf-8", "replace") for raw in popped], queued
 
-    def _send(self, add: Callable[[Any], None]) -> list | None:
+    def _send(self, add: Callable[[Any], None]) -> list[Any] | None:
         pipe = self.client.pipeline(transaction=False)
         pushed = len(self.pending)
         if pushed:

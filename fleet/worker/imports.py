@@ -21,7 +21,7 @@ import os
 import sys
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import FleetError
 
@@ -66,7 +66,7 @@ class AllowList:
 def add_import_paths(paths: Iterable[str]) -> list[str]:
     """Put ``paths`` (absolute) at the front of ``sys.path``, the first one first, as
     ``rq worker --path`` does. Returns the entries added."""
-    added = []
+    added: list[str] = []
     for path in reversed([os.path.abspath(p) for p in paths]):
         if path in sys.path:
             sys.path.remove(path)
@@ -112,7 +112,7 @@ def resolve(func: str, allow: AllowList) -> Callable[..., Any]:
     _refuse_module_hops(module, path, allow)
     if not callable(target) or isinstance(target, types.ModuleType):
         raise BadMessage(f"{func} is not a function")
-    return target
+    return cast("Callable[..., Any]", target)
 
 
 def import_module(name: str, shorten: AllowList | None = None,
@@ -125,7 +125,8 @@ def import_module(name: str, shorten: AllowList | None = None,
         ModuleMissing: see the module docstring.
         NotAllowed: the shorter module is outside the allow-list.
     """
-    bits, rest = name.split("."), []
+    bits = name.split(".")
+    rest: list[str] = []
     while True:
         current = ".".join(bits)
         if shorten is not None and not shorten.allows(current):

@@ -102,7 +102,7 @@ def line_writer(logger: logging.Logger) -> Callable[[str], None] | None:
     while node is not None and node is not root:
         if node.handlers or node.filters or not node.propagate:
             return None
-        node = node.parent  # type: ignore[assignment]
+        node = node.parent
     name, stamp = logger.name, ["", -1]
 
     def write(message: str) -> None:

@@ -23,14 +23,14 @@ import signal
 import socket
 import time
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, cast
 
 from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
 from ..signing import ACK, Seal
 from .executor import STOP_SIGNALS, executor_main
-from .handle import ExecutorHandle
+from .handle import ExecutorHandle, RunningJob
 from .heartbeat import SupervisorLink, heartbeat_payload
 from .logs import flush_logs
 from .wire import Identity, connect, encode, worker_log
@@ -163,8 +163,8 @@ class Supervisor:
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
         for handle in self.handles.values():
-            job = handle.job
             if handle.kill_reason is None and handle.overdue(now, self.kill_grace_s):
+                job = cast(RunningJob, handle.job)  # overdue: it runs one
                 self.log.warning("job %s attempt %d ran past its timeout of %g s (+%g s grace); "
                                  "killing executor e%d (pid %d)", job.job_id, job.attempt,
                                  job.timeout_s, self.kill_grace_s, handle.slot, handle.pid)

@@ -12,14 +12,13 @@ The hard timeout (a job that ignores the soft one) belongs to the supervisor (po
 
 from __future__ import annotations
 
-import _signal
 import asyncio
 import logging
 import math
 import signal
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
@@ -38,6 +37,11 @@ from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the ru
     split_func,
 )
 from .wire import Identity, encode, error_text, make_ack
+
+if TYPE_CHECKING:  # typeshed has no _signal: it is signal's functions, without the enum wrappers
+    import signal as _signal
+else:
+    import _signal
 
 TRACEBACK_MAX_BYTES = 8 * 1024  # kept per failed attempt, in the ack and the job's record
 _SIGALRM = int(signal.SIGALRM)
@@ -72,7 +76,8 @@ class SoftTimeout(UnixSignalDeathPenalty):
 
     def __init__(self, timeout_s: float) -> None:
         shown = int(timeout_s) if float(timeout_s).is_integer() else timeout_s
-        super().__init__(shown, JobTimeoutException)
+        # rq's timeouts carry no annotations
+        super().__init__(shown, JobTimeoutException)  # type: ignore[no-untyped-call]
         self._timeout_s = float(timeout_s)
         self._previous: Any = signal.SIG_DFL
 
@@ -87,7 +92,8 @@ class SoftTimeout(UnixSignalDeathPenalty):
         _signal.signal(_SIGALRM, self._previous)
 
 
-def call(fn: Callable[..., Any], args: list, kwargs: dict, timeout_s: float) -> Any:
+def call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], timeout_s: float
+         ) -> Any:
     """``fn(*args, **kwargs)`` under a soft timeout; a coroutine is run with asyncio.run.
 
     Raises:

@@ -122,21 +122,25 @@ def encode(ack: dict[str, Any]) -> bytes:
     return orjson.dumps(ack)
 
 
-class WorkerLog(logging.LoggerAdapter):
-    """Puts the worker id (and executor number) at the start of every line."""
+class WorkerLog(logging.LoggerAdapter[logging.Logger]):
+    """Puts the worker id (and executor number), ``who``, at the start of every line."""
+
+    def __init__(self, logger: logging.Logger, who: str) -> None:
+        super().__init__(logger, {"who": who})
+        self.who = who
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[{self.extra['who']}] {msg}", kwargs
+        return f"[{self.who}] {msg}", kwargs
 
 
 def worker_log(name: str, who: str) -> WorkerLog:
-    return WorkerLog(logging.getLogger(name), {"who": who})
+    return WorkerLog(logging.getLogger(name), who)
 
 
 class RedisHealth:
     """Paces retries after Redis errors; logs one line when Redis goes and one when it is back."""
 
-    def __init__(self, log: logging.LoggerAdapter, first_s: float = 0.05,
+    def __init__(self, log: logging.LoggerAdapter[logging.Logger], first_s: float = 0.05,
                  max_s: float = 2.0) -> None:
         self.log = log
         self.first_s = first_s
