@@ -27,8 +27,10 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 
-# The client writes the request id first, so the head of an oversized request names it.
-_REQUEST_ID = re.compile(rb'^\s*\{\s*"req"\s*:\s*"([^"\\]{1,200})"')
+# The client writes the request id first, so the head of an oversized request names it
+# (after the seal's head, with a signing key: docs/protocol.md §10).
+_REQUEST_ID = re.compile(rb'^(?:~1\.\d{1,19}\.[0-9a-f]{64}\.)?'
+                         rb'\s*\{\s*"req"\s*:\s*"([^"\\]{1,200})"')
 
 
 class Intake:

@@ -340,3 +340,37 @@ def test_intake_request_that_is_not_json_but_names_itself_gets_a_rejected_receip
     assert request_id == "r-nan"
     assert "not valid JSON" in orjson.loads(body)["error"]
     assert intake.malformed == 1 and journal.pending == []
+
+
+def test_a_signed_controller_steps_past_an_oversized_request_and_ack(tmp_path):
+    """With a signing key, an intake request and an ack over ``max_message_bytes`` arrive as
+    their size and head: the step goes on (once it raised inside the seal check, every
+    restart again), the request is answered with the limit, the ack is refused, both leave
+    their lists, and a good request after them is accepted."""
+    from fleet.controller.loop import Controller
+    from fleet.keys import Keys
+    from fleet.signing import ACK, INTAKE, Seal
+
+    redis_client = fakeredis.FakeRedis()
+    settings = Settings(data_dir=str(tmp_path / "data"), metrics_port=0, signing_key="k",
+                        max_message_bytes=4000)
+    ctl = Controller(settings, redis_client=redis_client, fork_snapshots=False)
+    ctl.start(serve_metrics=False)
+    try:
+        keys, now = Keys(settings.namespace), ctl.clock()
+        big = b'{"req": "r-big", "jobs": [' + b'{"id": "x"},' * 1000 + b'{"id": "y"}]}'
+        redis_client.rpush(keys.intake, Seal((b"k",), INTAKE, "fleet").seal(big, now))
+        redis_client.rpush(keys.acks, Seal((b"k",), ACK, "fleet").seal(
+            b'{"id":"j","n":1,"o":"ok","r":"' + b"x" * 9000 + b'"}', now))
+        good = orjson.dumps({"req": "r-ok", "jobs": [{"id": "a", "q": "default", "f": "m:f",
+                                                       "a": [], "k": {}}]})
+        redis_client.rpush(keys.intake, Seal((b"k",), INTAKE, "fleet").seal(good, now))
+        for _ in range(3):
+            ctl.step()
+        assert redis_client.llen(keys.intake) == 0 and redis_client.llen(keys.acks) == 0
+        answer = redis_client.lpop(keys.receipt("r-big"))
+        assert answer is not None and b"at most 4000 allowed" in answer
+        assert ctl.journal.table.get("a") is not None
+        assert ctl.gate.rejected["acks"] == 1
+    finally:
+        ctl.close()

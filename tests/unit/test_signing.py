@@ -183,3 +183,38 @@ def test_a_burst_of_rejections_is_logged_once_then_summed_up(caplog):
     with caplog.at_level(logging.WARNING, "fleet.test"):
         burst.rejected("intake", "unsigned intake message")
     assert "999 acks, 1 intake" in caplog.records[-1].getMessage()
+
+
+def test_gate_with_a_key_survives_oversized_items_from_every_source():
+    """An item over the size limit is read as its size and first bytes (no seal to check):
+    an oversized request passes to be answered with its rejection, an oversized ack (which
+    would act on the record) is refused and counted, and none raises."""
+    from fleet.transport import Oversized
+
+    gate = Gate(SETTINGS, NOW - 1000)
+    big_request = Oversized(90_000_000, sealed(INTAKE, b'{"req":"r-big","jobs":[', NOW)[:80])
+    big_control = Oversized(90_000_000, sealed(CONTROL, b'{"req":"c-big"', NOW)[:80])
+    big_ack = Oversized(90_000_000, sealed(ACK, b'{"id":"j","n":1,"o":"ok"', NOW)[:80])
+    good = sealed(INTAKE, b'{"req":"a"}', NOW)
+    assert gate.intake([big_request, good], NOW) == [big_request, b'{"req":"a"}']
+    assert gate.control([big_control], NOW) == [big_control]
+    assert gate.acks([big_ack, sealed(ACK, BODY, NOW)], NOW) == [BODY]
+    assert gate.rejected["acks"] == 1 and gate.rejected["intake"] == 0
+
+
+def test_an_oversized_sealed_request_is_answered_with_the_limit_by_its_id(tmp_path):
+    """The request id is found after the seal's head, so the client learns at once."""
+    from fleet.controller.intake import Intake
+    from fleet.journal import Journal
+    from fleet.transport import Oversized
+    from fleet.wal import open_log
+
+    log = open_log(str(tmp_path / "data"))
+    try:
+        intake = Intake(Journal(log.table, log.writer), Settings(max_message_bytes=1000))
+        head = sealed(INTAKE, b'{"req": "r-big", "jobs": [{"id": "a"', NOW)
+        ((request_id, body),) = intake.handle([Oversized(5000, head)], NOW)
+        assert request_id == "r-big"
+        assert "5000 bytes; at most 1000 allowed" in orjson.loads(body)["error"]
+    finally:
+        log.close()
