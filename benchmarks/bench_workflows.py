@@ -1,9 +1,11 @@
 """Workflows: what dependencies cost (docs/performance.md, "Workflows").
 
-    .venv/bin/python benchmarks/bench_workflows.py [--members N] [--edges N] [--skip-live]
+    .venv/bin/python benchmarks/bench_workflows.py [--members N] [--groups G] [--edges N]
+                                                   [--skip-live]
 
-- enqueue rate through a real controller of a DAG (one root, fan-out 1 → N members, fan-in
-  N → 1 callback) against plain ``enqueue_many`` of the same number of jobs;
+- enqueue rate through a real controller of a DAG (``--groups`` diamonds, each one root,
+  fan-out 1 → N members, fan-in N → 1 callback) against plain ``enqueue_many`` of the same
+  number of jobs;
 - time from the last member's ack (the controller's record time) to the fan-in callback's
   start (the worker's clock, same host) at light load, through real processes;
 - memory per edge: a table of jobs each with one parent, less the same table without edges
@@ -110,38 +112,46 @@ def recovery_s(edges: int, with_edges: bool, snapshot: bool = False) -> float:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def live(members: int) -> dict:
-    """Enqueue rates (DAG against plain) and the fan-in callback's start latency."""
+def live(members: int, groups: int = 1) -> dict:
+    """Enqueue rates (DAG against plain) and the fan-in callbacks' start latency, for a DAG
+    of ``groups`` diamonds, each one root, ``members`` children of it and one callback on all
+    of them (a fan-in is at most 10,000 parents)."""
     server = RedisServer().start()
     workdir = tempfile.mkdtemp(prefix="fleet-bench-wf-live-")
     local = LocalFleet(server.url, workdir=workdir, env={"FLEET_HEARTBEAT_S": "0.2"})
     try:
         local.controller()
         client = local.client(receipt_timeout_s=300)
-        plain = [build_spec("fleet.demo:noop", job_id=f"plain-{n}") for n in range(members + 2)]
+        size = groups * (members + 2)
+        plain = [build_spec("fleet.demo:noop", job_id=f"plain-{n}") for n in range(size)]
         started = time.perf_counter()
         assert all(r.durable for r in client.enqueue_many(plain))
         plain_rate = len(plain) / (time.perf_counter() - started)
-        dag = [build_spec("fleet.demo:noop", job_id="root")]
-        dag += [build_spec("fleet.demo:noop", job_id=f"m-{n}", depends_on=["root"])
-                for n in range(members)]
-        dag.append(build_spec("fleet.demo:noop", job_id="callback",
-                              depends_on=[f"m-{n}" for n in range(members)]))
+        dag = []
+        for g in range(groups):
+            dag.append(build_spec("fleet.demo:noop", job_id=f"root-{g}"))
+            dag += [build_spec("fleet.demo:noop", job_id=f"m-{g}-{n}", depends_on=[f"root-{g}"])
+                    for n in range(members)]
+            dag.append(build_spec("fleet.demo:noop", job_id=f"callback-{g}",
+                                  depends_on=[f"m-{g}-{n}" for n in range(members)]))
         started = time.perf_counter()
         assert all(r.durable for r in client.enqueue_many(dag))
         dag_rate = len(dag) / (time.perf_counter() - started)
         local.worker(2)
-        client.job("callback").result(timeout_s=600)
+        for g in range(groups):
+            client.job(f"callback-{g}").result(timeout_s=900)
         local.stop_all()
-        return {"plain_rate": plain_rate, "dag_rate": dag_rate,
-                "callback_ms": _callback_latency_ms(local.data_dir)}
+        return {"plain_rate": plain_rate, "dag_rate": dag_rate, "size": size,
+                "callback_ms": _callback_latency_ms(local.data_dir, groups)}
     finally:
         local.stop_all()
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _callback_latency_ms(data_dir: str) -> float:
+def _callback_latency_ms(data_dir: str, groups: int) -> list[int]:
+    """Per diamond: its callback's start (worker clock) less its last member's ack (the
+    controller's record time), from the log."""
     import subprocess
 
     import orjson
@@ -149,14 +159,23 @@ def _callback_latency_ms(data_dir: str) -> float:
     out = subprocess.run([sys.executable, "-m", "fleet", "wal", "dump", "--data-dir", data_dir],
                          capture_output=True, check=True).stdout
     acks = [orjson.loads(line) for line in out.splitlines() if b'"t":"ack"' in line]
-    last_member = max(a["ts"] for a in acks if a["id"].startswith("m-"))
-    callback = next(a for a in acks if a["id"] == "callback")
-    return callback["st"] - last_member
+    last: dict[str, int] = {}
+    started: dict[str, int] = {}
+    for ack in acks:
+        job_id = ack["id"]
+        if job_id.startswith("m-"):
+            group = job_id.split("-")[1]
+            last[group] = max(last.get(group, 0), ack["ts"])
+        elif job_id.startswith("callback-"):
+            started[job_id.split("-")[1]] = ack["st"]
+    return [started[str(g)] - last[str(g)] for g in range(groups)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=10_000, help="fan-out and fan-in width")
+    parser.add_argument("--groups", type=int, default=10,
+                        help="diamonds (root, members, callback) in the DAG")
     parser.add_argument("--edges", type=int, default=1_000_000, help="edges in the recovered log")
     parser.add_argument("--skip-live", action="store_true", help="table and log figures only")
     args = parser.parse_args()
@@ -170,11 +189,12 @@ def main() -> None:
         print(f"recovery of {args.edges:,} enqueues from {source}, median of 3 fresh "
               f"processes: plain {plain_s:.2f} s, each with an edge {dag_s:.2f} s")
     if not args.skip_live:
-        found = live(args.members)
-        print(f"enqueue of {args.members + 2:,} jobs: plain {found['plain_rate']:,.0f}/s, "
-              f"DAG (1 → {args.members:,} → 1) {found['dag_rate']:,.0f}/s")
-        print(f"last member's ack to the callback's start: {found['callback_ms']} ms")
-
+        found = live(args.members, args.groups)
+        print(f"enqueue of {found['size']:,} jobs: plain {found['plain_rate']:,.0f}/s, "
+              f"DAG ({args.groups} x 1 -> {args.members:,} -> 1) {found['dag_rate']:,.0f}/s")
+        latencies = sorted(found["callback_ms"])
+        print(f"last member's ack to its callback's start, {args.groups} fan-ins: median "
+              f"{latencies[len(latencies) // 2]} ms, max {latencies[-1]} ms")
 
 if __name__ == "__main__":
     main()
