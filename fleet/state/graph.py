@@ -31,7 +31,9 @@ class Graph:
     - ``children``: a parent that has not ended to the ids of the jobs that depend on it, in
       accepted order; ``ended``: the same for parents that ended (moved when they end, so a
       dead parent retried and ending again does not count off its children twice).
-    - ``waiting``: a waiting child's id to how many of its parents have not ended.
+    - ``waiting``: a waiting child of several parents to how many of them have not ended. A
+      waiting child of one parent waits on it, 1, which is not stored: that entry would be
+      half of what such an edge costs (a fan-out of a million children is a million of them).
     - ``flags``: child id to ``ALLOW_FAILURE | PASS_RESULTS`` bits (absent: neither).
     - ``results``: a ``pass_results`` child's id to ``{parent id: result}`` of the parents
       that completed, copied when each completed (so a parent may be compacted first).
@@ -63,6 +65,16 @@ class Graph:
             self.flags[child] = flags
         if flags & PASS_RESULTS:
             self.results[child] = {}
+
+    def add_child(self, parent: str, child: str) -> None:
+        """``child`` depends on ``parent`` (its own ``parents`` entry is the caller's)."""
+        found = self.children.get(parent)
+        if found is None:
+            found = self.ended.get(parent)
+        if found is None:
+            self.children[parent] = [child]
+        else:
+            found.append(child)
 
     def parents_of(self, child: str) -> list[str]:
         """The job's parent ids, in the order given (empty: it has none)."""
@@ -149,6 +161,7 @@ class Dependencies:
     _jobs: dict[str, JobRecord]
     _cold: dict[str, str]
     _cold_waiting: dict[str, str]
+    _cold_done: dict[str, int]
     counts: dict[str, int]
     queue_counts: dict[str, dict[str, int]]
 
@@ -163,13 +176,36 @@ class Dependencies:
 
     def _on_enqueued_after(self, record: list[Any]) -> bool:
         _, job_id, queue, not_before_ms, spec, parents, flags = record
-        if job_id in self:
+        cold, cold_waiting, jobs = self._cold, self._cold_waiting, self._jobs
+        # ``job_id in self`` spelt out, and the common case (one untouched parent, no
+        # options) taken first: replay runs this once per edge in the log.
+        if (job_id in cold or job_id in jobs or job_id in cold_waiting
+                or job_id in self._cold_done):
             return False
         self.totals["enqueued"] += 1
         graph = self.graph
+        if len(parents) == 1 and not flags:
+            parent_id = parents[0]
+            if parent_id in cold or parent_id in cold_waiting:
+                graph.parents[job_id] = parent_id
+                children = graph.children.get(parent_id)
+                if children is not None:
+                    children.append(job_id)
+                else:
+                    graph.add_child(parent_id, job_id)
+                cold_waiting[job_id] = spec
+                self.counts[WAITING] += 1
+                self.queue_counts[queue][WAITING] += 1
+                return True
+        self._accept_child(job_id, queue, spec, parents, flags)
+        return True
+
+    def _accept_child(self, job_id: str, queue: str, spec: str, parents: list[str],
+                      flags: int) -> None:
+        """A new child in any other case: several parents, options, or a parent touched."""
+        graph, cold, cold_waiting = self.graph, self._cold, self._cold_waiting
         graph.add(job_id, parents, flags)
         unfinished, ended = 0, []
-        cold, cold_waiting = self._cold, self._cold_waiting
         for parent_id in parents:
             if parent_id in cold or parent_id in cold_waiting:  # untouched: not ended
                 unfinished += 1
@@ -181,14 +217,16 @@ class Dependencies:
                 ended.append(parent)
             else:
                 unfinished += 1
-        graph.waiting[job_id] = unfinished + len(ended)
+        count = unfinished + len(ended)
+        if count != 1 or len(parents) > 1:
+            graph.waiting[job_id] = count
         if unfinished and not ended:
             # Waits, and nothing needs its record before a parent ends: it stays spec text
             # (what recovery of a log of a million edges builds: a string per job).
             cold_waiting[job_id] = spec
             self.counts[WAITING] += 1
             self.queue_counts[queue][WAITING] += 1
-            return True
+            return
         job = self._jobs[job_id] = JobRecord.from_spec(job_id, spec)
         job.lingers = False
         job.state = WAITING
@@ -197,9 +235,8 @@ class Dependencies:
             graph.close(parent.id)  # already ended: it must not count this child off again
             if job.state == WAITING:
                 self._settle_child(job, parent, job.enqueued_ms, [])
-        if job.state == WAITING and graph.waiting[job_id] == 0:
+        if job.state == WAITING and graph.waiting.get(job_id, 1) == 0:
             self._promote(job, job.enqueued_ms)
-        return True
 
     def _settle(self, parent: JobRecord, at_ms: int) -> None:
         """``parent`` just ended: count it off its waiting children, promoting those with
@@ -225,7 +262,7 @@ class Dependencies:
             self._end_waiting(child, f"dependency {parent.id} ended {parent.state}", at_ms)
             stack.append(child)
             return
-        left = graph.waiting[child.id] - 1
+        left = graph.waiting.get(child.id, 1) - 1
         graph.waiting[child.id] = left
         if left == 0:
             self._promote(child, at_ms)
@@ -235,7 +272,7 @@ class Dependencies:
     def _promote(self, child: JobRecord, at_ms: int) -> None:
         """Every parent ended: the child joins its queue's line, unless its parents'
         results are too big to travel (then it ends cancelled, saying so)."""
-        del self.graph.waiting[child.id]
+        self.graph.waiting.pop(child.id, None)
         problem = self.graph.results_problem(child.id)
         if problem is not None:
             self._end_waiting(child, f"not run: {problem}", at_ms, forget=False)
@@ -261,6 +298,11 @@ class Dependencies:
                     or (parent is not None and parent.state not in TERMINAL)):
                 return True
         return False
+
+    def waiting_ids(self) -> list[str]:
+        """Every waiting job's id: the untouched ones, then the records."""
+        return [*self._cold_waiting,
+                *(job.id for job in self._jobs.values() if job.state == WAITING)]
 
     def waiting_view(self, job: JobRecord) -> dict[str, Any]:
         """``parents``, ``children`` (each ``{"id", "state"}``; a forgotten one's state is
@@ -290,13 +332,11 @@ class Dependencies:
         most all of its parents. (Not checked against the parents' states: a parent's id may
         have been compacted and used again by another job.)"""
         graph = self.graph
-        cold = self._cold_waiting
+        waiting = set(self.waiting_ids())
         problems = [f"{job_id}: counted as waiting but not a waiting job"
-                    for job_id in graph.waiting if job_id not in cold
-                    and (job_id not in self._jobs or self._jobs[job_id].state != WAITING)]
-        waiting = [job.id for job in self._jobs.values() if job.state == WAITING]
-        for job_id in [*waiting, *cold]:
-            if not 0 < graph.waiting.get(job_id, 0) <= len(graph.parents_of(job_id)):
-                problems.append(f"{job_id}: waiting on {graph.waiting.get(job_id)} of its "
-                                f"{len(graph.parents_of(job_id))} parents")
+                    for job_id in graph.waiting if job_id not in waiting]
+        for job_id in sorted(waiting):
+            parents, count = len(graph.parents_of(job_id)), graph.waiting.get(job_id)
+            if (count is None and parents != 1) or not 0 < (count or 1) <= parents:
+                problems.append(f"{job_id}: waiting on {count} of its {parents} parents")
         return problems

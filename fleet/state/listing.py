@@ -198,7 +198,7 @@ def _dispatch_key(job: JobRecord) -> tuple[int, str]:
 
 def _walk_waiting(table: JobTable, queue: str | None, where: Any) -> Walk:
     # As the running walk: sorted by a key each waiting job keeps, (enqueue time, id).
-    jobs = sorted((job for job in map(table.waiting_job, table.graph.waiting) if job),
+    jobs = sorted((job for job in map(table.waiting_job, table.waiting_ids()) if job),
                   key=_enqueue_key)
     start = bisect.bisect_right(jobs, tuple(where), key=_enqueue_key) if where else 0
     for job in islice(jobs, start, None):
