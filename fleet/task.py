@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .client import Client, build_spec, func_path
 
@@ -163,8 +163,19 @@ def _given(**options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+@overload
+def task(fn: Callable[..., Any], *, queue: str = ..., timeout_s: float | None = ...,
+         max_retries: int | None = ...) -> Task: ...
+
+
+@overload
+def task(fn: None = None, *, queue: str = ..., timeout_s: float | None = ...,
+         max_retries: int | None = ...) -> Callable[[Callable[..., Any]], Task]: ...
+
+
 def task(fn: Callable[..., Any] | None = None, *, queue: str = DEFAULT_QUEUE,
-         timeout_s: float | None = None, max_retries: int | None = None) -> Any:
+         timeout_s: float | None = None, max_retries: int | None = None
+         ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Decorate a module-level function as a Task: ``@fleet.task`` or ``@fleet.task(...)``.
 
     Args:
