@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML ships no types
+import yaml
 
 from .errors import ConfigError
 

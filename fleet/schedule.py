@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml  # type: ignore[import-untyped, unused-ignore]  # PyYAML ships no types
+import yaml
 
 from .errors import ConfigError, JobSpecError
 from .job import DEFAULT_QUEUE, validate_spec
