@@ -24,9 +24,10 @@ Errors are in ``fleet.errors`` (all derive from ``fleet.FleetError``).
 
 from .aio import AsyncClient, AsyncJob, configure_async
 from .answers import Receipt
-from .client import Client, Job, build_spec, spec
+from .client import Client, build_spec, spec
 from .context import CurrentJob, current_job
 from .errors import FleetError, JobFailedError, NoReceiptError
+from .handles import Job
 from .job import JobSpec
 from .task import Task, configure, task
 

@@ -86,7 +86,7 @@ class Client:
 
     # -- enqueue ---------------------------------------------------------------------------
 
-    def enqueue(self, func: str | Callable, *args: Any, job_id: str | None = None,
+    def enqueue(self, func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
                 queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
                 max_retries: int | None = None, delay_s: float | None = None,
                 run_at: float | None = None, depends_on: Sequence[Any] | None = None,
@@ -234,7 +234,8 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         """Counts by state and queue, workers, WAL and snapshot figures."""
-        return self.request("status")
+        data: dict[str, Any] = self.request("status")
+        return data
 
     def jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
              cursor: str | None = None) -> JobPage:
@@ -274,7 +275,8 @@ class Client:
         Returns:
             ``{"cancelled": [ids], "not_cancellable": [ids unknown or already finished]}``.
         """
-        return self.request("cancel", ids=list(job_ids))
+        data: dict[str, Any] = self.request("cancel", ids=list(job_ids))
+        return data
 
     def pause(self, queue: str) -> dict[str, Any]:
         """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``.
@@ -283,18 +285,21 @@ class Client:
             ``{"paused": queue, "in_use": bool}``; ``in_use`` is False when no job is in
             the queue and no live worker consumes it (a typo, most likely).
         """
-        return self.request("pause", queue=queue)
+        data: dict[str, Any] = self.request("pause", queue=queue)
+        return data
 
     def resume(self, queue: str) -> dict[str, Any]:
         """Dispatch from ``queue`` again; returns ``{"resumed": queue, "in_use": bool}``."""
-        return self.request("resume", queue=queue)
+        data: dict[str, Any] = self.request("resume", queue=queue)
+        return data
 
     def dead_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The dead-letter set, oldest first: id, queue, func, error, attempts, finished_ms.
 
         ``limit`` 0 returns all of them.
         """
-        return self.request("dead_list", limit=limit)
+        data: list[dict[str, Any]] = self.request("dead_list", limit=limit)
+        return data
 
     def retry_dead(self, *job_ids: str, all_dead: bool = False) -> dict[str, Any]:
         """Send dead jobs back to pending with a fresh retry budget (``all_dead``: every one).
@@ -302,13 +307,14 @@ class Client:
         Returns:
             ``{"retried": [ids], "not_dead": [ids]}``.
         """
-        if all_dead:
-            return self.request("dead_retry", all=True)
-        return self.request("dead_retry", ids=list(job_ids))
+        args: dict[str, Any] = {"all": True} if all_dead else {"ids": list(job_ids)}
+        data: dict[str, Any] = self.request("dead_retry", **args)
+        return data
 
     def purge_dead(self, older_than_s: float = 0) -> int:
         """Forget dead jobs that died at least ``older_than_s`` ago; returns how many."""
-        return self.request("dead_purge", older_than_s=older_than_s)["purged"]
+        purged: int = self.request("dead_purge", older_than_s=older_than_s)["purged"]
+        return purged
 
 
 def spec(func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
@@ -330,12 +336,12 @@ def spec(func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
                       pass_results=pass_results)
 
 
-def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str, Any] | None
-               = None, *, job_id: str | None = None, queue: str = DEFAULT_QUEUE,
-               timeout_s: float | None = None, max_retries: int | None = None,
-               delay_s: float | None = None, run_at: float | None = None,
-               depends_on: Sequence[Any] | None = None, allow_failure: bool = False,
-               pass_results: bool = False) -> JobSpec:
+def build_spec(func: str | Callable[..., Any], args: Sequence[Any] = (),
+               kwargs: dict[str, Any] | None = None, *, job_id: str | None = None,
+               queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
+               max_retries: int | None = None, delay_s: float | None = None,
+               run_at: float | None = None, depends_on: Sequence[Any] | None = None,
+               allow_failure: bool = False, pass_results: bool = False) -> JobSpec:
     """A JobSpec for ``func(*args, **kwargs)``, for ``enqueue_spec`` or ``enqueue_many``.
 
     ``depends_on`` names parents by id, Job handle or JobSpec (one earlier in the same
@@ -351,7 +357,7 @@ def build_spec(func: str | Callable, args: Sequence[Any] = (), kwargs: dict[str,
                    pass_results=pass_results)
 
 
-def func_path(func: str | Callable) -> str:
+def func_path(func: str | Callable[..., Any]) -> str:
     """``"module:qualname"`` for a callable; strings pass through."""
     if isinstance(func, str):
         return func
@@ -381,7 +387,7 @@ def run_at_ms(delay_s: float | None, run_at: float | None,
     return 0
 
 
-def _checked_wire(spec: JobSpec | dict) -> dict[str, Any]:
+def _checked_wire(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
     if isinstance(spec, dict) and "f" not in spec:  # a job-file entry, not the wire form
         spec = spec_from_file_entry(spec)
     wire = spec.to_wire() if isinstance(spec, JobSpec) else spec

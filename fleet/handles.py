@@ -33,11 +33,13 @@ class Job:
 
     def info(self) -> dict[str, Any]:
         """The whole record: state, attempts, result, error."""
-        return self.client.request("job", id=self.id)
+        info: dict[str, Any] = self.client.request("job", id=self.id)
+        return info
 
     def status(self) -> str:
         """``pending``, ``in_flight``, ``completed``, ``dead`` or ``cancelled``."""
-        return self.info()["state"]
+        state: str = self.info()["state"]
+        return state
 
     def result(self, timeout_s: float = 30.0, poll_s: float = 0.05) -> Any:
         """Wait for the job to finish and return its result.

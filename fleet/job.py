@@ -39,13 +39,13 @@ class JobSpec:
 
     id: str
     func: str
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
     queue: str = DEFAULT_QUEUE
     timeout_s: float | None = None
     max_retries: int | None = None
     run_at_ms: int = 0
-    depends_on: tuple = ()
+    depends_on: tuple[str, ...] = ()
     allow_failure: bool = False
     pass_results: bool = False
 
@@ -84,8 +84,7 @@ def validate_spec(wire: Any) -> dict[str, Any]:
     """
     if not isinstance(wire, dict):
         raise JobSpecError(f"a job must be a JSON object, not {type(wire).__name__}")
-    job_id = wire.get("id")
-    _check_id(job_id)
+    job_id = _check_id(wire.get("id"))
     func = wire.get("f")
     if not isinstance(func, str) or not _FUNC_RE.match(func):
         raise JobSpecError(f"job {job_id}: func must be 'module:function' or a dotted path, "
@@ -105,7 +104,7 @@ def validate_spec(wire: Any) -> dict[str, Any]:
     return out
 
 
-def _check_dependencies(job_id: str, wire: dict) -> dict[str, Any]:
+def _check_dependencies(job_id: str, wire: dict[str, Any]) -> dict[str, Any]:
     """``dep`` (parent ids), ``af`` (allow_failure) and ``pr`` (pass_results), checked."""
     out: dict[str, Any] = {}
     for name, option in (("af", "allow_failure"), ("pr", "pass_results")):
@@ -127,13 +126,22 @@ def _check_dependencies(job_id: str, wire: dict) -> dict[str, Any]:
     if job_id in parents:
         raise JobSpecError(f"job {job_id}: a job cannot depend on itself")
     if len(set(parents)) != len(parents):
-        seen: set[str] = set()
-        twice = next(p for p in parents if p in seen or seen.add(p))
+        twice = _first_repeat(parents)
         raise JobSpecError(f"job {job_id}: parent {_shown(twice)} is named twice in depends_on")
     for parent in parents:
         _check_id(parent)
     out["dep"] = parents
     return out
+
+
+def _first_repeat(items: list[str]) -> str | None:
+    """The first item equal to one before it (None: all differ)."""
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 def _shown(value: Any) -> str:
@@ -148,7 +156,8 @@ def _shown(value: Any) -> str:
     return f"a value of type {type(value).__name__}"
 
 
-def _check_id(job_id: Any) -> None:
+def _check_id(job_id: Any) -> str:
+    """``job_id``, once checked to be a valid job id."""
     if not isinstance(job_id, str) or not job_id:
         raise JobSpecError(f"job id must be a non-empty string, got {_shown(job_id)}")
     if len(job_id) > MAX_ID_CHARS:
@@ -157,9 +166,10 @@ def _check_id(job_id: Any) -> None:
     plain = job_id.isascii() and job_id.isprintable() and " " not in job_id
     if not plain and (not job_id.isprintable() or any(c.isspace() for c in job_id)):
         raise JobSpecError(f"job id {_shown(job_id)} must be printable and contain no whitespace")
+    return job_id
 
 
-def _check_limits(job_id: str, wire: dict) -> dict[str, Any]:
+def _check_limits(job_id: str, wire: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     timeout = wire.get("to")
     if timeout is not None:
@@ -257,9 +267,9 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
     if "payload" in entry and "kwargs" in entry:
         raise JobSpecError(f"job {_shown(entry.get('id'))}: give either payload or kwargs, "
                            "not both")
-    kwargs = entry.get("kwargs", entry.get("payload", {}))
+    kwargs: Any = entry.get("kwargs", entry.get("payload", {}))  # validate_spec checks it
     spec = JobSpec(
-        id=entry.get("id") if "id" in entry else new_job_id(),
+        id=entry["id"] if "id" in entry else new_job_id(),
         func=entry.get("func", default_func),
         args=entry.get("args", []),
         kwargs=kwargs,
@@ -275,7 +285,7 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
     return spec
 
 
-def _file_parents(entry: dict) -> tuple:
+def _file_parents(entry: dict[str, Any]) -> tuple[str, ...]:
     parents = entry.get("depends_on", ())
     if not isinstance(parents, list | tuple):
         raise JobSpecError(f"job {_shown(entry.get('id'))}: depends_on must be a list of job ids")

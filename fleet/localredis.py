@@ -43,7 +43,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # (host, port) for AF_INET
+        return port
 
 
 class RedisServer:
@@ -55,7 +56,7 @@ class RedisServer:
         self.binary = binary or find_redis_server()
         self.extra_args = extra_args or []
         self.workdir = tempfile.mkdtemp(prefix="fleet-redis-")
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,7 +44,8 @@ _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 
 WORKER_FORGET_S = 3600.0
 
-disable_created_metrics()  # process-wide in prometheus-client: it has no per-registry switch
+# Process-wide in prometheus-client: it has no per-registry switch (and no annotations).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -132,7 +134,7 @@ class Metrics:
         for record in batch:
             kind = record[0]
             if kind == ev.ENQUEUED or kind == ev.ENQUEUED_AFTER:
-                key = (ev.ENQUEUED, record[2])
+                key: tuple[int | str, str] = (ev.ENQUEUED, record[2])
                 counts[key] = counts.get(key, 0) + 1
                 continue
             if kind not in ev.JOB_TYPES:
@@ -292,7 +294,9 @@ class BatchHistogram(Collector):
             cumulative, buckets = 0, []
             for bound, count in zip(self.bounds, counts, strict=True):
                 cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
+                # prometheus-client leaves floatToGoString unannotated.
+                bound_text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+                buckets.append((bound_text, cumulative))
             family.add_metric([queue], buckets, sum_value=total)
         yield family
 
@@ -311,13 +315,14 @@ def serve(metrics: Metrics, host: str, port: int, healthy: Callable[[], bool]
     """
     prometheus_app = make_wsgi_app(metrics.registry)
 
-    def app(environ: dict, start_response: Callable) -> list[bytes]:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             ok = healthy()
             start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "text/plain")])
             return [b"ok\n" if ok else b"unhealthy\n"]
-        return prometheus_app(environ, start_response)
+        body: list[bytes] = prometheus_app(environ, start_response)  # untyped upstream
+        return body
 
     try:
         server = make_server(host, port, app, handler_class=_QuietHandler)

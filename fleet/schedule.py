@@ -98,8 +98,8 @@ class Schedule:
     func: str
     every_s: float | None = None
     cron: Cron | None = None
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
     queue: str = DEFAULT_QUEUE
     timeout_s: float | None = None
     max_retries: int | None = None
@@ -108,6 +108,8 @@ class Schedule:
         """The first fire time strictly after ``after_ms``."""
         if self.cron is not None:
             return self.cron.next_after(after_ms)
+        if self.every_s is None:  # neither: the TypeError the arithmetic below would raise
+            raise TypeError(f"schedule {self.name!r} has neither every_s nor cron")
         every_ms = int(self.every_s * 1000)
         return (after_ms // every_ms + 1) * every_ms
 
@@ -164,9 +166,10 @@ def _schedule(path: str, index: int, entry: Any) -> Schedule:
         raise ConfigError(f"{where}: name must be a non-empty string without '@'")
     if ("every_s" in entry) == ("cron" in entry):
         raise ConfigError(f"{where} ({name}): give exactly one of every_s and cron")
+    func: Any = entry.get("func")  # schedule.wire(0) checks it, as every field
     try:
         schedule = Schedule(
-            name=name, func=entry.get("func"), every_s=_interval(entry.get("every_s")),
+            name=name, func=func, every_s=_interval(entry.get("every_s")),
             cron=Cron(entry["cron"]) if "cron" in entry else None,
             args=entry.get("args", []), kwargs=entry.get("kwargs", {}),
             queue=entry.get("queue", DEFAULT_QUEUE), timeout_s=entry.get("timeout_s"),

@@ -84,7 +84,8 @@ class Seal:
     def __bool__(self) -> bool:
         return bool(self._macs)
 
-    def _mac(self, key_state: Any, context: bytes, head_ts: bytes, body: bytes) -> bytes:
+    def _mac(self, key_state: hashlib.blake2b, context: bytes, head_ts: bytes, body: bytes
+             ) -> bytes:
         # A copy of the keyed state: the key is set up once per process, not per message;
         # the body is hashed in place rather than copied into one string with the rest.
         mac = key_state.copy()
@@ -134,7 +135,7 @@ def is_sealed(raw: bytes) -> bool:
 class BurstLog:
     """Logs the first rejection of a burst at once, then one summary line per ``every_s``."""
 
-    def __init__(self, log: logging.Logger | logging.LoggerAdapter, every_s: float = 10.0
+    def __init__(self, log: logging.Logger | logging.LoggerAdapter[Any], every_s: float = 10.0
                  ) -> None:
         self.log = log
         self.every_s = every_s

@@ -19,14 +19,15 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
-from .client import Client, Job, build_spec, func_path
+from .client import Client, build_spec, func_path
 
 if TYPE_CHECKING:
     from .aio import AsyncClient, AsyncJob
 from .config import load_settings
 from .errors import JobSpecError
+from .handles import Job
 from .job import DEFAULT_QUEUE, JobSpec, validate_spec
 from .options import RESERVED, check_call, check_options
 
@@ -60,6 +61,8 @@ def default_client() -> Client:
 
 class Task:
     """A function with enqueue options. Calling it runs the function; ``enqueue`` makes a job."""
+
+    __name__: str  # the function's, copied by functools.update_wrapper
 
     def __init__(self, fn: Callable[..., Any], queue: str = DEFAULT_QUEUE,
                  timeout_s: float | None = None, max_retries: int | None = None) -> None:
@@ -149,8 +152,8 @@ class Task:
             raise JobSpecError(f"unknown enqueue option(s) {', '.join(unknown)} for "
                                f"{self.path}; options are {', '.join(RESERVED)}")
         check_call(self.fn, args, kwargs or {})
-        settings = {"queue": self.queue, "timeout_s": self.timeout_s,
-                    "max_retries": self.max_retries}
+        settings: dict[str, Any] = {"queue": self.queue, "timeout_s": self.timeout_s,
+                                     "max_retries": self.max_retries}
         settings.update(options)
         return build_spec(self.fn, args, kwargs, **settings)
 
@@ -160,8 +163,19 @@ def _given(**options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+@overload
+def task(fn: Callable[..., Any], *, queue: str = ..., timeout_s: float | None = ...,
+         max_retries: int | None = ...) -> Task: ...
+
+
+@overload
+def task(fn: None = None, *, queue: str = ..., timeout_s: float | None = ...,
+         max_retries: int | None = ...) -> Callable[[Callable[..., Any]], Task]: ...
+
+
 def task(fn: Callable[..., Any] | None = None, *, queue: str = DEFAULT_QUEUE,
-         timeout_s: float | None = None, max_retries: int | None = None) -> Any:
+         timeout_s: float | None = None, max_retries: int | None = None
+         ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Decorate a module-level function as a Task: ``@fleet.task`` or ``@fleet.task(...)``.
 
     Args:

@@ -23,7 +23,8 @@ def _print_json(data: Any) -> None:
 @click.option("--watch", "watch_s", type=float, default=None, is_flag=False, flag_value=2.0,
               help="Refresh every S seconds (default 2) until Ctrl-C.")
 @connection_options
-def status(as_json, watch_s, config_file, **flags) -> None:
+def status(as_json: bool, watch_s: float | None, config_file: str | None, **flags: Any
+           ) -> None:
     """Counts by state and queue, rates, workers, WAL and snapshot."""
     client = client_from(config_file, **flags)
     while True:
@@ -88,7 +89,8 @@ def dead() -> None:
               help="Show at most N jobs, oldest first; 0 shows all.")
 @click.option("--brief", is_flag=True, help="One line per job: no tracebacks.")
 @connection_options
-def dead_list(as_json, limit, brief, config_file, **flags) -> None:
+def dead_list(as_json: bool, limit: int, brief: bool, config_file: str | None,
+              **flags: Any) -> None:
     """Jobs that ran out of retries, with their last error and its traceback."""
     jobs = client_from(config_file, **flags).request("dead_list", limit=limit)
     if as_json:
@@ -108,7 +110,8 @@ def dead_list(as_json, limit, brief, config_file, **flags) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @connection_options
-def dead_retry(ids, retry_all, config_file, **flags) -> None:
+def dead_retry(ids: tuple[str, ...], retry_all: bool, config_file: str | None,
+               **flags: Any) -> None:
     """Send dead jobs back to pending with a fresh retry budget."""
     if bool(ids) == retry_all:
         raise click.UsageError("give job ids or --all")
@@ -123,7 +126,7 @@ def dead_retry(ids, retry_all, config_file, **flags) -> None:
 @click.option("--older-than", "older_than_s", type=float, default=0.0,
               help="Only jobs dead for at least S seconds.")
 @connection_options
-def dead_purge(older_than_s, config_file, **flags) -> None:
+def dead_purge(older_than_s: float, config_file: str | None, **flags: Any) -> None:
     """Forget dead jobs (recorded in the log)."""
     done = client_from(config_file, **flags).request("dead_purge", older_than_s=older_than_s)
     click.echo(f"purged {done['purged']}")
@@ -132,7 +135,7 @@ def dead_purge(older_than_s, config_file, **flags) -> None:
 @click.command()
 @click.argument("ids", nargs=-1, required=True)
 @connection_options
-def cancel(ids, config_file, **flags) -> None:
+def cancel(ids: tuple[str, ...], config_file: str | None, **flags: Any) -> None:
     """Cancel pending or running jobs."""
     done = client_from(config_file, **flags).request("cancel", ids=list(ids))
     click.echo(f"cancelled {len(done['cancelled'])}")
@@ -144,7 +147,7 @@ def cancel(ids, config_file, **flags) -> None:
 @click.command()
 @click.argument("queue")
 @connection_options
-def pause(queue, config_file, **flags) -> None:
+def pause(queue: str, config_file: str | None, **flags: Any) -> None:
     """Stop dispatching from QUEUE (a queue no job or worker uses yet is paused too, with a
     warning: jobs enqueued to it later wait)."""
     done = client_from(config_file, **flags).pause(queue)
@@ -155,7 +158,7 @@ def pause(queue, config_file, **flags) -> None:
 @click.command()
 @click.argument("queue")
 @connection_options
-def resume(queue, config_file, **flags) -> None:
+def resume(queue: str, config_file: str | None, **flags: Any) -> None:
     """Start dispatching from QUEUE again."""
     done = client_from(config_file, **flags).resume(queue)
     click.echo(f"resumed {queue}")
@@ -177,7 +180,7 @@ def config() -> None:
 @config.command("show")
 @click.option("--config", "config_file", default=None, help="YAML settings file.")
 @click.option("--json", "as_json", is_flag=True)
-def config_show(config_file, as_json) -> None:
+def config_show(config_file: str | None, as_json: bool) -> None:
     """Every setting, its effective value and where it came from."""
     settings, sources = load_settings({}, config_file=config_file)
     rows = describe(settings, sources)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -17,7 +17,7 @@ EXIT_LOG_UNUSABLE = 3
 EXIT_INTERRUPTED = 130
 
 
-def connection_options(func: Callable) -> Callable:
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--redis-url``, ``--namespace`` and ``--config`` (each also from FLEET_*)."""
 
     @click.option("--redis-url", default=None, help="Redis URL (FLEET_REDIS_URL; default "
@@ -39,10 +39,16 @@ def settings_from(config_file: str | None, **flags: Any) -> Settings:
     return settings
 
 
-_open_clients: list[Any] = []
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
 
-def keep_open(client: Any) -> Any:
+C = TypeVar("C", bound=_Closable)
+
+_open_clients: list[_Closable] = []
+
+
+def keep_open(client: C) -> C:
     """Hold ``client`` until ``close_clients``: its connections are then closed at a moment
     the entry point chooses (see ``fleet.cli.main``), not whenever it is collected."""
     _open_clients.append(client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -35,7 +36,7 @@ def setup_logging(level: str = "INFO", log_format: str = "human") -> None:
 @click.option("--log-format", default=None, type=click.Choice(["human", "json"]),
               help="human lines, or one JSON object a line (FLEET_LOG_FORMAT; default human).")
 @connection_options
-def controller(config_file, take_over: bool, **flags) -> None:
+def controller(config_file: str | None, take_over: bool, **flags: Any) -> None:
     """Run the controller: the log, dispatch, leases, retries and acks of one namespace.
 
     Exit codes: 3 the log is unusable, 4 Redis unreachable, 5 another controller holds the

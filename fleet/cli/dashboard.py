@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..errors import ConfigError
@@ -20,7 +22,8 @@ from .jobs import client_from
 @click.option("--read-only", is_flag=True, envvar="FLEET_DASHBOARD_READ_ONLY",
               help="Show no actions and refuse them with 403 (FLEET_DASHBOARD_READ_ONLY).")
 @connection_options
-def dashboard(host, port, token, read_only, config_file, **flags) -> None:
+def dashboard(host: str, port: int, token: str, read_only: bool, config_file: str | None,
+              **flags: Any) -> None:
     """Serve the dashboard: every job, its attempts, queues, workers, dead letters."""
     from ..dashboard.auth import is_loopback
 

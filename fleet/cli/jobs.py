@@ -10,8 +10,10 @@ from typing import Any
 import click
 import orjson
 
-from ..client import Client, JobPage, run_at_ms, unique_ids
+from ..answers import Receipt
+from ..client import Client, run_at_ms, unique_ids
 from ..errors import FleetError, JobSpecError
+from ..handles import JobPage
 from ..job import JobSpec, new_job_id, spec_from_file_entry
 from ..state import IN_FLIGHT, STATES
 from .common import EXIT_BAD_INPUT, connection_options, keep_open, settings_from
@@ -100,8 +102,11 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
               help="With --after: give the job its parents' results.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @connection_options
-def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay, run_at,
-            parents, allow_failure, pass_results, quiet, config_file, **flags) -> None:
+def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwargs: str | None,
+            job_id: str | None, queue: str, timeout: float | None, retries: int | None,
+            delay: float | None, run_at: str | None, parents: tuple[str, ...],
+            allow_failure: bool, pass_results: bool, quiet: bool, config_file: str | None,
+            **flags: Any) -> None:
     """Enqueue FUNC(ARGS...) or every job of --file; exit 0 only if all are durable.
 
     Each ARG is parsed as JSON when it is valid JSON (42, "x", [1,2]) and kept as a string
@@ -117,6 +122,7 @@ def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay
     if job_file:
         specs = read_job_file(job_file)
     else:
+        assert func is not None  # the usage check above: FUNC when there is no --file
         spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
                                _not_before_ms(delay, run_at))
         specs = [dataclasses.replace(spec, depends_on=tuple(parents),
@@ -126,8 +132,10 @@ def enqueue(func, args, job_file, kwargs, job_id, queue, timeout, retries, delay
     _report(receipts, quiet)
 
 
-def _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries, run_at_ms) -> JobSpec:
-    parsed_kwargs = {}
+def _spec_from_args(func: str, args: tuple[str, ...], kwargs: str | None, job_id: str | None,
+                    queue: str, timeout: float | None, retries: int | None, run_at_ms: int
+                    ) -> JobSpec:
+    parsed_kwargs: Any = {}
     if kwargs:
         try:
             parsed_kwargs = orjson.loads(kwargs)
@@ -171,14 +179,14 @@ def parse_run_at(text: str) -> float:
     return when.timestamp()
 
 
-def _send(client: Client, specs: list[JobSpec]) -> list:
+def _send(client: Client, specs: list[JobSpec]) -> list[Receipt]:
     if len(specs) < PROGRESS_FROM:
         return client.enqueue_many(specs)
     with click.progressbar(length=len(specs), label="enqueueing", file=sys.stderr) as bar:
         return client.enqueue_many(specs, progress=bar.update)
 
 
-def _report(receipts: list, quiet: bool) -> None:
+def _report(receipts: list[Receipt], quiet: bool) -> None:
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for receipt in receipts:
         counts[receipt.status] = counts.get(receipt.status, 0) + 1
@@ -195,7 +203,7 @@ def _report(receipts: list, quiet: bool) -> None:
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @connection_options
-def job(job_id, as_json, config_file, **flags) -> None:
+def job(job_id: str, as_json: bool, config_file: str | None, **flags: Any) -> None:
     """Show a job: state, every attempt (worker, host, timings, error) and result."""
     info = client_from(config_file, **flags).job(job_id).info()
     if as_json:
@@ -239,7 +247,7 @@ def indented(text: str, prefix: str) -> str:
 @click.argument("job_id")
 @click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to S seconds.")
 @connection_options
-def result(job_id, wait_s, config_file, **flags) -> None:
+def result(job_id: str, wait_s: float, config_file: str | None, **flags: Any) -> None:
     """Print a completed job's result as JSON (exit 8 if it ended dead)."""
     handle = client_from(config_file, **flags).job(job_id)
     try:
@@ -251,8 +259,9 @@ def result(job_id, wait_s, config_file, **flags) -> None:
 
 def state_text(info: dict[str, Any]) -> str:
     """A job's state, saying for an in-flight one whether a worker has it yet."""
-    if info["state"] != IN_FLIGHT:
-        return info["state"]
+    state: str = info["state"]
+    if state != IN_FLIGHT:
+        return state
     worker = info.get("running_on") or info.get("worker")
     return f"in_flight (running on {worker})" if worker else \
         "in_flight (dispatched, waiting for a worker)"
@@ -278,7 +287,8 @@ def _fill_page(client: Client, state: str | None, queue: str | None, limit: int,
 @click.option("--cursor", default=None, help="Where the previous page ended (printed with it).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...], "cursor": ...}.')
 @connection_options
-def jobs(state, queue, limit, cursor, as_json, config_file, **flags) -> None:
+def jobs(state: str | None, queue: str | None, limit: int, cursor: str | None, as_json: bool,
+         config_file: str | None, **flags: Any) -> None:
     """List jobs a page at a time: pending in line order, then in flight, then finished.
 
     The next page's command is printed on stderr; no cursor means the listing is complete.

@@ -52,7 +52,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 def backend_of(request: Request) -> Backend:
-    return request.app.state.backend
+    backend: Backend = request.app.state.backend
+    return backend
 
 
 def limit_of(request: Request) -> int:
@@ -75,7 +76,7 @@ def listing_args(request: Request) -> tuple[str | None, str | None, str | None]:
 async def job_record(backend: Backend, job_id: str, with_payload: bool) -> dict[str, Any]:
     """A job's whole record; its arguments and result only when asked for (they may hold
     what an onlooker should not see), each attempt's worker with its host."""
-    info = await backend.request("job", id=job_id)
+    info: dict[str, Any] = await backend.request("job", id=job_id)
     info["payload_hidden"] = not with_payload
     if not with_payload:
         for key in PAYLOAD_KEYS:
@@ -87,12 +88,12 @@ async def body_of(request: Request) -> dict[str, Any]:
     """The action's arguments from a JSON object or a form (``ids`` may repeat)."""
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            data = await request.json()
+            parsed = await request.json()
         except ValueError:
             raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(data, dict):
+        if not isinstance(parsed, dict):
             raise BadRequest("the body must be a JSON object")
-        return data
+        return parsed
     form = await request.form()
     data: dict[str, Any] = {key: form.get(key) for key in form if key != "ids"}
     if "ids" in form:

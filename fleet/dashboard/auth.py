@@ -85,4 +85,6 @@ class Auth:
         return _mac(self.key, "csrf:" + caller.nonce)
 
     def csrf_ok(self, caller: Caller, offered: str | None) -> bool:
-        return bool(offered) and hmac.compare_digest(offered, self.csrf_token(caller))
+        if not offered:
+            return False
+        return hmac.compare_digest(offered, self.csrf_token(caller))

@@ -45,7 +45,7 @@ class Backend:
         return await run_in_threadpool(self._request, command, **args)
 
     async def status(self) -> dict[str, Any]:
-        data = await self.request("status")
+        data: dict[str, Any] = await self.request("status")
         self._note(data)
         return data
 

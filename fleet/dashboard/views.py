@@ -22,6 +22,7 @@ from ..errors import FleetError
 from ..state import STATES
 from . import api
 from .auth import SESSION_COOKIE
+from .backend import DELAYED_START
 
 TEMPLATES = Environment(loader=FileSystemLoader(os.path.join(os.path.dirname(__file__),
                                                              "templates")),
@@ -77,7 +78,7 @@ async def _listing(request: Request, title: str, **fixed: Any) -> dict[str, Any]
     state = fixed.get("state", state)
     backend = api.backend_of(request)
     if fixed.get("scheduled") and cursor is None:
-        cursor = api.DELAYED_START
+        cursor = DELAYED_START
     data = await backend.jobs(state, queue, api.limit_of(request), cursor)
     hosts = {}
     if state == "in_flight":

@@ -28,7 +28,7 @@ class Proc:
     """One fleet subprocess and its log file."""
 
     name: str
-    popen: subprocess.Popen
+    popen: subprocess.Popen[bytes]
     log_path: str
 
     @property
@@ -111,7 +111,7 @@ class LocalFleet:
                       receipt_timeout_s=receipt_timeout_s, settings=settings)
 
     def cli(self, *args: str, timeout_s: float = 60.0, input_text: str | None = None
-            ) -> subprocess.CompletedProcess:
+            ) -> subprocess.CompletedProcess[str]:
         """Run one ``fleet`` command to completion and capture its output."""
         return subprocess.run([*FLEET, *args], env=self.environment(), capture_output=True,
                               text=True, timeout=timeout_s, input=input_text)
@@ -156,6 +156,6 @@ class LocalFleet:
 def finished(total: int) -> Callable[[dict[str, Any]], bool]:
     """A ``wait_for`` condition: ``total`` jobs ended completed, dead or cancelled."""
     def condition(status: dict[str, Any]) -> bool:
-        states = status["states"]
+        states: dict[str, int] = status["states"]
         return states["completed"] + states["dead"] + states["cancelled"] >= total
     return condition

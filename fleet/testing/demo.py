@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..localredis import RedisServer
 from ..wal.tools import dump_events
@@ -90,18 +91,18 @@ def _dashboard(fleet: LocalFleet, say: Say) -> None:
         f"log {proc.log_path})")
 
 
-def _ended(status: dict) -> int:
-    states = status["states"]
+def _ended(status: dict[str, Any]) -> int:
+    states: dict[str, int] = status["states"]
     return states["completed"] + states["dead"] + states["cancelled"]
 
 
-def _progress_until(fleet: LocalFleet, condition: Callable[[dict], bool],
-                    options: DemoOptions, say: Say, started: float) -> dict:
+def _progress_until(fleet: LocalFleet, condition: Callable[[dict[str, Any]], bool],
+                    options: DemoOptions, say: Say, started: float) -> dict[str, Any]:
     deadline = time.monotonic() + options.timeout_s
     client, last_print = fleet.client(), 0.0
     while time.monotonic() < deadline:
         try:
-            status = client.request("status", timeout_s=2)
+            status: dict[str, Any] = client.request("status", timeout_s=2)
         except Exception:  # noqa: BLE001 - the controller may be restarting
             time.sleep(0.2)
             continue
@@ -129,7 +130,8 @@ def _kill_and_restart(fleet: LocalFleet, controller: Proc, say: Say) -> Proc:
     return restarted
 
 
-def _verdict(fleet: LocalFleet, options: DemoOptions, status: dict, say: Say) -> int:
+def _verdict(fleet: LocalFleet, options: DemoOptions, status: dict[str, Any], say: Say
+             ) -> int:
     expected = {f"task-{i:04d}" for i in range(1, options.jobs + 1)}
     client = fleet.client()
     states = {job_id: client.job(job_id).info()["state"] for job_id in sorted(expected)}

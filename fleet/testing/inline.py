@@ -33,7 +33,8 @@ from typing import Any
 
 import orjson
 
-from ..client import Client, Receipt, _checked_wire
+from ..answers import Receipt
+from ..client import Client, _checked_wire
 from ..clock import now_ms
 from ..config import Settings
 from ..context import CurrentJob, _current
@@ -42,7 +43,8 @@ from ..job import JobSpec, validate_spec
 from ..keys import Keys
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, JobTable, listing
 from ..state import events as ev
-from ..worker.runner import AllowList, JobRejected, call, encode_success, resolve
+from ..worker.imports import AllowList, JobRejected, resolve
+from ..worker.runner import call, encode_success
 from ..worker.wire import Identity, error_text, make_ack
 
 # Delayed jobs and retries are due at once: "now" for taking work is the end of time.
@@ -98,8 +100,8 @@ class InlineClient(Client):
 
     # -- enqueue: accept, then run everything that is ready ---------------------------------
 
-    def enqueue_many(self, specs: Sequence[JobSpec], progress: Callable[[int], None] | None
-                     = None) -> list[Receipt]:
+    def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]],
+                     progress: Callable[[int], None] | None = None) -> list[Receipt]:
         """Accept the jobs (``accepted`` / ``duplicate``), then run them; one Receipt each."""
         wires = [_checked_wire(spec) for spec in specs]
         with self._lock:
@@ -163,7 +165,9 @@ class InlineClient(Client):
                 result = _call(fn, args, kwargs, job.timeout_s)
             finally:
                 _current.reset(token)
-            return orjson.loads(encode_success(message, result, self.identity, started_ms))
+            ack: dict[str, Any] = orjson.loads(encode_success(message, result, self.identity,
+                                                              started_ms))
+            return ack
         except (Exception, SystemExit) as exc:
             fields: dict[str, Any] = {"e": error_text(exc)}
             if isinstance(exc, JobRejected):
@@ -198,7 +202,9 @@ class InlineClient(Client):
         if job is None:
             raise JobNotFoundError(f"no job {id!r} (never enqueued, or compacted)")
         # A copy, as the real client gets one over the wire: mutating it must not touch the job.
-        return orjson.loads(orjson.dumps({**job.to_dict(), **self.table.waiting_view(job)}))
+        record: dict[str, Any] = orjson.loads(orjson.dumps({**job.to_dict(),
+                                                            **self.table.waiting_view(job)}))
+        return record
 
     def _jobs(self, state: str | None = None, queue: str | None = None, limit: int = 100,
               cursor: str | None = None) -> dict[str, Any]:
@@ -259,7 +265,8 @@ _COMMANDS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _call(fn: Callable[..., Any], args: list, kwargs: dict, timeout_s: float) -> Any:
+def _call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], timeout_s: float
+          ) -> Any:
     """The worker's ``call`` (soft timeout by SIGALRM) where signals can be used.
 
     A test runner's own alarm (pytest-timeout's signal method) is put back afterwards with

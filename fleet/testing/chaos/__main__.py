@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -27,7 +28,7 @@ FAULT_HELP = ", ".join(f"{kind} ({count})" for kind, count in DEFAULT_COUNTS.ite
 @click.option("--executors", default=4, show_default=True, help="Executors per worker.")
 @click.option("--workdir", default=None, help="Keep logs and data here (default: a temp dir).")
 @click.option("--report", "report_path", default=None, help="Also write the table here.")
-def main(report_path: str | None, faults_text: str, **options) -> None:
+def main(report_path: str | None, faults_text: str, **options: Any) -> None:
     """Run the chaos workload and check that nothing was lost."""
     try:
         config = ChaosConfig(faults=parse_faults(faults_text), **options)

@@ -72,7 +72,7 @@ def _fold(jobs: dict[str, Folded], e: dict[str, Any]) -> None:
     if kind in ("enq", "compact"):
         _fold_table(jobs, e)
         return
-    job = jobs.get(e.get("id"))
+    job = jobs.get(e.get("id", ""))  # no job has the empty id
     if job is None:
         return
     if kind == "disp":
@@ -174,12 +174,12 @@ class Verdict:
     unexpected: list[str] = field(default_factory=list)
     executions: int = 0
     duplicates: int = 0
-    duplicate_causes: Counter = field(default_factory=Counter)
+    duplicate_causes: Counter[str] = field(default_factory=Counter)
     same_attempt_twice: int = 0
     stale_acks: int = 0
     dead_never_ran: list[str] = field(default_factory=list)
     ran_after_completed: list[str] = field(default_factory=list)
-    failed_unstarted: Counter = field(default_factory=Counter)
+    failed_unstarted: Counter[str] = field(default_factory=Counter)
     forgotten: list[str] = field(default_factory=list)
     enqueued_twice: list[str] = field(default_factory=list)
     dead_after_success: list[str] = field(default_factory=list)
@@ -209,9 +209,9 @@ def check(inputs: Inputs) -> Verdict:
 
 
 def _check_job(verdict: Verdict, job_id: str, job: Folded | None, inputs: Inputs,
-               ran: Counter, started: set[str]) -> None:
-    info = inputs.lookups.get(job_id)
-    state = info.get("state") if info else None
+               ran: Counter[tuple[str, int]], started: set[str]) -> None:
+    info = inputs.lookups.get(job_id) or {}
+    state = info.get("state")
     if job is None or state not in TERMINAL or job.state not in TERMINAL:
         forgotten = " by compaction (retention)" if job and job.compacted else ""
         verdict.lost.append(f"{job_id}: record {state or 'unknown'}, log "
@@ -226,7 +226,7 @@ def _check_job(verdict: Verdict, job_id: str, job: Folded | None, inputs: Inputs
         verdict.disagreements.append(f"{job_id}: fleet job --json disagrees with the API")
     if state == "completed":
         verdict.completed += 1
-        if not ran.get((job_id, job.acked)):
+        if job.acked is None or not ran.get((job_id, job.acked)):
             verdict.phantom.append(f"{job_id}: attempt {job.acked} completed, never ran")
     elif state == "dead":
         verdict.dead += 1
@@ -257,7 +257,8 @@ def _check_totals(verdict: Verdict, folded: dict[str, Folded], inputs: Inputs) -
                                      f"the runner, e.g. {sorted(extra)[:3]}")
 
 
-def _count_duplicates(verdict: Verdict, folded: dict[str, Folded], ran: Counter) -> None:
+def _count_duplicates(verdict: Verdict, folded: dict[str, Folded], ran: Counter[tuple[str, int]]
+                      ) -> None:
     for (job_id, attempt), count in ran.items():
         job = folded.get(job_id)
         outcome = job.outcomes.get(attempt) if job else None
@@ -282,7 +283,7 @@ def _cause(outcome: str | None, useful: bool) -> str:
 
 
 def _check_runs(verdict: Verdict, folded: dict[str, Folded], timeline: list[tuple[str, int, bool]],
-                ran: Counter, started: set[str]) -> None:
+                ran: Counter[tuple[str, int]], started: set[str]) -> None:
     """Runs after the successful one ended; failures charged to attempts that never started."""
     done_at: dict[str, int] = {}
     for job_id, job in folded.items():
@@ -296,12 +297,12 @@ def _check_runs(verdict: Verdict, folded: dict[str, Folded], timeline: list[tupl
             if outcome not in ("ok", "rel") and not ran.get((job_id, attempt)):
                 verdict.failed_unstarted[outcome.removeprefix("fail:")] += 1
     for job_id, attempt, is_done in timeline:
-        job = folded.get(job_id)
-        if is_done and job is not None and job.ended == "dead":
+        logged = folded.get(job_id)
+        if is_done and logged is not None and logged.ended == "dead":
             verdict.dead_after_success.append(f"{job_id}: attempt {attempt} ran to its end, "
-                                              f"the record says dead ({job.outcomes})")
+                                              f"the record says dead ({logged.outcomes})")
         if is_done:
-            if job is not None and job.acked == attempt:
+            if logged is not None and logged.acked == attempt:
                 done_at.setdefault(job_id, attempt)
         elif job_id in done_at:
             verdict.ran_after_completed.append(f"{job_id}: attempt {attempt} started after "

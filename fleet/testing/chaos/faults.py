@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
@@ -114,7 +115,7 @@ class FaultLog:
         return _max_median(answered), _max_median(logged)
 
 
-def _max_median(values: list[float]) -> str:
+def _max_median(values: Sequence[float]) -> str:
     if not values:
         return "-"
     return f"{max(values):.0f} / {statistics.median(values):.0f}"

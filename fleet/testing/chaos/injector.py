@@ -58,8 +58,10 @@ class Injector:
         self._last_start = 0.0
         self._clock_steps = 0
         clock = prepare(workdir)
-        self.clock = clock if isinstance(clock, FakeClock) else None
-        if self.clock is None:
+        self.clock: FakeClock | None = None
+        if isinstance(clock, FakeClock):
+            self.clock = clock
+        else:
             self.log.left_out["clock-step"] = clock
 
     def start(self) -> None:
@@ -70,6 +72,16 @@ class Injector:
         self._last_start = time.monotonic()
         env = self.clock.environment() if self.clock else None
         return self.local.controller(env=env, wait=wait)
+
+    def _running(self) -> Proc:
+        """The controller faults act on: ``start`` sets it, a restart replaces it."""
+        assert self.controller is not None, "Injector.start() first"
+        return self.controller
+
+    def _fake_clock(self) -> FakeClock:
+        """The controller's clock; clock-step is left out when there is none."""
+        assert self.clock is not None, "clock-step fired without libfaketime"
+        return self.clock
 
     def can_inject(self, kind: str) -> bool:
         return kind not in self.log.left_out
@@ -85,7 +97,7 @@ class Injector:
     # -- processes -----------------------------------------------------------------------
 
     def _kill_controller(self, pick: float, in_flight: int) -> str:
-        old = self.controller
+        old = self._running()
         old.kill9()
         started = time.monotonic()
         self.controller = self._start_controller(wait=False)
@@ -101,7 +113,7 @@ class Injector:
         return f"killed pid {old.pid}; new controller answered in {answered_ms:.0f} ms"
 
     def _stop_controller(self, pick: float, in_flight: int) -> str:
-        victim = self.controller
+        victim = self._running()
         victim.signal(signal.SIGSTOP)
         self._later_do(CONTROLLER_STOP_S, "stop-controller", lambda: _cont(victim))
         self.log.could_explain += in_flight
@@ -151,7 +163,7 @@ class Injector:
     def _del_acks(self, pick: float, in_flight: int) -> str:
         # The controller drains acks within milliseconds: pause it briefly (well inside its
         # lease) so that the list holds outcomes when it is deleted.
-        victim = self.controller
+        victim = self._running()
         victim.signal(signal.SIGSTOP)
         self._later_do(ACKS_PILE_S, "del-acks", lambda: self._del_acks_now(victim))
         self.log.could_explain += in_flight
@@ -179,14 +191,14 @@ class Injector:
         # Alternate back and forward, so that a run with two steps has one of each.
         delta_s = -CLOCK_STEP_S if self._clock_steps % 2 == 0 else CLOCK_STEP_S
         self._clock_steps += 1
-        self.clock.step(delta_s)
+        self._fake_clock().step(delta_s)
         self._later_do(CLOCK_HOLD_S, "clock-step", lambda: self._clock_back(-delta_s))
         self.log.could_explain += in_flight
         return (f"controller's wall clock stepped {delta_s:+d} s for {CLOCK_HOLD_S:g} s, "
                 "monotonic clock untouched")
 
     def _clock_back(self, delta_s: int) -> str:
-        self.clock.step(delta_s)
+        self._fake_clock().step(delta_s)
         return f"controller's wall clock stepped {delta_s:+d} s (true again)"
 
     # -- the run's loop ----------------------------------------------------------------------

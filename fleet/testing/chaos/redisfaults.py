@@ -87,7 +87,9 @@ class RedisFaults:
             self.server.restart()
             return "the dump was gone (Redis restarted meanwhile): restarted empty instead"
         try:
-            self._client().execute_command("DEBUG", "RELOAD", "NOSAVE")
+            # redis-py leaves execute_command unannotated.
+            self._client().execute_command(  # type: ignore[no-untyped-call]
+                "DEBUG", "RELOAD", "NOSAVE")
             how = "DEBUG RELOAD NOSAVE"
         except redis.ResponseError:
             self.server.restart()

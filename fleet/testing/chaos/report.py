@@ -66,7 +66,7 @@ def _injected(faults: FaultLog, kind: str, asked: dict[str, int]) -> str:
 def _by_reason(items: list[str]) -> list[str]:
     """``"id: reason"`` lines counted by reason, each with its first id."""
     first: dict[str, str] = {}
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     for item in items:
         job_id, _, reason = item.partition(": ")
         first.setdefault(reason, job_id)

@@ -203,7 +203,8 @@ def _cli_job(local: LocalFleet, job_id: str) -> dict[str, Any] | None:
         return None
     if done.returncode != 0:
         raise FleetError(f"fleet job {job_id} failed ({done.returncode}): {done.stderr}")
-    return json.loads(done.stdout)
+    record: dict[str, Any] = json.loads(done.stdout)
+    return record
 
 
 def _cli_json(local: LocalFleet, *args: str) -> Any:

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...client import Client
 from ...errors import FleetError
@@ -64,7 +65,7 @@ def plan_jobs(total: int, rng: random.Random, log_path: str, marker_dir: str,
 
 def _planned(job_id: str, kind: str, rng: random.Random, log_path: str,
              marker_dir: str) -> PlannedJob:
-    kwargs: dict = {"log_path": log_path}
+    kwargs: dict[str, Any] = {"log_path": log_path}
     if kind == "slow":
         kwargs["sleep_ms"] = rng.randint(50, 400)
     elif kind == "flaky":
