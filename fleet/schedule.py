@@ -19,6 +19,7 @@ was down are fired late on restart, and logged).
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,8 @@ class Cron:
     """A five-field cron expression: ``*``, ``*/n``, ``a-b``, ``a-b/n`` and lists of them."""
 
     def __init__(self, expression: str) -> None:
+        if not isinstance(expression, str):
+            raise ValueError(f"cron must be a string of 5 fields, got {expression!r}")
         parts = expression.split()
         if len(parts) != 5:
             raise ValueError(f"cron {expression!r} must have 5 fields "
@@ -169,7 +172,8 @@ def _schedule(path: str, index: int, entry: Any) -> Schedule:
     func: Any = entry.get("func")  # schedule.wire(0) checks it, as every field
     try:
         schedule = Schedule(
-            name=name, func=func, every_s=_interval(entry.get("every_s")),
+            name=name, func=func,
+            every_s=_interval(entry["every_s"]) if "every_s" in entry else None,
             cron=Cron(entry["cron"]) if "cron" in entry else None,
             args=entry.get("args", []), kwargs=entry.get("kwargs", {}),
             queue=entry.get("queue", DEFAULT_QUEUE), timeout_s=entry.get("timeout_s"),
@@ -180,9 +184,10 @@ def _schedule(path: str, index: int, entry: Any) -> Schedule:
     return schedule
 
 
-def _interval(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+def _interval(value: Any) -> float:
+    """``every_s`` as given: a finite number of seconds, at least 1 (null, NaN or infinity
+    would pass a schedule that stops the scheduler when it is first due)."""
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or value < 1):
         raise ValueError(f"every_s must be a number of seconds >= 1, got {value!r}")
     return float(value)

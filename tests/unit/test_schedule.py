@@ -56,6 +56,11 @@ def test_schedule_file_is_read_and_checked(tmp_path):
     for text, message in [
         ("- {name: a, func: 'm:f'}\n", "exactly one of every_s and cron"),
         ("- {name: a, func: 'm:f', every_s: 0}\n", "every_s must be"),
+        # each of these once passed, to stop the controller's scheduler when first due
+        ("- {name: a, func: 'm:f', every_s: null}\n", "every_s must be"),
+        ("- {name: a, func: 'm:f', every_s: .nan}\n", "every_s must be"),
+        ("- {name: a, func: 'm:f', every_s: .inf}\n", "every_s must be"),
+        ("- {name: a, func: 'm:f', cron: null}\n", "cron"),
         ("- {name: a, func: 'bad func', every_s: 5}\n", "func must be"),
         ("- {name: a, func: 'm:f', cron: '* *'}\n", "must have 5 fields"),
         ("- {name: a, func: 'm:f', every_s: 5, color: red}\n", "unknown field(s) color"),
