@@ -9,8 +9,9 @@ lays a record out; ``describe`` turns one back into a named dict for people and 
 record's place in its frame, and the journal passes it beside the record.
 
 An enqueue carries the job as ``spec``, one JSON text
-``[queue, not_before_ms, func, args, kwargs, timeout_s, max_retries, enqueued_ms]``, and
-repeats the queue and not-before time beside it for routing. The table keeps that text as it
+``[queue, not_before_ms, func, args, kwargs, timeout_s, max_retries, enqueued_ms]`` (then the
+job's trace context, only when it has one), and repeats the queue and not-before time beside
+it for routing. The table keeps that text as it
 is until the job is first dispatched or touched: a backlog of pending jobs costs one string
 each, not a dozen objects (``JobRecord.from_spec`` unpacks it).
 """
@@ -50,18 +51,24 @@ FIELDS: tuple[tuple[str, ...], ...] = (
 # A FAIL record's traceback is cut to this many characters (the worker sends at most 8 KiB).
 TRACEBACK_MAX_CHARS = 8 * 1024
 
-SPEC_FIELDS = ("q", "nb", "f", "a", "k", "to", "mr", "ts")
+SPEC_FIELDS = ("q", "nb", "f", "a", "k", "to", "mr", "ts", "tc")  # tc: only when traced
 
 # Records of these types name one job at index 1.
 JOB_TYPES = frozenset(range(CANCELLED + 1))
 
 
 def enqueued(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: int) -> Record:
-    """A job was accepted. ``spec`` is a validated wire spec (see ``fleet.job``)."""
+    """A job was accepted. ``spec`` is a validated wire spec (see ``fleet.job``).
+
+    Its trace context (``tc``) ends the spec text only when the job has one, so the record
+    of an untraced job is what it always was.
+    """
     queue, not_before_ms = spec["q"], spec.get("nb", 0)
-    text = orjson.dumps([queue, not_before_ms, spec["f"], spec["a"], spec["k"],
-                         spec.get("to", timeout_s), spec.get("mr", max_retries), at_ms])
-    return [ENQUEUED, spec["id"], queue, not_before_ms, text.decode()]
+    fields = [queue, not_before_ms, spec["f"], spec["a"], spec["k"], spec.get("to", timeout_s),
+              spec.get("mr", max_retries), at_ms]
+    if spec.get("tc"):
+        fields.append(spec["tc"])
+    return [ENQUEUED, spec["id"], queue, not_before_ms, orjson.dumps(fields).decode()]
 
 
 def enqueued_after(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: int
@@ -173,7 +180,10 @@ def describe(record: Record, seq: int | None = None) -> dict[str, Any]:
     named["t"] = NAMES[kind]
     named.update(zip(FIELDS[kind], record[1:], strict=False))
     if kind in (ENQUEUED, ENQUEUED_AFTER):
-        named.update(zip(SPEC_FIELDS, orjson.loads(named.pop("spec")), strict=True))
+        spec = orjson.loads(named.pop("spec"))
+        if len(spec) not in (len(SPEC_FIELDS) - 1, len(SPEC_FIELDS)):
+            raise ValueError(f"not a fleet job spec: {str(spec)[:80]}")
+        named.update(zip(SPEC_FIELDS, spec, strict=False))
     return named
 
 
