@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from ..job import MAX_PAYLOAD_BYTES
+from . import events as ev
 from .job import CANCELLED, COMPLETED, PENDING, TERMINAL, WAITING, JobRecord
 
 ALLOW_FAILURE = 1
@@ -147,7 +148,11 @@ class Dependencies:
     graph: Graph
 
     def _on_enqueued_after(self, record: list[Any]) -> bool:
-        _, job_id, queue, not_before_ms, spec, parents, flags = record
+        try:
+            _, job_id, queue, not_before_ms, spec, parents, flags = record
+        except ValueError:  # a traced job
+            _, job_id, queue, not_before_ms, spec, parents, flags, trace_context = record
+            spec = ev.traced_spec(spec, trace_context)
         if job_id in self:
             return False
         job = self._jobs[job_id] = JobRecord.from_spec(job_id, spec)

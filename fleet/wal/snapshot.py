@@ -58,8 +58,9 @@ def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -
     return final
 
 
-# Version 2 is version 3 without waiting jobs and dependency edges: it loads as it is.
-READABLE_VERSIONS = (2, SCHEMA_VERSION)
+# Version 2 is version 3 without waiting jobs and dependency edges, and 3 is version 4
+# without trace contexts: each loads as it is.
+READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
 
 
 def read_snapshot(path: str, files: Files | None = None) -> JobTable:

@@ -121,15 +121,38 @@ def test_entries_beyond_the_traceparent_that_do_not_fit_are_left_out():
 # -- record, table, snapshot ----------------------------------------------------------------
 
 def test_an_untraced_jobs_enqueue_record_is_unchanged_and_a_traced_one_ends_with_tc():
-    """The spec text of an untraced job has its 8 fields; a traced job's adds tc, which
-    ``fleet wal dump`` shows."""
+    """An untraced job's record is the four fields it always had; a traced job's ends with
+    its tc (``enq`` and ``enqa`` alike), which ``fleet wal dump`` shows, and the table keeps
+    it at the end of its copy of the spec."""
+    spec_text = orjson.dumps(["default", 0, "tests.jobs:add", [1, 2], {}, 30.0, 2, NOW_MS])
     plain = ev.enqueued(_spec("p"), NOW_MS, 30.0, 2)
-    assert plain[4] == orjson.dumps(
-        ["default", 0, "tests.jobs:add", [1, 2], {}, 30.0, 2, NOW_MS]).decode()
+    assert plain == [ev.ENQUEUED, "p", "default", 0, spec_text.decode()]
     assert "tc" not in ev.describe(plain)
     traced = ev.enqueued(_spec("t", TC), NOW_MS, 30.0, 2)
-    assert orjson.loads(traced[4])[8] == TC
+    assert traced == [*plain[:1], "t", *plain[2:], TC]
     assert ev.describe(traced)["tc"] == TC
+    child = ev.enqueued_after(_spec("c", TC, dep=["t"]), NOW_MS, 30.0, 2)
+    assert child[-3:] == [["t"], 0, TC] and ev.describe(child)["tc"] == TC
+    table = JobTable()
+    for record in (plain, traced, child):
+        assert table.apply(record)
+    assert [table.get(job_id).trace_context for job_id in "ptc"] == [None, TC, TC]
+
+
+def test_a_log_of_traced_jobs_replays_to_the_live_table(tmp_path):
+    """Traced enq and enqa records, committed and recovered: the same table."""
+    log = open_log(str(tmp_path / "data"))
+    journal = Journal(log.table, log.writer)
+    journal.record(ev.enqueued(_spec("t", TC), NOW_MS, 30.0, 2))
+    journal.record(ev.enqueued_after(_spec("c", TC, dep=["t"]), NOW_MS, 30.0, 2))
+    journal.record(ev.enqueued(_spec("p"), NOW_MS, 30.0, 2))
+    journal.commit()
+    expected = log.table.canonical()
+    log.close()
+    recovered = open_log(str(tmp_path / "data"))
+    assert recovered.table.canonical() == expected
+    assert recovered.table.get("c").trace_context == TC
+    recovered.close()
 
 
 def _table_in_every_state() -> JobTable:
