@@ -3,7 +3,7 @@
 File layout: one JSON header line, then the body: the table's ``dump()`` as one line of JSON
 and, after it, the finished jobs' row texts raw (``done_rows``, one per line)::
 
-    {"format": "fleet-snapshot", "version": 2, "last_seq": N, "size": B, "crc32": C}\\n
+    {"format": "fleet-snapshot", "version": 4, "last_seq": N, "size": B, "crc32": C}\\n
     {...dump() without done_rows...}\\n<done_rows>
 
 ``size`` and ``crc32`` cover everything after the header line.
