@@ -32,6 +32,15 @@ _ORJSON_MAX_DEPTH = 254
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _FUNC_RE = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
 
+# The W3C trace context a job may carry (``tc``, docs/protocol.md §1): a traceparent, and the
+# tracestate and baggage beside it when they are short header values. It comes from whoever
+# can write to Redis, so it is bounded before anything keeps or reads it.
+TRACE_KEYS = ("traceparent", "tracestate", "baggage")
+MAX_TRACE_ENTRIES = 8
+MAX_TRACE_VALUE_CHARS = 512
+_TRACEPARENT_RE = re.compile(
+    r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -101,6 +110,33 @@ def validate_spec(wire: Any) -> dict[str, Any]:
     out = {"id": job_id, "f": func, "q": queue, "a": args, "k": kwargs}
     out.update(_check_limits(job_id, wire))
     out.update(_check_dependencies(job_id, wire))
+    if "tc" in wire:  # a bad one is left out, not rejected: the job runs, untraced
+        carried = trace_context(wire["tc"])
+        if carried is not None:
+            out["tc"] = carried
+    return out
+
+
+def trace_context(value: Any) -> dict[str, str] | None:
+    """``value`` as a job's trace context, or None when it cannot be one.
+
+    Kept: a ``traceparent`` of the W3C form (``version-traceid-spanid-flags``: 2, 32, 16 and
+    2 lowercase hex digits, ids not all zeros, version not ``ff``), and ``tracestate`` and
+    ``baggage`` when each is 1 to MAX_TRACE_VALUE_CHARS printable ASCII characters. Not an
+    object, more than MAX_TRACE_ENTRIES entries or no valid traceparent gives None; other
+    keys, and a tracestate or baggage that does not fit, are left out.
+    """
+    if not isinstance(value, dict) or len(value) > MAX_TRACE_ENTRIES:
+        return None
+    parent = value.get("traceparent")
+    if not isinstance(parent, str) or not _TRACEPARENT_RE.fullmatch(parent):
+        return None
+    out = {"traceparent": parent}
+    for key in TRACE_KEYS[1:]:
+        text = value.get(key)
+        if isinstance(text, str) and 0 < len(text) <= MAX_TRACE_VALUE_CHARS \
+                and text.isascii() and text.isprintable():
+            out[key] = text
     return out
 
 

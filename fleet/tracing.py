@@ -3,8 +3,11 @@
 The enqueuing code's W3C trace context travels in the job (``tc``: ``{"traceparent": ...,
 "tracestate": ...}``, docs/protocol.md): ``Client.enqueue_many`` and each
 ``AsyncClient.enqueue_spec`` run in a PRODUCER span ``fleet enqueue`` whose context is put into
-every job they send; the worker runs each attempt in a CONSUMER span ``fleet run <func>``,
-child of and linked to the context the dispatch message carries. Attributes: ``fleet.job_id``,
+every job they send; the controller keeps it with the job (its ENQUEUE record, snapshots) and
+writes it into each dispatch message; the worker runs each attempt in a CONSUMER span
+``fleet run <func>``, child of and linked to the context the message carries. The context
+comes from Redis, so both ends bound it first (``fleet.job.trace_context``): a malformed one
+is left out and the attempt runs in a trace of its own. Attributes: ``fleet.job_id``,
 ``fleet.attempt``, ``fleet.queue``, ``fleet.outcome`` (``ok`` / ``failed`` on a run;
 ``accepted`` / ``duplicate`` / ``rejected`` on an enqueue of one job), ``fleet.job_count``.
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from .job import trace_context
 
 try:
     from opentelemetry import propagate, trace
@@ -53,9 +58,10 @@ def _enqueue(wires: Sequence[dict[str, Any]]) -> Iterator[Any]:
                                         attributes=attributes) as span:
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        if carrier:
+        carried = trace_context(carrier)  # what the controller would keep of it
+        if carried is not None:
             for wire in wires:
-                wire[TRACE_FIELD] = carrier
+                wire[TRACE_FIELD] = carried
         yield span
 
 
@@ -78,16 +84,28 @@ def run_span(message: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
 
 @contextlib.contextmanager
 def _run(message: dict[str, Any]) -> Iterator[Any]:
-    carried = message.get(TRACE_FIELD)
-    parent = propagate.extract(carried) if isinstance(carried, dict) else None
+    carried = trace_context(message.get(TRACE_FIELD))
+    parent = propagate.extract(carried) if carried is not None else None
     linked = trace.get_current_span(parent).get_span_context() if parent else None
     links = [trace.Link(linked)] if linked is not None and linked.is_valid else []
-    attributes = {"fleet.job_id": str(message.get("id")), "fleet.attempt": message.get("n", 0),
-                  "fleet.queue": str(message.get("q", "default"))}
-    with tracer().start_as_current_span(f"fleet run {message.get('f')}", context=parent,
+    # The message's fields are used only when they have their types: whatever a hostile
+    # writer put there must not stop the executor before the runner refuses it.
+    attributes = {"fleet.job_id": _text(message.get("id"), ""),
+                  "fleet.attempt": _count(message.get("n")),
+                  "fleet.queue": _text(message.get("q"), "default")}
+    name = f"fleet run {_text(message.get('f'), '?')}"
+    with tracer().start_as_current_span(name, context=parent,
                                         kind=trace.SpanKind.CONSUMER, links=links,
                                         attributes=attributes) as span:
         yield span
+
+
+def _text(value: Any, default: str) -> str:
+    return value[:200] if isinstance(value, str) else default
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def run_outcome(span: Any, ok: bool) -> None:

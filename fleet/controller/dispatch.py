@@ -38,12 +38,15 @@ def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal 
     by the table and its snapshots), not the current one: a message re-encoded after a
     restart to find or remove it must have the bytes it was pushed with.
 
+    ``tc``, the W3C trace context the job was enqueued in (kept with it, as ``ep``), and
     ``pr``, the completed parents' results of a ``pass_results`` job (the table's graph,
-    fixed once the job left ``waiting``), is written last and only for such a job: the
-    message of a plain job is what it always was.
+    fixed once the job left ``waiting``, written last), are written only for a job that has
+    them: the message of a plain job is what it always was.
     """
     message = {"id": job.id, "n": attempt, "f": job.func, "a": job.args, "k": job.kwargs,
                "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
+    if job.trace_context is not None:
+        message["tc"] = job.trace_context
     if job.epoch:  # 0: dispatched before epochs travelled (an older snapshot's in-flight job)
         message["ep"] = job.epoch
     if parent_results is not None:

@@ -10,7 +10,9 @@ record's place in its frame, and the journal passes it beside the record.
 
 An enqueue carries the job as ``spec``, one JSON text
 ``[queue, not_before_ms, func, args, kwargs, timeout_s, max_retries, enqueued_ms]``, and
-repeats the queue and not-before time beside it for routing. The table keeps that text as it
+repeats the queue and not-before time beside it for routing. A traced job's record ends with
+its trace context (``tc``); the table keeps it at the end of its copy of the spec
+(``traced_spec``). The table keeps that text as it
 is until the job is first dispatched or touched: a backlog of pending jobs costs one string
 each, not a dozen objects (``JobRecord.from_spec`` unpacks it).
 """
@@ -30,7 +32,7 @@ NAMES = ("enq", "disp", "ack", "fail", "exp", "rel", "retry", "cancel", "compact
          "resume", "boot", "sched", "due", "enqa")
 
 FIELDS: tuple[tuple[str, ...], ...] = (
-    ("id", "q", "nb", "spec"),                                    # enq
+    ("id", "q", "nb", "spec", "tc"),                              # enq (tc optional)
     ("id", "n", "ld", "ts"),                                      # disp
     ("id", "n", "r", "w", "h", "st", "ft", "ts"),                 # ack
     ("id", "n", "e", "nb", "fin", "w", "h", "st", "ft", "ts", "tb"),  # fail (tb optional)
@@ -44,8 +46,12 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("epoch", "ts"),                                              # boot
     ("name", "at"),                                               # sched
     ("ts",),                                                      # due
-    ("id", "q", "nb", "spec", "dep", "fl"),                       # enqa
+    ("id", "q", "nb", "spec", "dep", "fl", "tc"),                 # enqa (tc optional)
 )
+
+# Record types whose last field is written only when there is one (a FAIL's traceback, an
+# enqueued job's trace context).
+OPTIONAL_LAST = frozenset({FAILED, ENQUEUED, ENQUEUED_AFTER})
 
 # A FAIL record's traceback is cut to this many characters (the worker sends at most 8 KiB).
 TRACEBACK_MAX_CHARS = 8 * 1024
@@ -57,24 +63,39 @@ JOB_TYPES = frozenset(range(CANCELLED + 1))
 
 
 def enqueued(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: int) -> Record:
-    """A job was accepted. ``spec`` is a validated wire spec (see ``fleet.job``)."""
+    """A job was accepted. ``spec`` is a validated wire spec (see ``fleet.job``).
+
+    Its trace context (``tc``) is the record's last field, written only when the job has
+    one: the record of an untraced job is what it always was, and a fleet that knows no
+    trace context refuses a log holding one (the wrong fields) rather than failing later on
+    a spec it cannot unpack.
+    """
     queue, not_before_ms = spec["q"], spec.get("nb", 0)
     text = orjson.dumps([queue, not_before_ms, spec["f"], spec["a"], spec["k"],
                          spec.get("to", timeout_s), spec.get("mr", max_retries), at_ms])
-    return [ENQUEUED, spec["id"], queue, not_before_ms, text.decode()]
+    record = [ENQUEUED, spec["id"], queue, not_before_ms, text.decode()]
+    if spec.get("tc"):
+        record.append(spec["tc"])
+    return record
 
 
 def enqueued_after(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: int
                    ) -> Record:
     """A job with parents was accepted: an ``enq`` record plus its parent ids (``dep``) and
-    its options as bits (``fl``: 1 allow_failure, 2 pass_results; ``fleet.state.graph``).
+    its options as bits (``fl``: 1 allow_failure, 2 pass_results; ``fleet.state.graph``),
+    then its trace context as in ``enq``.
 
     A type of its own, not an optional field of ``enq``: a fleet that knows no dependencies
     refuses the log (an unknown type) rather than running the job before its parents."""
     record = enqueued(spec, at_ms, timeout_s, max_retries)
-    record[0] = ENQUEUED_AFTER
     flags = (1 if spec.get("af") else 0) | (2 if spec.get("pr") else 0)
-    return [*record, list(spec["dep"]), flags]
+    return [ENQUEUED_AFTER, *record[1:5], list(spec["dep"]), flags, *record[5:]]
+
+
+def traced_spec(spec: str, trace_context: Any) -> str:
+    """The spec text of an enqueue record with the job's trace context as a ninth field: the
+    form the table keeps (and snapshots store) for a traced job."""
+    return f"{spec[:-1]},{orjson.dumps(trace_context).decode()}]"
 
 
 def dispatched(job_id: str, attempt: int, lease_deadline_ms: int, at_ms: int) -> Record:
@@ -178,9 +199,9 @@ def describe(record: Record, seq: int | None = None) -> dict[str, Any]:
 
 
 def _field_counts(kind: int) -> tuple[int, ...]:
-    """How many fields a record of ``kind`` may have: a FAIL's traceback is optional."""
+    """How many fields a record of ``kind`` may have (``OPTIONAL_LAST``: one fewer too)."""
     count = len(FIELDS[kind])
-    return (count - 1, count) if kind == FAILED else (count,)
+    return (count - 1, count) if kind in OPTIONAL_LAST else (count,)
 
 
 def _run_fields(run: dict[str, Any]) -> tuple[Any, Any, Any, Any]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 
 from ..job import MAX_PAYLOAD_BYTES
+from . import events as ev
 from .job import CANCELLED, COMPLETED, PENDING, TERMINAL, WAITING, JobRecord
 
 ALLOW_FAILURE = 1
@@ -175,7 +176,11 @@ class Dependencies:
         def _finish_one(self, job: JobRecord, state: str, at_ms: int) -> None: ...
 
     def _on_enqueued_after(self, record: list[Any]) -> bool:
-        _, job_id, queue, not_before_ms, spec, parents, flags = record
+        try:
+            _, job_id, queue, not_before_ms, spec, parents, flags = record
+        except ValueError:  # a traced job
+            _, job_id, queue, not_before_ms, spec, parents, flags, trace_context = record
+            spec = ev.traced_spec(spec, trace_context)
         cold, cold_waiting, jobs = self._cold, self._cold_waiting, self._jobs
         # ``job_id in self`` spelt out, and the common case (one untouched parent, no
         # options) taken first: replay runs this once per edge in the log.

@@ -18,9 +18,10 @@ STATES = (PENDING, IN_FLIGHT, COMPLETED, DEAD, CANCELLED, WAITING)
 TERMINAL = frozenset({COMPLETED, DEAD, CANCELLED})
 
 
+# ``trace_context`` ends a row only when the job has one (a row of 18 is an untraced job).
 ROW_FIELDS = ("id", "queue", "func", "args", "kwargs", "timeout_s", "max_retries", "state",
               "attempt", "failures", "not_before_ms", "lease_deadline_ms", "enqueued_ms",
-              "dispatched_ms", "finished_ms", "result", "error", "history")
+              "dispatched_ms", "finished_ms", "result", "error", "history", "trace_context")
 
 
 T = TypeVar("T")
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 class _FromSpec(Generic[T]):
     """A field of the job as enqueued (function, arguments, timeout, retry budget, enqueue
-    time): read from the spec text the first time any of them is needed.
+    time, trace context): read from the spec text the first time any of them is needed.
 
     Replaying a log dispatches, acks and expires millions of jobs without ever looking at
     these, so a job thawed from its spec (``JobRecord.from_spec``) keeps the text and decodes
@@ -63,7 +64,7 @@ class JobRecord:
     __slots__ = ("id", "queue", "_func", "_args", "_kwargs", "_timeout_s", "_max_retries",
                  "state", "attempt", "failures", "not_before_ms", "lease_deadline_ms",
                  "_enqueued_ms", "dispatched_ms", "finished_ms", "result", "error", "history",
-                 "ticket", "lingers", "_spec", "epoch")
+                 "ticket", "lingers", "_spec", "epoch", "_trace_context")
 
     # The spec fields are None in their slots only while ``_spec`` still holds them as text.
     func: _FromSpec[str] = _FromSpec()
@@ -72,6 +73,8 @@ class JobRecord:
     timeout_s: _FromSpec[float] = _FromSpec()
     max_retries: _FromSpec[int] = _FromSpec()
     enqueued_ms: _FromSpec[int] = _FromSpec()
+    # the W3C context it was enqueued in (``tc``), or None
+    trace_context: _FromSpec[dict[str, str] | None] = _FromSpec()
 
     def __init__(self, id: str, queue: str, func: str | None, args: list[Any] | None,
                  kwargs: dict[str, Any] | None, timeout_s: float | None,
@@ -79,7 +82,8 @@ class JobRecord:
                  failures: int = 0, not_before_ms: int = 0, lease_deadline_ms: int | None = None,
                  enqueued_ms: int = 0, dispatched_ms: int | None = None,
                  finished_ms: int | None = None, result: Any = None, error: str | None = None,
-                 history: list[dict[str, Any]] | None = None) -> None:
+                 history: list[dict[str, Any]] | None = None,
+                 trace_context: dict[str, str] | None = None) -> None:
         self.id = id
         self.queue = queue
         self._func = func
@@ -98,6 +102,7 @@ class JobRecord:
         self.result = result
         self.error = error
         self.history = history if history is not None else []
+        self._trace_context = trace_context
         self.ticket = 0
         self.lingers = False
         self._spec: str | None = None
@@ -122,19 +127,24 @@ class JobRecord:
 
     def _unpack(self, spec: str) -> None:
         _, _, func, self._args, self._kwargs, self._timeout_s, self._max_retries, \
-            self._enqueued_ms = orjson.loads(spec)
+            self._enqueued_ms, *traced = orjson.loads(spec)
         self._func = intern(func)  # shared by every job of the function
+        self._trace_context = traced[0] if traced else None
         self._spec = None
 
     def to_row(self) -> list[Any]:
-        """The snapshot form: a list in ``ROW_FIELDS`` order, without the index entries.
+        """The snapshot form: a list in ``ROW_FIELDS`` order, without the index entries, and
+        without ``trace_context`` for a job that has none.
 
         ``history`` is copied because it grows in place; the other values are never mutated.
         """
-        return [self.id, self.queue, self.func, self.args, self.kwargs, self.timeout_s,
-                self.max_retries, self.state, self.attempt, self.failures, self.not_before_ms,
-                self.lease_deadline_ms, self.enqueued_ms, self.dispatched_ms, self.finished_ms,
-                self.result, self.error, list(self.history)]
+        row = [self.id, self.queue, self.func, self.args, self.kwargs, self.timeout_s,
+               self.max_retries, self.state, self.attempt, self.failures, self.not_before_ms,
+               self.lease_deadline_ms, self.enqueued_ms, self.dispatched_ms, self.finished_ms,
+               self.result, self.error, list(self.history)]
+        if self.trace_context is not None:
+            row.append(self.trace_context)
+        return row
 
     def to_dict(self) -> dict[str, Any]:
         """A readable form for ``fleet job`` and the API."""

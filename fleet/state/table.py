@@ -57,7 +57,10 @@ from .job import (
     JobRecord,
 )
 
-SCHEMA_VERSION = 4  # 4: untouched waiting jobs as spec text; 3: waiting jobs and the graph
+# 3: waiting jobs and the dependency graph (2 loads as a graph-less 3); 4: untouched waiting
+# jobs as spec text (``waiting_cold``), and a job's spec and row may end with its trace
+# context (3 loads as it is: a table with every waiting job a row, and no trace context).
+SCHEMA_VERSION = 4
 Entry = Any  # a cold job's id, or (ticket, JobRecord)
 
 
@@ -212,7 +215,11 @@ class JobTable(Dependencies):
         return sum(1 for record, seq in records if self.apply(record, seq))
 
     def _on_enqueued(self, record: ev.Record) -> bool:
-        _, job_id, queue, not_before_ms, spec = record
+        try:
+            _, job_id, queue, not_before_ms, spec = record
+        except ValueError:  # a traced job (rare; the try costs the others nothing)
+            _, job_id, queue, not_before_ms, spec, trace_context = record
+            spec = ev.traced_spec(spec, trace_context)
         # ``job_id in self`` spelt out: replay runs this once per job in the log.
         if (job_id in self._cold or job_id in self._jobs or job_id in self._cold_done
                 or job_id in self._cold_waiting):

@@ -3,7 +3,7 @@
 File layout: one JSON header line, then the body: the table's ``dump()`` as one line of JSON
 and, after it, the finished jobs' row texts raw (``done_rows``, one per line)::
 
-    {"format": "fleet-snapshot", "version": 2, "last_seq": N, "size": B, "crc32": C}\\n
+    {"format": "fleet-snapshot", "version": 4, "last_seq": N, "size": B, "crc32": C}\\n
     {...dump() without done_rows...}\\n<done_rows>
 
 ``size`` and ``crc32`` cover everything after the header line.
@@ -58,8 +58,8 @@ def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -
     return final
 
 
-# Version 2 is version 3 without waiting jobs and dependency edges, and 3 is 4 without
-# ``waiting_cold``: each loads as it is.
+# Version 2 is version 3 without waiting jobs and dependency edges, and 3 is version 4
+# without ``waiting_cold`` and trace contexts: each loads as it is.
 READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
 
 

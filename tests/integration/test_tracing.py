@@ -5,6 +5,9 @@ Spans are read with the SDK's in-memory exporter."""
 from __future__ import annotations
 
 import asyncio
+import glob
+import os
+import time
 
 import orjson
 import pytest
@@ -16,10 +19,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import fleet
 from fleet import tracing
 from fleet.config import load_settings
+from fleet.wal.snapshot import read_snapshot
 from fleet.worker.runner import AllowList, Runner
 from fleet.worker.wire import Identity
 
-pytestmark = pytest.mark.timeout(60, method="thread")
+pytestmark = pytest.mark.timeout(90, method="thread")
+
+# A site directory whose sitecustomize gives a worker the SDK and a span file.
+SITE = os.path.join(os.path.dirname(__file__), "otel_site")
 
 
 @pytest.fixture()
@@ -42,6 +49,55 @@ def _sent(client) -> list[dict]:
 
 def _jobs(bodies: list[bytes]) -> list[dict]:
     return [job for body in bodies for job in orjson.loads(body)["jobs"]]
+
+
+def _traced_worker(local, spans_path: str):
+    """A real ``fleet worker`` process whose spans are appended to ``spans_path``."""
+    path = os.pathsep.join([SITE, os.getcwd(), os.environ.get("PYTHONPATH", "")])
+    return local.worker(1, env={"PYTHONPATH": path, "FLEET_TEST_SPANS": spans_path})
+
+
+def _run_spans(spans_path: str, job_id: str, count: int, timeout_s: float = 40.0
+               ) -> list[dict]:
+    """Wait until the worker exported ``count`` run spans of ``job_id``; them, by attempt."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = []
+        if os.path.exists(spans_path):
+            with open(spans_path, "rb") as handle:
+                lines = handle.read().split(b"\n")[:-1]  # whole lines only
+            found = [span for span in map(orjson.loads, lines)
+                     if span["name"].startswith("fleet run")
+                     and span["attributes"].get("fleet.job_id") == job_id]
+        if len(found) >= count:
+            return sorted(found, key=lambda span: span["attributes"]["fleet.attempt"])
+        assert time.monotonic() < deadline, f"{len(found)} run span(s) of {job_id}: {found}"
+        time.sleep(0.1)
+
+
+def _assert_child_of(run: dict, enqueue) -> None:
+    """The worker's run span (JSON) is in the enqueue span's trace, its child and linked."""
+    trace_id = f"0x{enqueue.context.trace_id:032x}"
+    span_id = f"0x{enqueue.context.span_id:016x}"
+    assert run["context"]["trace_id"] == trace_id
+    assert run["parent_id"] == span_id
+    assert [(link["context"]["trace_id"], link["context"]["span_id"])
+            for link in run["links"]] == [(trace_id, span_id)]
+
+
+def _snapshot_holding(data_dir: str, job_id: str, timeout_s: float = 20.0):
+    """The job as the newest snapshot holds it, once one does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        paths = sorted(glob.glob(os.path.join(data_dir, "snapshots", "*.snap")))
+        try:
+            job = read_snapshot(paths[-1]).get(job_id) if paths else None
+        except FileNotFoundError:  # pruned while we looked
+            job = None
+        if job is not None:
+            return job
+        assert time.monotonic() < deadline, f"no snapshot holds {job_id}"
+        time.sleep(0.1)
 
 
 @pytest.mark.integration
@@ -74,6 +130,66 @@ def test_enqueue_span_puts_its_trace_context_into_the_job_and_the_run_span_links
     assert dict(run.attributes) == {"fleet.job_id": job.id, "fleet.attempt": 2,
                                     "fleet.queue": "maths", "fleet.outcome": "ok"}
     assert failed.attributes["fleet.outcome"] == "failed"
+
+
+@pytest.mark.integration
+def test_a_worker_process_runs_every_attempt_in_a_child_of_the_enqueue_span(
+        local, spans, tmp_path):
+    """Client, controller and worker as real processes: the trace context goes through the
+    controller, and each attempt's run span on the worker is a child of, and linked to, the
+    enqueue span, with job id, attempt, queue and outcome."""
+    local.controller()
+    spans_path = str(tmp_path / "worker-spans.jsonl")
+    _traced_worker(local, spans_path)
+    client = local.client()
+    ok = client.enqueue("tests.jobs:add", 1, 2, queue="default")
+    failing = client.enqueue("tests.jobs:fail", "boom", max_retries=1)
+    enqueue_ok, enqueue_failing = spans.get_finished_spans()
+    assert enqueue_ok.context.trace_id != enqueue_failing.context.trace_id
+
+    [run] = _run_spans(spans_path, ok.id, 1)
+    _assert_child_of(run, enqueue_ok)
+    assert run["name"] == "fleet run tests.jobs:add" and run["kind"] == "SpanKind.CONSUMER"
+    assert run["attributes"] == {"fleet.job_id": ok.id, "fleet.attempt": 1,
+                                 "fleet.queue": "default", "fleet.outcome": "ok"}
+    attempts = _run_spans(spans_path, failing.id, 2)
+    for number, attempt in enumerate(attempts, start=1):
+        _assert_child_of(attempt, enqueue_failing)
+        assert attempt["attributes"]["fleet.attempt"] == number
+        assert attempt["attributes"]["fleet.outcome"] == "failed"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("recovered_from", ["log", "snapshot"])
+def test_the_trace_context_survives_a_controller_killed_between_enqueue_and_dispatch(
+        local, spans, tmp_path, recovered_from):
+    """A job enqueued into a paused queue, the controller SIGKILLed and restarted (the job
+    recovered from the log, or from a snapshot that covers its enqueue), then dispatched: the
+    worker's run span is still a child of the enqueue span."""
+    snapshots = {"FLEET_SNAPSHOT_EVERY_RECORDS": "1"} if recovered_from == "snapshot" else {}
+    controller = local.controller(env=snapshots)
+    client = local.client()
+    client.pause("default")
+    job = client.enqueue("tests.jobs:add", 2, 3)
+    [enqueue] = spans.get_finished_spans()
+    context = enqueue.context
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    if recovered_from == "snapshot":
+        assert _snapshot_holding(local.data_dir, job.id).trace_context == {
+            "traceparent": traceparent}
+    else:
+        assert not glob.glob(os.path.join(local.data_dir, "snapshots", "*.snap"))
+    assert job.status() == "pending"
+    controller.kill9()
+
+    local.controller()
+    client.resume("default")
+    spans_path = str(tmp_path / "worker-spans.jsonl")
+    _traced_worker(local, spans_path)
+    [run] = _run_spans(spans_path, job.id, 1)
+    _assert_child_of(run, enqueue)
+    assert run["attributes"]["fleet.outcome"] == "ok"
+    assert job.result(timeout_s=30) == 5
 
 
 @pytest.mark.integration
