@@ -36,6 +36,7 @@ def spans(monkeypatch):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("fleet"))
+    monkeypatch.setattr(tracing, "_configured", True)  # as if it were the global provider
     return exporter
 
 

@@ -71,6 +71,7 @@ def spans(monkeypatch):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("fleet"))
+    monkeypatch.setattr(tracing, "_configured", True)  # as if it were the global provider
     return exporter
 
 
@@ -236,3 +237,17 @@ def test_a_message_with_fields_of_the_wrong_types_is_refused_not_fatal_to_the_sp
     assert ok is False and orjson.loads(ack)["fin"] is True
     [run] = spans.get_finished_spans()
     assert run.name == "fleet run ?" and run.attributes["fleet.queue"] == "default"
+
+
+def test_without_a_tracer_provider_a_run_builds_no_span(monkeypatch):
+    """The API installed but no provider set (OpenTelemetry's proxy): each attempt gets the
+    shared null context, not a no-op span built per job (that cost the executor a third of
+    its time); once a provider is set, runs are traced."""
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tracing, "_configured", False)
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    message = {"id": "j", "n": 1, "q": "default", "f": "tests.jobs:add"}
+    assert tracing.run_span(message) is tracing.run_span(message) is tracing._NULL
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: TracerProvider())
+    assert tracing.run_span(message) is not tracing._NULL
