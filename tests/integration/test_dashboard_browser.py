@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 
 import pytest
 
@@ -58,8 +59,11 @@ def fleet_up(local):
 
 
 def _shot(tab, name: str) -> None:
-    os.makedirs(IMG_DIR, exist_ok=True)
-    tab.screenshot(path=os.path.join(IMG_DIR, name), full_page=True)
+    """A full-page screenshot: into docs/img (the README's pictures) with FLEET_SCREENSHOTS=1,
+    else beside the test's own files, so that a test run leaves the tree as it was."""
+    directory = IMG_DIR if os.environ.get("FLEET_SCREENSHOTS") == "1" else tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    tab.screenshot(path=os.path.join(directory, name), full_page=True)
 
 
 def _not_pwned(tab) -> None:
