@@ -42,7 +42,7 @@ from .answers import (
     receipts_from,
     reply_data,
 )
-from .client import REQUEST_CHUNK, _add_requests, _checked_wire, spec
+from .client import REQUEST_CHUNK, _add_requests, _checked_wire, request_bytes, spec
 from .config import Settings, load_settings, mask_url
 from .errors import ConfigError, FleetError, JobSpecError
 from .handles import JobPage, outcome
@@ -189,6 +189,7 @@ class AsyncClient:
                               self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
+        self.request_bytes = request_bytes(settings)
         self.requests_sent = 0  # intake requests, for tests and the benchmark
         self._batch: list[_Pending] | None = None
         self._sending: set[asyncio.Task[None]] = set()
@@ -266,27 +267,28 @@ class AsyncClient:
         return receipts
 
     async def _send(self, wires: list[dict[str, Any]]) -> list[Receipt]:
-        requests: list[tuple[str, int, bytes]] = []
+        requests: list[tuple[str, list[str], bytes]] = []
         for start in range(0, len(wires), REQUEST_CHUNK):
-            _add_requests(requests, wires[start:start + REQUEST_CHUNK], self.seals[INTAKE])
+            _add_requests(requests, wires[start:start + REQUEST_CHUNK], self.seals[INTAKE],
+                          self.request_bytes)
         if not requests:
             return []
         present = await self.wire.send_requests([body for _, _, body in requests])
         self.requests_sent += len(requests)
         deadline = time.monotonic() + self.receipt_timeout_s
         parts = await asyncio.gather(*(
-            self._await_receipt(request_id, size, deadline, len(wires), present)
-            for request_id, size, _ in requests))
+            self._await_receipt(request_id, ids, deadline, len(wires), present)
+            for request_id, ids, _ in requests))
         return [receipt for part in parts for receipt in part]
 
-    async def _await_receipt(self, request_id: str, size: int, deadline: float, total: int,
-                             present: bool) -> list[Receipt]:
+    async def _await_receipt(self, request_id: str, ids: list[str], deadline: float,
+                             total: int, present: bool) -> list[Receipt]:
         body = await self._answer(RECEIPT, self.keys.receipt(request_id), request_id,
                                   deadline, present,
                                   lambda: nobody_for_jobs(self.namespace, total))
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
-        return receipts_from(body, size)
+        return receipts_from(body, ids)
 
     async def _answer(self, kind: bytes, key: str, request_id: str, deadline: float,
                       present: bool, nobody: Callable[[], FleetError]) -> bytes | None:

@@ -3,6 +3,7 @@ receipts for intake requests, replies to control requests, and the errors when n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,15 +48,20 @@ def opened(seal: Seal, body: bytes, request_id: str) -> bytes | None:
         return None
 
 
-def receipts_from(body: bytes, size: int) -> list[Receipt]:
-    """The Receipts in an opened receipt body for a request of ``size`` jobs.
+NAMED_IDS = 3  # job ids a whole-request refusal names
+
+
+def receipts_from(body: bytes, ids: Sequence[str]) -> list[Receipt]:
+    """The Receipts in an opened receipt body for a request of the jobs ``ids``.
 
     Raises:
-        JobSpecError: the controller refused the request as a whole.
+        JobSpecError: the controller refused the request as a whole (naming its first jobs).
     """
     receipt = orjson.loads(body)
     if receipt.get("error"):  # the request as a whole was refused, its jobs unread
-        raise JobSpecError(f"the controller refused {size} job(s): {receipt['error']}")
+        named = ", ".join(ids[:NAMED_IDS]) + (", ..." if len(ids) > NAMED_IDS else "")
+        raise JobSpecError(f"the controller refused {len(ids)} job(s) ({named}): "
+                           f"{receipt['error']}")
     results = receipt.get("results", [])
     return [Receipt(r[0], r[1], r[2] if len(r) > 2 else "") for r in results]
 

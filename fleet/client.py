@@ -48,8 +48,10 @@ from .transport import ClientWire, connect
 
 REQUEST_CHUNK = 1000
 # Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
-# jobs of 70 KB would otherwise be refused whole.
+# jobs of 70 KB would otherwise be refused whole. A lower max_message_bytes in the client's
+# settings (set like the controller's) lowers the cut with it, leaving room for the seal.
 REQUEST_BYTES = 8 * 1024 * 1024
+SEAL_ROOM_BYTES = 128
 
 
 class Client:
@@ -73,6 +75,7 @@ class Client:
                                self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
+        self.request_bytes = request_bytes(settings)
 
     def close(self) -> None:
         """Close the Redis connections (the client may not be used afterwards)."""
@@ -149,29 +152,30 @@ class Client:
 
     def _send(self, wires: list[dict[str, Any]], progress: Callable[[int], None] | None
               ) -> list[Receipt]:
-        requests: list[tuple[str, int, bytes]] = []
+        requests: list[tuple[str, list[str], bytes]] = []
         seal = self.seals[INTAKE]
         for start in range(0, len(wires), REQUEST_CHUNK):
-            _add_requests(requests, wires[start:start + REQUEST_CHUNK], seal)
+            _add_requests(requests, wires[start:start + REQUEST_CHUNK], seal,
+                          self.request_bytes)
         present = self.wire.send_requests([body for _, _, body in requests]) \
             if requests else True
         deadline = time.monotonic() + self.receipt_timeout_s
         receipts: list[Receipt] = []
-        for request_id, size, _ in requests:
-            receipts.extend(self._await_receipt(request_id, size, deadline, len(wires),
+        for request_id, ids, _ in requests:
+            receipts.extend(self._await_receipt(request_id, ids, deadline, len(wires),
                                                   present))
             present = True
             if progress is not None:
-                progress(size)
+                progress(len(ids))
         return receipts
 
-    def _await_receipt(self, request_id: str, size: int, deadline: float, total: int,
+    def _await_receipt(self, request_id: str, ids: list[str], deadline: float, total: int,
                        present: bool) -> list[Receipt]:
         body = self._answer(RECEIPT, self.keys.receipt(request_id), request_id, deadline,
                             present, lambda: nobody_for_jobs(self.namespace, total))
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
-        return receipts_from(body, size)
+        return receipts_from(body, ids)
 
     def _answer(self, kind: bytes, key: str, request_id: str, deadline: float, present: bool,
                 nobody: Callable[[], FleetError]) -> bytes | None:
@@ -399,19 +403,25 @@ def _checked_wire(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
     return wire
 
 
-def _add_requests(requests: list[tuple[str, int, bytes]], chunk: list[dict[str, Any]],
-                  seal: Seal) -> None:
-    """Append ``(request id, jobs, sealed body)`` for ``chunk``, halved until each body is at
-    most REQUEST_BYTES (or holds one job)."""
+def request_bytes(settings: Settings) -> int:
+    """How big a request the client makes (before its seal): REQUEST_BYTES, or less when the
+    settings lower ``max_message_bytes`` (the controller refuses a bigger request whole)."""
+    return max(1, min(REQUEST_BYTES, settings.max_message_bytes - SEAL_ROOM_BYTES))
+
+
+def _add_requests(requests: list[tuple[str, list[str], bytes]], chunk: list[dict[str, Any]],
+                  seal: Seal, max_bytes: int = REQUEST_BYTES) -> None:
+    """Append ``(request id, job ids, sealed body)`` for ``chunk``, halved until each body is
+    at most ``max_bytes`` (or holds one job)."""
     request_id = uuid.uuid4().hex
     ts_ms = int(time.time() * 1000)
     body = orjson.dumps({"req": request_id, "ts": ts_ms, "jobs": chunk})
-    if len(body) > REQUEST_BYTES and len(chunk) > 1:
+    if len(body) > max_bytes and len(chunk) > 1:
         half = len(chunk) // 2
-        _add_requests(requests, chunk[:half], seal)
-        _add_requests(requests, chunk[half:], seal)
+        _add_requests(requests, chunk[:half], seal, max_bytes)
+        _add_requests(requests, chunk[half:], seal, max_bytes)
         return
-    requests.append((request_id, len(chunk), seal.seal(body, ts_ms)))
+    requests.append((request_id, [wire["id"] for wire in chunk], seal.seal(body, ts_ms)))
 
 
 def unique_ids(specs: Iterable[JobSpec]) -> None:

@@ -2,7 +2,10 @@
 
 No request can stop the controller: one that is not JSON, has no request id, is over
 ``max_message_bytes`` (left unread in Redis but for its first bytes) or trips anything while
-it is handled is counted and logged, and answered when its request id can be found.
+it is handled is counted and logged, and answered when its request id can be found (one that
+tripped after recording some of its jobs is not: a rejection would deny jobs that will run,
+and its client's timeout says they may have been accepted). A job that trips anything is
+rejected with a reason; the other jobs of its request are handled as usual.
 """
 
 from __future__ import annotations
@@ -47,13 +50,16 @@ class Intake:
         """Record every acceptable job; returns ``(request id, receipt)`` pairs to send."""
         receipts = []
         for raw in requests:
+            first_seq = self.journal.next_seq
             try:
                 receipt = self._handle_one(raw, now_ms)
-            except Exception:  # noqa: BLE001 - no content of a message may stop the controller
+            except Exception as exc:  # noqa: BLE001 - no content of a message may stop the controller
                 self.malformed += 1
                 log.exception("dropped an intake request that could not be handled: %.200r",
                               raw)
-                continue
+                receipt = None if self.journal.next_seq != first_seq else _refusal(
+                    _head(raw), f"the controller could not handle this request "
+                                f"({type(exc).__name__}); none of its jobs was recorded")
             if receipt is not None:
                 receipts.append(receipt)
         return receipts
@@ -70,31 +76,20 @@ class Intake:
         return request_id, orjson.dumps({"req": request_id, "results": results})
 
     def _refuse_oversized(self, raw: Item) -> tuple[str, bytes] | None:
-        size, head = (raw.size_bytes, raw.head) if isinstance(raw, Oversized) else (
-            len(raw), raw[:512])
+        size = raw.size_bytes if isinstance(raw, Oversized) else len(raw)
         self.malformed += 1
         reason = (f"the request is {size} bytes; at most {self.settings.max_message_bytes} "
                   "allowed (send fewer jobs per request)")
-        match = _REQUEST_ID.match(head)
+        match = _REQUEST_ID.match(_head(raw))
         log.warning("refused an intake request of %d bytes%s", size,
                     f" ({match.group(1).decode(errors='replace')})" if match else "")
-        if match is None:
-            return None
-        request_id = match.group(1).decode(errors="replace")
-        # The jobs were not read: one result names the whole request, and "error" says so.
-        return request_id, orjson.dumps({"req": request_id, "error": reason,
-                                         "results": [["", REJECTED, reason]]})
+        return _refusal(_head(raw), reason)
 
     def _refuse_unreadable(self, raw: bytes) -> tuple[str, bytes] | None:
         """A request that is not JSON (NaN, a lone surrogate, cut short) but whose first bytes
         name it gets an answer, rather than leaving its client to time out."""
-        match = _REQUEST_ID.match(raw[:512])
-        if match is None:
-            return None
-        request_id = match.group(1).decode(errors="replace")
-        reason = "the request is not valid JSON (NaN, Infinity or a lone surrogate?)"
-        return request_id, orjson.dumps({"req": request_id, "error": reason,
-                                         "results": [["", REJECTED, reason]]})
+        return _refusal(_head(raw),
+                        "the request is not valid JSON (NaN, Infinity or a lone surrogate?)")
 
     def _parse(self, raw: bytes) -> tuple[str, Any] | None:
         try:
@@ -123,6 +118,13 @@ class Intake:
             # not recorded, so it is rejected like any invalid job.
             self.counts[REJECTED] += 1
             return [job_id[:200] if isinstance(job_id, str) else "", REJECTED, str(exc)]
+        except Exception as exc:  # noqa: BLE001 - one job's fault must not cost its request
+            # Nothing was recorded for it yet (``record`` comes after): rejecting it is true,
+            # and the jobs beside it, some maybe recorded already, still get their receipt.
+            log.exception("an intake job could not be handled: %.200r", job_id)
+            self.counts[REJECTED] += 1
+            return [job_id[:200] if isinstance(job_id, str) else "", REJECTED,
+                    f"the controller could not handle this job ({type(exc).__name__})"]
         if not self.journal.record(event):
             self.counts[DUPLICATE] += 1
             return [spec["id"], DUPLICATE]
@@ -144,3 +146,19 @@ class Intake:
                 raise JobSpecError(
                     f"job {spec['id']}: unknown parent {parent!r} (never enqueued, or finished "
                     f"and forgotten after retention_s={self.settings.retention_s:g})")
+
+
+def _head(raw: Item) -> bytes:
+    """The first bytes of a request, where the client writes its id."""
+    return raw.head if isinstance(raw, Oversized) else raw[:512]
+
+
+def _refusal(head: bytes, reason: str) -> tuple[str, bytes] | None:
+    """A receipt refusing a whole request whose jobs were not read (one result names the
+    request, and ``error`` says why), if its first bytes name it; None if they do not."""
+    match = _REQUEST_ID.match(head)
+    if match is None:
+        return None
+    request_id = match.group(1).decode(errors="replace")
+    return request_id, orjson.dumps({"req": request_id, "error": reason,
+                                     "results": [["", REJECTED, reason]]})

@@ -7,18 +7,19 @@ import glob
 import json
 import os
 import time
+from collections import Counter
 
 import orjson
 import pytest
 import redis
 
-from fleet.errors import JobSpecError
+from fleet.errors import JobNotFoundError, JobSpecError
 from fleet.job import JobSpec
 from fleet.keys import Keys
 from fleet.testing.cluster import finished
 from fleet.wal.frame import HEADER, Scan, iter_frames
 
-from .helpers import terminal_counts, wal_events
+from .helpers import terminal_counts, wal_events, write_job_file
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +187,78 @@ def test_client_enqueue_many_with_a_300_deep_payload_raises_job_spec_error(local
     with pytest.raises(JobSpecError, match="deep"):
         client.enqueue_many([JobSpec(id="deep", func="fleet.demo:simulate",
                                      kwargs={"v": deep})])
+
+
+# -- a big job file through the CLI, against a small per-step budget -----------------------
+
+MIB = 1024 * 1024
+NEAR_JOB_LIMIT = 512 * 1024 - 100  # kwargs just under the 512 KiB a job may carry
+
+
+def _file_jobs(small: int, big: dict[int, int]) -> list[dict]:
+    """``small`` jobs of 1 KB, with a job of ``big[index]`` bytes of kwargs at each index."""
+    jobs = []
+    for n in range(small):
+        if n in big:
+            jobs.append({"id": f"big-{n:04d}", "func": "tests.limits_jobs:nothing",
+                         "kwargs": {"blob": "b" * big[n]}})
+        jobs.append({"id": f"small-{n:04d}", "func": "tests.limits_jobs:nothing",
+                     "kwargs": {"blob": "s" * 1000}})
+    return jobs
+
+
+def _enqueued_once(data_dir: str) -> Counter:
+    return Counter(e["id"] for e in wal_events(data_dir) if e["t"] == "enq")
+
+
+def test_fleet_enqueue_file_of_5_mb_against_a_1_mb_budget_accepts_every_job_once(
+        local, tmp_path):
+    """A 5.8 MB job file (2,500 jobs of 1 KB and six just under the 512 KiB job limit)
+    against a controller reading 1 MiB a step with 1 MiB messages: exit 0, every job
+    accepted once in the log, the controller up; sent again, every job is a duplicate."""
+    budget = {"FLEET_BATCH_BYTES": str(MIB), "FLEET_MAX_MESSAGE_BYTES": str(MIB)}
+    local.env.update({**ALLOW, **budget})
+    controller = local.controller()
+    jobs = _file_jobs(2500, dict.fromkeys((0, 1, 700, 1400, 2000, 2499), NEAR_JOB_LIMIT))
+    path = write_job_file(str(tmp_path / "jobs.json"), jobs)
+    assert os.path.getsize(path) > 5.5 * MIB
+    result = local.cli("enqueue", "--file", path, "--quiet", timeout_s=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == f"{len(jobs)} accepted, 0 duplicate, 0 rejected"
+    assert "Traceback" not in result.stderr
+    status = local.client().status()
+    assert status["states"]["pending"] + status["states"]["in_flight"] == len(jobs)
+    counts = _enqueued_once(local.data_dir)
+    assert len(counts) == len(jobs) and set(counts.values()) == {1}
+    assert controller.alive()
+    again = local.cli("enqueue", "--file", path, "--quiet", timeout_s=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.splitlines()[-1] == f"0 accepted, {len(jobs)} duplicate, 0 rejected"
+    assert set(_enqueued_once(local.data_dir).values()) == {1}
+    assert controller.alive()
+
+
+def test_fleet_enqueue_file_with_one_job_over_the_message_limit_refuses_it_and_accepts_the_rest(
+        local, tmp_path):
+    """max_message_bytes lowered to 256 KiB, one job of 300 KB (under the job limit) among
+    1,200: the CLI says in one line that the controller refused that job and why, exits 2,
+    and every other job is accepted once; the controller stays up."""
+    local.env.update(ALLOW, FLEET_BATCH_BYTES=str(MIB),
+                     FLEET_MAX_MESSAGE_BYTES=str(256 * 1024))
+    controller = local.controller()
+    jobs = _file_jobs(1200, {600: 300_000})
+    path = write_job_file(str(tmp_path / "jobs.json"), jobs)
+    result = local.cli("enqueue", "--file", path, "--quiet", timeout_s=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    line = result.stderr.strip().splitlines()[-1]
+    assert "refused 1 job(s)" in line and "big-0600" in line
+    assert f"at most {256 * 1024} allowed" in line
+    # The CLI stops at the refusal; the requests sent after it are accepted all the same.
+    local.wait_for(lambda s: s["states"]["pending"] + s["states"]["in_flight"] == 1200)
+    counts = _enqueued_once(local.data_dir)
+    assert len(counts) == 1200 and set(counts.values()) == {1} and "big-0600" not in counts
+    with pytest.raises(JobNotFoundError):
+        local.client().job("big-0600").info()
+    assert local.client().status()["malformed"]["intake"] == 1
+    assert controller.alive()

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 import fleet
 from fleet.client import Client
@@ -349,6 +350,59 @@ def test_forged_acks_heartbeats_intake_and_control_are_rejected_counted_and_neve
         with pytest.raises(JobNotFoundError):
             client.job("forged-job").info()
         assert r.exists(KEYS.receipt("forged-req"), KEYS.reply("forged-cancel")) == 0
+    finally:
+        local.stop_all()
+
+
+def _rejected_on_metrics(port: int) -> dict[str, float]:
+    """``fleet_rejected_signatures_total`` by source, scraped from the controller's port."""
+    text = _get(f"http://127.0.0.1:{port}/metrics")
+    return {sample.labels["source"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "fleet_rejected_signatures_total"}
+
+
+def test_rejected_signatures_are_scraped_from_metrics_by_source(redis_url, tmp_path):
+    """A real controller's /metrics counts, by source, an unsigned intake request, an ack
+    sealed with a guessed key, a forged heartbeat and an unsigned control request: one
+    each (the forged heartbeat once per read of its key, until it is gone), as ``fleet
+    status --json`` does; none is answered."""
+    port = free_port()
+    local = LocalFleet(redis_url, workdir=str(tmp_path),
+                       env={**SIGNED, "FLEET_METRICS_PORT": str(port)})
+    r = redis.Redis.from_url(redis_url)
+    try:
+        local.controller()
+        assert not any(_rejected_on_metrics(port).values())
+        request = {"req": "unsigned-req", "ts": int(time.time() * 1000),
+                   "jobs": [{"id": "unsigned-job", "f": "tests.jobs:add", "a": [1, 1]}]}
+        r.rpush(KEYS.intake, orjson.dumps(request))
+        ack = {"id": "nobody", "n": 1, "o": "ok", "r": "FORGED", "w": "x", "h": "x"}
+        r.rpush(KEYS.acks, _forged_seal(ack, ACK))
+        beat = {"id": "forger", "host": "x", "pid": 1, "ts": int(time.time() * 1000),
+                "executors": 1, "busy": 0, "queues": ["default"], "jobs": []}
+        r.sadd(KEYS.workers, "forger")
+        r.set(KEYS.worker("forger"), _forged_seal(beat, BEAT), ex=60)
+        r.rpush(KEYS.control, orjson.dumps({"req": "unsigned-ctl", "cmd": "dead_purge",
+                                            "args": {}}))
+        r.rpush(KEYS.wake, b"1")
+        deadline = time.monotonic() + 20
+        while (counts := _rejected_on_metrics(port)).get("heartbeat", 0) < 1 or any(
+                counts.get(source) != 1 for source in ("intake", "acks", "control")):
+            assert time.monotonic() < deadline, f"not counted: {counts}"
+            time.sleep(0.1)
+        r.delete(KEYS.worker("forger"))
+        time.sleep(1.0)  # five heartbeat reads: any read under way when the key went is done
+        settled = _rejected_on_metrics(port)
+        time.sleep(1.0)
+        assert _rejected_on_metrics(port) == settled
+        assert {k: settled[k] for k in ("intake", "acks", "control")} == {
+            "intake": 1, "acks": 1, "control": 1}
+        status = local.client().status()["rejected_signatures"]
+        assert status == {source: int(n) for source, n in settled.items()}
+        assert r.exists(KEYS.receipt("unsigned-req"), KEYS.reply("unsigned-ctl")) == 0
+        with pytest.raises(JobNotFoundError):
+            local.client().job("unsigned-job").info()
     finally:
         local.stop_all()
 

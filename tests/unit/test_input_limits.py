@@ -15,7 +15,7 @@ from fleet.config import Settings
 from fleet.controller import control
 from fleet.controller.intake import Intake
 from fleet.controller.reconcile import Reconciler
-from fleet.errors import JobSpecError
+from fleet.errors import JobSpecError, NoReceiptError
 from fleet.job import MAX_JSON_DEPTH, JobSpec, validate_spec
 from fleet.journal import Journal
 from fleet.keys import Keys
@@ -90,7 +90,27 @@ def test_client_cuts_requests_by_bytes_as_well_as_by_count():
     client_module._add_requests(requests, wires, Seal((), INTAKE, "fleet"))
     assert len(requests) > 2
     assert all(len(body) <= client_module.REQUEST_BYTES for _, _, body in requests)
-    assert sum(count for _, count, _ in requests) == 300
+    assert [job_id for _, ids, _ in requests for job_id in ids] == [w["id"] for w in wires]
+
+
+def test_client_cuts_requests_under_a_lowered_max_message_bytes_seal_included():
+    """With max_message_bytes lowered in its settings (as on the controller), the client
+    sends no request over it, its seal's head included; a job too big for it alone goes in
+    a request of its own, for the controller to refuse with its reason."""
+    redis_client = fakeredis.FakeRedis()
+    client = Client(redis_client=redis_client, receipt_timeout_s=0.1,
+                    settings=Settings(max_message_bytes=256 * 1024, signing_key="k" * 32))
+    specs = [JobSpec(id=f"j{n}", func="m:f", kwargs={"blob": "x" * 10_000})
+             for n in range(100)]
+    specs.insert(50, JobSpec(id="big", func="m:f", kwargs={"blob": "y" * 300_000}))
+    redis_client.set(KEYS.controller, b"x")
+    with pytest.raises(NoReceiptError):
+        client.enqueue_many(specs)
+    bodies = redis_client.lrange(KEYS.intake, 0, -1)
+    assert len(bodies) > 4
+    big = [body for body in bodies if b'"id":"big"' in body]
+    assert len(big) == 1 and b'"id":"j' not in big[0]
+    assert all(len(body) <= 256 * 1024 for body in bodies if body not in big)
 
 
 # -- reads bounded by bytes ----------------------------------------------------------------
