@@ -396,7 +396,7 @@ class Controller:
                         step_ms / 1000)
 
     def _compact(self, now: int) -> None:
-        ids = self.journal.table.finished_before(self.retention.cutoff_ms(now), 50_000)
+        ids = self.retention.due(now, 50_000)
         if ids:
             self.journal.record(ev.compacted(ids))
             self._commit()

@@ -545,11 +545,20 @@ class JobTable(Dependencies):
         """The finish time of the job that finished last (what retention counts from)."""
         return self._finished[-1][0] if self._finished else None
 
-    def finished_before(self, cutoff_ms: int, limit: int) -> list[str]:
-        """Ids of terminal jobs finished before ``cutoff_ms`` (candidates for compaction)."""
+    def finished_count(self) -> int:
+        """How many entries wait in the finish-order line (stale ones included)."""
+        return len(self._finished)
+
+    def finished_before(self, cutoff_ms: int, limit: int, entries: int | None = None
+                        ) -> list[str]:
+        """Ids of terminal jobs finished before ``cutoff_ms`` (candidates for compaction), at
+        most ``limit``, from at most ``entries`` entries off the front of the finish-order
+        line (stale ones included; None: no bound)."""
         found: list[str] = []
         before = len(self._finished)
-        while self._finished and self._finished[0][0] < cutoff_ms and len(found) < limit:
+        keep = before - entries if entries is not None else 0
+        while (len(self._finished) > keep and self._finished[0][0] < cutoff_ms
+               and len(found) < limit):
             at_ms, job_id = self._finished.popleft()
             if job_id in self._cold_done:  # untouched since the snapshot: still as it was
                 found.append(job_id)

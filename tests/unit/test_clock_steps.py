@@ -96,16 +96,54 @@ def test_wall_clock_stepped_forward_does_not_compact_finished_jobs_early(control
     assert controller.journal.table.get("j") is None
 
 
-def test_retention_after_a_restart_counts_only_time_the_log_saw(tmp_path):
+def _finish(table: JobTable, job_id: str, at_ms: int) -> None:
+    spec = {"id": job_id, "q": "default", "f": "m:f", "a": [], "k": {}}
+    table.apply(ev.enqueued(spec, at_ms - 2, 30.0, 0))
+    table.apply(ev.dispatched(job_id, 1, at_ms + 30_000, at_ms - 1))
+    table.apply(ev.acked(job_id, 1, None, {}, at_ms))
+
+
+def test_retention_after_a_restart_keeps_earlier_jobs_a_window_of_this_run(tmp_path):
     """A job finished just before a restart whose wall clock jumped ahead 2 h is kept a full
     retention window into the new run, not forgotten at once."""
     table = JobTable()
-    spec = {"id": "j", "q": "default", "f": "m:f", "a": [], "k": {}}
-    table.apply(ev.enqueued(spec, 0, 30.0, 0))
-    table.apply(ev.dispatched("j", 1, 30_000, 1_000))
-    table.apply(ev.acked("j", 1, None, {}, 2_000))
+    _finish(table, "j", 2_000)
     booted_ms = 2_000 + 2 * HOUR_MS
     retention = Retention(table, RETENTION_S, booted_ms)
-    assert retention.cutoff_ms(booted_ms + 10) <= 2_000
-    assert retention.cutoff_ms(booted_ms + HOUR_MS - 10) <= 2_000
-    assert retention.cutoff_ms(booted_ms + HOUR_MS + 10) > 2_000
+    assert retention.due(booted_ms + 10, 100) == []
+    assert retention.due(booted_ms + HOUR_MS - 10, 100) == []
+    assert retention.due(booted_ms + HOUR_MS + 10, 100) == ["j"]
+
+
+def test_runs_on_clocks_an_hour_apart_forget_no_id_early():
+    """What a default chaos run found: a controller started while its clock was an hour
+    ahead stamped its finishes an hour ahead; the next one, started a few seconds later (its
+    clock still ahead), measured the jobs of the run before those, on the true clock, against
+    those stamps, took them for more than an hour old and forgot 11,565 ids at once. Each run
+    now keeps the earlier runs' jobs a full window of its own, and its own by its own clock."""
+    table = JobTable()
+    _finish(table, "true-clock", 10_000)  # a run on the true clock
+    _finish(table, "ahead", 20_000 + HOUR_MS)  # a run started an hour ahead
+    booted_ms = 30_000 + HOUR_MS  # this run: ahead as well
+    retention = Retention(table, RETENTION_S, booted_ms)
+    _finish(table, "mine", booted_ms + 5_000)
+    for elapsed_ms in (10, 60_000, HOUR_MS - 10):
+        assert retention.due(booted_ms + elapsed_ms, 100) == [], elapsed_ms
+    assert retention.due(booted_ms + HOUR_MS + 10, 100) == ["true-clock", "ahead"]
+    assert retention.due(booted_ms + HOUR_MS + 4_000, 100) == []
+    assert retention.due(booted_ms + HOUR_MS + 5_001, 100) == ["mine"]
+
+
+def test_a_stale_entry_before_the_boot_never_lets_a_later_job_go_early():
+    """The earlier runs' part of the line is taken by count, stale entries included, so the
+    cut never runs into this run's jobs."""
+    table = JobTable()
+    spec = {"id": "old", "q": "default", "f": "m:f", "a": [], "k": {}}
+    table.apply(ev.enqueued(spec, 900, 30.0, 0))
+    table.apply(ev.dispatched("old", 1, 30_000, 950))
+    assert table.apply(ev.failed("old", 1, "boom", {}, 0, final=True, at_ms=1_000))
+    assert table.apply(ev.retried("old", 1_500))  # dead, retried: its finish entry is stale
+    booted_ms = 2_000
+    retention = Retention(table, RETENTION_S, booted_ms)
+    _finish(table, "new", booted_ms + 1)
+    assert retention.due(booted_ms + HOUR_MS + 1, 100) == []
