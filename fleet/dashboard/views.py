@@ -40,11 +40,21 @@ def _when(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z" if ms else "-"
 
 
+def _size(size_bytes: int | None) -> str:
+    """A size in the unit that shows it (a young log is a few kB: "0.0 MB" would hide it)."""
+    if size_bytes is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:.1f} {unit}"
+    return f"{size_bytes} B"
+
+
 def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
-TEMPLATES.filters.update(age=_age_s, when=_when, pretty=_pretty,
+TEMPLATES.filters.update(age=_age_s, when=_when, pretty=_pretty, size=_size,
                          idq=lambda job_id: quote(str(job_id), safe=""))
 
 

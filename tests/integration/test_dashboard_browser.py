@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 
 import pytest
 
-from .dashboard_helpers import ALLOW, start_dashboard, wait_until
+from .dashboard_helpers import (
+    ALLOW,
+    NO_CHROMIUM,
+    chromium_path,
+    launched_chromium,
+    opened_tab,
+    start_dashboard,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-CHROMIUM = "/usr/bin/chromium"
 IMG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "img")
 HOSTILE = "<svg/onload=window.pwned=1>"  # no whitespace: job ids may hold none
 
-if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):
-    pytest.skip("browser tests need Debian's chromium package (apt-get install chromium)",
-                allow_module_level=True)
+if chromium_path() is None:
+    pytest.skip(NO_CHROMIUM, allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (dev extra)")
 # Generous waits: two cores shared with whole test suites can stall a page for seconds.
 sync_api.expect.set_options(timeout=30_000)
@@ -28,26 +33,15 @@ sync_api.expect.set_options(timeout=30_000)
 @pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the module."""
-    with sync_api.sync_playwright() as play:
-        launched = play.chromium.launch(
-            executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--no-first-run"])
+    with launched_chromium(sync_api) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture()
 def page(browser):
     """A fresh page that accepts the confirm() of each action and records script errors."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(60_000)
-    tab = context.new_page()
-    tab.on("dialog", lambda dialog: dialog.accept())
-    tab.errors = []
-    tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
-    yield tab
-    context.close()
+    with opened_tab(browser) as tab:
+        yield tab
 
 
 @pytest.fixture()
