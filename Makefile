@@ -19,7 +19,7 @@ install build: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check fleet tests benchmarks
 	$(BIN)/mypy fleet
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check fleet tests benchmarks
