@@ -22,6 +22,7 @@ from . import events as ev
 from .job import CANCELLED, COMPLETED, PENDING, TERMINAL, WAITING, JobRecord
 
 ALLOW_FAILURE = 1
+LONE = "\x00"  # ends an untouched waiting job's spec text when its lone parent follows
 PASS_RESULTS = 2
 
 
@@ -192,13 +193,15 @@ class Dependencies:
         if len(parents) == 1 and not flags:
             parent_id = parents[0]
             if parent_id in cold or parent_id in cold_waiting:
-                graph.parents[job_id] = parent_id
                 children = graph.children.get(parent_id)
                 if children is not None:
                     children.append(job_id)
                 else:
                     graph.add_child(parent_id, job_id)
-                cold_waiting[job_id] = spec
+                # Its parent is kept after its spec until it thaws, not in ``graph.parents``:
+                # a dict of a million entries built while replaying was a third of the cost.
+                # (JSON text holds no NUL, so the first one ends the spec.)
+                cold_waiting[job_id] = spec + LONE + parent_id
                 self.counts[WAITING] += 1
                 self.queue_counts[queue][WAITING] += 1
                 return True
@@ -297,12 +300,27 @@ class Dependencies:
         """Whether a parent of the job has not ended (its id then stays in that parent's
         children, so the job is not forgotten: a new job under its id would be taken for
         it when the parent ends)."""
-        for parent_id in self.graph.parents_of(job_id):
+        for parent_id in self._parents_of(job_id):
             parent = self._jobs.get(parent_id)
             if (parent_id in self._cold or parent_id in self._cold_waiting
                     or (parent is not None and parent.state not in TERMINAL)):
                 return True
         return False
+
+    def _parents_of(self, job_id: str) -> list[str]:
+        """The job's parent ids, also for an untouched waiting job of one parent (whose
+        parent is kept beside its spec, not in ``graph.parents``)."""
+        value = self._cold_waiting.get(job_id)
+        if value is not None:
+            cut = value.find(LONE)
+            if cut >= 0:
+                return [value[cut + 1:]]
+        return self.graph.parents_of(job_id)
+
+    def cold_parents(self) -> dict[str, str]:
+        """Untouched waiting jobs' lone parents, as ``graph.parents`` would hold them."""
+        return {job_id: value.partition(LONE)[2] for job_id, value in self._cold_waiting.items()
+                if LONE in value}
 
     def waiting_ids(self) -> list[str]:
         """Every waiting job's id: the untouched ones, then the records."""
@@ -313,9 +331,9 @@ class Dependencies:
         """``parents``, ``children`` (each ``{"id", "state"}``; a forgotten one's state is
         None) and ``waiting_on`` (the parents not yet ended) for ``fleet job``."""
         graph = self.graph
-        parents = [self._state_of(p) for p in graph.parents_of(job.id)]
+        parents = [self._state_of(p) for p in self._parents_of(job.id)]
         children = [self._state_of(c) for c in graph.all_children(job.id)
-                    if job.id in graph.parents_of(c)]
+                    if job.id in self._parents_of(c)]
         waiting_on = [p["id"] for p in parents
                       if p["state"] is not None and p["state"] not in TERMINAL] \
             if job.state == WAITING else []
@@ -341,7 +359,7 @@ class Dependencies:
         problems = [f"{job_id}: counted as waiting but not a waiting job"
                     for job_id in graph.waiting if job_id not in waiting]
         for job_id in sorted(waiting):
-            parents, count = len(graph.parents_of(job_id)), graph.waiting.get(job_id)
+            parents, count = len(self._parents_of(job_id)), graph.waiting.get(job_id)
             if (count is None and parents != 1) or not 0 < (count or 1) <= parents:
                 problems.append(f"{job_id}: waiting on {count} of its {parents} parents")
         return problems

@@ -43,7 +43,7 @@ from typing import Any, TypedDict
 import orjson
 
 from . import events as ev
-from .graph import Dependencies, Graph
+from .graph import LONE, Dependencies, Graph
 from .job import (
     CANCELLED,
     COMPLETED,
@@ -79,6 +79,7 @@ class JobTable(Dependencies):
         self.graph = Graph()
         self._cold: dict[str, str] = {}
         self._cold_done: dict[str, int] = {}
+        # spec text, then NUL and the parent's id for a child of one parent (see Dependencies)
         self._cold_waiting: dict[str, str] = {}
         self._done_rows = b""
         self._done_base = 0
@@ -138,7 +139,10 @@ class JobTable(Dependencies):
         if spec is not None:
             job = JobRecord.from_spec(job_id, spec)
         elif job_id in self._cold_waiting:
-            job = _waiting_record(job_id, self._cold_waiting.pop(job_id))
+            spec, lone, parent = self._cold_waiting.pop(job_id).partition(LONE)
+            if lone:
+                self.graph.parents[job_id] = parent
+            job = _waiting_record(job_id, spec)
         else:
             start = self._cold_done.pop(job_id, None)
             if start is None:
@@ -160,8 +164,8 @@ class JobTable(Dependencies):
         yield from self._jobs.values()
         for job_id, spec in self._cold.items():
             yield JobRecord.from_spec(job_id, spec)
-        for job_id, spec in self._cold_waiting.items():
-            yield _waiting_record(job_id, spec)
+        for job_id, value in self._cold_waiting.items():
+            yield _waiting_record(job_id, _cold_spec(value))
         for start in self._cold_done.values():
             yield JobRecord(*orjson.loads(self._done_row(start)))
 
@@ -706,7 +710,7 @@ class JobTable(Dependencies):
                 "done_rows": b"".join(text + b"\n" for text in texts),
                 "waiting": [job.to_row() for job in self._jobs.values() if job.state == WAITING],
                 "waiting_cold": self._cold_waiting_by_queue(),
-                "graph": self.graph.dump()}
+                "graph": self._graph_dump()}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> JobTable:
@@ -741,18 +745,27 @@ class JobTable(Dependencies):
         table.graph = Graph.load(data.get("graph"))
         return table
 
+    def _graph_dump(self) -> dict[str, Any]:
+        """The graph's snapshot form, the lone parents of untouched waiting jobs included
+        (a snapshot stores them as ``parents`` entries; they load there)."""
+        dumped = self.graph.dump()
+        dumped["parents"].update(self.cold_parents())
+        return dumped
+
     def _cold_waiting_by_queue(self) -> dict[str, dict[str, str]]:
         """Untouched waiting jobs' specs per queue (the queue read off the spec's start, as
         ``JobRecord.from_spec`` does), so that loading counts them without parsing one."""
         by_queue: dict[str, dict[str, str]] = defaultdict(dict)
-        for job_id, spec in self._cold_waiting.items():
+        for job_id, value in self._cold_waiting.items():
+            spec = _cold_spec(value)
             by_queue[spec[2:spec.index('"', 2)]][job_id] = spec
         return dict(by_queue)
 
     def waiting_job(self, job_id: str) -> JobRecord | None:
         """A waiting job, as a copy that is not kept when it is cold (nothing thaws)."""
-        spec = self._cold_waiting.get(job_id)
-        return _waiting_record(job_id, spec) if spec is not None else self._jobs.get(job_id)
+        value = self._cold_waiting.get(job_id)
+        return (_waiting_record(job_id, _cold_spec(value)) if value is not None
+                else self._jobs.get(job_id))
 
     def _load_row(self, row: list[Any]) -> JobRecord:
         job = JobRecord(*row)
@@ -811,7 +824,8 @@ class JobTable(Dependencies):
         rows = sorted((job.to_row() for job in self.all_jobs()), key=_job_id_of)
         return {"last_seq": self.last_seq, "epoch": self.epoch, "paused": sorted(self.paused),
                 "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows,
-                "graph": self.graph.canonical()}
+                "graph": {**self.graph.canonical(),
+                          "parents": {**self.graph.parents, **self.cold_parents()}}}
 
 
 _STATE = ROW_FIELDS.index("state")
@@ -852,6 +866,11 @@ class _JobsView(Mapping[str, JobRecord]):
 
     def __len__(self) -> int:
         return len(self._table)
+
+
+def _cold_spec(value: str) -> str:
+    """The spec text of an untouched waiting job's entry (its lone parent cut off)."""
+    return value.partition(LONE)[0]
 
 
 def _waiting_record(job_id: str, spec: str) -> JobRecord:
