@@ -710,7 +710,7 @@ class JobTable(Dependencies):
                 "done_rows": b"".join(text + b"\n" for text in texts),
                 "waiting": [job.to_row() for job in self._jobs.values() if job.state == WAITING],
                 "waiting_cold": self._cold_waiting_by_queue(),
-                "graph": self._graph_dump()}
+                "graph": self.graph.dump()}
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> JobTable:
@@ -745,20 +745,13 @@ class JobTable(Dependencies):
         table.graph = Graph.load(data.get("graph"))
         return table
 
-    def _graph_dump(self) -> dict[str, Any]:
-        """The graph's snapshot form, the lone parents of untouched waiting jobs included
-        (a snapshot stores them as ``parents`` entries; they load there)."""
-        dumped = self.graph.dump()
-        dumped["parents"].update(self.cold_parents())
-        return dumped
-
     def _cold_waiting_by_queue(self) -> dict[str, dict[str, str]]:
-        """Untouched waiting jobs' specs per queue (the queue read off the spec's start, as
-        ``JobRecord.from_spec`` does), so that loading counts them without parsing one."""
+        """Untouched waiting jobs' values (spec text, and a lone parent after a NUL) per queue
+        (the queue read off the spec's start, as ``JobRecord.from_spec`` does), so that
+        loading counts them without parsing one and keeps them as they are."""
         by_queue: dict[str, dict[str, str]] = defaultdict(dict)
         for job_id, value in self._cold_waiting.items():
-            spec = _cold_spec(value)
-            by_queue[spec[2:spec.index('"', 2)]][job_id] = spec
+            by_queue[value[2:value.index('"', 2)]][job_id] = value
         return dict(by_queue)
 
     def waiting_job(self, job_id: str) -> JobRecord | None:

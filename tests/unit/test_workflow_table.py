@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from fleet.state import CANCELLED, COMPLETED, PENDING, JobTable
 from fleet.state import events as ev
 from fleet.state.job import WAITING
@@ -201,8 +203,8 @@ def test_a_schema_3_snapshot_of_waiting_rows_still_loads():
 def test_a_cold_child_of_one_parent_keeps_its_parent_beside_its_spec():
     """Replay builds no ``graph.parents`` entry for an untouched child of one parent (that
     dict was a third of the cost of replaying a million edges): the parent is kept with the
-    spec, shown in both jobs' views, written into a snapshot's ``parents``, and put back into
-    ``graph.parents`` when the child thaws."""
+    spec, shown in both jobs' views, kept so in a snapshot's ``waiting_cold`` (through its
+    JSON text), and put back into ``graph.parents`` when the child thaws."""
     table = JobTable()
     enqueue(table, "a")
     after(table, "b", ["a"], allow_failure=False)
@@ -211,8 +213,12 @@ def test_a_cold_child_of_one_parent_keeps_its_parent_beside_its_spec():
     assert view_of_a["children"] == [{"id": "b", "state": WAITING}]
     assert table.validate() == []
     dumped = table.dump()
-    assert dumped["graph"]["parents"] == {"b": "a"}
-    loaded = JobTable.load(dumped)
+    assert dumped["graph"]["parents"] == {}
+    assert dumped["waiting_cold"]["default"]["b"].endswith("\x00a")
+    text = orjson.dumps({k: v for k, v in dumped.items() if k != "done_rows"})
+    assert b"\x00" not in text and b"\\u0000a" in text
+    loaded = JobTable.load({**orjson.loads(text), "done_rows": dumped["done_rows"]})
+    assert loaded._cold_waiting["b"] == table._cold_waiting["b"]
     assert loaded.canonical() == table.canonical() and loaded.validate() == []
     assert table.waiting_view(table.jobs["b"])["waiting_on"] == ["a"]  # thaws b
     assert table.graph.parents["b"] == "a" and "b" not in table._cold_waiting
