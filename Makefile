@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all build install test lint demo bench bench-scale bench-wal chaos compose-check clean
+.PHONY: all build install test lint sizes demo bench bench-scale bench-wal chaos compose-check clean
 
 all: test
 
@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml
 install build: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check fleet tests benchmarks
+	$(BIN)/ruff check fleet tests benchmarks scripts
 	$(BIN)/mypy fleet
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check fleet tests benchmarks
+	$(BIN)/ruff check fleet tests benchmarks scripts
 	$(BIN)/mypy fleet
+
+# the largest modules, classes and functions of fleet/, and any over 400 / 250 / 50 lines
+sizes: $(STAMP)
+	$(BIN)/python scripts/code_sizes.py
 
 demo: $(STAMP)
 	$(BIN)/fleet demo
