@@ -21,13 +21,33 @@
     ├── NoReceiptError               the controller did not answer an enqueue in time
     ├── ControllerUnavailableError   the controller did not answer a control request in time
     ├── JobNotFoundError             no job with that id is known (or it was compacted)
-    └── JobFailedError               a job ended dead; carries its last error
+    ├── JobFailedError               a job ended dead; carries its last error
+    ├── ControlError                 the controller refused a control request (the reply says why)
+    └── JobRejected                  a worker will not run a message; retrying cannot help
+        ├── NotAllowed               the function's module is outside the allow-list
+        ├── BadMessage               a field of the message has the wrong type
+        ├── ModuleMissing            the module (or one it imports) is missing or has a SyntaxError
+        ├── AttributeMissing         the module has no attribute of that name
+        ├── ResultNotJSON            the function returned something JSON cannot hold
+        └── ResultTooLarge           the result is over the worker's result cap
+
+A ``JobRejected`` ends its job at once (a final failure); its class name starts the job's
+error text (``"NotAllowed: module x is not in the worker's allow-list"``).
+
+Exit codes live here too: each class's ``exit_code``, and the ``EXIT_*`` codes of outcomes
+that are not errors.
 
 Library errors (redis-py, OSError, JSON decoding) are translated at the boundary with
 ``raise X(...) from None`` so that a user sees one line, not a traceback.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_LOG_UNUSABLE = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, and a worker stopped cold (a second signal)
 
 
 class FleetError(Exception):
@@ -152,3 +172,36 @@ class JobFailedError(FleetError):
         super().__init__(f"job {job_id} failed: {error}")
         self.job_id = job_id
         self.error = error
+
+
+class ControlError(FleetError):
+    """A control request cannot be carried out; the message goes back to the caller."""
+
+
+class JobRejected(FleetError):
+    """The worker will not run this message; retrying it elsewhere cannot help."""
+
+
+class NotAllowed(JobRejected):
+    """The function's module is not in the worker's allow-list."""
+
+
+class BadMessage(JobRejected):
+    """A field of the message has the wrong type (func, args, kwargs, timeout)."""
+
+
+class ModuleMissing(JobRejected):
+    """The function's module, or a module it imports, is not found on ``sys.path``, or its
+    source has a syntax error."""
+
+
+class AttributeMissing(JobRejected):
+    """The function's module has no attribute of that name, even after a reload."""
+
+
+class ResultNotJSON(JobRejected):
+    """The function returned something orjson cannot encode."""
+
+
+class ResultTooLarge(JobRejected):
+    """The function's result is more than MAX_PAYLOAD_BYTES of JSON (the controller keeps it)."""

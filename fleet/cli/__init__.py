@@ -13,10 +13,10 @@ import sys
 
 import click
 
-from ..errors import FleetError
+from ..errors import EXIT_INTERRUPTED, FleetError
 from . import admin, jobs
 from .acl import acl
-from .common import EXIT_INTERRUPTED, close_clients
+from .common import close_clients
 from .controller import controller
 from .dashboard import dashboard
 from .demo import demo

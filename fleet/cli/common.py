@@ -10,12 +10,6 @@ import click
 
 from ..config import Settings, load_settings
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
-EXIT_LOG_UNUSABLE = 3
-EXIT_INTERRUPTED = 130
-
 
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--redis-url``, ``--namespace`` and ``--config`` (each also from FLEET_*)."""

@@ -12,11 +12,11 @@ import orjson
 
 from ..answers import Receipt
 from ..client import Client, run_at_ms, unique_ids
-from ..errors import FleetError, JobSpecError
+from ..errors import EXIT_BAD_INPUT, FleetError, JobSpecError
 from ..handles import JobPage
 from ..job import JobSpec, new_job_id, spec_from_file_entry
 from ..state import IN_FLIGHT, STATES
-from .common import EXIT_BAD_INPUT, connection_options, keep_open, settings_from
+from .common import connection_options, keep_open, settings_from
 
 PROGRESS_FROM = 2000
 

@@ -7,8 +7,8 @@ import sys
 import click
 import orjson
 
+from ..errors import EXIT_LOG_UNUSABLE
 from ..wal import tools
-from .common import EXIT_LOG_UNUSABLE
 
 data_dir_option = click.option(
     "--data-dir", required=True, envvar="FLEET_DATA_DIR",

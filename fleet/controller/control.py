@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import orjson
 
-from ..errors import FleetError, JobNotFoundError
+from ..errors import ControlError, FleetError, JobNotFoundError
 from ..job import QUEUE_RE
 from ..state import IN_FLIGHT, PENDING, WAITING, listing
 from ..state import events as ev
@@ -21,10 +21,6 @@ from ..transport import Item
 log = logging.getLogger("fleet.controller")
 
 Command = Callable[[Any, dict[str, Any], int], Any]
-
-
-class ControlError(FleetError):
-    """A control request cannot be carried out; the message goes back to the caller."""
 
 
 def handle_requests(ctx: Any, requests: Sequence[Item], now_ms: int

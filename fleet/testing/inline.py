@@ -38,12 +38,12 @@ from ..client import Client, _checked_wire
 from ..clock import now_ms
 from ..config import Settings
 from ..context import CurrentJob, _current
-from ..errors import FleetError, JobNotFoundError
+from ..errors import FleetError, JobNotFoundError, JobRejected
 from ..job import JobSpec, validate_spec
 from ..keys import Keys
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, JobTable, listing
 from ..state import events as ev
-from ..worker.imports import AllowList, JobRejected, resolve
+from ..worker.imports import AllowList, resolve
 from ..worker.runner import call, encode_success
 from ..worker.wire import Identity, error_text, make_ack
 

@@ -23,30 +23,10 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from ..errors import FleetError
+from ..errors import AttributeMissing, BadMessage, ModuleMissing, NotAllowed
 
 ALWAYS_ALLOWED = ("fleet.demo",)
 
-
-class JobRejected(FleetError):
-    """The worker will not run this message; retrying it elsewhere cannot help."""
-
-
-class NotAllowed(JobRejected):
-    """The function's module is not in the worker's allow-list."""
-
-
-class BadMessage(JobRejected):
-    """A field of the message has the wrong type (func, args, kwargs, timeout)."""
-
-
-class ModuleMissing(JobRejected):
-    """The function's module, or a module it imports, is not found on ``sys.path``, or its
-    source has a syntax error."""
-
-
-class AttributeMissing(JobRejected):
-    """The function's module has no attribute of that name, even after a reload."""
 
 
 class AllowList:

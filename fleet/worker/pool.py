@@ -27,6 +27,7 @@ from typing import Any, cast
 
 from ..clock import now_ms
 from ..config import Settings
+from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..keys import Keys
 from ..signing import ACK, Seal
 from .executor import STOP_SIGNALS, executor_main
@@ -42,8 +43,7 @@ MAX_RESPAWN_DELAY_S = 10.0
 FINAL_FLUSH_S = 5.0
 # --burst: heartbeats in a row that must find nothing to do (so at least two whole periods).
 BURST_QUIET_BEATS = 3
-EXIT_OK = 0
-EXIT_COLD_STOP = 130
+EXIT_COLD_STOP = EXIT_INTERRUPTED
 
 
 class Supervisor:

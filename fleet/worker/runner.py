@@ -25,17 +25,11 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from ..clock import now_ms
 from ..context import CurrentJob, _current
+from ..errors import BadMessage, JobRejected, ResultNotJSON, ResultTooLarge
 from ..job import MAX_PAYLOAD_BYTES
 from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from ..tracing import run_outcome, run_span
-from .imports import (  # noqa: F401 - AllowList, split_func, NotAllowed: the runner's API
-    AllowList,
-    BadMessage,
-    JobRejected,
-    NotAllowed,
-    resolve,
-    split_func,
-)
+from .imports import AllowList, resolve
 from .wire import Identity, encode, error_text, make_ack
 
 if TYPE_CHECKING:  # typeshed has no _signal: it is signal's functions, without the enum wrappers
@@ -60,14 +54,6 @@ def current_job() -> tuple[str, int] | None:
     return _running[-1] if _running else None
 
 
-
-
-class ResultNotJSON(JobRejected):
-    """The function returned something orjson cannot encode."""
-
-
-class ResultTooLarge(JobRejected):
-    """The function's result is more than MAX_PAYLOAD_BYTES of JSON (the controller keeps it)."""
 
 
 class SoftTimeout(UnixSignalDeathPenalty):

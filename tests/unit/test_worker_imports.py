@@ -8,12 +8,9 @@ import uuid
 
 import pytest
 
+from fleet.errors import AttributeMissing, BadMessage, ModuleMissing, NotAllowed
 from fleet.worker.imports import (
     AllowList,
-    AttributeMissing,
-    BadMessage,
-    ModuleMissing,
-    NotAllowed,
     add_import_paths,
     resolve,
 )

@@ -9,17 +9,10 @@ import orjson
 import pytest
 from rq.timeouts import JobTimeoutException
 
+from fleet.errors import BadMessage, NotAllowed
 from fleet.signing import ACK, DISPATCH, Seal
-from fleet.worker.runner import (
-    AllowList,
-    BadMessage,
-    NotAllowed,
-    Runner,
-    SoftTimeout,
-    call,
-    resolve,
-    split_func,
-)
+from fleet.worker.imports import AllowList, resolve, split_func
+from fleet.worker.runner import Runner, SoftTimeout, call
 from fleet.worker.wire import Identity, error_text, parse_message
 from tests import jobs
 
