@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all build install test lint sizes demo bench bench-scale bench-wal chaos compose-check clean
+.PHONY: all build install test test-random lint sizes demo bench bench-scale bench-wal chaos compose-check clean
 
 all: test
 
@@ -20,6 +20,11 @@ test: $(STAMP)
 	$(BIN)/ruff check fleet tests benchmarks scripts
 	$(BIN)/mypy fleet
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# the suite in a shuffled order (pytest-randomly): it must not depend on the order of its tests
+SEED ?= 1
+test-random: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p randomly --randomly-seed=$(SEED)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fleet tests benchmarks scripts
