@@ -52,6 +52,7 @@ class Bench:
     controller: Any
     redis: redis.Redis
     scratch: str
+    ran: set[str] = field(default_factory=set)  # the rows sent so far, in whatever order
 
     def path(self, name: str, content: str | bytes) -> str:
         path = os.path.join(self.scratch, name)
@@ -401,9 +402,12 @@ ROWS = {
 @pytest.mark.parametrize("name", list(ROWS))
 def test_bad_input_is_refused_clearly_and_the_controller_keeps_running(bench, name):
     """The row's input gets its one-line error or its counted drop; the controller lives on."""
-    ROWS[name].check(bench)
+    if name not in bench.ran:  # else the last test needed it and sent it already
+        ROWS[name].check(bench)
+        bench.ran.add(name)
     assert bench.controller.alive(), bench.controller.tail()
-    assert bench.status()["states"]["pending"] >= 0
+    # No accepted job went missing: the canaries (and whatever rows accepted) are all known.
+    assert sum(bench.status()["states"].values()) >= CANARIES
 
 
 def test_snapshot_from_a_newer_version_is_refused_and_the_log_recovers(bench):
@@ -432,6 +436,10 @@ def test_function_outside_the_allow_list_dies_once_with_not_allowed(bench):
 def test_nothing_accepted_was_lost_to_the_bad_input(bench):
     """After every row, each canary job and each valid job sent beside bad ones completes."""
     client = bench.local.client()
+    for name in ("intake-wrong-types", "intake-duplicate-ids"):
+        if name not in bench.ran:  # the tests run in any order: send the rows this one needs
+            ROWS[name].check(bench)
+            bench.ran.add(name)
     ids = [f"canary-{i}" for i in range(CANARIES)] + ["ok-1", "twice"]
     _wait(lambda: all(client.job(i).status() == "completed" for i in ids), timeout_s=30)
     assert bench.controller.alive()
