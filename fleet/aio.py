@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
@@ -32,15 +31,11 @@ from .answers import (
     NO_CONTROLLER_GRACE_S,
     NOTHING_SENT,
     STOPPED_BEFORE_ANSWER,
-    Receipt,
-    is_resend,
     late_receipt,
     no_controller,
     no_reply,
     nobody_for_jobs,
     opened,
-    receipts_from,
-    reply_data,
 )
 from .client import REQUEST_CHUNK, _add_requests, _checked_wire, request_bytes, spec
 from .config import Settings, load_settings, mask_url
@@ -48,6 +43,8 @@ from .errors import ConfigError, FleetError, JobSpecError
 from .handles import JobPage, outcome
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
+from .protocol.control import decode_reply, encode_control, is_resend
+from .protocol.intake import Receipt, decode_receipt
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
 from .tracing import enqueue_outcome, enqueue_span
 from .transport.redis import transport_error
@@ -288,7 +285,7 @@ class AsyncClient:
                                   lambda: nobody_for_jobs(self.namespace, total))
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
-        return receipts_from(body, ids)
+        return decode_receipt(body, ids)
 
     async def _answer(self, kind: bytes, key: str, request_id: str, deadline: float,
                       present: bool, nobody: Callable[[], FleetError]) -> bytes | None:
@@ -322,8 +319,8 @@ class AsyncClient:
         body: bytes | None = None
         for _ in range(2):  # once more if the controller (re)started after the first was sealed
             request_id = uuid.uuid4().hex
-            await self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
-                {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
+            await self.wire.send_control(self.seals[CONTROL].seal(
+                encode_control(request_id, command, args), int(time.time() * 1000)))
             body = await self._answer(REPLY, self.keys.reply(request_id), request_id,
                                       deadline, True, lambda: no_controller(
                                           self.namespace, STOPPED_BEFORE_ANSWER))
@@ -331,7 +328,7 @@ class AsyncClient:
                 break
         if body is None:
             raise no_reply(self.namespace, timeout_s)
-        return reply_data(body)
+        return decode_reply(body)
 
     async def _await_controller(self, deadline: float) -> None:
         absent_since = time.monotonic()

@@ -26,15 +26,11 @@ from .answers import (
     NO_CONTROLLER_GRACE_S,
     NOTHING_SENT,
     STOPPED_BEFORE_ANSWER,
-    Receipt,
-    is_resend,
     late_receipt,
     no_controller,
     no_reply,
     nobody_for_jobs,
     opened,
-    receipts_from,
-    reply_data,
 )
 from .config import Settings, load_settings
 from .errors import FleetError, JobSpecError
@@ -42,6 +38,8 @@ from .handles import Job, JobPage
 from .job import DEFAULT_QUEUE, JobSpec, new_job_id, spec_from_file_entry, validate_spec
 from .keys import Keys
 from .options import check_call, check_options, parent_ids
+from .protocol.control import decode_reply, encode_control, is_resend
+from .protocol.intake import Receipt, decode_receipt, encode_request
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
 from .tracing import enqueue_outcome, enqueue_span
 from .transport import ClientWire, connect
@@ -175,7 +173,7 @@ class Client:
                             present, lambda: nobody_for_jobs(self.namespace, total))
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
-        return receipts_from(body, ids)
+        return decode_receipt(body, ids)
 
     def _answer(self, kind: bytes, key: str, request_id: str, deadline: float, present: bool,
                 nobody: Callable[[], FleetError]) -> bytes | None:
@@ -216,15 +214,15 @@ class Client:
         self._await_controller(deadline)
         for _ in range(2):  # once more if the controller (re)started after the first was sealed
             request_id = uuid.uuid4().hex
-            self.wire.send_control(self.seals[CONTROL].seal(orjson.dumps(
-                {"req": request_id, "cmd": command, "args": args}), int(time.time() * 1000)))
+            self.wire.send_control(self.seals[CONTROL].seal(
+                encode_control(request_id, command, args), int(time.time() * 1000)))
             body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline, True,
                                 lambda: no_controller(self.namespace, STOPPED_BEFORE_ANSWER))
             if not is_resend(body):
                 break
         if body is None:
             raise no_reply(self.namespace, timeout_s)
-        return reply_data(body)
+        return decode_reply(body)
 
     def _await_controller(self, deadline: float) -> None:
         """Return once a controller holds the lease; nothing is sent to a namespace nobody
@@ -415,7 +413,7 @@ def _add_requests(requests: list[tuple[str, list[str], bytes]], chunk: list[dict
     at most ``max_bytes`` (or holds one job)."""
     request_id = uuid.uuid4().hex
     ts_ms = int(time.time() * 1000)
-    body = orjson.dumps({"req": request_id, "ts": ts_ms, "jobs": chunk})
+    body = encode_request(request_id, ts_ms, chunk)
     if len(body) > max_bytes and len(chunk) > 1:
         half = len(chunk) // 2
         _add_requests(requests, chunk[:half], seal, max_bytes)

@@ -10,11 +10,11 @@ from typing import Any
 import click
 import orjson
 
-from ..answers import Receipt
 from ..client import Client, run_at_ms, unique_ids
 from ..errors import EXIT_BAD_INPUT, FleetError, JobSpecError
 from ..handles import JobPage
 from ..job import JobSpec, new_job_id, spec_from_file_entry
+from ..protocol.intake import Receipt
 from ..state import IN_FLIGHT, STATES
 from .common import connection_options, keep_open, settings_from
 

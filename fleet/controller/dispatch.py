@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..config import Settings
 from ..journal import Journal
+from ..protocol.dispatch import encode_dispatch
 from ..signing import DISPATCH, Seal
 from ..state import JobRecord
 from ..state import events as ev
@@ -31,27 +30,9 @@ RATE_EVERY_MS = 500
 
 def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None,
                    parent_results: dict[str, Any] | None = None) -> bytes:
-    """The ready-list message for one attempt. Deterministic, so a stale copy can be LREMed
-    (the seal's time is the dispatch time).
-
-    ``ep`` is the epoch of the controller that dispatched the attempt (``job.epoch``, kept
-    by the table and its snapshots), not the current one: a message re-encoded after a
-    restart to find or remove it must have the bytes it was pushed with.
-
-    ``tc``, the W3C trace context the job was enqueued in (kept with it, as ``ep``), and
-    ``pr``, the completed parents' results of a ``pass_results`` job (the table's graph,
-    fixed once the job left ``waiting``, written last), are written only for a job that has
-    them: the message of a plain job is what it always was.
-    """
-    message = {"id": job.id, "n": attempt, "f": job.func, "a": job.args, "k": job.kwargs,
-               "to": job.timeout_s, "q": job.queue, "eq": job.enqueued_ms, "ts": dispatched_ms}
-    if job.trace_context is not None:
-        message["tc"] = job.trace_context
-    if job.epoch:  # 0: dispatched before epochs travelled (an older snapshot's in-flight job)
-        message["ep"] = job.epoch
-    if parent_results is not None:
-        message["pr"] = parent_results
-    body = orjson.dumps(message)
+    """The ready-list message for one attempt (``protocol.dispatch``), sealed with the
+    dispatch time when a key is set: deterministic, so a stale copy can be LREMed."""
+    body = encode_dispatch(job, attempt, dispatched_ms, parent_results)
     return seal.seal(body, dispatched_ms) if seal else body
 
 

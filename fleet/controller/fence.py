@@ -21,9 +21,8 @@ import time
 import uuid
 from typing import Any
 
-import orjson
-
 from ..errors import ControllerBusyError, FencedOutError, NotOwnerError
+from ..protocol.lease import decode_lease, encode_lease
 from ..transport import ControllerWire
 from ..transport.redis import BUSY, FIRST_CLAIM, NEWER, OWNED, RECLAIM, TAKE_OVER, Claim
 
@@ -50,8 +49,8 @@ class Fence:
         self.host = socket.gethostname()
         self.claim_info = Claim(identity=identity, epoch=epoch, host=self.host,
                                 pid=os.getpid(), data_dir=os.path.abspath(data_dir or "."))
-        self.value = orjson.dumps({"epoch": epoch, "pid": os.getpid(), "host": self.host,
-                                   "token": uuid.uuid4().hex, "ts": int(time.time() * 1000)})
+        self.value = encode_lease(epoch, os.getpid(), self.host, uuid.uuid4().hex,
+                                  int(time.time() * 1000))
         self._refreshed = 0.0
         self._claimed = False
 
@@ -74,7 +73,7 @@ class Fence:
             holder = self.wire.lease_holder()
             if holder is None:
                 outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info, mode)
-            elif self._holder_is_dead(_parse(holder)):
+            elif self._holder_is_dead(decode_lease(holder)):
                 outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info,
                                                 mode, old=holder)
         if outcome == BUSY:
@@ -85,7 +84,7 @@ class Fence:
         self._refreshed = time.monotonic()
 
     def _busy(self, mode: str) -> ControllerBusyError:
-        info = _parse(self.wire.lease_holder())
+        info = decode_lease(self.wire.lease_holder())
         ttl_ms = self.wire.lease_ttl_ms()
         if ttl_ms > 0:
             frees = f"; if it is dead, its lease frees itself within {ttl_ms / 1000:.1f} s"
@@ -131,7 +130,7 @@ class Fence:
             self.claim()
             return LOST
         if current != self.value:
-            info = _parse(current)
+            info = decode_lease(current)
             raise FencedOutError(f"fenced out: controller pid {info.get('pid')} on "
                                  f"{info.get('host')} (epoch {info.get('epoch')}) now holds "
                                  f"namespace {self.namespace!r}")
@@ -170,7 +169,7 @@ def boot_epoch(log_epoch: int, wire: ControllerWire) -> int:
     """The epoch to boot at: one above the log's, the owner record's and the lease's, so the
     epoch only grows even when the log was cut back or another data dir owned the namespace."""
     owner = wire.owner() or {}
-    lease = _parse(wire.lease_holder())
+    lease = decode_lease(wire.lease_holder())
     return max(log_epoch, _int(owner.get("epoch")), _int(lease.get("epoch"))) + 1
 
 
@@ -199,10 +198,3 @@ def _int(value: Any) -> int:
     except (TypeError, ValueError):
         return 0
 
-
-def _parse(value: bytes | None) -> dict[str, Any]:
-    try:
-        info = orjson.loads(value) if value else {}
-    except orjson.JSONDecodeError:
-        info = {}
-    return info if isinstance(info, dict) else {}

@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
+from ..protocol.control import decode_control, resend_reply
+from ..protocol.heartbeat import worker_id_of
 from ..signing import (
     ACK,
     BEAT,
@@ -46,7 +46,6 @@ from ..transport import Item, Oversized
 log = logging.getLogger("fleet.controller")
 
 SOURCES = ("intake", "acks", "control", "heartbeat")
-RESEND = "RESEND: request sealed before the controller started; send it again"
 
 
 class Gate:
@@ -152,13 +151,10 @@ class Gate:
 
     def _ask_resend(self, body: bytes) -> bool:
         """Queue a RESEND answer to a genuine request sealed before the start."""
-        try:
-            request_id = orjson.loads(body).get("req")
-        except (orjson.JSONDecodeError, AttributeError):
+        request = decode_control(body)
+        if request is None:
             return False
-        if not isinstance(request_id, str) or not request_id or len(request_id) > 200:
-            return False
-        self._resend.append((request_id, orjson.dumps({"ok": False, "error": RESEND})))
+        self._resend.append((request[0], resend_reply()))
         return True
 
     def resend_replies(self) -> list[tuple[str, bytes]]:
@@ -229,10 +225,7 @@ class Gate:
 
 def _beat_id(body: bytes) -> Any:
     """The worker id a sealed heartbeat names (the seal is already checked)."""
-    try:
-        beat = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise SignatureError("sealed heartbeat that is not JSON") from None
-    if not isinstance(beat, dict) or not isinstance(beat.get("id"), str):
-        raise SignatureError("sealed heartbeat without a worker id")
-    return beat["id"]
+    worker_id = worker_id_of(body)
+    if worker_id is None:
+        raise SignatureError("sealed heartbeat without a worker id (or not JSON)")
+    return worker_id

@@ -23,10 +23,9 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
-import orjson
-
 from ..journal import Journal
 from ..keys import Keys
+from ..protocol.dispatch import id_and_attempt
 from ..state import JobRecord, JobTable
 from ..transport import ControllerWire
 from .sightings import Sightings
@@ -221,7 +220,7 @@ def stale_messages(lists: Mapping[str, list[bytes]], in_flight: Mapping[str, Job
     stale, seen = [], set()
     for queue, messages in lists.items():
         for raw in messages:
-            job_id, attempt = _id_and_attempt(raw)
+            job_id, attempt = id_and_attempt(raw)
             if job_id is None:
                 continue
             job = in_flight.get(job_id)
@@ -231,13 +230,3 @@ def stale_messages(lists: Mapping[str, list[bytes]], in_flight: Mapping[str, Job
             seen.add((job_id, attempt))
     return stale
 
-
-def _id_and_attempt(raw: bytes) -> tuple[str | None, int]:
-    try:
-        message = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, 0
-    if type(message) is not dict or type(message.get("id")) is not str \
-            or type(message.get("n")) is not int:
-        return None, 0
-    return message["id"], message["n"]

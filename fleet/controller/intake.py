@@ -11,29 +11,26 @@ rejected with a reason; the other jobs of its request are handled as usual.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
-
-import orjson
 
 from ..config import Settings
 from ..errors import JobSpecError
 from ..job import validate_spec
 from ..journal import Journal
+from ..protocol.intake import (
+    ACCEPTED,
+    DUPLICATE,
+    REJECTED,
+    decode_request,
+    encode_receipt,
+    encode_refusal,
+    request_id_in_head,
+)
 from ..state import events as ev
 from ..transport import Item, Oversized
 
 log = logging.getLogger("fleet.controller")
-
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-REJECTED = "rejected"
-
-# The client writes the request id first, so the head of an oversized request names it
-# (after the seal's head, with a signing key: docs/protocol.md §10).
-_REQUEST_ID = re.compile(rb'^(?:~1\.\d{1,19}\.[0-9a-f]{64}\.)?'
-                         rb'\s*\{\s*"req"\s*:\s*"([^"\\]{1,200})"')
 
 
 class Intake:
@@ -73,16 +70,16 @@ class Intake:
         request_id, jobs = request
         results = [self._accept(job, now_ms) for job in jobs] if isinstance(
             jobs, list) else [["", REJECTED, "request has no list of jobs"]]
-        return request_id, orjson.dumps({"req": request_id, "results": results})
+        return request_id, encode_receipt(request_id, results)
 
     def _refuse_oversized(self, raw: Item) -> tuple[str, bytes] | None:
         size = raw.size_bytes if isinstance(raw, Oversized) else len(raw)
         self.malformed += 1
         reason = (f"the request is {size} bytes; at most {self.settings.max_message_bytes} "
                   "allowed (send fewer jobs per request)")
-        match = _REQUEST_ID.match(_head(raw))
+        request_id = request_id_in_head(_head(raw))
         log.warning("refused an intake request of %d bytes%s", size,
-                    f" ({match.group(1).decode(errors='replace')})" if match else "")
+                    f" ({request_id})" if request_id else "")
         return _refusal(_head(raw), reason)
 
     def _refuse_unreadable(self, raw: bytes) -> tuple[str, bytes] | None:
@@ -92,16 +89,11 @@ class Intake:
                         "the request is not valid JSON (NaN, Infinity or a lone surrogate?)")
 
     def _parse(self, raw: bytes) -> tuple[str, Any] | None:
-        try:
-            request = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            request = None
-        request_id = request.get("req") if isinstance(request, dict) else None
-        if not isinstance(request_id, str) or not request_id or len(request_id) > 200:
+        request = decode_request(raw)
+        if request is None:
             self.malformed += 1
             log.warning("dropped a malformed intake request (%d bytes)", len(raw))
-            return None
-        return request_id, request.get("jobs")
+        return request
 
     def _accept(self, wire: Any, now_ms: int) -> list[str]:
         job_id = wire.get("id") if isinstance(wire, dict) else None
@@ -156,9 +148,5 @@ def _head(raw: Item) -> bytes:
 def _refusal(head: bytes, reason: str) -> tuple[str, bytes] | None:
     """A receipt refusing a whole request whose jobs were not read (one result names the
     request, and ``error`` says why), if its first bytes name it; None if they do not."""
-    match = _REQUEST_ID.match(head)
-    if match is None:
-        return None
-    request_id = match.group(1).decode(errors="replace")
-    return request_id, orjson.dumps({"req": request_id, "error": reason,
-                                     "results": [["", REJECTED, reason]]})
+    request_id = request_id_in_head(head)
+    return None if request_id is None else (request_id, encode_refusal(request_id, reason))

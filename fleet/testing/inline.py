@@ -33,7 +33,6 @@ from typing import Any
 
 import orjson
 
-from ..answers import Receipt
 from ..client import Client, _checked_wire
 from ..clock import now_ms
 from ..config import Settings
@@ -41,6 +40,7 @@ from ..context import CurrentJob, _current
 from ..errors import FleetError, JobNotFoundError, JobRejected
 from ..job import JobSpec, validate_spec
 from ..keys import Keys
+from ..protocol.intake import Receipt
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, JobTable, listing
 from ..state import events as ev
 from ..worker.imports import AllowList, resolve

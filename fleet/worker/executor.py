@@ -34,6 +34,8 @@ import redis
 from ..clock import now_ms
 from ..config import Settings
 from ..keys import Keys
+from ..protocol.ack import encode_ack
+from ..protocol.dispatch import decode_dispatch
 from .conn import Command, Wire, refused
 from .logs import flush_logs, line_writer
 from .runner import Runner
@@ -43,9 +45,7 @@ from .wire import (
     RedisHealth,
     WorkerLog,
     connect,
-    encode,
     make_ack,
-    parse_message,
     worker_log,
 )
 
@@ -120,7 +120,7 @@ class Executor:
             body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
             if body is None:
                 continue
-            message = parse_message(body)
+            message = decode_dispatch(body)
             if message is None:
                 self.log.warning("dropped a message that is not JSON or has no id/n: %.200r",
                                  raw)
@@ -250,7 +250,7 @@ class Executor:
             ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
                            e="WorkerShutdown: prefetched message handed back unrun",
                            **self.runner.ack_fields(message))
-            self.unpushed.append(self.runner.seal_ack(encode(ack)))
+            self.unpushed.append(self.runner.seal_ack(encode_ack(ack)))
         self.buffer.clear()
         for _ in range(HAND_BACK_TRIES):
             if not self.unpushed:

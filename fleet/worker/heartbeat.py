@@ -17,6 +17,7 @@ import redis
 
 from ..clock import now_ms
 from ..keys import WORKER_TTL_S, Keys
+from ..protocol.heartbeat import encode_heartbeat
 from ..signing import BEAT, Seal, is_sealed
 from .handle import RunningJob
 from .wire import Identity, RedisHealth, WorkerLog
@@ -27,12 +28,10 @@ CANCEL_BATCH = 100
 def heartbeat_payload(identity: Identity, pid: int, started_ms: int, queues: Iterable[str],
                       executors: int, jobs: Iterable[RunningJob], done: int,
                       failed: int) -> dict[str, Any]:
-    """The value of ``{ns}:worker:<id>`` (protocol §5)."""
-    running = [[job.job_id, job.attempt, job.started_ms] for job in jobs]
-    return {"id": identity.worker_id, "host": identity.host, "pid": pid,
-            "started_ms": started_ms, "ts": now_ms(), "executors": executors,
-            "busy": len(running), "queues": list(queues), "jobs": running,
-            "done": done, "failed": failed}
+    """The value of ``{ns}:worker:<id>`` (``protocol.heartbeat``), as of now."""
+    running: list[list[Any]] = [[job.job_id, job.attempt, job.started_ms] for job in jobs]
+    return encode_heartbeat(identity.worker_id, identity.host, pid, started_ms, now_ms(),
+                            queues, executors, running, done, failed)
 
 
 class SupervisorLink:

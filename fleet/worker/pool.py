@@ -29,12 +29,13 @@ from ..clock import now_ms
 from ..config import Settings
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..keys import Keys
+from ..protocol.ack import encode_ack
 from ..signing import ACK, Seal
 from .executor import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle, RunningJob
 from .heartbeat import SupervisorLink, heartbeat_payload
 from .logs import flush_logs
-from .wire import Identity, connect, encode, worker_log
+from .wire import Identity, connect, worker_log
 
 KILL_GRACE_S = 2.0
 TICK_S = 0.02
@@ -144,7 +145,7 @@ class Supervisor:
             self.log.warning("executor e%d (pid %d) %s; starting a new one", handle.slot,
                              handle.pid, handle.describe_exit())
         self.failed += sum(1 for ack in acks if ack["o"] == "fail")
-        self.link.push(handle.handed_acks + [encode(ack) for ack in acks])
+        self.link.push(handle.handed_acks + [encode_ack(ack) for ack in acks])
 
     def _respawn_delay(self, handle: ExecutorHandle) -> float:
         """No delay for executors the supervisor killed; a growing one for a crash loop."""
@@ -186,7 +187,7 @@ class Supervisor:
         payload = heartbeat_payload(self.identity, os.getpid(), self.started_ms,
                                     self.settings.queues, len(self.handles), jobs, self.done,
                                     self.failed)
-        cancelled, queued = self.link.beat(encode(payload),
+        cancelled, queued = self.link.beat(encode_ack(payload),
                                            self.settings.queues if self.burst else ())
         if cancelled:
             self._cancel(set(cancelled))

@@ -27,10 +27,11 @@ from ..clock import now_ms
 from ..context import CurrentJob, _current
 from ..errors import BadMessage, JobRejected, ResultNotJSON, ResultTooLarge
 from ..job import MAX_PAYLOAD_BYTES
+from ..protocol.ack import encode_ack
 from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from ..tracing import run_outcome, run_span
 from .imports import AllowList, resolve
-from .wire import Identity, encode, error_text, make_ack
+from .wire import Identity, error_text, make_ack
 
 if TYPE_CHECKING:  # typeshed has no _signal: it is signal's functions, without the enum wrappers
     import signal as _signal
@@ -199,7 +200,7 @@ class Runner:
             fields["fin"] = True  # a JobRejected says all in "e": its traceback is fleet's own
         else:
             fields["tb"] = traceback_text(exc)
-        return self.seal_ack(encode(make_ack(message["id"], message["n"], "fail",
+        return self.seal_ack(encode_ack(make_ack(message["id"], message["n"], "fail",
                                              self.identity, started_ms, **fields)))
 
 
@@ -251,7 +252,7 @@ def encode_success(message: dict[str, Any], result: Any, identity: Identity,
     """
     ack = make_ack(message["id"], message["n"], "ok", identity, started_ms, r=result, **fields)
     try:
-        body = encode(ack)
+        body = encode_ack(ack)
     except TypeError as exc:
         raise ResultNotJSON(f"{message.get('f')} returned {type(result).__name__}, which is "
                             f"not JSON ({exc})") from None

@@ -1,7 +1,6 @@
-"""The worker's side of the wire: its identity, the Redis connection, messages in and acks out.
-
-Message and ack formats are docs/protocol.md §2 and §4; this module is the only place in the
-worker that builds an ack, so their shape is fixed here.
+"""The worker's side of the wire: its identity, the Redis connection, its logs and its
+Redis backoff. Messages and acks are ``fleet.protocol`` (``dispatch``, ``ack``); ``make_ack``
+here fills in who acks.
 """
 
 from __future__ import annotations
@@ -14,12 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..clock import now_ms
+from ..protocol.ack import encode_ack
+from ..protocol.ack import make_ack as ack_of
 
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
@@ -48,21 +48,6 @@ def connect(url: str) -> redis.Redis:
                                 socket_connect_timeout=CONNECT_TIMEOUT_S,
                                 retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
-
-def parse_message(raw: bytes) -> dict[str, Any] | None:
-    """A dispatch message, or None when it is not JSON or has no usable ``id`` / ``n``."""
-    try:
-        message = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    job_id, attempt = message.get("id"), message.get("n")
-    if not isinstance(job_id, str) or not job_id:
-        return None
-    if not isinstance(attempt, int) or isinstance(attempt, bool):
-        return None
-    return message
 
 
 class EpochGate:
@@ -96,19 +81,16 @@ class EpochGate:
 
     def hand_back(self, message: dict[str, Any], identity: Identity) -> bytes:
         """The ``rel`` ack that hands a refused message back."""
-        return encode(make_ack(message["id"], message["n"], "rel", identity, now_ms(),
+        return encode_ack(make_ack(message["id"], message["n"], "rel", identity, now_ms(),
                                e=f"StaleEpoch: dispatched at controller epoch "
                                  f"{message.get('ep')}, older than {self.highest}"))
 
 
 def make_ack(job_id: str, attempt: int, outcome: str, identity: Identity, started_ms: int,
              finished_ms: int | None = None, **fields: Any) -> dict[str, Any]:
-    """One ack (protocol §4). ``fields`` are ``r``, ``e`` or ``fin``."""
-    ack: dict[str, Any] = {"id": job_id, "n": attempt, "o": outcome}
-    ack.update(fields)
-    ack.update(w=identity.worker_id, h=identity.host, st=started_ms,
-               ft=now_ms() if finished_ms is None else finished_ms)
-    return ack
+    """One ack by this worker (``protocol.ack``). ``fields`` are ``r``, ``e`` or ``fin``."""
+    return ack_of(job_id, attempt, outcome, identity.worker_id, identity.host, started_ms,
+                  finished_ms, **fields)
 
 
 def error_text(exc: BaseException, limit: int = 2000) -> str:
@@ -116,10 +98,6 @@ def error_text(exc: BaseException, limit: int = 2000) -> str:
     message = " ".join(str(exc).split())
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def encode(ack: dict[str, Any]) -> bytes:
-    return orjson.dumps(ack)
 
 
 class WorkerLog(logging.LoggerAdapter[logging.Logger]):

@@ -10,10 +10,11 @@ import pytest
 from rq.timeouts import JobTimeoutException
 
 from fleet.errors import BadMessage, NotAllowed
+from fleet.protocol.dispatch import decode_dispatch as parse_message
 from fleet.signing import ACK, DISPATCH, Seal
 from fleet.worker.imports import AllowList, resolve, split_func
 from fleet.worker.runner import Runner, SoftTimeout, call
-from fleet.worker.wire import Identity, error_text, parse_message
+from fleet.worker.wire import Identity, error_text
 from tests import jobs
 
 # The soft timeout uses SIGALRM, which pytest-timeout's default method uses too.
