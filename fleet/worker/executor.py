@@ -29,14 +29,13 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from ..clock import now_ms
 from ..config import Settings
+from ..errors import TransportError
 from ..keys import Keys
 from ..protocol.ack import encode_ack
 from ..protocol.dispatch import decode_dispatch
-from .conn import Command, Wire, refused
+from ..transport.pipe import Command, Pipe, RedisClient, Refused, refused, worker_client
 from .logs import flush_logs, line_writer
 from .runner import Runner
 from .wire import (
@@ -44,7 +43,6 @@ from .wire import (
     Identity,
     RedisHealth,
     WorkerLog,
-    connect,
     make_ack,
     worker_log,
 )
@@ -63,10 +61,10 @@ class Executor:
     """The pop-run-ack loop, with no process or signal handling of its own (so tests can run
     it in-process on fakeredis)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, queues: tuple[str, ...], runner: Runner,
+    def __init__(self, client: RedisClient, keys: Keys, queues: tuple[str, ...], runner: Runner,
                  prefetch: int = 1, channel: Any = None,
                  log: WorkerLog | None = None) -> None:
-        self.wire = Wire(client)
+        self.wire = Pipe(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
         self.queue_keys = [keys.ready(queue) for queue in queues]
@@ -110,7 +108,7 @@ class Executor:
     def _refill(self) -> None:
         try:
             popped = self._fetch()
-        except redis.RedisError as exc:
+        except TransportError as exc:
             self._tell_done()
             time.sleep(self.health.failed(exc))
             return
@@ -141,7 +139,7 @@ class Executor:
         pushed alone, with backoff, before anything more is popped.
 
         Raises:
-            redis.RedisError: the connection failed, or Redis refused a command and nothing
+            TransportError: the connection failed, or Redis refused a command and nothing
                 was popped.
         """
         if self.unpushed and self.health.failing:
@@ -175,13 +173,13 @@ class Executor:
         """Push the unpushed acks alone.
 
         Raises:
-            redis.RedisError: the connection failed or Redis refused them (they stay).
+            TransportError: the connection failed or Redis refused them (they stay).
         """
         refusal = self._pushed(self.wire.call(("RPUSH", self.acks_key, *self.unpushed))[0])
         if refusal is not None:
             raise refusal
 
-    def _pushed(self, reply: Any) -> redis.ResponseError | None:
+    def _pushed(self, reply: Any) -> Refused | None:
         """Forget the unpushed acks if ``reply`` (their RPUSH's) took them; else keep them
         and return the refusal."""
         if refused(reply):
@@ -228,7 +226,7 @@ class Executor:
             return []
         try:
             self.wire.send(("RPUSH", self.acks_key, *self.unpushed))
-        except redis.RedisError:
+        except TransportError:
             return []  # they go with the next round trip
         acks, self.unpushed = self.unpushed, []
         return acks
@@ -236,7 +234,7 @@ class Executor:
     def _settle_early(self, acks: list[bytes]) -> None:
         try:
             replies = self.wire.settle()
-        except redis.RedisError:
+        except TransportError:
             self.unpushed[:0] = acks  # maybe pushed, maybe not: an ack twice is harmless
             return
         if replies and refused(replies[0]):
@@ -257,7 +255,7 @@ class Executor:
                 break
             try:
                 self._push_acks()
-            except redis.RedisError as exc:
+            except TransportError as exc:
                 time.sleep(self.health.failed(exc))
         self._tell(("x", self.unpushed))
 
@@ -292,7 +290,7 @@ def _popped(reply: Any) -> Any:
     return reply
 
 
-def build_executor(settings: Settings, identity: Identity, client: redis.Redis,
+def build_executor(settings: Settings, identity: Identity, client: RedisClient,
                    channel: Any = None, log: WorkerLog | None = None) -> Executor:
     """An Executor configured from ``settings``."""
     runner = Runner.from_settings(settings, identity)
@@ -317,7 +315,7 @@ def executor_main(settings: Settings, identity: Identity, slot: int, channel: An
     die_with_parent(parent_pid)
     signal.set_wakeup_fd(-1)
     log = worker_log(__name__, f"{identity.worker_id}/e{slot}")
-    executor = build_executor(settings, identity, connect(settings.redis_url), channel, log)
+    executor = build_executor(settings, identity, worker_client(settings.redis_url), channel, log)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, executor.stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

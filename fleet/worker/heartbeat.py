@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import redis
-
 from ..clock import now_ms
+from ..errors import TransportError
 from ..keys import WORKER_TTL_S, Keys
 from ..protocol.heartbeat import encode_heartbeat
 from ..signing import BEAT, Seal, is_sealed
+from ..transport.pipe import Command, Pipe, RedisClient, refused
 from .handle import RunningJob
 from .wire import Identity, RedisHealth, WorkerLog
 
@@ -37,9 +37,9 @@ def heartbeat_payload(identity: Identity, pid: int, started_ms: int, queues: Ite
 class SupervisorLink:
     """The supervisor's one Redis connection."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, identity: Identity, heartbeat_s: float,
+    def __init__(self, client: RedisClient, keys: Keys, identity: Identity, heartbeat_s: float,
                  log: WorkerLog, ack_seal: Seal | None = None) -> None:
-        self.client = client
+        self.pipe = Pipe(client)
         self.keys = keys
         self.worker_id = identity.worker_id
         self.ttl_s = max(WORKER_TTL_S, math.ceil(3 * heartbeat_s))
@@ -61,7 +61,7 @@ class SupervisorLink:
         """Queue acks and try to push them now (unless backing off after a Redis error)."""
         self.pending.extend(self._sealed(acks))
         if self.pending and self.health.may_try():
-            self._send(lambda pipe: None)
+            self._send([])
 
     def beat(self, payload: bytes, measure: Iterable[str] = ()) -> tuple[list[str], int | None]:
         """Announce the worker, push pending acks; return job ids asked to be cancelled and
@@ -78,40 +78,37 @@ class SupervisorLink:
             payload = self.beat_seal.seal(payload, self._beat_ts)
         ready_keys = [self.keys.ready(queue) for queue in measure]
 
-        def add(pipe: Any) -> None:
-            pipe.sadd(self.keys.workers, self.worker_id)
-            pipe.set(self.keys.worker(self.worker_id), payload, ex=self.ttl_s)
-            for key in ready_keys:
-                pipe.llen(key)
-            pipe.lpop(self.keys.cancel(self.worker_id), CANCEL_BATCH)
-
-        results = self._send(add)
+        commands: list[Command] = [("SADD", self.keys.workers, self.worker_id),
+                                   ("SET", self.keys.worker(self.worker_id), payload,
+                                    "EX", self.ttl_s)]
+        commands += [("LLEN", key) for key in ready_keys]
+        commands.append(("LPOP", self.keys.cancel(self.worker_id), CANCEL_BATCH))
+        results = self._send(commands)
         if not results:
             return [], None
         lengths = results[len(results) - 1 - len(ready_keys):-1]
-        queued = (None if not ready_keys or any(isinstance(n, redis.ResponseError)
-                                                 for n in lengths)
+        queued = (None if not ready_keys or any(refused(n) for n in lengths)
                   else sum(lengths))
         popped = results[-1]
-        if not popped or isinstance(popped, redis.ResponseError):
+        if not popped or refused(popped):
             return [], queued
         return [raw.decode("utf-8", "replace") for raw in popped], queued
 
-    def _send(self, add: Callable[[Any], None]) -> list[Any] | None:
-        pipe = self.client.pipeline(transaction=False)
+    def _send(self, commands: list[Command]) -> list[Any] | None:
         pushed = len(self.pending)
         if pushed:
-            pipe.rpush(self.keys.acks, *self.pending)
-        add(pipe)
+            commands = [("RPUSH", self.keys.acks, *self.pending), *commands]
+        if not commands:
+            return []
         try:
-            # Errors as values: Redis may refuse the RPUSH or SET (OOM) and still run the LPOP
-            # of cancel requests, which would be lost with the raised error.
-            results = pipe.execute(raise_on_error=False)
-        except redis.RedisError as exc:
+            # Refusals as values: Redis may refuse the RPUSH or SET (OOM) and still run the
+            # LPOP of cancel requests, which would be lost with a raised error.
+            results = self.pipe.call(*commands)
+        except TransportError as exc:
             self.health.failed(exc)
             return None
-        refusal = next((r for r in results if isinstance(r, redis.ResponseError)), None)
-        if pushed and not isinstance(results[0], redis.ResponseError):
+        refusal = next((r for r in results if refused(r)), None)
+        if pushed and not refused(results[0]):
             del self.pending[:pushed]
         if refusal is not None:
             self.health.failed(refusal)
@@ -123,7 +120,7 @@ class SupervisorLink:
         """Push what is pending, retrying for up to ``timeout_s``. Returns how many are lost."""
         deadline = time.monotonic() + timeout_s
         while self.pending and time.monotonic() < deadline:
-            self._send(lambda pipe: None)
+            self._send([])
             if self.pending:
                 time.sleep(max(0.0, min(self.health.delay_s, deadline - time.monotonic())))
         if self.pending:
@@ -134,12 +131,10 @@ class SupervisorLink:
     def deregister(self) -> None:
         """Remove the worker's heartbeat (best effort: it expires anyway)."""
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.srem(self.keys.workers, self.worker_id)
-            pipe.delete(self.keys.worker(self.worker_id))
-            pipe.execute()
-        except redis.RedisError:
+            self.pipe.call(("SREM", self.keys.workers, self.worker_id),
+                           ("DEL", self.keys.worker(self.worker_id)))
+        except TransportError:
             pass
 
     def close(self) -> None:
-        self.client.close()
+        self.pipe.close(with_client=True)

@@ -31,11 +31,12 @@ from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..keys import Keys
 from ..protocol.ack import encode_ack
 from ..signing import ACK, Seal
+from ..transport.pipe import worker_client
 from .executor import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle, RunningJob
 from .heartbeat import SupervisorLink, heartbeat_payload
 from .logs import flush_logs
-from .wire import Identity, connect, worker_log
+from .wire import Identity, worker_log
 
 KILL_GRACE_S = 2.0
 TICK_S = 0.02
@@ -59,7 +60,7 @@ class Supervisor:
         self.identity = identity or Identity.new()
         self.kill_grace_s = kill_grace_s
         self.log = worker_log(__name__, self.identity.worker_id)
-        self.link = SupervisorLink(connect(settings.redis_url), Keys(settings.namespace),
+        self.link = SupervisorLink(worker_client(settings.redis_url), Keys(settings.namespace),
                                    self.identity, settings.heartbeat_s, self.log,
                                    Seal.of(settings, ACK))
         self.handles: dict[int, ExecutorHandle] = {}

@@ -1,6 +1,6 @@
-"""The worker's side of the wire: its identity, the Redis connection, its logs and its
-Redis backoff. Messages and acks are ``fleet.protocol`` (``dispatch``, ``ack``); ``make_ack``
-here fills in who acks.
+"""The worker's side of the wire: its identity, its logs and its Redis backoff. The
+connection is ``fleet.transport.pipe``; messages and acks are ``fleet.protocol``
+(``dispatch``, ``ack``), and ``make_ack`` here fills in who acks.
 """
 
 from __future__ import annotations
@@ -13,16 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from ..clock import now_ms
+from ..errors import TransportError
 from ..protocol.ack import encode_ack
 from ..protocol.ack import make_ack as ack_of
-
-SOCKET_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,16 +31,6 @@ class Identity:
         host = socket.gethostname()
         return cls(f"{host}:{os.getpid()}:{secrets.token_hex(2)}", host)
 
-
-def connect(url: str) -> redis.Redis:
-    """A client with one connection and no hidden retries.
-
-    redis-py's own retries would resend a pipeline whose first copy may already have popped a
-    message; the worker's loops retry themselves, with a log line and a backoff instead.
-    """
-    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
-                                socket_connect_timeout=CONNECT_TIMEOUT_S,
-                                retry=Retry(NoBackoff(), 0), health_check_interval=0)
 
 
 
@@ -137,7 +121,9 @@ class RedisHealth:
     def failed(self, exc: Exception) -> float:
         """Record a failure; returns how long to wait before the next try."""
         if not self.failing:
-            self.log.warning("redis unavailable (%s); retrying with backoff", error_text(exc, 200))
+            # A TransportError already reads "ConnectionError: ..." (transport/pipe.py).
+            why = str(exc)[:200] if isinstance(exc, TransportError) else error_text(exc, 200)
+            self.log.warning("redis unavailable (%s); retrying with backoff", why)
         self.delay_s = min(self.max_s, self.delay_s * 2 or self.first_s)
         self.retry_at = time.monotonic() + self.delay_s
         return self.delay_s

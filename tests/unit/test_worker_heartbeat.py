@@ -8,8 +8,9 @@ import logging
 import redis
 
 from fleet.keys import Keys
+from fleet.transport.pipe import worker_client as connect
 from fleet.worker.heartbeat import SupervisorLink
-from fleet.worker.wire import Identity, connect, worker_log
+from fleet.worker.wire import Identity, worker_log
 
 KEYS = Keys("fleet")
 IDENTITY = Identity("host-a:1:beef", "host-a")

@@ -1,14 +1,15 @@
-"""An executor's one Redis connection, driven directly.
+"""The worker's Redis wire: one connection, driven directly (executors and supervisors).
 
 Per job an executor needs one round trip (``RPUSH acks`` + ``LPOP ready``), so the client
 layer's per-command cost (pool checkout, callbacks, pipeline objects) is a large part of the
-cost of a no-op job. ``Wire`` keeps one redis-py ``Connection`` (so URL options, TLS, AUTH,
+cost of a no-op job. ``Pipe`` keeps one redis-py ``Connection`` (so URL options, TLS, AUTH,
 SELECT and hiredis all still apply), writes the commands of a round trip in one go and reads
 their raw replies in order. ``send`` writes without waiting; the replies are read by the next
 ``settle`` or ``call``, which lets an ack reach Redis while a job runs.
 
-A command that Redis refuses (an error reply, e.g. ``OOM`` under ``noeviction``) does not
-stop the reading: its reply is the ``redis.ResponseError`` itself, in its place, and the
+redis-py's errors stop here: a failed connection raises ``TransportError``, and a command that
+Redis refuses (an error reply, e.g. ``OOM`` under ``noeviction``) does not stop the reading:
+its reply is a ``Refused`` in its place (the error's class and text in its message), and the
 replies after it are still read. Redis runs the other commands of a write even when it
 refuses one, so a ``LPOP`` written after a refused ``RPUSH`` has popped its messages, and the
 caller must see them.
@@ -21,8 +22,15 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeGuard
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..errors import TransportError
 
 Command = tuple[Any, ...]  # a command's name and arguments: ("LPOP", key, count)
+RedisClient = redis.Redis  # what ``worker_client`` makes (the worker passes it on unopened)
+SOCKET_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 2.0
 
 pack_command: Callable[[Command], bytes] | None
 try:
@@ -34,9 +42,32 @@ except ImportError:  # redis-py packs without it, only slower
 FORKED_CHILD_EXIT = 70
 
 
-def refused(reply: object) -> TypeGuard[redis.ResponseError]:
+class Refused(TransportError):
+    """Redis refused one command (an error reply); the connection is fine."""
+
+
+def refused(reply: object) -> TypeGuard[Refused]:
     """True when ``reply`` is Redis refusing its command (an error reply)."""
-    return isinstance(reply, redis.ResponseError)
+    return isinstance(reply, Refused)
+
+
+def worker_client(url: str) -> RedisClient:
+    """A client with one connection and no hidden retries.
+
+    redis-py's own retries would resend a pipeline whose first copy may already have popped a
+    message; the worker's loops retry themselves, with a log line and a backoff instead.
+    """
+    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
+                                socket_connect_timeout=CONNECT_TIMEOUT_S,
+                                retry=Retry(NoBackoff(), 0), health_check_interval=0)
+
+
+def _failed(exc: redis.RedisError) -> TransportError:
+    return TransportError(f"{type(exc).__name__}: {exc}")
+
+
+def _refusal(exc: redis.ResponseError) -> Refused:
+    return Refused(f"{type(exc).__name__}: {exc}")
 
 
 class _Connection(Protocol):
@@ -48,7 +79,7 @@ class _Connection(Protocol):
     def disconnect(self) -> None: ...
 
 
-class Wire:
+class Pipe:
     """Commands out in one write, replies back in order. A connection failure drops the
     connection (the next command reconnects), so a reply is never read out of turn.
 
@@ -57,17 +88,18 @@ class Wire:
     socket. Such a child exits at its first Redis command (``os._exit``).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         # Made, not checked out: it connects on first use, so Redis may be down right now.
+        self.client = client
         self.connection: _Connection = client.connection_pool.make_connection()
         self._outstanding = 0
         self.owner_pid = os.getpid()
 
     def call(self, *commands: Command) -> list[Any]:
-        """Send ``commands`` and return their replies (a refused one as its ResponseError).
+        """Send ``commands`` and return their replies (a refused one as a ``Refused``).
 
         Raises:
-            redis.RedisError: the connection failed (never for an error reply).
+            TransportError: the connection failed (never for an error reply).
         """
         self.settle()
         self.send(*commands)
@@ -83,25 +115,29 @@ class Wire:
             packed = ([b"".join(map(pack_command, commands))] if pack_command is not None
                       else connection.pack_commands(commands))
             connection.send_packed_command(packed, check_health=False)
-        except redis.RedisError:
+        except redis.RedisError as exc:
             self.reset()
-            raise
+            raise _failed(exc) from None
         self._outstanding += len(commands)
 
     def settle(self) -> list[Any]:
-        """Read every outstanding reply; a refused command's reply is its ResponseError."""
+        """Read every outstanding reply; a refused command's reply is a ``Refused``.
+
+        Raises:
+            TransportError: the connection failed.
+        """
         self.check_owner()
-        replies = []
+        replies: list[Any] = []
         try:
             while self._outstanding:
                 try:
                     replies.append(self.connection.read_response())
                 except redis.ResponseError as refusal:
-                    replies.append(refusal)  # the connection is fine; read on
+                    replies.append(_refusal(refusal))  # the connection is fine; read on
                 self._outstanding -= 1
-        except redis.RedisError:
+        except redis.RedisError as exc:
             self.reset()
-            raise
+            raise _failed(exc) from None
         return replies
 
     def check_owner(self) -> None:
@@ -115,5 +151,8 @@ class Wire:
         self._outstanding = 0
         self.connection.disconnect()
 
-    def close(self) -> None:
+    def close(self, with_client: bool = False) -> None:
+        """Drop the connection (and close the client it came from, ``with_client``)."""
         self.reset()
+        if with_client and os.getpid() == self.owner_pid:
+            self.client.close()
