@@ -16,15 +16,11 @@ A client belongs to the event loop it was first used on (redis.asyncio's rule).
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
-
-import redis
-import redis.asyncio as aioredis
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .answers import (
     ABSENT_POLL_S,
@@ -38,8 +34,8 @@ from .answers import (
     opened,
 )
 from .client import REQUEST_CHUNK, _add_requests, _checked_wire, request_bytes, spec
-from .config import Settings, load_settings, mask_url
-from .errors import ConfigError, FleetError, JobSpecError
+from .config import Settings, load_settings
+from .errors import FleetError, JobSpecError
 from .handles import JobPage, outcome
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
@@ -47,81 +43,7 @@ from .protocol.control import decode_reply, encode_control, is_resend
 from .protocol.intake import Receipt, decode_receipt
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
 from .tracing import enqueue_outcome, enqueue_span
-from .transport.redis import transport_error
-
-T = TypeVar("T")
-WAIT_SLICE_S = 1.0  # as ClientWire: BLPOPs well under the socket timeout
-
-
-def _translated(func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn redis-py errors raised by ``func`` into TransportError, as the sync wire does."""
-
-    @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return await func(*args, **kwargs)
-        except redis.RedisError as exc:
-            raise transport_error(exc) from None
-
-    return wrapper
-
-
-class AsyncWire:
-    """``ClientWire`` on redis.asyncio: intake and control requests, answers, the lease."""
-
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        self.client = client
-        self.keys = keys
-
-    @_translated
-    async def send_requests(self, bodies: list[bytes]) -> bool:
-        """RPUSH intake requests and wake the controller; whether a controller held the lease."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.controller)
-        pipe.rpush(self.keys.intake, *bodies)
-        pipe.rpush(self.keys.wake, b"1")
-        return (await pipe.execute())[0] is not None
-
-    @_translated
-    async def send_control(self, body: bytes) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.rpush(self.keys.control, body)
-        pipe.rpush(self.keys.wake, b"1")
-        await pipe.execute()
-
-    @_translated
-    async def controller_present(self) -> bool:
-        return int(await self.client.exists(self.keys.controller)) > 0
-
-    @_translated
-    async def wait(self, key: str, timeout_s: float) -> bytes | None:
-        """BLPOP one answer from ``key`` for at most ``min(timeout_s, WAIT_SLICE_S)``."""
-        slice_s = min(max(timeout_s, 0.01), WAIT_SLICE_S)
-        found = await self.client.blpop([key], timeout=slice_s)
-        if not found:
-            return None
-        value = found[1]  # bytes: the client is not built with decode_responses
-        return value.encode("utf-8") if isinstance(value, str) else value
-
-    async def close(self) -> None:
-        try:
-            await self.client.aclose()
-        except redis.RedisError:
-            pass
-
-
-def aconnect(url: str, timeout_s: float = 5.0) -> aioredis.Redis:
-    """A redis.asyncio client for ``url``, with the sync client's timeouts.
-
-    Raises:
-        ConfigError: the URL cannot be parsed.
-    """
-    try:
-        return aioredis.Redis.from_url(url, socket_timeout=timeout_s + 5,
-                                       socket_connect_timeout=timeout_s,
-                                       health_check_interval=30)
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from None
+from .transport.aio import AsyncRedisClient, AsyncWire, aconnect
 
 
 class AsyncJob:
@@ -177,7 +99,7 @@ class AsyncClient:
 
     def __init__(self, redis_url: str | None = None, namespace: str | None = None,
                  receipt_timeout_s: float | None = None, settings: Settings | None = None,
-                 redis_client: aioredis.Redis | None = None) -> None:
+                 redis_client: AsyncRedisClient | None = None) -> None:
         settings = settings or load_settings()[0]
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s

@@ -12,11 +12,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-
-import redis
 
 from .errors import FleetError
+from .transport.connect import wait_for_server
 
 
 def find_redis_server() -> str:
@@ -72,15 +70,8 @@ class RedisServer:
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.02)
-        raise FleetError(f"redis-server on port {self.port} did not start")
+        if not wait_for_server(self.port, timeout_s):
+            raise FleetError(f"redis-server on port {self.port} did not start")
 
     def kill(self) -> None:
         """SIGKILL the server; everything it held is gone."""

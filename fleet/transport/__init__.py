@@ -1,7 +1,22 @@
-"""The Redis wire (docs/protocol.md). Unit tests run the same classes on fakeredis."""
+"""The Redis wire (docs/protocol.md): the only package that imports redis. Unit tests run the
+same classes on fakeredis.
+
+    connect.py   clients for a URL; redis-py's errors turned into TransportError
+    redis.py     the controller's wire (one read and one write pipeline per step)
+    client.py    the client's, the CLI's and the dashboard's wire
+    aio.py       the client's wire on redis.asyncio (AsyncClient)
+    pipe.py      the worker's one connection per process, hiredis-packed
+    bounded.py   reading lists bounded by bytes (a Lua script)
+
+The chaos runner's fault injector (fleet/testing/chaos/redisfaults.py) is the one other
+module that talks to Redis: it does so as an adversary would, with commands fleet never
+sends (DEBUG RELOAD, CONFIG SET, FLUSHALL).
+"""
 
 from .bounded import Item, Oversized, ReadLimits
-from .redis import ClientWire, ControllerWire, Inbox, Outbox, connect, translated
+from .client import ClientWire
+from .connect import connect, translated
+from .redis import ControllerWire, Inbox, Outbox
 
 __all__ = ["ClientWire", "ControllerWire", "Inbox", "Item", "Outbox", "Oversized", "ReadLimits",
            "connect", "translated"]

@@ -1,9 +1,10 @@
-"""The controller's and the client's side of the Redis wire (docs/protocol.md).
+"""The controller's side of the Redis wire (docs/protocol.md); the client's is client.py.
 
-Every redis-py error is translated here into TransportError, so no caller imports redis.
-One read pipeline and one write pipeline per controller loop iteration, and while work keeps
-coming the write of one iteration and the read of the next share a pipeline (``exchange``):
-the controller pays one round trip per batch, however many jobs the batch holds.
+Every redis-py error is translated into TransportError (``connect.translated``), so no
+caller imports redis. One read pipeline and one write pipeline per controller loop
+iteration, and while work keeps coming the write of one iteration and the read of the next
+share a pipeline (``exchange``): the controller pays one round trip per batch, however many
+jobs the batch holds.
 """
 
 from __future__ import annotations
@@ -11,19 +12,16 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, cast
 
 import redis
 
-from ..config import mask_url
-from ..errors import ConfigError, TransportError
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
+from .connect import translated
 
-T = TypeVar("T")
-P = ParamSpec("P")
 log = logging.getLogger("fleet.transport")
 
 # Outcomes of ControllerWire.claim_lease, and its modes.
@@ -62,48 +60,6 @@ class Claim:
     host: str
     pid: int
     data_dir: str
-
-
-def connect(url: str, timeout_s: float = 5.0) -> redis.Redis:
-    """A redis-py client for ``url`` (redis://, rediss:// for TLS, unix://; user:password@).
-
-    It does not decode responses: every reply is bytes, where redis-py's types say
-    ``bytes | str`` for both kinds of client (hence the casts below).
-
-    Raises:
-        ConfigError: the URL cannot be parsed.
-    """
-    try:
-        return redis.Redis.from_url(url, socket_timeout=timeout_s + 5,
-                                    socket_connect_timeout=timeout_s, health_check_interval=30)
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {mask_url(url)!r}: {exc}") from None
-
-
-def translated(func: Callable[P, T]) -> Callable[P, T]:
-    """Turn redis-py errors raised by ``func`` into TransportError."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return func(*args, **kwargs)
-        except redis.RedisError as exc:
-            raise transport_error(exc) from None
-
-    return wrapper
-
-
-def transport_error(exc: redis.RedisError) -> TransportError:
-    """The one-line TransportError for a redis-py error (sync and asyncio clients alike)."""
-    if isinstance(exc, redis.AuthenticationError):
-        return TransportError(f"Redis refused the credentials: {exc}")
-    if isinstance(exc, redis.ConnectionError):
-        return TransportError(f"cannot reach Redis: {_one_line(exc)}")
-    return TransportError(f"Redis error: {_one_line(exc)}")
-
-
-def _one_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 @dataclass
@@ -384,58 +340,3 @@ class ControllerWire:
         self.client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                          "return redis.call('DEL', KEYS[1]) end return 0", 1,
                          self.keys.controller, value)
-
-
-class ClientWire:
-    """What clients and the CLI send: intake requests and control requests.
-
-    A blocking wait is cut into BLPOPs of at most ``WAIT_SLICE_S``, well under the socket
-    timeout, so a long receipt or reply wait is never ended by the socket timing out; between
-    slices the caller can check that a controller still holds the namespace.
-    """
-
-    WAIT_SLICE_S = 1.0
-
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.client = client
-        self.keys = keys
-
-    @translated
-    def send_requests(self, bodies: list[bytes]) -> bool:
-        """RPUSH intake requests and wake the controller, in one round trip.
-
-        Returns:
-            Whether a controller held the namespace's lease as they were pushed.
-        """
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self.keys.controller)
-        pipe.rpush(self.keys.intake, *bodies)
-        pipe.rpush(self.keys.wake, b"1")
-        return pipe.execute()[0] is not None
-
-    @translated
-    def send_control(self, body: bytes) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.rpush(self.keys.control, body)
-        pipe.rpush(self.keys.wake, b"1")
-        pipe.execute()
-
-    def close(self) -> None:
-        """Close the connection pool; errors on the way out are of no use to anyone."""
-        try:
-            self.client.close()
-        except redis.RedisError:
-            pass
-
-    @translated
-    def controller_present(self) -> bool:
-        """Whether a controller holds the namespace's lease (``{ns}:controller``)."""
-        return self.client.exists(self.keys.controller) > 0
-
-    @translated
-    def wait(self, key: str, timeout_s: float) -> bytes | None:
-        """BLPOP one answer from ``key`` for at most ``min(timeout_s, WAIT_SLICE_S)``; None
-        if none came."""
-        slice_s = min(max(timeout_s, 0.01), self.WAIT_SLICE_S)
-        found = cast("tuple[bytes, bytes] | None", self.client.blpop([key], timeout=slice_s))
-        return found[1] if found else None
