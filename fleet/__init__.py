@@ -23,12 +23,13 @@ Errors are in ``fleet.errors`` (all derive from ``fleet.FleetError``).
 """
 
 from .aio import AsyncClient, AsyncJob, configure_async
-from .client import Client, build_spec, spec
+from .client import Client
 from .context import CurrentJob, current_job
 from .errors import FleetError, JobFailedError, NoReceiptError
 from .handles import Job
 from .job import JobSpec
 from .protocol.intake import Receipt
+from .specs import build_spec, spec
 from .task import Task, configure, task
 
 __all__ = ["AsyncClient", "AsyncJob", "Client", "Job", "JobSpec", "Receipt", "FleetError",

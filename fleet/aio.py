@@ -33,15 +33,15 @@ from .answers import (
     nobody_for_jobs,
     opened,
 )
-from .client import REQUEST_CHUNK, _add_requests, _checked_wire, request_bytes, spec
 from .config import Settings, load_settings
 from .errors import FleetError, JobSpecError
 from .handles import JobPage, outcome
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
 from .protocol.control import decode_reply, encode_control, is_resend
-from .protocol.intake import Receipt, decode_receipt
+from .protocol.intake import Receipt, decode_receipt, request_bytes, sealed_requests
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .specs import checked_wire, spec
 from .tracing import enqueue_outcome, enqueue_span
 from .transport.aio import AsyncRedisClient, AsyncWire, aconnect
 
@@ -108,7 +108,7 @@ class AsyncClient:
                               self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
-        self.request_bytes = request_bytes(settings)
+        self.request_bytes = request_bytes(settings.max_message_bytes)
         self.requests_sent = 0  # intake requests, for tests and the benchmark
         self._batch: list[_Pending] | None = None
         self._sending: set[asyncio.Task[None]] = set()
@@ -143,7 +143,7 @@ class AsyncClient:
     async def enqueue_spec(self, job: JobSpec | dict[str, Any]) -> AsyncJob:
         """Enqueue one prepared job; it shares an intake request with the other single-job
         enqueues of this turn of the event loop."""
-        wire = _checked_wire(job)
+        wire = checked_wire(job)
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         if self._batch is None:
             self._batch = []
@@ -179,17 +179,14 @@ class AsyncClient:
     async def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]]) -> list[Receipt]:
         """Enqueue many jobs (JobSpecs or job-file dicts, as ``Client.enqueue_many``); one
         Receipt per job, in order."""
-        wires = [_checked_wire(job) for job in specs]
+        wires = [checked_wire(job) for job in specs]
         with enqueue_span(wires) as span:
             receipts = await self._send(wires)
             enqueue_outcome(span, [receipt.status for receipt in receipts])
         return receipts
 
     async def _send(self, wires: list[dict[str, Any]]) -> list[Receipt]:
-        requests: list[tuple[str, list[str], bytes]] = []
-        for start in range(0, len(wires), REQUEST_CHUNK):
-            _add_requests(requests, wires[start:start + REQUEST_CHUNK], self.seals[INTAKE],
-                          self.request_bytes)
+        requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
         if not requests:
             return []
         present = await self.wire.send_requests([body for _, _, body in requests])

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-
-import orjson
 
 from . import workflow
 from .answers import (
@@ -35,21 +33,14 @@ from .answers import (
 from .config import Settings, load_settings
 from .errors import FleetError, JobSpecError
 from .handles import Job, JobPage
-from .job import DEFAULT_QUEUE, JobSpec, new_job_id, spec_from_file_entry, validate_spec
+from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
-from .options import check_call, check_options, parent_ids
 from .protocol.control import decode_reply, encode_control, is_resend
-from .protocol.intake import Receipt, decode_receipt, encode_request
+from .protocol.intake import Receipt, decode_receipt, request_bytes, sealed_requests
 from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .specs import checked_wire, spec
 from .tracing import enqueue_outcome, enqueue_span
 from .transport import ClientWire, connect
-
-REQUEST_CHUNK = 1000
-# Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
-# jobs of 70 KB would otherwise be refused whole. A lower max_message_bytes in the client's
-# settings (set like the controller's) lowers the cut with it, leaving room for the seal.
-REQUEST_BYTES = 8 * 1024 * 1024
-SEAL_ROOM_BYTES = 128
 
 
 class Client:
@@ -73,7 +64,7 @@ class Client:
                                self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
-        self.request_bytes = request_bytes(settings)
+        self.request_bytes = request_bytes(settings.max_message_bytes)
 
     def close(self) -> None:
         """Close the Redis connections (the client may not be used afterwards)."""
@@ -142,7 +133,7 @@ class Client:
         Each is a JobSpec (``fleet.spec(...)``, ``task.spec(...)``) or a plain dict in the
         job-file format of ``fleet enqueue --file`` (``{"func": ..., "args": [...]}``).
         """
-        wires = [_checked_wire(spec) for spec in specs]
+        wires = [checked_wire(spec) for spec in specs]
         with enqueue_span(wires) as span:
             receipts = self._send(wires, progress)
             enqueue_outcome(span, [receipt.status for receipt in receipts])
@@ -150,11 +141,7 @@ class Client:
 
     def _send(self, wires: list[dict[str, Any]], progress: Callable[[int], None] | None
               ) -> list[Receipt]:
-        requests: list[tuple[str, list[str], bytes]] = []
-        seal = self.seals[INTAKE]
-        for start in range(0, len(wires), REQUEST_CHUNK):
-            _add_requests(requests, wires[start:start + REQUEST_CHUNK], seal,
-                          self.request_bytes)
+        requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
         present = self.wire.send_requests([body for _, _, body in requests]) \
             if requests else True
         deadline = time.monotonic() + self.receipt_timeout_s
@@ -317,115 +304,3 @@ class Client:
         """Forget dead jobs that died at least ``older_than_s`` ago; returns how many."""
         purged: int = self.request("dead_purge", older_than_s=older_than_s)["purged"]
         return purged
-
-
-def spec(func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
-         queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
-         max_retries: int | None = None, delay_s: float | None = None,
-         run_at: float | None = None, depends_on: Sequence[Any] | None = None,
-         allow_failure: bool = False, pass_results: bool = False, **kwargs: Any) -> JobSpec:
-    """The JobSpec ``Client.enqueue`` would send for the same call (``fleet.spec``), for
-    ``enqueue_many`` or ``enqueue_spec``; the options are ``enqueue``'s.
-
-    Raises:
-        JobSpecError: as ``Client.enqueue`` does before sending.
-    """
-    check_options(func, kwargs)
-    check_call(func, args, kwargs)
-    return build_spec(func, args, kwargs, job_id=job_id, queue=queue, timeout_s=timeout_s,
-                      max_retries=max_retries, delay_s=delay_s, run_at=run_at,
-                      depends_on=depends_on, allow_failure=allow_failure,
-                      pass_results=pass_results)
-
-
-def build_spec(func: str | Callable[..., Any], args: Sequence[Any] = (),
-               kwargs: dict[str, Any] | None = None, *, job_id: str | None = None,
-               queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
-               max_retries: int | None = None, delay_s: float | None = None,
-               run_at: float | None = None, depends_on: Sequence[Any] | None = None,
-               allow_failure: bool = False, pass_results: bool = False) -> JobSpec:
-    """A JobSpec for ``func(*args, **kwargs)``, for ``enqueue_spec`` or ``enqueue_many``.
-
-    ``depends_on`` names parents by id, Job handle or JobSpec (one earlier in the same
-    ``enqueue_many`` call counts: requests are read in order).
-
-    Raises:
-        JobSpecError: ``func`` is not importable by path, or delay_s / run_at are bad.
-    """
-    return JobSpec(id=job_id or new_job_id(), func=func_path(func), args=list(args),
-                   kwargs=dict(kwargs or {}), queue=queue, timeout_s=timeout_s,
-                   max_retries=max_retries, run_at_ms=run_at_ms(delay_s, run_at),
-                   depends_on=parent_ids(depends_on), allow_failure=allow_failure,
-                   pass_results=pass_results)
-
-
-def func_path(func: str | Callable[..., Any]) -> str:
-    """``"module:qualname"`` for a callable; strings pass through."""
-    if isinstance(func, str):
-        return func
-    module, name = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
-    if not module or not name or "<" in name:
-        raise JobSpecError(f"{func!r} is not an importable module-level function")
-    return f"{module}:{name}"
-
-
-def run_at_ms(delay_s: float | None, run_at: float | None,
-              names: tuple[str, str] = ("delay_s", "run_at")) -> int:
-    """Epoch milliseconds a job may start at (0: at once), from a delay or a time.
-
-    ``names`` are what the caller calls the two options, for the error message.
-
-    Raises:
-        JobSpecError: both were given, or the delay is negative.
-    """
-    if delay_s is not None and run_at is not None:
-        raise JobSpecError(f"give {names[0]} or {names[1]}, not both")
-    if delay_s is not None:
-        if delay_s < 0:
-            raise JobSpecError(f"{names[0]} must be >= 0, got {delay_s}")
-        return int((time.time() + delay_s) * 1000) if delay_s else 0
-    if run_at is not None:
-        return int(run_at * 1000)
-    return 0
-
-
-def _checked_wire(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(spec, dict) and "f" not in spec:  # a job-file entry, not the wire form
-        spec = spec_from_file_entry(spec)
-    wire = spec.to_wire() if isinstance(spec, JobSpec) else spec
-    try:
-        orjson.dumps(wire)
-    except TypeError as exc:
-        raise JobSpecError(f"job {wire.get('id')}: arguments must be JSON: {exc}") from None
-    validate_spec(wire)
-    return wire
-
-
-def request_bytes(settings: Settings) -> int:
-    """How big a request the client makes (before its seal): REQUEST_BYTES, or less when the
-    settings lower ``max_message_bytes`` (the controller refuses a bigger request whole)."""
-    return max(1, min(REQUEST_BYTES, settings.max_message_bytes - SEAL_ROOM_BYTES))
-
-
-def _add_requests(requests: list[tuple[str, list[str], bytes]], chunk: list[dict[str, Any]],
-                  seal: Seal, max_bytes: int = REQUEST_BYTES) -> None:
-    """Append ``(request id, job ids, sealed body)`` for ``chunk``, halved until each body is
-    at most ``max_bytes`` (or holds one job)."""
-    request_id = uuid.uuid4().hex
-    ts_ms = int(time.time() * 1000)
-    body = encode_request(request_id, ts_ms, chunk)
-    if len(body) > max_bytes and len(chunk) > 1:
-        half = len(chunk) // 2
-        _add_requests(requests, chunk[:half], seal, max_bytes)
-        _add_requests(requests, chunk[half:], seal, max_bytes)
-        return
-    requests.append((request_id, [wire["id"] for wire in chunk], seal.seal(body, ts_ms)))
-
-
-def unique_ids(specs: Iterable[JobSpec]) -> None:
-    """Raise JobSpecError naming the first id that appears twice."""
-    seen: set[str] = set()
-    for spec in specs:
-        if spec.id in seen:
-            raise JobSpecError(f"job id {spec.id!r} appears more than once")
-        seen.add(spec.id)

@@ -30,7 +30,7 @@ LOOK_ALIKES = {
 
 
 def check_options(func: Any, kwargs: Mapping[str, Any],
-                  how: str = "client.enqueue_spec(fleet.client.build_spec(func, args, kwargs))"
+                  how: str = "client.enqueue_spec(fleet.build_spec(func, args, kwargs))"
                   ) -> None:
     """Refuse a keyword that looks like an enqueue option the function does not declare.
 

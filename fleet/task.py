@@ -21,7 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-from .client import Client, build_spec, func_path
+from .client import Client
+from .specs import build_spec, func_path
 
 if TYPE_CHECKING:
     from .aio import AsyncClient, AsyncJob

@@ -10,11 +10,12 @@ from typing import Any
 import click
 import orjson
 
-from ..client import Client, run_at_ms, unique_ids
+from ..client import Client
 from ..errors import EXIT_BAD_INPUT, FleetError, JobSpecError
 from ..handles import JobPage
 from ..job import JobSpec, new_job_id, spec_from_file_entry
 from ..protocol.intake import Receipt
+from ..specs import run_at_ms, unique_ids
 from ..state import IN_FLIGHT, STATES
 from .common import connection_options, keep_open, settings_from
 

@@ -8,6 +8,8 @@ the head of a request too big to read still names it. A receipt is ``{"req": id,
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..errors import JobSpecError
+from ..signing import Seal
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -22,6 +25,12 @@ REJECTED = "rejected"
 STATUSES = (ACCEPTED, DUPLICATE, REJECTED)
 MAX_REQUEST_ID_CHARS = 200
 NAMED_IDS = 3  # job ids a whole-request refusal names
+REQUEST_CHUNK = 1000  # jobs per request at most
+# Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
+# jobs of 70 KB would otherwise be refused whole. A lower max_message_bytes in the client's
+# settings (set like the controller's) lowers the cut with it, leaving room for the seal.
+REQUEST_BYTES = 8 * 1024 * 1024
+SEAL_ROOM_BYTES = 128
 
 # The head of a request (after the seal's head, with a signing key: protocol §10).
 _REQUEST_ID = re.compile(rb'^(?:~1\.\d{1,19}\.[0-9a-f]{64}\.)?'
@@ -31,6 +40,35 @@ _REQUEST_ID = re.compile(rb'^(?:~1\.\d{1,19}\.[0-9a-f]{64}\.)?'
 def encode_request(request_id: str, ts_ms: int, jobs: list[dict[str, Any]]) -> bytes:
     """An intake request for ``jobs`` (wire specs, ``fleet.job``)."""
     return orjson.dumps({"req": request_id, "ts": ts_ms, "jobs": jobs})
+
+
+def request_bytes(max_message_bytes: int) -> int:
+    """How big a request a client makes (before its seal): REQUEST_BYTES, or less under a
+    lower ``max_message_bytes`` (the controller refuses a bigger request whole)."""
+    return max(1, min(REQUEST_BYTES, max_message_bytes - SEAL_ROOM_BYTES))
+
+
+def sealed_requests(wires: list[dict[str, Any]], seal: Seal, max_bytes: int = REQUEST_BYTES
+                    ) -> list[tuple[str, list[str], bytes]]:
+    """``(request id, job ids, sealed body)`` for ``wires``: REQUEST_CHUNK jobs at most each,
+    a chunk halved until its body is at most ``max_bytes`` (or holds one job)."""
+    requests: list[tuple[str, list[str], bytes]] = []
+    for start in range(0, len(wires), REQUEST_CHUNK):
+        _add_requests(requests, wires[start:start + REQUEST_CHUNK], seal, max_bytes)
+    return requests
+
+
+def _add_requests(requests: list[tuple[str, list[str], bytes]], chunk: list[dict[str, Any]],
+                  seal: Seal, max_bytes: int) -> None:
+    request_id = uuid.uuid4().hex
+    ts_ms = int(time.time() * 1000)
+    body = encode_request(request_id, ts_ms, chunk)
+    if len(body) > max_bytes and len(chunk) > 1:
+        half = len(chunk) // 2
+        _add_requests(requests, chunk[:half], seal, max_bytes)
+        _add_requests(requests, chunk[half:], seal, max_bytes)
+        return
+    requests.append((request_id, [wire["id"] for wire in chunk], seal.seal(body, ts_ms)))
 
 
 def decode_request(raw: bytes) -> tuple[str, Any] | None:

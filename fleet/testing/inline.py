@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from ..client import Client, _checked_wire
+from ..client import Client
 from ..clock import now_ms
 from ..config import Settings
 from ..context import CurrentJob, _current
@@ -41,6 +41,7 @@ from ..errors import FleetError, JobNotFoundError, JobRejected
 from ..job import JobSpec, validate_spec
 from ..keys import Keys
 from ..protocol.intake import Receipt
+from ..specs import checked_wire
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, JobTable, listing
 from ..state import events as ev
 from ..worker.imports import AllowList, resolve
@@ -103,7 +104,7 @@ class InlineClient(Client):
     def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]],
                      progress: Callable[[int], None] | None = None) -> list[Receipt]:
         """Accept the jobs (``accepted`` / ``duplicate``), then run them; one Receipt each."""
-        wires = [_checked_wire(spec) for spec in specs]
+        wires = [checked_wire(spec) for spec in specs]
         with self._lock:
             receipts = [self._accept(wire) for wire in wires]
             self._run_ready()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fleet.client import build_spec
+from fleet import build_spec
 from fleet.testing.cluster import LocalFleet, finished
 
 from .helpers import executions, record_jobs, wal_events

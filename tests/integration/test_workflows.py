@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from fleet.client import build_spec
+from fleet import build_spec
 from fleet.testing.cluster import LocalFleet, finished
 
 from .helpers import terminal_counts, wal_events

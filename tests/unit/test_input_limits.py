@@ -9,7 +9,6 @@ import orjson
 import pytest
 import redis
 
-from fleet import client as client_module
 from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import control
@@ -19,6 +18,7 @@ from fleet.errors import JobSpecError, NoReceiptError
 from fleet.job import MAX_JSON_DEPTH, JobSpec, validate_spec
 from fleet.journal import Journal
 from fleet.keys import Keys
+from fleet.protocol.intake import REQUEST_BYTES, sealed_requests
 from fleet.signing import DISPATCH, INTAKE, Seal
 from fleet.state import events as ev
 from fleet.transport import ControllerWire, Oversized, ReadLimits
@@ -86,10 +86,9 @@ def test_client_enqueue_many_refuses_a_300_deep_payload_with_a_job_spec_error():
 def test_client_cuts_requests_by_bytes_as_well_as_by_count():
     """Jobs of 70 KB go in requests of about REQUEST_BYTES, not 1,000 to a request."""
     wires = [{"id": f"j{n}", "f": "m:f", "k": {"blob": "x" * 70_000}} for n in range(300)]
-    requests: list = []
-    client_module._add_requests(requests, wires, Seal((), INTAKE, "fleet"))
+    requests = sealed_requests(wires, Seal((), INTAKE, "fleet"))
     assert len(requests) > 2
-    assert all(len(body) <= client_module.REQUEST_BYTES for _, _, body in requests)
+    assert all(len(body) <= REQUEST_BYTES for _, _, body in requests)
     assert [job_id for _, ids, _ in requests for job_id in ids] == [w["id"] for w in wires]
 
 
