@@ -51,17 +51,6 @@ def wait_serving(proc: Proc, port: int, timeout_s: float = 30.0) -> str:
     raise RuntimeError(f"dashboard not serving:\n{proc.tail()}")
 
 
-def wait_until(condition, timeout_s: float = 30.0, poll_s: float = 0.1):
-    """Poll ``condition()`` until it returns something true; returns that."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise TimeoutError(f"not true within {timeout_s} s")
-
-
 def chromium_path() -> str | None:
     """Debian's chromium, never a browser Playwright downloads; None when not installed."""
     return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")

@@ -18,6 +18,7 @@ from fleet.errors import JobFailedError
 from fleet.job import MAX_PAYLOAD_BYTES, JobSpec
 from fleet.localredis import RedisServer
 from fleet.testing.cluster import LocalFleet
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,13 +71,6 @@ def local(tmp_path_factory):
 @pytest.fixture()
 def client(local):
     return local.client()
-
-
-def _wait(condition, timeout_s: float = WAIT_S, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_task_enqueue_runs_on_a_real_worker(local, client):
@@ -171,7 +165,8 @@ def test_high_queue_jobs_start_before_default_ones(local, client, tmp_path):
         log_path = str(tmp_path / "order.log")
         blocker = client.enqueue("tests.e2e_jobs:record", log_path, "blocker", 1000,
                                  queue="prio-low")
-        _wait(lambda: _busy(client, ["prio-high", "prio-low"]) == 1, what="the blocker")
+        wait_until(lambda: _busy(client, ["prio-high", "prio-low"]), WAIT_S,
+                   until=lambda n: n == 1, what="the blocker")
         specs = [JobSpec(id=f"{queue}-{i}", func="tests.e2e_jobs:record",
                          args=[log_path, f"{queue}-{i}"], queue=f"prio-{queue}")
                  for queue in ("low", "high") for i in range(3)]
@@ -217,10 +212,12 @@ def test_cancel_of_a_running_job_stops_it_on_its_worker(local, client, tmp_path)
     (it would have written a file after 1.5 s)."""
     log_path = str(tmp_path / "never.log")
     job = client.enqueue("tests.e2e_jobs:record", log_path, "finished", 1500)
-    _wait(lambda: _busy(client, ["high", "default"]) == 1, what="the job to start")
+    wait_until(lambda: _busy(client, ["high", "default"]), WAIT_S, until=lambda n: n == 1,
+               what="the job to start")
     started = time.monotonic()
     assert client.cancel(job.id)["cancelled"] == [job.id]
-    _wait(lambda: _busy(client, ["high", "default"]) == 0, what="the executor to stop")
+    wait_until(lambda: _busy(client, ["high", "default"]), WAIT_S, until=lambda n: n == 0,
+               what="the executor to stop")
     time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
     assert not os.path.exists(log_path), "the cancelled job ran to its end"
     assert job.status() == "cancelled"

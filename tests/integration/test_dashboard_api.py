@@ -10,7 +10,9 @@ import sys
 import httpx
 import pytest
 
-from .dashboard_helpers import ALLOW, start_dashboard, wait_until
+from tests.waiting import wait_until
+
+from .dashboard_helpers import ALLOW, start_dashboard
 
 pytestmark = pytest.mark.integration
 TOKEN = "t0ken-for-tests"
@@ -166,7 +168,8 @@ def test_dead_retry_and_purge_through_the_api(fleet_up, tmp_path):
     assert done == {"retried": [job.id], "not_dead": []}
     assert job.result(timeout_s=30) == "recovered"
     assert httpx.post(base + "/api/dead/purge", headers=headers).json() == {"purged": 1}
-    wait_until(lambda: httpx.get(base + "/api/dead").json()["jobs"] == [])
+    wait_until(lambda: httpx.get(base + "/api/dead").json()["jobs"], 30,
+               until=lambda jobs: jobs == [], what="no dead job listed")
 
 
 def test_non_loopback_host_without_token_is_refused(local):
@@ -219,7 +222,7 @@ def test_demo_prints_the_dashboard_address_and_serves_it_while_it_runs(tmp_path)
                 url = match.group(1)
                 break
         assert url, "the demo printed no dashboard address"
-        wait_until(lambda: _answers(url + "api/status"), timeout_s=60)
+        wait_until(lambda: _answers(url + "api/status"), 60, what="the demo's dashboard")
         rest = proc.stdout.read()
         assert proc.wait(timeout=240) == 0, rest[-3000:]
     finally:

@@ -9,6 +9,8 @@ import tempfile
 
 import pytest
 
+from tests.waiting import wait_until
+
 from .dashboard_helpers import (
     ALLOW,
     NO_CHROMIUM,
@@ -16,7 +18,6 @@ from .dashboard_helpers import (
     launched_chromium,
     opened_tab,
     start_dashboard,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -121,14 +122,14 @@ def test_running_job_cancelled_from_the_page_stops(fleet_up, page):
     """Running view: Cancel on a running job; it ends cancelled and its executor is free."""
     client = fleet_up.client()
     job = client.enqueue("tests.dashboard_jobs:sleep_s", 120)
-    wait_until(lambda: job.info().get("running_on"))
+    wait_until(lambda: job.info().get("running_on"), 30, what="the job running")
     _, base = start_dashboard(fleet_up)
     page.goto(base + "/running")
     row = page.locator("tr[data-job]", has=page.locator(f"a.job-id:text-is('{job.id}')"))
     sync_api.expect(row).to_contain_text(job.info()["running_on"])
     with page.expect_navigation():
         row.locator("text=Cancel").click()
-    wait_until(lambda: job.status() == "cancelled")
+    wait_until(job.status, 30, until=lambda state: state == "cancelled", what="cancelled")
     fleet_up.wait_for(lambda s: s["busy"] == 0)
     _not_pwned(page)
 
@@ -141,7 +142,8 @@ def test_pause_and_resume_from_the_queues_page(fleet_up, page):
     page.goto(base + "/queues")
     with page.expect_navigation():  # the page reloads itself once the action is done
         page.locator("tr[data-queue='default']").locator("text=Pause").click()
-    wait_until(lambda: "default" in client.status()["paused"])
+    wait_until(lambda: client.status()["paused"], 30, until=lambda paused: "default" in paused,
+               what="default paused")
     sync_api.expect(page.locator("tr[data-queue='default']")).to_contain_text("paused")
     waiting = client.enqueue("tests.jobs:add", 2, 2)
     fleet_up.wait_for(lambda s: s["states"]["pending"] == 1)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from fleet.testing.cluster import FLEET
+from tests.waiting import wait_until
 
 from .dashboard_helpers import (
     ALLOW,
@@ -24,7 +25,6 @@ from .dashboard_helpers import (
     opened_tab,
     start_dashboard,
     wait_serving,
-    wait_until,
 )
 
 try:
@@ -82,10 +82,8 @@ def _steady(status: dict) -> dict:
 
 def _answer_once(url: str, condition, timeout_s: float = 30.0) -> dict:
     """GET ``url`` until its JSON answer meets ``condition``; returns that answer."""
-    def check():
-        answer = httpx.get(url).json()
-        return answer if condition(answer) else None
-    return wait_until(check, timeout_s=timeout_s, poll_s=0.2)
+    return wait_until(lambda: httpx.get(url).json(), timeout_s, until=condition,
+                      what=f"the answer of {url}", poll_s=0.2)
 
 
 def _dashboard_from_env(local, env: dict[str, str], *args: str):
@@ -110,7 +108,8 @@ def test_environment_gives_port_token_and_read_only_as_the_flags_do(local):
     refused = httpx.post(base + "/api/queues/default/pause", headers=_csrf(base, BEARER))
     assert refused.status_code == 403 and "read-only" in refused.json()["error"]
     assert "default" not in local.client().status()["paused"]
-    wait_until(lambda: "read-only, token required" in proc.tail())
+    wait_until(lambda: "read-only, token required" in proc.tail(), 30,
+               what="the read-only warning")
 
 
 def test_flags_win_over_the_environment_and_read_only_0_is_off(local):
@@ -358,7 +357,8 @@ def test_scheduled_view_lists_delayed_and_retrying_jobs_in_due_order(local, page
     ready = client.enqueue("tests.jobs:add", 1, 1, queue="held")
     delayed = client.enqueue("tests.jobs:add", 2, 2, delay_s=3600)
     retrying = client.enqueue("tests.jobs:fail", "boom-once-more", max_retries=3)
-    wait_until(lambda: retrying.info()["failures"] == 1)
+    wait_until(lambda: retrying.info()["failures"], 30, until=lambda n: n == 1,
+               what="one failure")
     assert retrying.status() == "pending"
     _, base = start_dashboard(local)
     page.goto(base + "/")

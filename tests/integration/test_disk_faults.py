@@ -24,6 +24,7 @@ from fleet.errors import WalDiskFullError, WalFsyncError
 from fleet.keys import Keys
 from fleet.state import events as ev
 from fleet.wal import Files, open_log, tools
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,13 +102,6 @@ def _step_until(ctl: Controller, condition, max_steps: int = 50) -> None:
     raise AssertionError("condition not met within the steps allowed")
 
 
-def _wait(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("fault", ["disk_full", "no_new_files"])
 def test_disk_full_stops_intake_without_receipts_and_resumes_exactly_once(
         redis_url, tmp_path, caplog, fault):
@@ -130,7 +124,8 @@ def test_disk_full_stops_intake_without_receipts_and_resumes_exactly_once(
             target=_step_until, args=(ctl, lambda: _receipt(r, "during") is not None))
         with caplog.at_level(logging.ERROR, logger="fleet.controller"):
             stepping.start()
-            _wait(lambda: disk_full_metric() == 1)
+            wait_until(disk_full_metric, 10, until=lambda value: value == 1,
+                       what="fleet_wal_disk_full == 1")
         assert "not accepting work until space returns" in caplog.text
         assert "No space left on device" in caplog.text
         time.sleep(0.6)  # at least one more retry while still full

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from fleet.testing.cluster import FLEET
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -123,13 +124,10 @@ def test_ctrl_c_of_status_watch_and_result_wait_is_one_line_and_exit_130(local):
 
 def _wait_for_a_socket(pid: int) -> None:
     """Poll /proc until the process holds a socket (it has reached Redis)."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
+    def sockets() -> list[str]:
         try:
             links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
-            links = []
-        if any(link.startswith("socket:") for link in links):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"process {pid} opened no socket")
+            return []
+        return [link for link in links if link.startswith("socket:")]
+    wait_until(sockets, WAIT_S, what=f"process {pid} holding a socket", poll_s=0.02)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import time
 from collections import Counter
 
 import orjson
@@ -18,6 +17,7 @@ from fleet.job import JobSpec
 from fleet.keys import Keys
 from fleet.testing.cluster import finished
 from fleet.wal.frame import HEADER, Scan, iter_frames
+from tests.waiting import wait_until
 
 from .helpers import terminal_counts, wal_events, write_job_file
 
@@ -38,14 +38,6 @@ def frame_sizes(data_dir: str) -> list[int]:
     return sizes
 
 
-def wait_until(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met in {timeout_s} s")
-        time.sleep(0.05)
-
-
 def test_acks_piled_up_while_the_controller_was_down_are_taken_in_batches_bounded_by_bytes(
         local):
     """600 jobs returning 40 KB, the controller SIGKILLed while 8 executors go on acking:
@@ -61,9 +53,10 @@ def test_acks_piled_up_while_the_controller_was_down_are_taken_in_batches_bounde
     assert all(r.status == "accepted" for r in client.enqueue_many(specs))
     wire = redis.Redis.from_url(local.redis_url)
     wait_until(lambda: wire.llen(KEYS.acks) > 0 or client.status()["states"]["completed"],
-               what="first acks")
+               60, what="first acks")
     controller.kill9()
-    wait_until(lambda: wire.llen(KEYS.acks) >= 100, what="100 acks piled up")
+    wait_until(lambda: wire.llen(KEYS.acks), 60, until=lambda n: n >= 100,
+               what="100 acks piled up")
     piled = wire.llen(KEYS.acks)
     controller = local.controller()
     status = local.wait_for(finished(600), timeout_s=120)
@@ -151,12 +144,13 @@ def test_an_ack_whose_result_is_too_deep_fails_the_job_once_and_survives_a_resta
     client.enqueue_many([JobSpec(id="poison", func="tests.jobs:add", args=[1, 2],
                                  max_retries=2)])
     wire = redis.Redis.from_url(local.redis_url)
-    wait_until(lambda: wire.llen(KEYS.ready("default")) > 0, what="dispatch")
+    wait_until(lambda: wire.llen(KEYS.ready("default")), 60, what="dispatch")
     message = orjson.loads(wire.lpop(KEYS.ready("default")))
     wire.rpush(KEYS.acks, b'{"id": "poison", "n": %d, "o": "ok", "r": ' % message["n"]
                + _deep(253) + b"}")
     wire.rpush(KEYS.wake, b"1")
-    wait_until(lambda: client.job("poison").status() == "dead", what="job dead")
+    wait_until(client.job("poison").status, 60, until=lambda state: state == "dead",
+               what="job dead")
     info = client.job("poison").info()
     assert info["error"].startswith("ResultRefused: the result is nested deeper than")
     assert client.status()["malformed"]["acks"] == 1

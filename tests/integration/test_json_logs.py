@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import pytest
+
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +18,9 @@ def _json_lines(path: str) -> list[dict]:
 
 
 def _wait_for_line(path: str, match, timeout_s: float = WAIT_S) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = [line for line in _json_lines(path) if match(line)]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"no such line in {path}"
-        time.sleep(0.05)
+    found = wait_until(lambda: [line for line in _json_lines(path) if match(line)], timeout_s,
+                       what=f"a matching line in {path}")
+    return found[0]
 
 
 def test_json_logs_carry_job_id_attempt_queue_and_outcome(local):

@@ -15,6 +15,7 @@ import redis
 from fleet.keys import Keys
 from fleet.localredis import RedisServer, find_redis_server
 from fleet.testing.cluster import LocalFleet, finished
+from tests.waiting import wait_until
 
 from .helpers import (
     FAST_ENV,
@@ -66,10 +67,8 @@ def _assert_no_job_lost_dead_or_doubled(local: LocalFleet, jobs: list[dict]) -> 
 
 
 def _wait_log(proc, text: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in proc.tail(400):
-        assert time.monotonic() < deadline, f"no {text!r} in:\n{proc.tail()}"
-        time.sleep(0.05)
+    wait_until(lambda: proc.tail(400), timeout_s, until=lambda tail: text in tail,
+               what=f"{text!r} logged")
 
 
 def test_ready_list_deleted_three_times_makes_no_job_dead(local):

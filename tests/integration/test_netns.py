@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from fleet.keys import Keys
 from fleet.localredis import free_port
 from fleet.testing.chaos.checker import read_executions
 from fleet.testing.cluster import LocalFleet, finished
+from tests.waiting import wait_until
 
 from .helpers import wal_events
 
@@ -215,15 +215,14 @@ def test_cut_link_jobs_are_redispatched_late_acks_fenced_and_work_resumes(tmp_pa
 
 def _wait_running(fleet: NetnsFleet, netns: str, timeout_s: float = 30) -> dict[str, int]:
     """The jobs the worker in ``netns`` runs once it runs as many as it has executors."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        beats = fleet.local.client().status()["workers"]
+    def busy_jobs() -> dict[str, int] | None:
         pid = fleet.workers[netns].pid
-        for worker in beats:
+        for worker in fleet.local.client().status()["workers"]:
             if int(worker["id"].split(":")[-2]) == pid and worker["busy"] == 2:
                 return _jobs_of(fleet, worker["id"])
-        time.sleep(0.05)
-    raise AssertionError(f"the worker in {netns} never ran two jobs at once")
+        return None
+    return wait_until(busy_jobs, timeout_s, until=lambda jobs: jobs is not None,
+                      what=f"the worker in {netns} running two jobs at once")
 
 
 def _jobs_of(fleet: NetnsFleet, worker_id: str) -> dict[str, int]:

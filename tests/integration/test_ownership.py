@@ -9,24 +9,17 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import orjson
 import redis
 
 from fleet.keys import Keys
 from fleet.testing.cluster import LocalFleet
+from tests.waiting import wait_until
 
 from .helpers import record_jobs, wal_events, write_job_file
 
 KEYS = Keys("fleet")
-
-
-def _poll(condition, timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _other(local: LocalFleet, name: str) -> str:
@@ -73,10 +66,12 @@ def test_standby_is_refused_then_takes_over_and_the_stopped_owner_is_fenced_out(
     jobs = record_jobs(120, str(tmp_path / "runs.log"), sleep_ms=20, prefix="a")
     assert local.cli("enqueue", "--file", write_job_file(str(tmp_path / "a.json"), jobs)
                      ).returncode == 0
-    _poll(lambda: any(e["t"] == "ack" for e in wal_events(local.data_dir)), what="acks in A")
+    wait_until(lambda: any(e["t"] == "ack" for e in wal_events(local.data_dir)), 30,
+               what="acks in A")
     a.signal(signal.SIGSTOP)
     try:
-        _poll(lambda: client.get(KEYS.controller) is None, what="A's lease to lapse")
+        wait_until(lambda: client.get(KEYS.controller), 30, until=lambda lease: lease is None,
+                   what="A's lease to lapse")
         b_dir = _other(local, "standby")
         refused = local.cli("controller", "--data-dir", b_dir, timeout_s=30)
         assert refused.returncode == 10 and "--take-over" in refused.stderr, refused.stderr
@@ -104,7 +99,8 @@ def test_restart_after_kill9_is_not_blocked_by_the_zombie(local, redis_url):
     """A lease naming a dead-but-unreaped (zombie) controller pid on this host is taken over
     at once; a live holder's refusal says when its lease frees itself."""
     zombie = subprocess.Popen(["true"])  # not waited for: it stays a zombie
-    _poll(lambda: _state(zombie.pid) == "Z", what="a zombie")
+    wait_until(lambda: _state(zombie.pid), 30, until=lambda state: state == "Z",
+               what="a zombie")
     try:
         lease = orjson.dumps({"epoch": 1, "pid": zombie.pid, "host": socket.gethostname(),
                               "token": "dead", "ts": 0})
@@ -134,7 +130,8 @@ def test_worker_hands_back_a_message_from_an_older_epoch(local, redis_url, tmp_p
     first = local.controller()
     local.cli("enqueue", "tests.e2e_jobs:record", "--id", "old", "--kwargs",
               orjson.dumps({"log_path": runs, "tag": "old"}).decode())
-    _poll(lambda: client.llen(KEYS.ready("default")) == 1, what="the dispatch")
+    wait_until(lambda: client.llen(KEYS.ready("default")), 30, until=lambda n: n == 1,
+               what="the dispatch")
     stale = client.lindex(KEYS.ready("default"), 0)
     assert orjson.loads(stale)["ep"] == 1
     worker = local.worker(1)
@@ -145,7 +142,7 @@ def test_worker_hands_back_a_message_from_an_older_epoch(local, redis_url, tmp_p
               orjson.dumps({"log_path": runs, "tag": "new"}).decode())
     local.wait_for(lambda s: s["states"]["completed"] == 2)
     client.rpush(KEYS.ready("default"), stale)
-    _poll(lambda: "handed back 'old' attempt 1 unrun: dispatched at epoch 1, older than 2"
-          in worker.tail(), what="the hand-back")
+    wait_until(lambda: "handed back 'old' attempt 1 unrun: dispatched at epoch 1, older than 2"
+               in worker.tail(), 30, what="the hand-back")
     with open(runs) as handle:
         assert sorted(line.strip() for line in handle) == ["new", "old"]

@@ -32,6 +32,7 @@ from fleet.testing.cluster import LocalFleet, finished
 from fleet.wal import open_log, write_snapshot
 from fleet.wal.frame import HEADER
 from fleet.wal.segments import list_segments, list_snapshots
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -254,13 +255,9 @@ def test_metrics_listen_only_on_the_configured_metrics_host(redis_url, tmp_path)
 
 
 def _acks_of(local: LocalFleet, job_id: str, timeout_s: float = 20) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        info = local.client().job(job_id).info()
-        if info["state"] in ("dead", "completed"):
-            return info
-        time.sleep(0.1)
-    raise AssertionError(f"{job_id} did not finish: {info}")
+    return wait_until(lambda: local.client().job(job_id).info(), timeout_s,
+                      until=lambda info: info["state"] in ("dead", "completed"),
+                      what=f"{job_id} finished", poll_s=0.1)
 
 
 def test_forged_messages_never_run_a_function_outside_the_allow_list(redis_url, tmp_path):
@@ -299,13 +296,8 @@ def _rejected(local: LocalFleet, source: str) -> int:
 
 
 def _wait_state(local: LocalFleet, job_id: str, state: str, timeout_s: float = 20) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        info = local.client().job(job_id).info()
-        if info["state"] == state:
-            return info
-        assert time.monotonic() < deadline, f"{job_id} never {state}: {info}"
-        time.sleep(0.05)
+    return wait_until(lambda: local.client().job(job_id).info(), timeout_s,
+                      until=lambda info: info["state"] == state, what=f"{job_id} {state}")
 
 
 def _forged_seal(body: dict, kind: bytes, key: bytes = b"guessed") -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
-import time
 
 import orjson
 import pytest
@@ -22,6 +21,7 @@ from fleet.config import load_settings
 from fleet.wal.snapshot import read_snapshot
 from fleet.worker.runner import AllowList, Runner
 from fleet.worker.wire import Identity
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90, method="thread")
 
@@ -61,19 +61,17 @@ def _traced_worker(local, spans_path: str):
 def _run_spans(spans_path: str, job_id: str, count: int, timeout_s: float = 40.0
                ) -> list[dict]:
     """Wait until the worker exported ``count`` run spans of ``job_id``; them, by attempt."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = []
-        if os.path.exists(spans_path):
-            with open(spans_path, "rb") as handle:
-                lines = handle.read().split(b"\n")[:-1]  # whole lines only
-            found = [span for span in map(orjson.loads, lines)
-                     if span["name"].startswith("fleet run")
-                     and span["attributes"].get("fleet.job_id") == job_id]
-        if len(found) >= count:
-            return sorted(found, key=lambda span: span["attributes"]["fleet.attempt"])
-        assert time.monotonic() < deadline, f"{len(found)} run span(s) of {job_id}: {found}"
-        time.sleep(0.1)
+    def run_spans() -> list[dict]:
+        if not os.path.exists(spans_path):
+            return []
+        with open(spans_path, "rb") as handle:
+            lines = handle.read().split(b"\n")[:-1]  # whole lines only
+        return [span for span in map(orjson.loads, lines)
+                if span["name"].startswith("fleet run")
+                and span["attributes"].get("fleet.job_id") == job_id]
+    found = wait_until(run_spans, timeout_s, until=lambda spans: len(spans) >= count,
+                       what=f"{count} run span(s) of {job_id}", poll_s=0.1)
+    return sorted(found, key=lambda span: span["attributes"]["fleet.attempt"])
 
 
 def _assert_child_of(run: dict, enqueue) -> None:
@@ -88,17 +86,14 @@ def _assert_child_of(run: dict, enqueue) -> None:
 
 def _snapshot_holding(data_dir: str, job_id: str, timeout_s: float = 20.0):
     """The job as the newest snapshot holds it, once one does."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def held():
         paths = sorted(glob.glob(os.path.join(data_dir, "snapshots", "*.snap")))
         try:
-            job = read_snapshot(paths[-1]).get(job_id) if paths else None
+            return read_snapshot(paths[-1]).get(job_id) if paths else None
         except FileNotFoundError:  # pruned while we looked
-            job = None
-        if job is not None:
-            return job
-        assert time.monotonic() < deadline, f"no snapshot holds {job_id}"
-        time.sleep(0.1)
+            return None
+    return wait_until(held, timeout_s, until=lambda job: job is not None,
+                      what=f"a snapshot holding {job_id}", poll_s=0.1)
 
 
 @pytest.mark.integration

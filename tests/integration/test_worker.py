@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from fleet.keys import Keys
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -75,13 +76,9 @@ class Worker:
         return None
 
     def wait_heartbeat(self, check, timeout_s: float = 10.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            beat = self.heartbeat()
-            if beat is not None and check(beat):
-                return beat
-            time.sleep(0.05)
-        raise AssertionError(f"no heartbeat matched; last: {self.heartbeat()}")
+        return wait_until(self.heartbeat, timeout_s,
+                          until=lambda beat: beat is not None and check(beat),
+                          what="a matching heartbeat")
 
     def wait_running(self, job_id: str) -> dict:
         return self.wait_heartbeat(lambda beat: any(j[0] == job_id for j in beat["jobs"]))
@@ -109,15 +106,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture()
@@ -205,14 +193,15 @@ def test_sigkilled_executor_is_replaced_and_its_job_acked_fail(start_worker, tmp
     pid_file = tmp_path / "pid"
     worker.push("default", "victim", "tests.jobs:write_pid_and_sleep", str(pid_file), 30,
                 timeout_s=60)
-    assert wait_until(pid_file.exists)
+    wait_until(pid_file.exists, 5, what="the pid file")
     victim = int(pid_file.read_text())
     os.kill(victim, signal.SIGKILL)
     (ack,) = worker.acks(1)
     assert ack["id"] == "victim" and ack["o"] == "fail"
     assert ack["e"].startswith(f"ExecutorDied: executor pid {victim} was killed by SIGKILL")
-    assert wait_until(lambda: len(worker.executor_pids()) == 2 and victim not in
-                      worker.executor_pids())
+    wait_until(worker.executor_pids, 5,
+               until=lambda pids: len(pids) == 2 and victim not in pids,
+               what="two executors, the victim replaced")
     worker.wait_heartbeat(lambda beat: beat["executors"] == 2 and beat["failed"] == 1)
     worker.push("default", "next", "tests.jobs:add", 1, 2)
     assert worker.acks(1)[0]["o"] == "ok"
@@ -285,7 +274,8 @@ def test_killed_supervisor_takes_its_executors_with_it(start_worker):
     executors = worker.executor_pids()
     worker.proc.kill()
     worker.proc.wait()
-    assert wait_until(lambda: not any(alive(pid) for pid in executors))
+    wait_until(lambda: [pid for pid in executors if alive(pid)], 5, until=lambda left: not left,
+               what="every executor gone")
 
 
 def test_cancel_stops_a_running_job(start_worker):
@@ -322,8 +312,8 @@ def test_worker_started_while_redis_is_down_waits_for_it(own_redis, tmp_path):
     worker = Worker(own_redis.url, tmp_path / "worker.log")
     try:
         # Polled, not slept: a loaded machine can take over a second just to start Python.
-        assert wait_until(lambda: "redis unavailable" in (tmp_path / "worker.log").read_text(),
-                          timeout_s=30)
+        wait_until(lambda: "redis unavailable" in (tmp_path / "worker.log").read_text(), 30,
+                   what="'redis unavailable' logged")
         assert worker.proc.poll() is None
         own_redis.start()
         worker.redis = redis.Redis.from_url(own_redis.url)
@@ -360,7 +350,7 @@ def test_executors_ignore_sigint(start_worker, tmp_path):
     worker = start_worker()
     pid_file = tmp_path / "pid"
     worker.push("default", "steady", "tests.jobs:write_pid_and_sleep", str(pid_file), 0.5)
-    assert wait_until(pid_file.exists)
+    wait_until(pid_file.exists, 5, what="the pid file")
     os.kill(int(pid_file.read_text()), signal.SIGINT)
     (ack,) = worker.acks(1)
     assert (ack["id"], ack["o"]) == ("steady", "ok")

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from .test_worker import KEYS, alive, wait_until, worker_starter
+from tests.waiting import wait_until
+
+from .test_worker import KEYS, alive, worker_starter
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +23,8 @@ def start_worker(redis_url, tmp_path):
 
 def wait_for_log(worker, text: str, timeout_s: float = 10.0) -> None:
     path = Path(worker.log.name)
-    assert wait_until(lambda: text in path.read_text(errors="replace"), timeout_s), \
-        f"{text!r} never logged"
+    wait_until(lambda: text in path.read_text(errors="replace"), timeout_s,
+               what=f"{text!r} logged")
 
 
 @pytest.mark.parametrize("prefetch", ["1", "4"])
@@ -57,7 +59,7 @@ def test_forked_child_of_a_job_exits_instead_of_running_jobs(start_worker, tmp_p
     assert [ack["id"] for ack in acks] == ["forker"] + [f"after-{i}" for i in range(5)]
     assert acks[0]["o"] == "ok" and acks[0]["r"] > 0
     child = int(pid_path.read_text())
-    assert wait_until(lambda: not alive(child))
+    wait_until(lambda: not alive(child), 5, what=f"forked child {child} gone")
     assert worker.redis.llen(KEYS.acks) == 0
     assert worker.proc.poll() is None
 
@@ -79,7 +81,8 @@ def test_job_that_kills_its_supervisor_takes_every_executor_down(start_worker):
     executors = worker.executor_pids()
     worker.push("default", "parricide", "tests.jobs:kill_supervisor", timeout_s=60)
     worker.proc.wait(timeout=10)
-    assert wait_until(lambda: not any(alive(pid) for pid in executors))
+    wait_until(lambda: [pid for pid in executors if alive(pid)], 5, until=lambda left: not left,
+               what="every executor gone")
 
 
 def test_job_closing_every_descriptor_costs_its_executor_not_the_worker(start_worker):

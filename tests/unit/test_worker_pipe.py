@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import pickle
 import threading
-import time
 
 import fakeredis
 import orjson
@@ -17,6 +16,7 @@ from fleet.keys import Keys
 from fleet.worker.executor import build_executor
 from fleet.worker.handle import ExecutorHandle
 from fleet.worker.wire import Identity
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60, method="thread")
 
@@ -63,13 +63,30 @@ def test_many_events_and_a_large_one_arrive_in_order(pipe):
         sender.send(("s", f"j{i}", 1, 1000, 5.0, held if i == 150 else [],
                      (f"j{i - 1}", 1, True) if i else None)) for i in range(300)])
     writer.start()
-    finished = []
-    while writer.is_alive() or len(finished) < 299:
-        finished += handle.read()
-        time.sleep(0.001)
+    finished: list[bool] = []
+
+    def read_more() -> int:
+        finished.extend(handle.read())
+        return len(finished)
+    # The last event carries the 299th finish: once it is read, the writer has sent all.
+    wait_until(read_more, 30, until=lambda count: count >= 299, what="299 finishes read",
+               poll_s=0.001)
     writer.join()
     assert finished == [True] * 299
     assert handle.job.job_id == "j299" and handle.held == []
+
+
+def _record_idle_waits(executor) -> list[tuple]:
+    """The command batches the executor sends that hold its idle BLPOP, as they are sent."""
+    batches: list[tuple] = []
+    send = executor.wire.send
+
+    def recording(*commands):
+        send(*commands)
+        if any(command[0] == "BLPOP" for command in commands):
+            batches.append(commands)
+    executor.wire.send = recording
+    return batches
 
 
 def test_executor_going_idle_after_a_job_wakes_the_controller():
@@ -80,13 +97,17 @@ def test_executor_going_idle_after_a_job_wakes_the_controller():
     message = {"id": "a", "n": 1, "f": "tests.jobs:add", "a": [1, 2]}
     client.rpush(keys.ready("default"), orjson.dumps(message))
     executor = build_executor(Settings(allow=("tests.jobs",)), IDENTITY, client)
+    idle_waits = _record_idle_waits(executor)
     worker = threading.Thread(target=executor.run, kwargs={"max_jobs": 2})
     worker.start()
-    deadline = time.monotonic() + 10
-    while client.llen(keys.wake) == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: client.llen(keys.wake), 10, what="a wake", poll_s=0.01)
     assert client.llen(keys.acks) == 1 and client.llen(keys.wake) == 1
-    time.sleep(1.2)  # a second idle wait with no job finished pushes no wake
+    # The first idle wait ends on its own after BLOCK_TIMEOUT_S; the second has no job
+    # finished since, so it is sent without a wake.
+    wait_until(lambda: len(idle_waits), 10, until=lambda count: count >= 2,
+               what="a second idle wait", poll_s=0.01)
+    assert [command[0] for command in idle_waits[0]] == ["RPUSH", "BLPOP"]
+    assert [command[0] for command in idle_waits[1]] == ["BLPOP"]
     assert client.llen(keys.wake) == 1
     client.rpush(keys.ready("default"), orjson.dumps({**message, "id": "b"}))
     worker.join(10)

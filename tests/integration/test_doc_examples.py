@@ -21,7 +21,7 @@ import fleet
 from fleet.localredis import RedisServer
 from fleet.testing.cluster import LocalFleet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 DOCUMENTED_URL = "redis://127.0.0.1:6379/0"
 SKIP_MARK = "# not run"

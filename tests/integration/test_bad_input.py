@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from fleet.state import events as ev
 from fleet.testing.cluster import FLEET, LocalFleet
 from fleet.wal import open_log, write_snapshot
 from fleet.wal.segments import list_segments, segment_name, wal_dir
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -143,11 +143,15 @@ class Raw:
             assert found is not None, "no answer from the controller"
             assert self.message in found[1].decode()
         else:
-            _wait(lambda: bench.redis.llen(self.key) == 0)
+            wait_until(lambda: bench.redis.llen(self.key), 10, until=lambda n: n == 0,
+                       what=f"{self.key} drained")
         if self.counter:
-            _wait(lambda: _counter(bench.status(), self.counter) == before + self.delta)
+            wait_until(lambda: _counter(bench.status(), self.counter), 10,
+                       until=lambda n: n == before + self.delta,
+                       what=f"{'.'.join(self.counter)} == {before + self.delta}")
         if self.message and not self.answer_key:
-            _wait(lambda: self.message in bench.controller.tail(200))
+            wait_until(lambda: self.message in bench.controller.tail(200), 10,
+                       what=f"{self.message!r} logged")
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ class Beat:
         bench.redis.sadd(KEYS.workers, "garbage-worker")
         bench.redis.set(KEYS.worker("garbage-worker"), self.payload, ex=10)
         try:
-            _wait(lambda: _counter(bench.status(), ("malformed", "heartbeats")) > before)
+            wait_until(lambda: _counter(bench.status(), ("malformed", "heartbeats")), 10,
+                       until=lambda n: n > before, what="a malformed heartbeat counted")
         finally:
             bench.redis.delete(KEYS.worker("garbage-worker"))
             bench.redis.srem(KEYS.workers, "garbage-worker")
@@ -197,13 +202,6 @@ def _counter(status: dict[str, Any], path: tuple[str, ...]) -> int:
     for name in path:
         value = value.get(name, 0) if isinstance(value, dict) else 0
     return int(value or 0)
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 # -- data directories for the Start rows ---------------------------------------------------
@@ -428,7 +426,7 @@ def test_snapshot_from_a_newer_version_is_refused_and_the_log_recovers(bench):
 def test_function_outside_the_allow_list_dies_once_with_not_allowed(bench):
     """A func the worker does not allow is accepted, then dead after one attempt: NotAllowed."""
     job = bench.local.client().enqueue("os:system", "true", job_id="not-allowed", max_retries=5)
-    _wait(lambda: job.status() == "dead", timeout_s=20)
+    wait_until(job.status, 20, until=lambda state: state == "dead", what="not-allowed dead")
     info = job.info()
     assert info["attempt"] == 1 and info["error"].startswith("NotAllowed:")
 
@@ -441,5 +439,7 @@ def test_nothing_accepted_was_lost_to_the_bad_input(bench):
             ROWS[name].check(bench)
             bench.ran.add(name)
     ids = [f"canary-{i}" for i in range(CANARIES)] + ["ok-1", "twice"]
-    _wait(lambda: all(client.job(i).status() == "completed" for i in ids), timeout_s=30)
+    wait_until(lambda: {i: client.job(i).status() for i in ids}, 30,
+               until=lambda states: set(states.values()) == {"completed"},
+               what="every canary and valid job completed")
     assert bench.controller.alive()
