@@ -1,31 +1,58 @@
 """Control requests from the CLI and the API: read the table, or change it through the log.
 
-Each command is a small function ``(ctx, args, now_ms) -> data``; one that changes state
-records events, and the reply goes out only after the commit, like every other answer.
+Each command is a small function ``(desk, args, now_ms) -> data`` over a ``Desk``: what the
+commands read (the journal's table, the workers' ``running_on``, the served queues, the status
+document) and the two ways they act (events recorded in the journal, and ``interrupt`` for a
+cancelled job that is running). A command that changes state records events, and the reply
+goes out only after the commit, like every other answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence, Set
+from typing import Any, Protocol, cast
 
 import orjson
 
 from ..errors import ControlError, FleetError, JobNotFoundError
 from ..job import QUEUE_RE
-from ..state import IN_FLIGHT, PENDING, WAITING, listing
+from ..journal import Journal
+from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, listing
 from ..state import events as ev
 from ..transport import Item
 
 log = logging.getLogger("fleet.controller")
 
-Command = Callable[[Any, dict[str, Any], int], Any]
 
 
-def handle_requests(ctx: Any, requests: Sequence[Item], now_ms: int
+class Desk(Protocol):
+    """What the control commands need of the controller (``Controller`` is one)."""
+
+    journal: Journal  # read its table; record the events a command stands for
+    malformed_control: int  # requests dropped unanswered, counted here
+
+    @property
+    def running_on(self) -> Mapping[str, tuple[int, str]]:
+        """job id -> (attempt, worker id), from the live workers' heartbeats."""
+
+    @property
+    def served_queues(self) -> Set[str]:
+        """The queues the live workers consume."""
+
+    def status(self, now_ms: int) -> dict[str, Any]:
+        """The status document."""
+
+    def interrupt(self, job_id: str) -> None:
+        """Stop the cancelled in-flight job ``job_id`` wherever it runs (after the commit)."""
+
+
+Command = Callable[[Desk, dict[str, Any], int], Any]
+
+
+def handle_requests(desk: Desk, requests: Sequence[Item], now_ms: int
                     ) -> list[tuple[str, bytes]]:
-    """Run each request against the controller ``ctx``; returns ``(request id, reply)``.
+    """Run each request against ``desk``; returns ``(request id, reply)``.
 
     A request that is not an object with a request id, is oversized (``transport.Oversized``)
     or trips anything while it runs is counted and logged; the next one runs all the same.
@@ -33,9 +60,9 @@ def handle_requests(ctx: Any, requests: Sequence[Item], now_ms: int
     replies = []
     for raw in requests:
         try:
-            reply = _handle_one(ctx, raw, now_ms)
+            reply = _handle_one(desk, raw, now_ms)
         except Exception:  # noqa: BLE001 - no content of a message may stop the controller
-            ctx.malformed_control += 1
+            desk.malformed_control += 1
             log.exception("dropped a control request that could not be handled: %.200r", raw)
             continue
         if reply is not None:
@@ -43,7 +70,7 @@ def handle_requests(ctx: Any, requests: Sequence[Item], now_ms: int
     return replies
 
 
-def _handle_one(ctx: Any, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
+def _handle_one(desk: Desk, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
     try:
         request = orjson.loads(raw) if isinstance(raw, bytes) else None
     except orjson.JSONDecodeError:
@@ -52,13 +79,13 @@ def _handle_one(ctx: Any, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
         log.warning("dropped a malformed control request (%d bytes)",
                     len(raw) if isinstance(raw, bytes) else getattr(raw, "size_bytes", 0))
-        ctx.malformed_control += 1
+        desk.malformed_control += 1
         return None
     # A request id was found in it, so it is an object.
-    return request_id, orjson.dumps(_run(ctx, cast("dict[str, Any]", request), now_ms))
+    return request_id, orjson.dumps(_run(desk, cast("dict[str, Any]", request), now_ms))
 
 
-def _run(ctx: Any, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def _run(desk: Desk, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
     name = request.get("cmd")
     command = COMMANDS.get(name) if isinstance(name, str) else None
     args = request.get("args")
@@ -68,7 +95,7 @@ def _run(ctx: Any, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
         shown = repr(name[:100]) if isinstance(name, str) else f"of type {type(name).__name__}"
         return {"ok": False, "error": f"unknown command {shown}"}
     try:
-        return {"ok": True, "data": command(ctx, args, now_ms)}
+        return {"ok": True, "data": command(desk, args, now_ms)}
     except (FleetError, KeyError, TypeError, ValueError, OverflowError) as exc:
         return {"ok": False, "error": str(exc)[:2000] or type(exc).__name__}
     except Exception as exc:  # noqa: BLE001 - answered, logged, and the loop goes on
@@ -84,73 +111,73 @@ def _ids(args: dict[str, Any]) -> list[str]:
     return ids
 
 
-def _status(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    return ctx.status(now_ms)
+def _status(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    return desk.status(now_ms)
 
 
-def _job(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    job = ctx.journal.table.get(args.get("id"))
+def _job(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    job = desk.journal.table.get(args.get("id"))
     if job is None:
         raise JobNotFoundError(f"no job {args.get('id')!r} (never enqueued, or compacted)")
     info = job.to_dict()
-    info["running_on"] = _running_on(ctx, job)
-    info.update(ctx.journal.table.waiting_view(job))  # parents, children, waiting_on
+    info["running_on"] = _running_on(desk, job)
+    info.update(desk.journal.table.waiting_view(job))  # parents, children, waiting_on
     return info
 
 
-def _running_on(ctx: Any, job: Any) -> str | None:
+def _running_on(desk: Desk, job: JobRecord) -> str | None:
     """The worker whose heartbeat reports the job's current attempt; None for an in-flight
     job no worker has reported yet (dispatched, its message still waiting in Redis)."""
     if job.state != IN_FLIGHT:
         return None
-    running = ctx.reconciler.running_on.get(job.id)
+    running = desk.running_on.get(job.id)
     return running[1] if running is not None and running[0] == job.attempt else None
 
 
-def _jobs(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+def _jobs(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
     state, queue, cursor = args.get("state"), args.get("queue"), args.get("cursor")
     limit = args.get("limit", 100)
     if not all(isinstance(v, (str, type(None))) for v in (state, queue, cursor)) \
             or not isinstance(limit, int) or isinstance(limit, bool):
         raise ControlError("state, queue and cursor must be strings, limit an integer")
     try:
-        jobs, after = listing.list_jobs(ctx.journal.table, state, queue, limit, cursor)
+        jobs, after = listing.list_jobs(desk.journal.table, state, queue, limit, cursor)
     except listing.ListingError as exc:
         raise ControlError(str(exc)) from None
-    return {"jobs": [listing.summary(job, _running_on(ctx, job)) for job in jobs],
+    return {"jobs": [listing.summary(job, _running_on(desk, job)) for job in jobs],
             "cursor": after}
 
 
-def _dead_list(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+def _dead_list(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
     limit = int(args.get("limit", 1000))  # 0: all of them
-    dead = ctx.journal.table.dead_jobs()
+    dead = desk.journal.table.dead_jobs()
     return [{"id": job.id, "queue": job.queue, "func": job.func, "error": job.error,
              "traceback": job.last_traceback, "attempts": job.attempt,
              "finished_ms": job.finished_ms}
             for job in (dead[:limit] if limit > 0 else dead)]
 
 
-def _dead_retry(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    table = ctx.journal.table
+def _dead_retry(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    table = desk.journal.table
     ids = [job.id for job in table.dead_jobs()] if args.get("all") else _ids(args)
     done: list[str] = []
     missing: list[str] = []
     for job_id in ids:
-        (done if ctx.journal.record(ev.retried(job_id, now_ms)) else missing).append(job_id)
+        (done if desk.journal.record(ev.retried(job_id, now_ms)) else missing).append(job_id)
     return {"retried": done, "not_dead": missing}
 
 
-def _dead_purge(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+def _dead_purge(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
     older_than_ms = int(float(args.get("older_than_s", 0)) * 1000)
-    ids = [job.id for job in ctx.journal.table.dead_jobs()
+    ids = [job.id for job in desk.journal.table.dead_jobs()
            if (job.finished_ms or 0) <= now_ms - older_than_ms]
     if ids:
-        ctx.journal.record(ev.compacted(ids))
+        desk.journal.record(ev.compacted(ids))
     return {"purged": len(ids)}
 
 
-def _cancel(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
-    table = ctx.journal.table
+def _cancel(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    table = desk.journal.table
     done, not_cancellable = [], []
     for job_id in _ids(args):
         job = table.get(job_id)
@@ -158,10 +185,10 @@ def _cancel(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
         if job is None or job.state not in (PENDING, IN_FLIGHT, WAITING):
             not_cancellable.append(job_id)
             continue
-        ctx.journal.record(ev.cancelled(job_id, now_ms))
+        desk.journal.record(ev.cancelled(job_id, now_ms))
         done.append(job_id)
         if was_running:
-            ctx.interrupt(job_id)
+            desk.interrupt(job_id)
     return {"cancelled": done, "not_cancellable": not_cancellable}
 
 
@@ -172,23 +199,23 @@ def _queue(args: dict[str, Any]) -> str:
     return queue
 
 
-def _pause(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+def _pause(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
     queue = _queue(args)
-    ctx.journal.record(ev.paused(queue))
-    return {"paused": queue, "in_use": _in_use(ctx, queue)}
+    desk.journal.record(ev.paused(queue))
+    return {"paused": queue, "in_use": _in_use(desk, queue)}
 
 
-def _resume(ctx: Any, args: dict[str, Any], now_ms: int) -> Any:
+def _resume(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
     queue = _queue(args)
-    ctx.journal.record(ev.resumed(queue))
-    return {"resumed": queue, "in_use": _in_use(ctx, queue)}
+    desk.journal.record(ev.resumed(queue))
+    return {"resumed": queue, "in_use": _in_use(desk, queue)}
 
 
-def _in_use(ctx: Any, queue: str) -> bool:
+def _in_use(desk: Desk, queue: str) -> bool:
     """Whether any job of the table is in ``queue`` or a live worker consumes it: a pause of a
     queue nobody uses is most likely a typo, which the CLI warns about."""
-    counts = ctx.journal.table.queue_counts.get(queue)
-    return bool(counts and any(counts.values())) or queue in ctx.served_queues
+    counts = desk.journal.table.queue_counts.get(queue)
+    return bool(counts and any(counts.values())) or queue in desk.served_queues
 
 
 COMMANDS: dict[str, Command] = {

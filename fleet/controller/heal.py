@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from ..journal import Journal
 from ..keys import Keys
 from ..protocol.dispatch import id_and_attempt
 from ..state import JobRecord, JobTable
 from ..transport import ControllerWire
+from .dispatch import Dispatcher
 from .sightings import Sightings
 
 log = logging.getLogger("fleet.controller")
@@ -195,6 +196,31 @@ class Timeline:
             return (f"Redis went back in time (generation marker held {previous[:20]!r}, "
                     f"{last} was written last)")
         return None
+
+
+def heal(healer: Healer, wire: ControllerWire, keys: Keys, table: JobTable,
+         holders: Mapping[str, tuple[int, str]], dispatcher: Dispatcher, now_ms: int
+         ) -> dict[str, list[bytes]]:
+    """Drive the ``healer`` one step: purge stale messages when due (``holders``: the jobs a
+    worker reported), look for the candidates' messages in Redis at step 2, and at step 4
+    lease the jobs to dispatch again. Returns their messages, by queue, to push after the
+    commit."""
+    if healer.purge_due:
+        healer.purge_due = False
+        purge_stale(wire, keys, table, holders)
+    candidates = healer.candidates(now_ms)
+    if candidates is not None:
+        in_flight = table.in_flight
+        probes = [(keys.ready(in_flight[i].queue),
+                   dispatcher.message(in_flight[i], n, cast(int, in_flight[i].dispatched_ms)))
+                  for i, n in candidates]
+        present = wire.present(probes)
+        healer.found([c for c, p in zip(candidates, present, strict=True) if not p], now_ms)
+    messages: dict[str, list[bytes]] = {}
+    for job_id in healer.to_redispatch(now_ms):
+        job = table.in_flight[job_id]
+        messages.setdefault(job.queue, []).append(dispatcher.lease(job, now_ms))
+    return messages
 
 
 def purge_stale(wire: ControllerWire, keys: Keys, table: JobTable,

@@ -2,7 +2,8 @@
 
 Acks are fenced by ``(id, attempt)`` in the job table itself: an ack that does not fit the
 job's state records nothing and is counted as stale. Lease extensions from heartbeats are kept
-here, in memory only (see docs/protocol.md §5).
+here, in memory only (see docs/protocol.md §5); which workers still beat, and what each runs,
+is liveness.py's.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import logging
 import random
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from ..config import Settings
 from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
 from ..journal import Journal
+from ..keys import Keys
 from ..state import JobRecord
 from ..state import events as ev
-from ..transport import Item, Oversized
+from ..transport import ControllerWire, Item, Oversized
+from .dispatch import Dispatcher
 from .heal import Witness
 from .retry import retry_at_ms
+
+if TYPE_CHECKING:  # liveness.py reads heartbeats with parse_heartbeat, from here
+    from .liveness import Liveness
 
 log = logging.getLogger("fleet.controller")
 
@@ -39,16 +45,16 @@ _OUTCOMES = ("ok", "fail", "rel", "cancelled")
 class Reconciler:
     """Applies acks, heartbeats and lease expiry to the journal."""
 
-    def __init__(self, journal: Journal, settings: Settings, rng: random.Random) -> None:
+    def __init__(self, journal: Journal, settings: Settings, rng: random.Random,
+                 liveness: Liveness) -> None:
         self.journal = journal
+        self.liveness = liveness
         self.settings = settings
         self.rng = rng
         self.lease_ms = int(settings.lease_s * 1000)
         self.extended: dict[str, tuple[int, int]] = {}
-        self.running_on: dict[str, tuple[int, str]] = {}
         self.stale_acks = 0
         self.malformed_acks = 0
-        self.malformed_beats = 0
         self.heartbeat_ms = int(settings.heartbeat_s * 1000)
         self.report_grace_ms = 2 * self.heartbeat_ms
         self._graced: dict[tuple[str, int], int] = {}  # -> when its lease first lapsed
@@ -61,7 +67,6 @@ class Reconciler:
         self._rebased: set[tuple[str, int]] = set()
         self.witness = Witness(self.lease_ms, self.heartbeat_ms)
         self.lost_messages = 0
-        self._beat_seen: dict[Any, tuple[Any, int]] = {}
 
     # -- acks ------------------------------------------------------------------------------
 
@@ -121,58 +126,14 @@ class Reconciler:
 
     # -- leases ----------------------------------------------------------------------------
 
-    def parse_beats(self, raw_beats: list[bytes]) -> list[dict[str, Any]]:
-        """Usable heartbeats; one that is not an object, or has a field of the wrong type, is
-        counted and logged (its good fields are still used)."""
-        beats = []
-        for raw in raw_beats:
-            try:
-                beat, clean = parse_heartbeat(raw)
-            except Exception:  # noqa: BLE001 - no content of a message may stop the controller
-                beat, clean = None, False
-            if not clean:
-                self.malformed_beats += 1
-                log.warning("malformed worker heartbeat%s: %.200r",
-                            "" if beat is None else " (bad fields ignored)", raw)
-            if beat is not None:
-                beats.append(beat)
-        return beats
-
-    def live_beats(self, beats: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
-        """The heartbeats whose worker is still beating.
-
-        A heartbeat key outlives its worker by its expiry (10 s); a frozen or cut-off worker
-        must not keep extending its jobs' leases meanwhile. A beat whose ``ts`` has not moved
-        for ``SILENT_BEATS`` heartbeat periods of the controller's clock is ignored (comparing
-        the worker's own timestamps with each other, so clock skew between hosts is harmless).
-        """
-        silent_ms = SILENT_BEATS * self.heartbeat_ms
-        live, seen = [], {}
-        for beat in beats:
-            worker_id, ts = beat.get("id"), beat.get("ts")
-            last_ts, changed_ms = self._beat_seen.get(worker_id, (None, now_ms))
-            if ts != last_ts:
-                changed_ms = now_ms
-            seen[worker_id] = (ts, changed_ms)
-            if now_ms - changed_ms <= silent_ms:
-                live.append(beat)
-        self._beat_seen = seen
-        return live
-
     def on_heartbeats(self, beats: list[dict[str, Any]], now_ms: int) -> set[str]:
-        """Extend the lease of every job a live worker reports; returns the reported ids."""
-        reported: set[str] = set()
-        running: dict[str, tuple[int, str]] = {}
+        """Extend the lease of every job a live worker reports (``Liveness`` tells which
+        workers live, and what they run); returns the reported ids."""
+        live = self.liveness.on_heartbeats(beats, now_ms)
         deadline = now_ms + self.lease_ms
-        live = self.live_beats(beats, now_ms)
-        for beat in live:
-            for entry in beat.get("jobs") or []:
-                if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str):
-                    job_id, attempt = entry[0], entry[1]
-                    self.extended[job_id] = (attempt, deadline)
-                    running[job_id] = (attempt, str(beat.get("id")))
-                    reported.add(job_id)
-        self.running_on = running
+        reported = set(self.liveness.running_on)
+        for job_id, (attempt, _) in self.liveness.running_on.items():
+            self.extended[job_id] = (attempt, deadline)
         in_flight = self.journal.table.in_flight
         self.extended = {k: v for k, v in self.extended.items() if k in in_flight}
         self._graced = {job: at for job, at in self._graced.items() if job[0] in in_flight}
@@ -276,6 +237,22 @@ class Reconciler:
             return now_ms - lapsed_ms < self.lease_ms
         return (now_ms - self.calm_ms < self.quiet_ms
                 and self.calm_ms - lapsed_ms < self.lease_ms)
+
+
+def expire_lapsed(reconciler: Reconciler, wire: ControllerWire, keys: Keys,
+                  dispatcher: Dispatcher, now_ms: int) -> int:
+    """End the leases lapsed by ``now_ms``; returns how many. Their messages are first taken
+    out of Redis if still there, so a job never sits twice in a ready list (a crash in between
+    is healed like any lost message)."""
+    lapsed = reconciler.lapsed(now_ms)
+    if lapsed:
+        # In flight, so dispatched: dispatched_ms is set.
+        removed = wire.remove([
+            (keys.ready(job.queue),
+             dispatcher.message(job, job.attempt, cast(int, job.dispatched_ms)))
+            for job in lapsed])
+        reconciler.expire(lapsed, removed, now_ms)
+    return len(lapsed)
 
 
 def _parse_ack(raw: bytes) -> dict[str, Any] | None:

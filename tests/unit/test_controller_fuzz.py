@@ -194,7 +194,7 @@ def test_no_hostile_message_stops_the_controller_and_a_genuine_job_still_complet
         if kind == "heartbeat":
             bed.redis.sadd(KEYS.workers, "fuzz")
             bed.redis.set(KEYS.worker("fuzz"), content)
-            bed.ctl._read_heartbeats(bed.now_ms)
+            bed.ctl.housekeeping.read_heartbeats(bed.now_ms)
         else:
             bed.redis.rpush(LISTS[kind], content)
         bed.step()
@@ -207,7 +207,7 @@ def test_no_hostile_message_stops_the_controller_and_a_genuine_job_still_complet
 
     feed()
     bed.redis.delete(KEYS.workers, KEYS.worker("fuzz"))
-    bed.ctl._read_heartbeats(bed.now_ms)
+    bed.ctl.housekeeping.read_heartbeats(bed.now_ms)
     bed.redis.rpush(KEYS.control, orjson.dumps({"req": "go", "cmd": "resume",
                                                 "args": {"queue": "default"}}))
     assert b'"accepted"' in bed.enqueue(["genuine"], "genuine")

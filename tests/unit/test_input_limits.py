@@ -13,6 +13,7 @@ from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import control
 from fleet.controller.intake import Intake
+from fleet.controller.liveness import Liveness
 from fleet.controller.reconcile import Reconciler
 from fleet.errors import JobSpecError, NoReceiptError
 from fleet.job import MAX_JSON_DEPTH, JobSpec, validate_spec
@@ -192,7 +193,9 @@ def test_252_deep_kwargs_for_the_demo_function_are_rejected_at_intake(journal):
 # -- acks -----------------------------------------------------------------------------------
 
 def _reconciler(journal: Journal, **settings: object) -> Reconciler:
-    return Reconciler(journal, Settings(**settings), random.Random(1))
+    config = Settings(**settings)
+    return Reconciler(journal, config, random.Random(1),
+                      Liveness(int(config.heartbeat_s * 1000)))
 
 
 def test_ack_with_a_result_too_deep_is_recorded_as_a_final_failed_attempt(journal):

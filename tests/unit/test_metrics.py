@@ -118,14 +118,14 @@ def test_controller_snapshot_age_is_absent_without_a_snapshot_and_counts_a_recov
     redis = fakeredis.FakeRedis()
     first = controller()
     first.start(serve_metrics=False)
-    first._sample(first.clock())
+    first.housekeeping.sample(first.clock())
     age = lambda ctl: ctl.metrics.registry.get_sample_value(  # noqa: E731
         "fleet_snapshot_age_seconds")
     assert age(first) is None
     first.journal.record(ev.enqueued({"id": "a", "q": "q", "f": "m:f", "a": [], "k": {}},
                                      1000, 30.0, 3))
-    first._commit()
-    first._snapshot()
+    first.committer.commit()
+    first.housekeeping.snapshots.tick(first.journal)
     assert first.snapshots.last_finished
     first.close()
     snapshots = os.listdir(tmp_path / "data" / "snapshots")
@@ -133,6 +133,6 @@ def test_controller_snapshot_age_is_absent_without_a_snapshot_and_counts_a_recov
         hour_ago = time.time() - 3600
         os.utime(tmp_path / "data" / "snapshots" / name, (hour_ago, hour_ago))
     second = controller()
-    second._sample(second.clock())
+    second.housekeeping.sample(second.clock())
     assert 3500 < age(second) < 3700
     second.close()

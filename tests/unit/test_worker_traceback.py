@@ -8,6 +8,7 @@ import random
 import orjson
 
 from fleet.config import Settings
+from fleet.controller.liveness import Liveness
 from fleet.controller.reconcile import Reconciler
 from fleet.journal import Journal
 from fleet.state import DEAD, JobTable
@@ -117,7 +118,9 @@ def _reconciler(tmp_path) -> tuple[Reconciler, object]:
     for job_id in ("big", "odd"):
         enqueue_and_dispatch_journal(journal, job_id)
     journal.commit()
-    return Reconciler(journal, Settings(), random.Random(1)), log
+    settings = Settings()
+    return Reconciler(journal, settings, random.Random(1),
+                      Liveness(int(settings.heartbeat_s * 1000))), log
 
 
 def test_controller_caps_an_acks_traceback_and_ignores_one_that_is_not_text(tmp_path):
