@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence, Set
-from typing import Any, Protocol, cast
-
-import orjson
+from typing import Any, Protocol
 
 from ..errors import ControlError, FleetError, JobNotFoundError
 from ..job import QUEUE_RE
 from ..journal import Journal
+from ..protocol.control import decode_control, encode_reply, error_reply, ok_reply
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, listing
 from ..state import events as ev
 from ..transport import Item
@@ -71,18 +70,14 @@ def handle_requests(desk: Desk, requests: Sequence[Item], now_ms: int
 
 
 def _handle_one(desk: Desk, raw: Any, now_ms: int) -> tuple[str, bytes] | None:
-    try:
-        request = orjson.loads(raw) if isinstance(raw, bytes) else None
-    except orjson.JSONDecodeError:
-        request = None
-    request_id = request.get("req") if isinstance(request, dict) else None
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 200:
+    decoded = decode_control(raw) if isinstance(raw, bytes) else None
+    if decoded is None:
         log.warning("dropped a malformed control request (%d bytes)",
                     len(raw) if isinstance(raw, bytes) else getattr(raw, "size_bytes", 0))
         desk.malformed_control += 1
         return None
-    # A request id was found in it, so it is an object.
-    return request_id, orjson.dumps(_run(desk, cast("dict[str, Any]", request), now_ms))
+    request_id, request = decoded
+    return request_id, encode_reply(_run(desk, request, now_ms))
 
 
 def _run(desk: Desk, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -93,15 +88,14 @@ def _run(desk: Desk, request: dict[str, Any], now_ms: int) -> dict[str, Any]:
         args = {}
     if command is None:
         shown = repr(name[:100]) if isinstance(name, str) else f"of type {type(name).__name__}"
-        return {"ok": False, "error": f"unknown command {shown}"}
+        return error_reply(f"unknown command {shown}")
     try:
-        return {"ok": True, "data": command(desk, args, now_ms)}
+        return ok_reply(command(desk, args, now_ms))
     except (FleetError, KeyError, TypeError, ValueError, OverflowError) as exc:
-        return {"ok": False, "error": str(exc)[:2000] or type(exc).__name__}
+        return error_reply(str(exc)[:2000] or type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - answered, logged, and the loop goes on
         log.exception("control request %.200r failed", request)
-        return {"ok": False, "error": f"the controller could not carry this out "
-                                      f"({type(exc).__name__})"}
+        return error_reply(f"the controller could not carry this out ({type(exc).__name__})")
 
 
 def _ids(args: dict[str, Any]) -> list[str]:

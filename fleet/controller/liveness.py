@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .reconcile import SILENT_BEATS, parse_heartbeat
+from ..protocol.heartbeat import decode_heartbeat
+from .reconcile import SILENT_BEATS
 
 log = logging.getLogger("fleet.controller")
 
@@ -34,7 +35,7 @@ class Liveness:
         beats = []
         for raw in raw_beats:
             try:
-                beat, clean = parse_heartbeat(raw)
+                beat, clean = decode_heartbeat(raw)
             except Exception:  # noqa: BLE001 - no content of a message may stop the controller
                 beat, clean = None, False
             if not clean:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
-
-import orjson
 
 from ..config import Settings
 from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
 from ..journal import Journal
 from ..keys import Keys
+from ..protocol.ack import attempt_in_head, decode_ack
 from ..state import JobRecord
 from ..state import events as ev
 from ..transport import ControllerWire, Item, Oversized
@@ -27,7 +25,7 @@ from .dispatch import Dispatcher
 from .heal import Witness
 from .retry import retry_at_ms
 
-if TYPE_CHECKING:  # liveness.py reads heartbeats with parse_heartbeat, from here
+if TYPE_CHECKING:
     from .liveness import Liveness
 
 log = logging.getLogger("fleet.controller")
@@ -36,10 +34,7 @@ SILENT_BEATS = 3
 # How long a worker may wait before it retries Redis after an outage (the ceiling of the
 # worker's ``RedisHealth`` backoff): its first heartbeat after Redis recovers can come this late.
 WORKER_RETRY_MAX_MS = 2000
-MAX_NAME_CHARS = 200  # a worker id or host name in an ack
-MAX_EXECUTORS = 10_000  # executors one worker heartbeat may report
 LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
-_OUTCOMES = ("ok", "fail", "rel", "cancelled")
 
 
 class Reconciler:
@@ -88,7 +83,11 @@ class Reconciler:
         if isinstance(raw, Oversized) or len(raw) > self.settings.max_message_bytes:
             ack, problem = _oversized_ack(raw, self.settings.max_message_bytes)
         else:
-            ack = _parse_ack(raw)
+            ack, why = decode_ack(raw)
+            if ack is None and why == "not JSON":
+                log.warning("dropped an ack that is not JSON (%d bytes)", len(raw))
+            elif ack is None:
+                log.warning("dropped a malformed ack: %.200r", raw)
             problem = _result_problem(raw, ack) if ack is not None else None
         if ack is None:
             self.malformed_acks += 1
@@ -255,30 +254,6 @@ def expire_lapsed(reconciler: Reconciler, wire: ControllerWire, keys: Keys,
     return len(lapsed)
 
 
-def _parse_ack(raw: bytes) -> dict[str, Any] | None:
-    try:
-        ack = orjson.loads(raw)
-    except orjson.JSONDecodeError:  # also NaN, Infinity, numbers past a double, lone surrogates
-        log.warning("dropped an ack that is not JSON (%d bytes)", len(raw))
-        return None
-    # Exact type checks (orjson makes no subclasses; ``type(x) is int`` also refuses bools),
-    # and each field looked up once: this runs for every ack.
-    if (type(ack) is not dict or type(ack.get("id")) is not str
-            or type(ack.get("n")) is not int or ack.get("o") not in _OUTCOMES):
-        log.warning("dropped a malformed ack: %.200r", raw)
-        return None
-    if type(ack.get("st")) is not int:
-        ack["st"] = None
-    if type(ack.get("ft")) is not int:
-        ack["ft"] = None
-    for name in ("w", "h"):
-        value = ack.get(name)
-        if value is not None and type(value) is not str:
-            ack[name] = str(value) if type(value) in (int, float, bool) else None
-        elif value is not None and len(value) > MAX_NAME_CHARS:
-            ack[name] = value[:MAX_NAME_CHARS]
-    return ack
-
 
 def _result_problem(raw: bytes, ack: dict[str, Any]) -> str | None:
     """Why an ``ok`` ack's result cannot be kept, or None. A small ack with few brackets is
@@ -290,23 +265,16 @@ def _result_problem(raw: bytes, ack: dict[str, Any]) -> str | None:
     return None if problem is None else f"the result is {problem}"
 
 
-# The worker writes id, attempt and outcome first (protocol §4), so an ack too big to read
-# still names its attempt in its first bytes.
-_ACK_HEAD = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([^"\\]{1,200})"\s*,\s*"n"\s*:\s*(\d{1,15})\s*,'
-                       rb'\s*"o"\s*:\s*"(ok|fail|rel|cancelled)"')
 
 
 def _oversized_ack(raw: Item, limit: int) -> tuple[dict[str, Any] | None, str]:
     size, head = (raw.size_bytes, raw.head) if isinstance(raw, Oversized) else (
         len(raw), raw[:512])
     problem = f"the ack is {size} bytes; at most {limit} allowed"
-    match = _ACK_HEAD.match(head)
-    if match is None:
+    ack = attempt_in_head(head)
+    if ack is None:
         log.warning("dropped an ack of %d bytes that names no attempt", size)
-        return None, problem
-    job_id, attempt, outcome = match.groups()
-    return {"id": job_id.decode(errors="replace"), "n": int(attempt),
-            "o": outcome.decode(), "st": None, "ft": None}, problem
+    return ack, problem
 
 
 def _poisoned(ack: dict[str, Any], problem: str) -> dict[str, Any]:
@@ -327,49 +295,3 @@ def _text(value: Any) -> str:
         return value[:2000]
     return f"(an error of type {type(value).__name__}, not text)"
 
-
-_BEAT_INTS = ("pid", "started_ms", "ts", "executors", "busy", "done", "failed")
-
-
-def parse_heartbeat(raw: bytes) -> tuple[dict[str, Any] | None, bool]:
-    """A worker heartbeat (protocol §5) with every field of its type, and whether it came so.
-
-    Not JSON, or not an object: ``(None, False)``. A field of the wrong type is set to None (a
-    ``jobs`` entry that is not ``[id, attempt, ...]`` is left out), so that nothing downstream
-    trips over what a broken or hostile writer put in Redis.
-    """
-    try:
-        beat = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, False
-    if not isinstance(beat, dict):
-        return None, False
-    clean = True
-    for name in _BEAT_INTS:
-        if beat.get(name) is not None and not _is_int(beat[name]):
-            beat[name], clean = None, False
-    # The ready-list window grows with the executors reported: a hostile count must not make
-    # the controller dispatch its whole backlog in one step.
-    if beat.get("executors") is not None and not 0 <= beat["executors"] <= MAX_EXECUTORS:
-        beat["executors"], clean = None, False
-    for name in ("id", "host"):
-        if beat.get(name) is not None and not isinstance(beat[name], str):
-            beat[name], clean = None, False
-    queues = beat.get("queues")
-    if queues is not None and not (isinstance(queues, list)
-                                   and all(isinstance(q, str) for q in queues)):
-        beat["queues"], clean = None, False
-    jobs = beat.get("jobs")
-    good = [entry for entry in jobs if _is_job_entry(entry)] if isinstance(jobs, list) else []
-    clean = clean and (jobs is None or (isinstance(jobs, list) and len(good) == len(jobs)))
-    beat["jobs"] = good
-    return beat, clean
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_job_entry(entry: Any) -> bool:
-    return (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str)
-            and _is_int(entry[1]))

@@ -338,7 +338,7 @@ def test_reads_go_on_after_redis_lost_its_scripts_and_writes_are_not_repeated(re
 @pytest.mark.parametrize("executors", [2**63, -5])
 def test_heartbeat_reporting_an_absurd_executor_count_is_malformed_and_ignored(executors):
     """A hostile ``executors`` would size the ready window to the whole backlog: ignored."""
-    from fleet.controller.reconcile import parse_heartbeat
+    from fleet.protocol.heartbeat import decode_heartbeat as parse_heartbeat
 
     beat, clean = parse_heartbeat(orjson.dumps({"id": "w", "executors": executors}))
     assert beat["executors"] is None and clean is False
