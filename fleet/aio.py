@@ -208,7 +208,7 @@ class AsyncClient:
 
     async def _answer(self, kind: bytes, key: str, request_id: str, deadline: float,
                       present: bool, nobody: Callable[[], FleetError]) -> bytes | None:
-        """As ``Client._answer``: the opened answer by ``deadline`` (None if none came), or
+        """As ``answers.wait_answer``: the opened answer by ``deadline`` (None if none came), or
         ``nobody()`` once no controller has held the lease for NO_CONTROLLER_GRACE_S."""
         absent_since = None if present else time.monotonic()
         while True:

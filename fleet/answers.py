@@ -4,8 +4,12 @@ are encoded and decoded in ``fleet.protocol``.)"""
 
 from __future__ import annotations
 
-from .errors import ControllerUnavailableError, NoReceiptError
+import time
+from collections.abc import Callable
+
+from .errors import ControllerUnavailableError, FleetError, NoReceiptError
 from .signing import Seal, SignatureError
+from .transport import ClientWire
 
 # A controller re-claims a lease Redis lost on its next step (milliseconds); a lease absent
 # for this long means nobody is serving the namespace.
@@ -22,6 +26,48 @@ def opened(seal: Seal, body: bytes, request_id: str) -> bytes | None:
         return seal.open(body, request_id.encode("utf-8"))[1]
     except SignatureError:
         return None
+
+
+def wait_answer(wire: ClientWire, seal: Seal, key: str, request_id: str, deadline: float,
+                present: bool, nobody: Callable[[], FleetError]) -> bytes | None:
+    """The controller's answer to ``request_id`` on ``key`` by ``deadline`` (monotonic), or
+    None if none came; raises ``nobody()`` once no controller has held the lease for
+    NO_CONTROLLER_GRACE_S (``present``: whether one held it when the request was sent). With
+    a key set, an answer whose seal does not open for this request is someone else's: it is
+    skipped."""
+    absent_since = None if present else time.monotonic()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        body = wire.wait(key, remaining if absent_since is None
+                         else min(remaining, ABSENT_POLL_S))
+        if body is not None:
+            payload = opened(seal, body, request_id)
+            if payload is None:
+                continue
+            return payload
+        if wire.controller_present():
+            absent_since = None
+        elif absent_since is None:
+            absent_since = time.monotonic()
+        elif time.monotonic() - absent_since >= NO_CONTROLLER_GRACE_S:
+            raise nobody()
+
+
+def await_controller(wire: ClientWire, namespace: str, deadline: float) -> None:
+    """Return once a controller holds the lease; nothing is sent to a namespace nobody
+    serves, so a request refused here is never carried out later.
+
+    Raises:
+        ControllerUnavailableError: none did within NO_CONTROLLER_GRACE_S (or the deadline).
+    """
+    absent_since = time.monotonic()
+    while not wire.controller_present():
+        now = time.monotonic()
+        if now - absent_since >= min(NO_CONTROLLER_GRACE_S, deadline - absent_since):
+            raise no_controller(namespace, NOTHING_SENT)
+        time.sleep(ABSENT_POLL_S)
 
 
 def nobody_for_jobs(namespace: str, total: int) -> NoReceiptError:

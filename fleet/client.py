@@ -20,18 +20,16 @@ from typing import Any
 
 from . import workflow
 from .answers import (
-    ABSENT_POLL_S,
-    NO_CONTROLLER_GRACE_S,
-    NOTHING_SENT,
     STOPPED_BEFORE_ANSWER,
+    await_controller,
     late_receipt,
     no_controller,
     no_reply,
     nobody_for_jobs,
-    opened,
+    wait_answer,
 )
 from .config import Settings, load_settings
-from .errors import FleetError, JobSpecError
+from .errors import JobSpecError
 from .handles import Job, JobPage
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
@@ -156,37 +154,12 @@ class Client:
 
     def _await_receipt(self, request_id: str, ids: list[str], deadline: float, total: int,
                        present: bool) -> list[Receipt]:
-        body = self._answer(RECEIPT, self.keys.receipt(request_id), request_id, deadline,
-                            present, lambda: nobody_for_jobs(self.namespace, total))
+        body = wait_answer(self.wire, self.seals[RECEIPT], self.keys.receipt(request_id),
+                           request_id, deadline, present,
+                           lambda: nobody_for_jobs(self.namespace, total))
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
         return decode_receipt(body, ids)
-
-    def _answer(self, kind: bytes, key: str, request_id: str, deadline: float, present: bool,
-                nobody: Callable[[], FleetError]) -> bytes | None:
-        """The controller's answer to ``request_id`` on ``key`` by ``deadline`` (None if none
-        came); raises ``nobody()`` once no controller has held the lease for
-        NO_CONTROLLER_GRACE_S. With a key set, an answer whose seal does not open for this
-        request is someone else's: it is skipped."""
-        seal = self.seals[kind]
-        absent_since = None if present else time.monotonic()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            body = self.wire.wait(key, remaining if absent_since is None
-                                  else min(remaining, ABSENT_POLL_S))
-            if body is not None:
-                payload = opened(seal, body, request_id)
-                if payload is None:
-                    continue
-                return payload
-            if self.wire.controller_present():
-                absent_since = None
-            elif absent_since is None:
-                absent_since = time.monotonic()
-            elif time.monotonic() - absent_since >= NO_CONTROLLER_GRACE_S:
-                raise nobody()
 
     # -- asking the controller ------------------------------------------------------------
 
@@ -198,28 +171,19 @@ class Client:
             FleetError: the controller refused the request (its one-line reason).
         """
         deadline = time.monotonic() + timeout_s
-        self._await_controller(deadline)
+        await_controller(self.wire, self.namespace, deadline)
         for _ in range(2):  # once more if the controller (re)started after the first was sealed
             request_id = uuid.uuid4().hex
             self.wire.send_control(self.seals[CONTROL].seal(
                 encode_control(request_id, command, args), int(time.time() * 1000)))
-            body = self._answer(REPLY, self.keys.reply(request_id), request_id, deadline, True,
-                                lambda: no_controller(self.namespace, STOPPED_BEFORE_ANSWER))
+            body = wait_answer(self.wire, self.seals[REPLY], self.keys.reply(request_id),
+                               request_id, deadline, True,
+                               lambda: no_controller(self.namespace, STOPPED_BEFORE_ANSWER))
             if not is_resend(body):
                 break
         if body is None:
             raise no_reply(self.namespace, timeout_s)
         return decode_reply(body)
-
-    def _await_controller(self, deadline: float) -> None:
-        """Return once a controller holds the lease; nothing is sent to a namespace nobody
-        serves, so a request refused here is never carried out later."""
-        absent_since = time.monotonic()
-        while not self.wire.controller_present():
-            now = time.monotonic()
-            if now - absent_since >= min(NO_CONTROLLER_GRACE_S, deadline - absent_since):
-                raise no_controller(self.namespace, NOTHING_SENT)
-            time.sleep(ABSENT_POLL_S)
 
     def status(self) -> dict[str, Any]:
         """Counts by state and queue, workers, WAL and snapshot figures."""
