@@ -18,6 +18,8 @@ import yaml
 
 from .errors import ConfigError
 
+FSYNC_POLICIES = ("always", "interval", "off")  # the one list (settings, CLI, WalOptions)
+
 ENV_PREFIX = "FLEET_"
 
 
@@ -71,7 +73,7 @@ _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "b
              "segment_bytes", "batch_size", "snapshot_every_records", "prefetch",
              "batch_bytes", "max_message_bytes", "signing_window_s"}
 _NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s"}
-_CHOICES = {"fsync": ("always", "interval", "off"), "log_format": ("human", "json")}
+_CHOICES = {"fsync": FSYNC_POLICIES, "log_format": ("human", "json")}
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _FLAG_NAMES = {"worker_count": "--count"}
 

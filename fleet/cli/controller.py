@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..config import FSYNC_POLICIES
 from .common import connection_options, settings_from
 
 
@@ -25,7 +26,7 @@ def setup_logging(level: str = "INFO", log_format: str = "human") -> None:
               help="Port for /metrics and /healthz (FLEET_METRICS_PORT; default 9464; 0 = off).")
 @click.option("--metrics-host", default=None, help="Address the metrics port binds to "
               "(FLEET_METRICS_HOST; default 127.0.0.1).")
-@click.option("--fsync", default=None, type=click.Choice(["always", "interval", "off"]),
+@click.option("--fsync", default=None, type=click.Choice(FSYNC_POLICIES),
               help="When the log is fsynced (FLEET_FSYNC; default always).")
 @click.option("--schedule", "schedule_file", default=None,
               help="YAML file of periodic jobs (FLEET_SCHEDULE_FILE).")

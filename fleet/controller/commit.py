@@ -38,11 +38,17 @@ class GroupCommit:
         self.stopping = stopping
         self.disk_full_logged = False
 
-    def commit(self) -> None:
+    def commit(self) -> bool:
+        """Append the step's events as one frame; returns whether they are fsynced.
+
+        The step sends its answers once this returns, fsynced or not: under ``always`` every
+        commit is; under the policies in ``ANSWERS_AFTER_WRITE`` the answers leave after the
+        write (the commit contract, docs/wal-format.md).
+        """
         batch = self.journal.pending
         while True:
             try:
-                self.journal.commit()
+                durable = self.journal.commit()
                 break
             except WalDiskFullError as exc:
                 self._wait_for_space(exc)
@@ -54,6 +60,7 @@ class GroupCommit:
             self.metrics.observe_batch(batch, self.journal.table)
             self.metrics.wal_records.inc(len(batch))
             self.metrics.fsync.observe(self.writer.last_fsync_s)
+        return durable
 
     def _wait_for_space(self, exc: WalDiskFullError) -> None:
         if not self.disk_full_logged:

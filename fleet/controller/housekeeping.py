@@ -125,7 +125,7 @@ class Housekeeping:
     def __init__(self, settings: Settings, clock: Callable[[], int], wire: ControllerWire,
                  journal: Journal, log_: OpenLog, metrics: Metrics, gate: Gate,
                  liveness: Liveness, reconciler: Reconciler, healer: Healer,
-                 retention: Retention, snapshots: Snapshots, commit: Callable[[], None],
+                 retention: Retention, snapshots: Snapshots, commit: Callable[[], bool],
                  heal_again: Callable[[int], None],
                  drop_counts: Callable[[], dict[str, int]]) -> None:
         self.settings = settings

@@ -9,8 +9,8 @@ from .files import DirLock, Files
 from .frame import MAX_RECORD_BYTES
 from .recovery import OpenLog, RecoveryReport, open_log
 from .snapshot import SnapshotTaker, prune_snapshots, read_snapshot, write_snapshot
-from .writer import FSYNC_POLICIES, WalOptions, WalWriter
+from .writer import ANSWERS_AFTER_WRITE, WalOptions, WalWriter
 
 __all__ = ["DirLock", "Files", "MAX_RECORD_BYTES", "OpenLog", "RecoveryReport", "open_log",
            "SnapshotTaker", "prune_snapshots", "read_snapshot", "write_snapshot",
-           "FSYNC_POLICIES", "WalOptions", "WalWriter"]
+           "ANSWERS_AFTER_WRITE", "WalOptions", "WalWriter"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ..config import FSYNC_POLICIES
 from ..errors import (
     WalDiskFullError,
     WalError,
@@ -26,7 +27,12 @@ from .files import Files
 from .frame import Scan, encode_batch, iter_frames
 from .segments import list_segments, segment_name, wal_dir
 
-FSYNC_POLICIES = ("always", "interval", "off")
+# The commit contract (docs/wal-format.md, "The commit contract"): the answers of a commit
+# (receipts, replies, trims, dispatch messages) leave once ``commit()`` returned. Under
+# "always" that is after the fsync; under these two policies after the write only, which a
+# crash of the controller keeps (the page cache is the kernel's) and a crash of the machine
+# may not: the trade those policies are chosen for.
+ANSWERS_AFTER_WRITE = frozenset({"interval", "off"})
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
