@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from fleet.signing import ACK, DISPATCH, INTAKE, Seal
+from fleet.protocol.signing import ACK, DISPATCH, INTAKE, Seal
 
 MESSAGES = {
     DISPATCH: {"id": "01JF2K5V8Q3ZP7H4N6T9W2X5YB", "n": 1, "f": "peer_tasks:noop",

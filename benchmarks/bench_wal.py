@@ -29,7 +29,7 @@ import orjson
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from fleet.journal import Journal  # noqa: E402
+from fleet.controller.journal import Journal  # noqa: E402
 from fleet.state import JobTable  # noqa: E402
 from fleet.state import events as ev  # noqa: E402
 from fleet.wal import SnapshotTaker, WalOptions, open_log, write_snapshot  # noqa: E402

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from .errors import ControllerUnavailableError, FleetError, NoReceiptError
-from .signing import Seal, SignatureError
+from .protocol.signing import Seal, SignatureError
 from .transport import ClientWire
 
 # A controller re-claims a lease Redis lost on its next step (milliseconds); a lease absent

@@ -35,7 +35,7 @@ from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
 from .protocol.control import decode_reply, encode_control, is_resend
 from .protocol.intake import Receipt, decode_receipt, request_bytes, sealed_requests
-from .signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .protocol.signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
 from .specs import checked_wire, spec
 from .tracing import enqueue_outcome, enqueue_span
 from .transport import ClientWire, connect

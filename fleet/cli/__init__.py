@@ -20,8 +20,8 @@ from .common import close_clients
 from .controller import controller
 from .dashboard import dashboard
 from .demo import demo
-from .ops import register as register_ops
 from .wal import wal
+from .worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,9 +32,8 @@ def app() -> None:
 
 for command in (controller, jobs.enqueue, jobs.job, jobs.jobs, jobs.result, admin.status,
                 admin.dead, admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl,
-                dashboard):
+                dashboard, worker):
     app.add_command(command)
-register_ops(app)
 
 
 def main(argv: list[str] | None = None) -> None:

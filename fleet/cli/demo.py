@@ -16,7 +16,7 @@ import click
               "new temporary directory).")
 def demo(jobs: int, workers: int, workdir: str | None) -> None:
     """Enqueue simulated jobs, kill -9 the controller mid-run, restart it, show none is lost."""
-    from ..testing.demo import DemoOptions, run_demo
+    from ..testing.demo_run import DemoOptions, run_demo
 
     code = run_demo(DemoOptions(jobs=jobs, workers=workers, workdir=workdir),
                     say=lambda line: click.echo(line))

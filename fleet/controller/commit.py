@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 
 from ..errors import WalDiskFullError
-from ..journal import Journal
 from ..metrics import Metrics
 from ..wal import WalWriter
+from .journal import Journal
 
 log = logging.getLogger("fleet.controller")
 

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from ..errors import ControlError, FleetError, JobNotFoundError
 from ..job import QUEUE_RE
-from ..journal import Journal
 from ..protocol.control import decode_control, encode_reply, error_reply, ok_reply
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, listing
 from ..state import events as ev
 from ..transport import Item
+from .journal import Journal
 
 log = logging.getLogger("fleet.controller")
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Settings
-from ..journal import Journal
 from ..protocol.dispatch import encode_dispatch
-from ..signing import DISPATCH, Seal
+from ..protocol.signing import DISPATCH, Seal
 from ..state import JobRecord
 from ..state import events as ev
+from .journal import Journal
 from .sightings import Sightings
 
 MIN_WINDOW = 64

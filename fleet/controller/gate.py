@@ -29,7 +29,7 @@ from typing import Any
 
 from ..protocol.control import decode_control, resend_reply
 from ..protocol.heartbeat import worker_id_of
-from ..signing import (
+from ..protocol.signing import (
     ACK,
     BEAT,
     CONTROL,

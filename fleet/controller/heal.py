@@ -23,12 +23,12 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, cast
 
-from ..journal import Journal
 from ..keys import Keys
 from ..protocol.dispatch import id_and_attempt
 from ..state import JobRecord, JobTable
 from ..transport import ControllerWire
 from .dispatch import Dispatcher
+from .journal import Journal
 from .sightings import Sightings
 
 log = logging.getLogger("fleet.controller")

@@ -24,13 +24,13 @@ from collections import deque
 from collections.abc import Callable
 
 from ..config import Settings
-from ..journal import Journal
 from ..metrics import Metrics
 from ..state import events as ev
 from ..transport import ControllerWire
 from ..wal import Files, OpenLog, SnapshotTaker, prune_snapshots
 from .gate import Gate
 from .heal import Healer, Timeline
+from .journal import Journal
 from .liveness import Liveness
 from .reconcile import Reconciler
 from .retention import Retention

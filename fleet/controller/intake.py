@@ -17,7 +17,6 @@ from typing import Any
 from ..config import Settings
 from ..errors import JobSpecError
 from ..job import validate_spec
-from ..journal import Journal
 from ..protocol.intake import (
     ACCEPTED,
     DUPLICATE,
@@ -29,6 +28,7 @@ from ..protocol.intake import (
 )
 from ..state import events as ev
 from ..transport import Item, Oversized
+from .journal import Journal
 
 log = logging.getLogger("fleet.controller")
 

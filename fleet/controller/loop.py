@@ -29,10 +29,8 @@ from typing import TYPE_CHECKING, Any, cast
 from ..clock import RunClock
 from ..config import Settings
 from ..errors import TransportError
-from ..journal import Journal
 from ..keys import Keys
 from ..metrics import Metrics, serve
-from ..schedule import load_schedules
 from ..state import JobRecord
 from ..state import events as ev
 from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
@@ -46,10 +44,12 @@ from .gate import Gate
 from .heal import Healer, heal
 from .housekeeping import Housekeeping, Snapshots
 from .intake import Intake
+from .journal import Journal
 from .liveness import Liveness
 from .periodic import Scheduler
 from .reconcile import Reconciler, expire_lapsed
 from .retention import Retention
+from .schedule_file import load_schedules
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer

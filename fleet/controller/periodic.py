@@ -1,4 +1,5 @@
-"""Firing periodic jobs (fleet/schedule.py) from inside the controller loop.
+"""Firing periodic jobs (read from the schedule file by schedule_file.py) from inside the
+controller loop.
 
 For each due run the scheduler records the run's ENQUEUE and then the schedule's cursor
 (SCHEDULED) in the same batch, so both are durable together or not at all: after a crash the
@@ -12,9 +13,9 @@ from __future__ import annotations
 import logging
 
 from ..config import Settings
-from ..journal import Journal
-from ..schedule import Schedule
 from ..state import events as ev
+from .journal import Journal
+from .schedule_file import Schedule
 
 log = logging.getLogger("fleet.controller")
 

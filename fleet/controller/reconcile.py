@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..config import Settings
 from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
-from ..journal import Journal
 from ..keys import Keys
 from ..protocol.ack import attempt_in_head, decode_ack
 from ..state import JobRecord
@@ -23,6 +22,7 @@ from ..state import events as ev
 from ..transport import ControllerWire, Item, Oversized
 from .dispatch import Dispatcher
 from .heal import Witness
+from .journal import Journal
 from .retry import retry_at_ms
 
 if TYPE_CHECKING:

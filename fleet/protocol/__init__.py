@@ -15,8 +15,8 @@ control reply      controller -> CLI, API       ``control``         §7
 lease value        controller -> controllers    ``lease``           §6
 =================  ===========================  ==================  ======================
 
-Every message may be sealed (``fleet.signing``: a keyed-MAC head, checked before anything is
-parsed); the encoders here build the payload, and the sender seals it.
+Every message may be sealed (``signing`` here: a keyed-MAC head, checked before anything
+is parsed); the encoders build the payload, and the sender seals it.
 
 A decoder never raises on what a hostile or broken writer put in Redis: it returns None (or a
 value with the bad fields cleared) and its caller counts and logs the drop.

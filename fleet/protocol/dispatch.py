@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..state.job import JobRecord
+from ..state.record import JobRecord
 
 
 def encode_dispatch(job: JobRecord, attempt: int, dispatched_ms: int,

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..errors import JobSpecError
-from ..signing import Seal
+from .signing import Seal
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"

@@ -1,7 +1,7 @@
 """The pure job table: events in, state out (no disk, sockets or clock)."""
 
 from . import events
-from .job import (
+from .record import (
     CANCELLED,
     COMPLETED,
     DEAD,

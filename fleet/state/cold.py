@@ -19,7 +19,7 @@ import orjson
 
 from .fields import TableFields
 from .graph import LONE
-from .job import WAITING, JobRecord
+from .record import WAITING, JobRecord
 
 
 class ColdStore(TableFields):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 
 from .graph import Graph
-from .job import JobRecord
+from .record import JobRecord
 
 # An entry of a ready line or of the delayed heap: a cold job's id, or (ticket, JobRecord)
 # for a job put back in line (ready.py says when each stands for a pending job).

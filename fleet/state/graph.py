@@ -19,7 +19,7 @@ import orjson
 
 from ..job import MAX_PAYLOAD_BYTES
 from . import events as ev
-from .job import CANCELLED, COMPLETED, PENDING, TERMINAL, WAITING, JobRecord
+from .record import CANCELLED, COMPLETED, PENDING, TERMINAL, WAITING, JobRecord
 
 ALLOW_FAILURE = 1
 LONE = "\x00"  # ends an untouched waiting job's spec text when its lone parent follows

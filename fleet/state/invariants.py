@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from .job import COMPLETED, DEAD, IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
+from .record import COMPLETED, DEAD, IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
 
 if TYPE_CHECKING:
     from .table import JobTable

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from .job import IN_FLIGHT, PENDING, STATES, TERMINAL, WAITING, JobRecord
+from .record import IN_FLIGHT, PENDING, STATES, TERMINAL, WAITING, JobRecord
 from .table import JobTable
 
 MAX_LIMIT = 1000

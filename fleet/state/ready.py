@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .fields import Entry, TableFields
-from .job import PENDING, TERMINAL, JobRecord
+from .record import PENDING, TERMINAL, JobRecord
 
 
 class ReadyIndex(TableFields):

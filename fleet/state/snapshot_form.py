@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import orjson
 
 from .graph import Graph
-from .job import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord
+from .record import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord
 
 if TYPE_CHECKING:
     from .table import JobTable

@@ -28,8 +28,8 @@ from .cold import ColdStore
 from .fields import Entry
 from .graph import Dependencies, Graph
 from .invariants import table_problems
-from .job import DEAD, STATES, JobRecord
 from .ready import ReadyIndex
+from .record import DEAD, STATES, JobRecord
 from .snapshot_form import SCHEMA_VERSION
 from .transitions import Transitions
 

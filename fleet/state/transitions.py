@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 from .fields import Entry, TableFields
-from .job import (
+from .record import (
     CANCELLED,
     COMPLETED,
     DEAD,

@@ -17,7 +17,7 @@ from ..clock import now_ms
 from ..errors import TransportError
 from ..keys import WORKER_TTL_S, Keys
 from ..protocol.heartbeat import encode_heartbeat
-from ..signing import BEAT, Seal, is_sealed
+from ..protocol.signing import BEAT, Seal, is_sealed
 from ..transport.pipe import Command, Pipe, RedisClient, refused
 from .handle import RunningJob
 from .wire import Identity, RedisHealth, WorkerLog

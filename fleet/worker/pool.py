@@ -30,7 +30,7 @@ from ..config import Settings
 from ..errors import EXIT_INTERRUPTED, EXIT_OK
 from ..keys import Keys
 from ..protocol.ack import encode_ack
-from ..signing import ACK, Seal
+from ..protocol.signing import ACK, Seal
 from ..transport.pipe import worker_client
 from .executor import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle, RunningJob

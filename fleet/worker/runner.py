@@ -28,7 +28,7 @@ from ..context import CurrentJob, _current
 from ..errors import BadMessage, JobRejected, ResultNotJSON, ResultTooLarge
 from ..job import MAX_PAYLOAD_BYTES
 from ..protocol.ack import encode_ack
-from ..signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
+from ..protocol.signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from ..tracing import run_outcome, run_span
 from .imports import AllowList, resolve
 from .wire import Identity, error_text, make_ack

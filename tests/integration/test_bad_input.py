@@ -25,9 +25,9 @@ import pytest
 import redis
 
 from fleet.client import Client
+from fleet.controller.journal import Journal
 from fleet.errors import JobSpecError
 from fleet.job import MAX_PAYLOAD_BYTES
-from fleet.journal import Journal
 from fleet.keys import Keys
 from fleet.localredis import RedisServer, free_port
 from fleet.state import events as ev

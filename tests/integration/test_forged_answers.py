@@ -25,7 +25,7 @@ from fleet.config import Settings
 from fleet.errors import ControllerUnavailableError, NoReceiptError
 from fleet.job import JobSpec
 from fleet.keys import Keys
-from fleet.signing import RECEIPT, REPLY, Seal
+from fleet.protocol.signing import RECEIPT, REPLY, Seal
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,11 @@ import fleet
 from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import Controller
+from fleet.controller.journal import Journal
 from fleet.errors import JobNotFoundError, NoReceiptError
-from fleet.journal import Journal
 from fleet.keys import Keys
 from fleet.localredis import find_redis_server, free_port
-from fleet.signing import ACK, BEAT, CONTROL, INTAKE, Seal
+from fleet.protocol.signing import ACK, BEAT, CONTROL, INTAKE, Seal
 from fleet.state import events as ev
 from fleet.testing.cluster import LocalFleet, finished
 from fleet.wal import open_log, write_snapshot

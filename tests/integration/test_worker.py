@@ -329,7 +329,7 @@ def test_worker_started_while_redis_is_down_waits_for_it(own_redis, tmp_path):
 def test_worker_with_a_signing_key_runs_only_sealed_messages(start_worker):
     """FLEET_SIGNING_KEY set: a sealed message runs and its ack is sealed; an unsealed one and
     a sealed one whose function was changed, pushed before it, are dropped unrun and unacked."""
-    from fleet.signing import ACK, DISPATCH, Seal
+    from fleet.protocol.signing import ACK, DISPATCH, Seal
 
     worker = start_worker(FLEET_SIGNING_KEY="s3cret")
     worker.push("default", "unsigned", "tests.jobs:add", 1, 2)

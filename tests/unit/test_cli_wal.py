@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fleet.cli import app
-from fleet.journal import Journal
+from fleet.controller.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import Files, WalOptions, open_log, tools, write_snapshot
 from fleet.wal.frame import HEADER_BYTES, encode_batch

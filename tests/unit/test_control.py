@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from fleet.controller import control
-from fleet.journal import Journal
+from fleet.controller.journal import Journal
 from fleet.state import CANCELLED, COMPLETED, DEAD, IN_FLIGHT, PENDING
 from fleet.state import events as ev
 from fleet.wal import open_log

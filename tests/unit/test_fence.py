@@ -9,8 +9,8 @@ import redis
 
 from fleet.controller import fence as fence_mod
 from fleet.controller.fence import Fence, boot_epoch, pid_alive
+from fleet.controller.journal import Journal
 from fleet.errors import ControllerBusyError, FencedOutError, NotOwnerError
-from fleet.journal import Journal
 from fleet.keys import Keys
 from fleet.state import events as ev
 from fleet.transport import ControllerWire

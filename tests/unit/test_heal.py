@@ -11,7 +11,7 @@ import pytest
 from fleet.config import Settings
 from fleet.controller.dispatch import Dispatcher
 from fleet.controller.heal import Healer, Phase, Timeline, Witness, heal, purge_stale
-from fleet.journal import Journal
+from fleet.controller.journal import Journal
 from fleet.keys import Keys
 from fleet.state import events as ev
 from fleet.transport import ControllerWire

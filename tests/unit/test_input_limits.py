@@ -13,14 +13,14 @@ from fleet.client import Client
 from fleet.config import Settings
 from fleet.controller import control
 from fleet.controller.intake import Intake
+from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
 from fleet.controller.reconcile import Reconciler
 from fleet.errors import JobSpecError, NoReceiptError
 from fleet.job import MAX_JSON_DEPTH, JobSpec, validate_spec
-from fleet.journal import Journal
 from fleet.keys import Keys
 from fleet.protocol.intake import REQUEST_BYTES, sealed_requests
-from fleet.signing import DISPATCH, INTAKE, Seal
+from fleet.protocol.signing import DISPATCH, INTAKE, Seal
 from fleet.state import events as ev
 from fleet.transport import ControllerWire, Oversized, ReadLimits
 from fleet.wal import open_log
@@ -371,7 +371,7 @@ def test_a_signed_controller_steps_past_an_oversized_request_and_ack(tmp_path):
     their lists, and a good request after them is accepted."""
     from fleet.controller.loop import Controller
     from fleet.keys import Keys
-    from fleet.signing import ACK, INTAKE, Seal
+    from fleet.protocol.signing import ACK, INTAKE, Seal
 
     redis_client = fakeredis.FakeRedis()
     settings = Settings(data_dir=str(tmp_path / "data"), metrics_port=0, signing_key="k",

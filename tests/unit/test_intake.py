@@ -10,7 +10,7 @@ import pytest
 
 from fleet.config import Settings
 from fleet.controller.intake import Intake
-from fleet.journal import Journal
+from fleet.controller.journal import Journal
 from fleet.protocol import intake as wire
 from fleet.state import PENDING, WAITING
 from fleet.transport import Oversized

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 from fleet.config import Settings
+from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
 from fleet.controller.reconcile import WORKER_RETRY_MAX_MS, Reconciler
-from fleet.journal import Journal
 from fleet.state import IN_FLIGHT, PENDING
 from fleet.state import events as ev
 from fleet.wal import open_log

@@ -20,7 +20,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.journal import Journal
+from fleet.controller.journal import Journal
 from fleet.state import IN_FLIGHT, JobTable
 from fleet.state import events as ev
 from fleet.wal import WalOptions, open_log, write_snapshot

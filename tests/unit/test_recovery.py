@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from fleet.controller.journal import Journal
 from fleet.errors import WalCorruptError
-from fleet.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import Files, WalOptions, open_log
 from fleet.wal.frame import HEADER_BYTES
@@ -183,8 +183,8 @@ def test_empty_directory_recovers_an_empty_table(tmp_path):
 
 def test_replay_refuses_an_unknown_record_type(tmp_path):
     """A record type this fleet does not know (a newer fleet wrote it) is refused, not skipped."""
+    from fleet.controller.journal import Journal
     from fleet.errors import WalCorruptError
-    from fleet.journal import Journal
     from fleet.state import events as ev
     from fleet.wal import open_log
 
@@ -201,8 +201,8 @@ def test_replay_refuses_an_unknown_record_type(tmp_path):
 @pytest.mark.parametrize("record", [[13], [13, 5_000, "extra"], [0, "id-only"]])
 def test_replay_refuses_a_record_with_the_wrong_fields(tmp_path, record):
     """A known type with too few or too many fields is refused, whatever the table holds."""
+    from fleet.controller.journal import Journal
     from fleet.errors import WalCorruptError
-    from fleet.journal import Journal
     from fleet.state import events as ev
     from fleet.wal import open_log
 

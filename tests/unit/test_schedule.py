@@ -7,10 +7,10 @@ import calendar
 import pytest
 
 from fleet.config import Settings
+from fleet.controller.journal import Journal
 from fleet.controller.periodic import MAX_CATCH_UP, Scheduler
+from fleet.controller.schedule_file import Cron, Schedule, load_schedules
 from fleet.errors import ConfigError
-from fleet.journal import Journal
-from fleet.schedule import Cron, Schedule, load_schedules
 from fleet.wal import open_log
 
 

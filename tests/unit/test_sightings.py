@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet.config import Settings
+from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
 from fleet.controller.reconcile import Reconciler
 from fleet.controller.sightings import Sightings
-from fleet.journal import Journal
 from fleet.state import PENDING
 from fleet.state import events as ev
 from fleet.wal import open_log

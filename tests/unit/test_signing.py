@@ -1,4 +1,4 @@
-"""Seals (fleet/signing.py) and the controller's gate (fleet/controller/gate.py)."""
+"""Seals (fleet/protocol/signing.py) and the controller's gate (fleet/controller/gate.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from fleet.config import Settings, describe, setting_names
 from fleet.controller.gate import Gate
-from fleet.signing import (
+from fleet.protocol.signing import (
     ACK,
     BEAT,
     CONTROL,
@@ -205,7 +205,7 @@ def test_gate_with_a_key_survives_oversized_items_from_every_source():
 def test_an_oversized_sealed_request_is_answered_with_the_limit_by_its_id(tmp_path):
     """The request id is found after the seal's head, so the client learns at once."""
     from fleet.controller.intake import Intake
-    from fleet.journal import Journal
+    from fleet.controller.journal import Journal
     from fleet.transport import Oversized
     from fleet.wal import open_log
 

@@ -7,8 +7,8 @@ import os
 import orjson
 import pytest
 
+from fleet.controller.journal import Journal
 from fleet.errors import SnapshotError
-from fleet.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import (
     Files,

@@ -14,8 +14,8 @@ from fleet import tracing
 from fleet.config import Settings
 from fleet.controller.dispatch import encode_message
 from fleet.controller.intake import Intake
+from fleet.controller.journal import Journal
 from fleet.job import MAX_TRACE_VALUE_CHARS, trace_context, validate_spec
-from fleet.journal import Journal
 from fleet.state import JobTable
 from fleet.state import events as ev
 from fleet.wal import open_log, read_snapshot, write_snapshot

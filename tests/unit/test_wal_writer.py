@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from fleet.controller.journal import Journal
 from fleet.errors import (
     WalDiskFullError,
     WalError,
@@ -16,7 +17,6 @@ from fleet.errors import (
     WalSegmentChangedError,
     WalSegmentDeletedError,
 )
-from fleet.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import Files, WalOptions, open_log, writer
 from fleet.wal.segments import list_segments

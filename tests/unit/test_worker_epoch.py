@@ -93,7 +93,7 @@ def test_a_snapshot_without_epochs_gives_the_old_message_form(tmp_path):
 def test_with_signing_a_forged_epoch_never_reaches_the_gate():
     """A forged message with a huge `ep` is dropped at the seal, before the epoch gate sees
     it, so it cannot make a signing worker refuse the real ones; a sealed one raises it."""
-    from fleet.signing import DISPATCH, Seal
+    from fleet.protocol.signing import DISPATCH, Seal
 
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer(version=(6, 2)))
     real = Seal((b"k",), DISPATCH, "fleet").seal(_message("real", 5), 1)

@@ -8,7 +8,7 @@ import pytest
 
 from fleet.config import Settings
 from fleet.keys import Keys
-from fleet.signing import ACK, DISPATCH, Seal
+from fleet.protocol.signing import ACK, DISPATCH, Seal
 from fleet.worker.executor import build_executor
 from fleet.worker.wire import Identity
 

@@ -11,7 +11,7 @@ from rq.timeouts import JobTimeoutException
 
 from fleet.errors import BadMessage, NotAllowed
 from fleet.protocol.dispatch import decode_dispatch as parse_message
-from fleet.signing import ACK, DISPATCH, Seal
+from fleet.protocol.signing import ACK, DISPATCH, Seal
 from fleet.worker.imports import AllowList, resolve, split_func
 from fleet.worker.runner import Runner, SoftTimeout, call
 from fleet.worker.wire import Identity, error_text

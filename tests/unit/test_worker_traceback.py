@@ -8,9 +8,9 @@ import random
 import orjson
 
 from fleet.config import Settings
+from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
 from fleet.controller.reconcile import Reconciler
-from fleet.journal import Journal
 from fleet.state import DEAD, JobTable
 from fleet.state import events as ev
 from fleet.wal import WalOptions, open_log, read_snapshot, write_snapshot

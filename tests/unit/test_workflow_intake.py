@@ -10,8 +10,8 @@ import fleet
 from fleet.config import Settings
 from fleet.controller.dispatch import Dispatcher
 from fleet.controller.intake import Intake
+from fleet.controller.journal import Journal
 from fleet.errors import JobSpecError
-from fleet.journal import Journal
 from fleet.state import events as ev
 from fleet.wal import open_log
 from fleet.worker.imports import AllowList

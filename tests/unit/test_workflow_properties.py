@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fleet.state import TERMINAL
 from fleet.state import events as ev
-from fleet.state.job import WAITING
+from fleet.state.record import WAITING
 from fleet.wal import open_log
 from fleet.wal.segments import snapshot_dir
 

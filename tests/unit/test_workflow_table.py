@@ -6,7 +6,7 @@ import orjson
 
 from fleet.state import CANCELLED, COMPLETED, PENDING, JobTable
 from fleet.state import events as ev
-from fleet.state.job import WAITING
+from fleet.state.record import WAITING
 
 from .test_table import ack, enqueue, fail, take_and_dispatch
 

@@ -30,7 +30,7 @@ import logging
 import time
 from typing import Any
 
-from .errors import FleetError
+from ..errors import FleetError
 
 SEALED = b"~1."
 _MAC_HEX = 64

@@ -3,16 +3,16 @@
 ``record`` numbers an event (a record, see ``state.events``), applies it to the table and
 queues it for the next commit; an event that does not fit the table (a stale ack, say) is
 dropped and gets no number, so the log holds only events that changed something. ``commit``
-appends the batch as one frame with one fsync (group commit). The caller must not tell anyone
-about an event — trim it from Redis, send a receipt, push a message — before ``commit``
-returned True.
+appends the batch as one frame (group commit). Nobody is told about an event — it is not
+trimmed from Redis, no receipt is sent, no message pushed — before the commit covering it
+returned: the commit contract, docs/wal-format.md (what that means per fsync policy).
 """
 
 from __future__ import annotations
 
-from .state import JobTable
-from .state.events import Record
-from .wal import WalWriter
+from ..state import JobTable
+from ..state.events import Record
+from ..wal import WalWriter
 
 
 class Journal:

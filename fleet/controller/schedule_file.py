@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, JobSpecError
-from .job import DEFAULT_QUEUE, validate_spec
+from ..errors import ConfigError, JobSpecError
+from ..job import DEFAULT_QUEUE, validate_spec
 
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
            ("weekday", 0, 6))
