@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Settings
 from ..protocol.dispatch import encode_dispatch
-from ..protocol.signing import DISPATCH, Seal
+from ..protocol.signing import Seal
 from ..state import JobRecord
 from ..state import events as ev
 from .journal import Journal
+from .options import DispatchOptions
 from .sightings import Sightings
 
 MIN_WINDOW = 64
@@ -39,11 +39,11 @@ def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal 
 class Dispatcher:
     """Fills ready lists up to their window with newly leased jobs."""
 
-    def __init__(self, journal: Journal, settings: Settings) -> None:
+    def __init__(self, journal: Journal, options: DispatchOptions) -> None:
         self.journal = journal
-        self.settings = settings
-        self.lease_ms = int(settings.lease_s * 1000)
-        self.seal = Seal.of(settings, DISPATCH)
+        self.options = options
+        self.lease_ms = int(options.lease_s * 1000)
+        self.seal = options.seal
         self.dispatched_by_queue: dict[str, int] = {}
         self.rate_per_s: dict[str, float] = {}
         self._counted: dict[str, int] = {}
@@ -52,8 +52,8 @@ class Dispatcher:
 
     def window(self, executors: int, queue: str | None = None) -> int:
         """How many messages the ready list of ``queue`` may hold."""
-        if self.settings.ready_window:
-            return self.settings.ready_window
+        if self.options.ready_window:
+            return self.options.ready_window
         by_workers = max(MIN_WINDOW, WINDOW_PER_EXECUTOR * executors)
         by_rate = int(self.rate_per_s.get(queue, 0.0) * QUEUED_WORK_S) if queue else 0
         return max(by_workers, min(MAX_WINDOW, by_rate))

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import Settings
 from ..errors import JobSpecError
 from ..job import validate_spec
 from ..protocol.intake import (
@@ -29,6 +28,7 @@ from ..protocol.intake import (
 from ..state import events as ev
 from ..transport import Item, Oversized
 from .journal import Journal
+from .options import IntakeOptions
 
 log = logging.getLogger("fleet.controller")
 
@@ -36,9 +36,9 @@ log = logging.getLogger("fleet.controller")
 class Intake:
     """Turns intake requests into events and receipts."""
 
-    def __init__(self, journal: Journal, settings: Settings) -> None:
+    def __init__(self, journal: Journal, options: IntakeOptions) -> None:
         self.journal = journal
-        self.settings = settings
+        self.options = options
         self.malformed = 0
         self.counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
         self.accepted_by_queue: dict[str, int] = {}
@@ -62,7 +62,7 @@ class Intake:
         return receipts
 
     def _handle_one(self, raw: Item, now_ms: int) -> tuple[str, bytes] | None:
-        if isinstance(raw, Oversized) or len(raw) > self.settings.max_message_bytes:
+        if isinstance(raw, Oversized) or len(raw) > self.options.max_message_bytes:
             return self._refuse_oversized(raw)
         request = self._parse(raw)
         if request is None:
@@ -75,7 +75,7 @@ class Intake:
     def _refuse_oversized(self, raw: Item) -> tuple[str, bytes] | None:
         size = raw.size_bytes if isinstance(raw, Oversized) else len(raw)
         self.malformed += 1
-        reason = (f"the request is {size} bytes; at most {self.settings.max_message_bytes} "
+        reason = (f"the request is {size} bytes; at most {self.options.max_message_bytes} "
                   "allowed (send fewer jobs per request)")
         request_id = request_id_in_head(_head(raw))
         log.warning("refused an intake request of %d bytes%s", size,
@@ -104,7 +104,8 @@ class Intake:
                 make = ev.enqueued_after
                 if spec["id"] not in self.journal.table:  # a duplicate is answered as one
                     self._check_parents(spec)
-            event = make(spec, now_ms, self.settings.task_timeout_s, self.settings.max_retries)
+            event = make(spec, now_ms, self.options.defaults.task_timeout_s,
+                         self.options.defaults.max_retries)
         except (JobSpecError, TypeError, ValueError) as exc:
             # TypeError / ValueError: what validation missed and encoding refused; the job was
             # not recorded, so it is rejected like any invalid job.
@@ -137,7 +138,7 @@ class Intake:
             if parent not in table:
                 raise JobSpecError(
                     f"job {spec['id']}: unknown parent {parent!r} (never enqueued, or finished "
-                    f"and forgotten after retention_s={self.settings.retention_s:g})")
+                    f"and forgotten after retention_s={self.options.retention_s:g})")
 
 
 def _head(raw: Item) -> bytes:

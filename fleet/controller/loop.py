@@ -46,6 +46,7 @@ from .housekeeping import Housekeeping, Snapshots
 from .intake import Intake
 from .journal import Journal
 from .liveness import Liveness
+from .options import DispatchOptions, IntakeOptions, JobDefaults, ReconcileOptions
 from .periodic import Scheduler
 from .reconcile import Reconciler, expire_lapsed
 from .retention import Retention
@@ -82,16 +83,17 @@ class Controller:
         self.journal = Journal(self.log.table, self.log.writer)
         self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
-        self.intake = Intake(self.journal, settings)
+        self.intake = Intake(self.journal, IntakeOptions.of(settings))
         self.gate = Gate(settings, self.clock())
-        self.dispatcher = Dispatcher(self.journal, settings)
+        self.dispatcher = Dispatcher(self.journal, DispatchOptions.of(settings))
         heartbeat_ms = int(settings.heartbeat_s * 1000)
         self.liveness = Liveness(heartbeat_ms)
-        self.reconciler = Reconciler(self.journal, settings, random.Random(), self.liveness)
+        self.reconciler = Reconciler(self.journal, ReconcileOptions.of(settings), random.Random(),
+                                     self.liveness)
         self.healer = Healer(self.journal, heartbeat_ms, self.reconciler.witness)
         self.sightings = self.dispatcher.sightings = self.reconciler.witness.sightings
         schedules = load_schedules(settings.schedule_file) if settings.schedule_file else []
-        self.scheduler = Scheduler(self.journal, schedules, settings)
+        self.scheduler = Scheduler(self.journal, schedules, JobDefaults.of(settings))
         self.fence: Fence | None = None
         self.stopping = False
         self.started_s = time.monotonic()

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from ..config import Settings
 from ..state import events as ev
 from .journal import Journal
+from .options import JobDefaults
 from .schedule_file import Schedule
 
 log = logging.getLogger("fleet.controller")
@@ -25,10 +25,11 @@ MAX_CATCH_UP = 100
 class Scheduler:
     """Turns schedules into ordinary jobs with deterministic ids."""
 
-    def __init__(self, journal: Journal, schedules: list[Schedule], settings: Settings) -> None:
+    def __init__(self, journal: Journal, schedules: list[Schedule], defaults: JobDefaults
+                 ) -> None:
         self.journal = journal
         self.schedules = schedules
-        self.settings = settings
+        self.defaults = defaults
         self.fired = 0
 
     def fire_due(self, now_ms: int) -> int:
@@ -64,8 +65,8 @@ class Scheduler:
 
     def _fire(self, schedule: Schedule, fire_ms: int, now_ms: int) -> None:
         spec = schedule.wire(fire_ms)
-        accepted = self.journal.record(ev.enqueued(spec, now_ms, self.settings.task_timeout_s,
-                                                   self.settings.max_retries))
+        accepted = self.journal.record(ev.enqueued(spec, now_ms, self.defaults.task_timeout_s,
+                                                   self.defaults.max_retries))
         if not accepted:
             log.warning("schedule %s: run %s already exists; not fired again", schedule.name,
                         spec["id"])

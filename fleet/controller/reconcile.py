@@ -13,7 +13,6 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..config import Settings
 from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
 from ..keys import Keys
 from ..protocol.ack import attempt_in_head, decode_ack
@@ -23,6 +22,7 @@ from ..transport import ControllerWire, Item, Oversized
 from .dispatch import Dispatcher
 from .heal import Witness
 from .journal import Journal
+from .options import ReconcileOptions
 from .retry import retry_at_ms
 
 if TYPE_CHECKING:
@@ -40,17 +40,17 @@ LOST_REASON = "lease ran out with the message gone from Redis and no worker hold
 class Reconciler:
     """Applies acks, heartbeats and lease expiry to the journal."""
 
-    def __init__(self, journal: Journal, settings: Settings, rng: random.Random,
+    def __init__(self, journal: Journal, options: ReconcileOptions, rng: random.Random,
                  liveness: Liveness) -> None:
         self.journal = journal
         self.liveness = liveness
-        self.settings = settings
+        self.options = options
         self.rng = rng
-        self.lease_ms = int(settings.lease_s * 1000)
+        self.lease_ms = int(options.lease_s * 1000)
         self.extended: dict[str, tuple[int, int]] = {}
         self.stale_acks = 0
         self.malformed_acks = 0
-        self.heartbeat_ms = int(settings.heartbeat_s * 1000)
+        self.heartbeat_ms = int(options.heartbeat_s * 1000)
         self.report_grace_ms = 2 * self.heartbeat_ms
         self._graced: dict[tuple[str, int], int] = {}  # -> when its lease first lapsed
         self.trouble_ms: int | None = None  # when the controller last got a Redis error
@@ -80,8 +80,8 @@ class Reconciler:
 
     def _handle_ack(self, raw: Item, now_ms: int) -> None:
         problem: str | None
-        if isinstance(raw, Oversized) or len(raw) > self.settings.max_message_bytes:
-            ack, problem = _oversized_ack(raw, self.settings.max_message_bytes)
+        if isinstance(raw, Oversized) or len(raw) > self.options.max_message_bytes:
+            ack, problem = _oversized_ack(raw, self.options.max_message_bytes)
         else:
             ack, why = decode_ack(raw)
             if ack is None and why == "not JSON":
@@ -110,8 +110,8 @@ class Reconciler:
         if outcome == "ok":
             return self.journal.record(ev.acked(job.id, attempt, ack.get("r"), ack, now_ms))
         elif outcome == "fail":
-            retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
-                                   self.settings.backoff_max_s, self.rng)
+            retry_at = retry_at_ms(now_ms, job.failures, self.options.backoff_base_s,
+                                   self.options.backoff_max_s, self.rng)
             error = _text(ack.get("e")) or "unknown error"
             tb = ack.get("tb")  # the attempt's traceback (protocol §4), capped like the worker's
             return self.journal.record(ev.failed(job.id, attempt, error, ack, retry_at,
@@ -195,8 +195,8 @@ class Reconciler:
                 lost += self.journal.record(ev.released(job.id, job.attempt, LOST_REASON,
                                                         now_ms))
                 continue
-            retry_at = retry_at_ms(now_ms, job.failures, self.settings.backoff_base_s,
-                                   self.settings.backoff_max_s, self.rng)
+            retry_at = retry_at_ms(now_ms, job.failures, self.options.backoff_base_s,
+                                   self.options.backoff_max_s, self.rng)
             if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
                 log.info("lease of %s attempt %d expired", job.id, job.attempt)
         if lost:

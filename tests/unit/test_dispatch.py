@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fleet.config import Settings
 from fleet.controller.dispatch import MAX_WINDOW, MIN_WINDOW, WINDOW_PER_EXECUTOR, Dispatcher
+from fleet.controller.options import DispatchOptions
 from fleet.state import JobTable
 from fleet.state import events as ev
 
 
 def dispatcher(**settings) -> Dispatcher:
-    return Dispatcher(journal=None, settings=Settings(**settings))
+    return Dispatcher(journal=None, options=DispatchOptions.of(Settings(**settings)))
 
 
 def test_window_is_sized_to_the_workers_when_jobs_are_slow():
@@ -62,7 +63,7 @@ def test_fill_logs_a_due_record_before_a_delayed_job_joins_its_line():
     spec = {"q": "default", "f": "tasks:work", "a": [], "k": {}}
     journal.record(ev.enqueued({**spec, "id": "later", "nb": 5_000}, 1_000, 30.0, 2))
     journal.record(ev.enqueued({**spec, "id": "now"}, 1_000, 30.0, 2))
-    d = Dispatcher(journal, Settings(ready_window=1))
+    d = Dispatcher(journal, DispatchOptions.of(Settings(ready_window=1)))
     assert len(d.fill({"default": 0}, 1, 4_999)["default"]) == 1
     assert [record[0] for record in journal.recorded[2:]] == [ev.DISPATCHED]
     assert d.fill({"default": 1}, 1, 5_000) == {}  # full: nothing taken, but "later" is due
@@ -76,7 +77,7 @@ def test_a_job_found_due_is_taken_in_the_same_fill():
     journal = RecordingJournal()
     spec = {"q": "default", "f": "tasks:work", "a": [], "k": {}}
     journal.record(ev.enqueued({**spec, "id": "later", "nb": 5_000}, 1_000, 30.0, 2))
-    d = Dispatcher(journal, Settings(ready_window=4))
+    d = Dispatcher(journal, DispatchOptions.of(Settings(ready_window=4)))
     assert d.fill({"default": 0}, 1, 4_999) == {}
     assert len(d.fill({"default": 0}, 1, 5_000)["default"]) == 1
     assert [record[0] for record in journal.recorded[1:]] == [ev.DUE, ev.DISPATCHED]

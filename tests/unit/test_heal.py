@@ -12,6 +12,7 @@ from fleet.config import Settings
 from fleet.controller.dispatch import Dispatcher
 from fleet.controller.heal import Healer, Phase, Timeline, Witness, heal, purge_stale
 from fleet.controller.journal import Journal
+from fleet.controller.options import DispatchOptions
 from fleet.keys import Keys
 from fleet.state import events as ev
 from fleet.transport import ControllerWire
@@ -155,7 +156,7 @@ def test_a_heal_step_by_step_redispatches_only_the_job_whose_message_is_gone(jou
     no candidate for step 4, and step 4 returns a new attempt's message for the lost one."""
     redis = fakeredis.FakeRedis()
     wire = ControllerWire(redis, KEYS)
-    dispatcher = Dispatcher(journal, Settings())
+    dispatcher = Dispatcher(journal, DispatchOptions.of(Settings()))
     redis.rpush(KEYS.ready("default"), _message(dispatcher, journal, "a"),
                 orjson.dumps({"id": "gone", "n": 1}))  # a job the table does not hold: stale
     healer = Healer(journal, HEARTBEAT_MS)
@@ -178,7 +179,7 @@ def test_purge_stale_keeps_the_current_attempt_and_a_message_not_yet_running(jou
     job nobody runs stays in its list."""
     redis = fakeredis.FakeRedis()
     wire = ControllerWire(redis, KEYS)
-    dispatcher = Dispatcher(journal, Settings())
+    dispatcher = Dispatcher(journal, DispatchOptions.of(Settings()))
     current = _message(dispatcher, journal, "a")
     running = _message(dispatcher, journal, "b")
     redis.rpush(KEYS.ready("default"), current, current, running)

@@ -15,6 +15,7 @@ from fleet.controller import control
 from fleet.controller.intake import Intake
 from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
+from fleet.controller.options import IntakeOptions, ReconcileOptions
 from fleet.controller.reconcile import Reconciler
 from fleet.errors import JobSpecError, NoReceiptError
 from fleet.job import MAX_JSON_DEPTH, JobSpec, validate_spec
@@ -160,7 +161,7 @@ def test_a_message_over_the_limit_arrives_as_its_size_and_first_bytes(server, re
 
 def test_oversized_intake_request_gets_a_rejected_receipt_naming_the_limit(journal):
     """The request id is found in the head, and the receipt says why, as an error."""
-    intake = Intake(journal, Settings(max_message_bytes=1000))
+    intake = Intake(journal, IntakeOptions.of(Settings(max_message_bytes=1000)))
     receipts = intake.handle([Oversized(5000, b'{"req": "r-big", "jobs": [{"id": "a"')], NOW_MS)
     assert [request_id for request_id, _ in receipts] == ["r-big"]
     body = orjson.loads(receipts[0][1])
@@ -180,7 +181,7 @@ def test_client_turns_a_refused_request_into_a_job_spec_error(monkeypatch):
 
 def test_252_deep_kwargs_for_the_demo_function_are_rejected_at_intake(journal):
     """The raw request of the issue: answered ``rejected`` with the reason, nothing recorded."""
-    intake = Intake(journal, Settings())
+    intake = Intake(journal, IntakeOptions.of(Settings()))
     request = (b'{"req": "r", "jobs": [{"id": "deep", "f": "fleet.demo:simulate", "k": {"v": '
                + b"[" * 251 + b"1" + b"]" * 251 + b"}}]}")
     (_, body), = intake.handle([request], NOW_MS)
@@ -194,7 +195,7 @@ def test_252_deep_kwargs_for_the_demo_function_are_rejected_at_intake(journal):
 
 def _reconciler(journal: Journal, **settings: object) -> Reconciler:
     config = Settings(**settings)
-    return Reconciler(journal, config, random.Random(1),
+    return Reconciler(journal, ReconcileOptions.of(config), random.Random(1),
                       Liveness(int(config.heartbeat_s * 1000)))
 
 
@@ -294,7 +295,7 @@ def test_the_deepest_values_allowed_survive_every_wrapper_fleet_puts_around_them
     journal = Journal(log.table, log.writer)
     kwargs = {"v": nested(MAX_JSON_DEPTH - 1)}
     request = orjson.dumps({"req": "r", "jobs": [{"id": "j", "f": "m:f", "k": kwargs}]})
-    (_, receipt), = Intake(journal, Settings()).handle([request], NOW_MS)
+    (_, receipt), = Intake(journal, IntakeOptions.of(Settings())).handle([request], NOW_MS)
     assert b'"accepted"' in receipt
     journal.record(ev.dispatched("j", 1, NOW_MS + 30_000, NOW_MS))
     job = journal.table.get("j")
@@ -356,7 +357,7 @@ def test_nan_and_infinity_in_kwargs_are_refused_not_sent_as_null(value):
 
 def test_intake_request_that_is_not_json_but_names_itself_gets_a_rejected_receipt(journal):
     """NaN in a raw request: not JSON, but its client is told why instead of timing out."""
-    intake = Intake(journal, Settings())
+    intake = Intake(journal, IntakeOptions.of(Settings()))
     (request_id, body), = intake.handle(
         [b'{"req": "r-nan", "jobs": [{"id": "a", "f": "m:f", "k": {"v": NaN}}]}'], NOW_MS)
     assert request_id == "r-nan"

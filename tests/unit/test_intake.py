@@ -11,6 +11,7 @@ import pytest
 from fleet.config import Settings
 from fleet.controller.intake import Intake
 from fleet.controller.journal import Journal
+from fleet.controller.options import IntakeOptions
 from fleet.protocol import intake as wire
 from fleet.state import PENDING, WAITING
 from fleet.transport import Oversized
@@ -22,7 +23,8 @@ NOW_MS = 1_000_000
 @pytest.fixture
 def intake(tmp_path) -> Iterator[Intake]:
     log = open_log(str(tmp_path / "data"), lock=False)
-    yield Intake(Journal(log.table, log.writer), Settings(max_message_bytes=10_000))
+    yield Intake(Journal(log.table, log.writer),
+                 IntakeOptions.of(Settings(max_message_bytes=10_000)))
     log.close()
 
 

@@ -7,6 +7,7 @@ import random
 from fleet.config import Settings
 from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
+from fleet.controller.options import ReconcileOptions
 from fleet.controller.reconcile import WORKER_RETRY_MAX_MS, Reconciler
 from fleet.state import IN_FLIGHT, PENDING
 from fleet.state import events as ev
@@ -24,7 +25,8 @@ def _reconciler(tmp_path) -> Reconciler:
     journal.record(ev.dispatched("j", 1, LEASE_MS, 0))
     journal.commit()
     settings = Settings(lease_s=LEASE_MS / 1000, heartbeat_s=HEARTBEAT_MS / 1000)
-    return Reconciler(journal, settings, random.Random(1), Liveness(HEARTBEAT_MS))
+    return Reconciler(journal, ReconcileOptions.of(settings), random.Random(1),
+                      Liveness(HEARTBEAT_MS))
 
 
 def _expire_due(reconciler: Reconciler, now_ms: int) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from fleet.config import Settings
 from fleet.controller.journal import Journal
+from fleet.controller.options import JobDefaults
 from fleet.controller.periodic import MAX_CATCH_UP, Scheduler
 from fleet.controller.schedule_file import Cron, Schedule, load_schedules
 from fleet.errors import ConfigError
@@ -76,7 +77,7 @@ def test_schedule_file_is_read_and_checked(tmp_path):
 
 def _scheduler(data_dir, schedules):
     log = open_log(str(data_dir))
-    return log, Scheduler(Journal(log.table, log.writer), schedules, Settings())
+    return log, Scheduler(Journal(log.table, log.writer), schedules, JobDefaults.of(Settings()))
 
 
 def test_each_run_is_fired_once_across_a_restart(tmp_path):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from fleet.config import Settings
 from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
+from fleet.controller.options import ReconcileOptions
 from fleet.controller.reconcile import Reconciler
 from fleet.controller.sightings import Sightings
 from fleet.state import PENDING
@@ -108,7 +109,8 @@ def _reconciler(tmp_path) -> Reconciler:
     journal.record(ev.dispatched("j", 1, LEASE_MS, 0))
     journal.commit()
     settings = Settings(lease_s=LEASE_MS / 1000, heartbeat_s=HEARTBEAT_MS / 1000)
-    return Reconciler(journal, settings, random.Random(1), Liveness(HEARTBEAT_MS))
+    return Reconciler(journal, ReconcileOptions.of(settings), random.Random(1),
+                      Liveness(HEARTBEAT_MS))
 
 
 def _lapse(reconciler: Reconciler, now_ms: int) -> None:

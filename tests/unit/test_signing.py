@@ -9,6 +9,7 @@ import pytest
 
 from fleet.config import Settings, describe, setting_names
 from fleet.controller.gate import Gate
+from fleet.controller.options import IntakeOptions
 from fleet.protocol.signing import (
     ACK,
     BEAT,
@@ -211,7 +212,8 @@ def test_an_oversized_sealed_request_is_answered_with_the_limit_by_its_id(tmp_pa
 
     log = open_log(str(tmp_path / "data"))
     try:
-        intake = Intake(Journal(log.table, log.writer), Settings(max_message_bytes=1000))
+        intake = Intake(Journal(log.table, log.writer),
+                        IntakeOptions.of(Settings(max_message_bytes=1000)))
         head = sealed(INTAKE, b'{"req": "r-big", "jobs": [{"id": "a"', NOW)
         ((request_id, body),) = intake.handle([Oversized(5000, head)], NOW)
         assert request_id == "r-big"

@@ -15,6 +15,7 @@ from fleet.config import Settings
 from fleet.controller.dispatch import encode_message
 from fleet.controller.intake import Intake
 from fleet.controller.journal import Journal
+from fleet.controller.options import IntakeOptions
 from fleet.job import MAX_TRACE_VALUE_CHARS, trace_context, validate_spec
 from fleet.state import JobTable
 from fleet.state import events as ev
@@ -83,7 +84,7 @@ def _spec(job_id: str, tc: object = None, **fields) -> dict:
 
 
 def _send(journal: Journal, *jobs: dict) -> list:
-    (_, body), = Intake(journal, Settings()).handle(
+    (_, body), = Intake(journal, IntakeOptions.of(Settings())).handle(
         [orjson.dumps({"req": "r", "jobs": list(jobs)})], NOW_MS)
     return orjson.loads(body)["results"]
 

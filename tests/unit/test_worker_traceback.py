@@ -10,6 +10,7 @@ import orjson
 from fleet.config import Settings
 from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
+from fleet.controller.options import ReconcileOptions
 from fleet.controller.reconcile import Reconciler
 from fleet.state import DEAD, JobTable
 from fleet.state import events as ev
@@ -119,7 +120,7 @@ def _reconciler(tmp_path) -> tuple[Reconciler, object]:
         enqueue_and_dispatch_journal(journal, job_id)
     journal.commit()
     settings = Settings()
-    return Reconciler(journal, settings, random.Random(1),
+    return Reconciler(journal, ReconcileOptions.of(settings), random.Random(1),
                       Liveness(int(settings.heartbeat_s * 1000))), log
 
 

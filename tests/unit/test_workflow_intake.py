@@ -11,6 +11,7 @@ from fleet.config import Settings
 from fleet.controller.dispatch import Dispatcher
 from fleet.controller.intake import Intake
 from fleet.controller.journal import Journal
+from fleet.controller.options import DispatchOptions, IntakeOptions
 from fleet.errors import JobSpecError
 from fleet.state import events as ev
 from fleet.wal import open_log
@@ -29,7 +30,7 @@ def journal(tmp_path):
 
 
 def send(journal: Journal, *jobs: dict) -> list:
-    (_, body), = Intake(journal, Settings()).handle(
+    (_, body), = Intake(journal, IntakeOptions.of(Settings())).handle(
         [orjson.dumps({"req": "r", "jobs": list(jobs)})], NOW_MS)
     return orjson.loads(body)["results"]
 
@@ -80,7 +81,7 @@ def test_parent_results_travel_last_in_the_message_and_only_for_pass_results(jou
     table.take_ready("default", 1)
     journal.record(ev.dispatched("p", 1, NOW_MS + 30_000, NOW_MS))
     journal.record(ev.acked("p", 1, {"rows": 3}, {}, NOW_MS))
-    dispatcher = Dispatcher(journal, Settings())
+    dispatcher = Dispatcher(journal, DispatchOptions.of(Settings()))
     by_id = {j.id: j for j in table.take_ready("default", 2)}
     with_results = dispatcher.message(by_id["c"], 1, NOW_MS)
     assert orjson.loads(with_results)["pr"] == {"p": {"rows": 3}}
