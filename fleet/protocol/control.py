@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from ..errors import FleetError, JobNotFoundError
+from .request_id import decode_with_id
 
-MAX_REQUEST_ID_CHARS = 200
 RESEND = "RESEND: request sealed before the controller started; send it again"
 
 
@@ -24,14 +24,7 @@ def encode_control(request_id: str, command: str, args: dict[str, Any]) -> bytes
 def decode_control(raw: bytes) -> tuple[str, dict[str, Any]] | None:
     """``(request id, request)`` of a control request; None when it is not a JSON object
     with a usable request id (``cmd`` and ``args`` are the handler's to check)."""
-    try:
-        request = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    request_id = request.get("req") if isinstance(request, dict) else None
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
-        return None
-    return request_id, request
+    return decode_with_id(raw)
 
 
 def encode_reply(reply: dict[str, Any]) -> bytes:

@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 
 from ..errors import JobSpecError
+from .request_id import decode_with_id
 from .signing import Seal
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 STATUSES = (ACCEPTED, DUPLICATE, REJECTED)
-MAX_REQUEST_ID_CHARS = 200
 NAMED_IDS = 3  # job ids a whole-request refusal names
 REQUEST_CHUNK = 1000  # jobs per request at most
 # Requests are cut by size too, far below the controller's max_message_bytes (64 MiB): 1,000
@@ -74,14 +74,8 @@ def _add_requests(requests: list[tuple[str, list[str], bytes]], chunk: list[dict
 def decode_request(raw: bytes) -> tuple[str, Any] | None:
     """``(request id, jobs)`` of a request (``jobs`` as sent: the intake checks each); None
     when it is not JSON or names no usable request id."""
-    try:
-        request = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    request_id = request.get("req") if isinstance(request, dict) else None
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
-        return None
-    return request_id, request.get("jobs")
+    decoded = decode_with_id(raw)
+    return None if decoded is None else (decoded[0], decoded[1].get("jobs"))
 
 
 def request_id_in_head(head: bytes) -> str | None:
