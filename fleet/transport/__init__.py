@@ -7,10 +7,8 @@ same classes on fakeredis.
     aio.py       the client's wire on redis.asyncio (AsyncClient)
     pipe.py      the worker's one connection per process, hiredis-packed
     bounded.py   reading lists bounded by bytes (a Lua script)
-
-The chaos runner's fault injector (fleet/testing/chaos/redisfaults.py) is the one other
-module that talks to Redis: it does so as an adversary would, with commands fleet never
-sends (DEBUG RELOAD, CONFIG SET, FLUSHALL).
+    admin.py     Redis as an outsider uses it (the chaos runner's faults: lists deleted,
+                 DEBUG RELOAD, maxmemory), commands fleet itself never sends
 """
 
 from .bounded import Item, Oversized, ReadLimits

@@ -1,7 +1,7 @@
 """Faults that change what Redis holds without killing it: deleted lists, a rollback, OOM.
 
-The runner acts here as an outsider with a plain redis-py connection (anyone who can write to
-Redis can do this), so these go around fleet's transport on purpose.
+The runner acts here as an outsider (``transport.admin.Outsider``: a plain connection, as
+anyone who can write to Redis has), going around fleet's own wires on purpose.
 
 A rollback is ``SAVE`` now and, ``ROLLBACK_AFTER_S`` later, ``DEBUG RELOAD NOSAVE``: Redis
 drops everything written since and loads the old dump while every client stays connected, so
@@ -16,9 +16,10 @@ import os
 import re
 import subprocess
 
-import redis
-
+from ...errors import TransportError
 from ...localredis import RedisServer
+from ...transport.admin import Outsider
+from ...transport.pipe import Refused
 
 ROLLBACK_AFTER_S = 2.0
 OOM_S = 5.0
@@ -56,30 +57,28 @@ class RedisFaults:
         """Remove the last SAVE, so that a restart comes back empty."""
         _remove(self.dump_path)
 
-    def _client(self) -> redis.Redis:
-        return redis.Redis(port=self.server.port, socket_timeout=30)
+    def _client(self) -> Outsider:
+        return Outsider(self.server.port)
 
     def delete_ready(self) -> str:
         """DEL every ready list of the namespace: the messages waiting for workers vanish."""
         client = self._client()
-        keys = sorted(client.scan_iter(match=self.prefix + "ready:*", count=1000))
+        keys = client.keys(self.prefix + "ready:*")
         if not keys:
             return "no ready list to delete"
-        lengths = _delete(client, keys)
+        lengths = client.delete_lists(keys)
         return "deleted " + ", ".join(f"{key.decode()} ({n} messages)"
                                       for key, n in zip(keys, lengths, strict=True))
 
     def delete_acks(self) -> str:
         """DEL the acks list: outcomes workers reported and the controller has not read."""
         key = (self.prefix + "acks").encode()
-        (length,) = _delete(self._client(), [key])
+        (length,) = self._client().delete_lists([key])
         return f"deleted {key.decode()} ({length} acks)"
 
     def save(self) -> str:
         """The first half of a rollback: the dump Redis will later go back to."""
-        client = self._client()
-        client.save()
-        return f"SAVEd {client.dbsize()} keys"
+        return f"SAVEd {self._client().save()} keys"
 
     def roll_back(self) -> str:
         """Go back to the last SAVE; the dump is removed so a later restart comes back empty."""
@@ -87,11 +86,9 @@ class RedisFaults:
             self.server.restart()
             return "the dump was gone (Redis restarted meanwhile): restarted empty instead"
         try:
-            # redis-py leaves execute_command unannotated.
-            self._client().execute_command(  # type: ignore[no-untyped-call]
-                "DEBUG", "RELOAD", "NOSAVE")
+            self._client().debug_reload()
             how = "DEBUG RELOAD NOSAVE"
-        except redis.ResponseError:
+        except Refused:
             self.server.restart()
             how = "SIGKILL and restart from the dump"
         finally:
@@ -101,37 +98,23 @@ class RedisFaults:
     def starve(self) -> str:
         """Set maxmemory just under what is used, with noeviction: writes are refused."""
         client = self._client()
-        self._refused_before = _oom_refusals(client)
-        used = int(client.info("memory")["used_memory"])
-        client.config_set("maxmemory-policy", "noeviction")
-        client.config_set("maxmemory", used - OOM_UNDER_BYTES)
+        self._refused_before = client.oom_refusals()
+        used = client.used_memory()
+        client.limit_memory(used - OOM_UNDER_BYTES)
         return f"maxmemory {used - OOM_UNDER_BYTES} (used {used}) for {OOM_S:g} s"
 
     def feed(self) -> str:
         """Lift the memory limit again."""
         try:
             client = self._client()
-            client.config_set("maxmemory", 0)
-            refused = _oom_refusals(client) - self._refused_before
-        except redis.ConnectionError:
+            client.limit_memory(0)
+            refused = client.oom_refusals() - self._refused_before
+        except Refused:
+            raise
+        except TransportError:
             return "redis-server was gone; a new one has no limit"
         return f"maxmemory lifted; Redis had refused {refused} commands with OOM"
 
-
-def _oom_refusals(client: redis.Redis) -> int:
-    """How many commands Redis refused with OOM so far (INFO errorstats, Redis >= 6.2)."""
-    stats = client.info("errorstats")
-    entry = stats.get("errorstat_OOM") or {}
-    return int(entry.get("count", 0)) if isinstance(entry, dict) else 0
-
-
-def _delete(client: redis.Redis, keys: list[bytes]) -> list[int]:
-    # LLEN and DEL in one transaction, so the count is what was really deleted.
-    pipe = client.pipeline(transaction=True)
-    for key in keys:
-        pipe.llen(key)
-    pipe.delete(*keys)
-    return pipe.execute()[:-1]
 
 
 def _remove(path: str) -> None:
