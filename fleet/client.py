@@ -81,6 +81,7 @@ class Client:
                 max_retries: int | None = None, delay_s: float | None = None,
                 run_at: float | None = None, depends_on: Sequence[Any] | None = None,
                 allow_failure: bool = False, pass_results: bool = False,
+                key: str | None = None, priority: int = 0, expires_s: float | None = None,
                 **kwargs: Any) -> Job:
         """Enqueue one job and wait until it is durable.
 
@@ -92,6 +93,9 @@ class Client:
                 waits for, whether it runs even if one ends dead or cancelled, and whether it
                 receives their results (``fleet.current_job().parent_results``;
                 docs/workflows.md).
+            key / priority / expires_s: what the job belongs to (per-key limits serve keys
+                in turn), 0-9 (higher first within its queue), and the seconds after which
+                it is cancelled unstarted (docs/flow-control.md).
 
         Returns:
             A Job handle; for an id seen before (``duplicate``), the existing job's handle.
@@ -105,6 +109,7 @@ class Client:
                                       timeout_s=timeout_s, max_retries=max_retries,
                                       delay_s=delay_s, run_at=run_at, depends_on=depends_on,
                                       allow_failure=allow_failure, pass_results=pass_results,
+                                      key=key, priority=priority, expires_s=expires_s,
                                       **kwargs))
 
     def chain(self, specs: Sequence[JobSpec]) -> list[Job]:
@@ -239,6 +244,34 @@ class Client:
             the queue and no live worker consumes it (a typo, most likely).
         """
         data: dict[str, Any] = self.request("pause", queue=queue)
+        return data
+
+    def set_limits(self, queue: str, concurrency: int | None = None, rate: str | None = None,
+                   per_key: int | None = None) -> dict[str, Any]:
+        """Set some of ``queue``'s limits, fleet-wide (the others stay; docs/flow-control.md):
+        ``concurrency`` jobs in flight, ``rate`` dispatches (``"10/s"``, ``"100/m"``,
+        ``"5/h"``), ``per_key`` jobs in flight per key. Recorded in the log.
+
+        Returns:
+            ``{"queue", "limits", "text", "in_use"}``: the queue's limits as now recorded.
+
+        Raises:
+            ControlError: a limit out of range or a rate that does not parse.
+        """
+        given: dict[str, Any] = {"concurrency": concurrency, "rate": rate, "per_key": per_key}
+        data: dict[str, Any] = self.request(
+            "limit_set", queue=queue, **{k: v for k, v in given.items() if v is not None})
+        return data
+
+    def clear_limits(self, queue: str, *kinds: str) -> dict[str, Any]:
+        """Clear ``kinds`` (``concurrency``, ``rate``, ``per_key``; none: all) of ``queue``'s
+        limits; returns what ``set_limits`` does."""
+        data: dict[str, Any] = self.request("limit_clear", queue=queue, kinds=list(kinds))
+        return data
+
+    def limits(self) -> dict[str, Any]:
+        """Every queue's limits: ``{queue: {"limits": {...}, "text": "concurrency 2"}}``."""
+        data: dict[str, Any] = self.request("limit_list")
         return data
 
     def resume(self, queue: str) -> dict[str, Any]:

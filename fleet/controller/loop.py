@@ -112,6 +112,7 @@ class Controller:
             self.committer.commit,
             self._heal_again, self._drop_counts)
         self.snapshots = self.housekeeping.snapshots.taker
+        self.housekeeping.buckets = self.dispatcher.buckets
         self.malformed_control = 0
         self._redis_down_since: float | None = None
         self.metrics_server: WSGIServer | None = None
@@ -132,6 +133,9 @@ class Controller:
             log.warning("took namespace %r over at epoch %d", self.settings.namespace, epoch)
         self.log.writer.guard = self.fence.confirm  # no commit once fenced out
         self.journal.record(ev.booted(epoch, self.clock()))
+        for queue, limits in self.settings.limits.items():  # the config file's, if changed
+            if self.journal.table.limits.get(queue, {}) != limits:
+                self.journal.record(ev.limits(queue, dict(limits)))
         self.committer.commit()
         self.metrics.epoch.set(epoch)
         now = self.clock()
@@ -207,7 +211,8 @@ class Controller:
 
     def _due_in_s(self) -> float | None:
         """Seconds until the next delayed job or schedule is due (≤ 0: due now), or None."""
-        dues = [self.journal.table.next_due_ms(), self.scheduler.next_due_ms()]
+        dues = [self.journal.table.next_due_ms(), self.scheduler.next_due_ms(),
+                self.dispatcher.buckets.next_token_ms(self.journal.table, self.clock())]
         due = min((d for d in dues if d is not None), default=None)
         return None if due is None else (due - self.clock()) / 1000
 

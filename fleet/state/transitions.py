@@ -16,7 +16,7 @@ and what a parent's end does to its children are graph.py's.
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .fields import Entry, TableFields
@@ -31,6 +31,9 @@ from .record import (
     JobRecord,
 )
 
+if TYPE_CHECKING:
+    from .lanes import Lanes
+
 
 class Transitions(TableFields):
     """What each record does to the table (``JobTable`` inherits it)."""
@@ -44,6 +47,9 @@ class Transitions(TableFields):
         def _drop(self, entry: Entry) -> None: ...
         def _settle(self, job: JobRecord, at_ms: int) -> None: ...
         def _parents_open(self, job_id: str) -> bool: ...
+        def _enline(self, queue: str, flow: list[Any] | None, entry: Entry) -> None: ...
+        def _entry_flow(self, entry: Entry) -> list[Any] | None: ...
+        def _lane(self, queue: str) -> Lanes: ...
 
     def _on_enqueued(self, record: ev.Record) -> bool:
         try:
@@ -66,7 +72,12 @@ class Transitions(TableFields):
             heapq.heappush(self._delayed, (not_before_ms, self._ticket, queue, job_id))
         else:
             self._cold[job_id] = spec
-            self._ready[queue].append(job_id)
+            # A plain spec ends with a digit (its enqueue time): one test tells it is plain.
+            flow = ev.spec_flow(spec) if spec[-2] in "]}" else None
+            if flow is None or (not flow[0] and flow[2] is None):
+                self._ready[queue].append(job_id)
+            else:
+                self._lane(queue).append(flow[0], flow[2], job_id)
         return True
 
     def _on_dispatched(self, record: ev.Record) -> bool:
@@ -153,14 +164,28 @@ class Transitions(TableFields):
         return True
 
     def _on_cancelled(self, record: ev.Record) -> bool:
-        _, job_id, at_ms = record
+        job_id, at_ms = record[1], record[2]
         job = self.get(job_id)
         if job is None or job.state not in (PENDING, IN_FLIGHT, WAITING):
             return False
         if job.state == WAITING:
             self.graph.waiting.pop(job_id, None)
+        if len(record) > 3:  # the reason: "expired" (not started before its expiry)
+            job.error = str(record[3])
+            self.totals["expired_unstarted"] += 1
         self._finish(job, CANCELLED, at_ms)
         self.totals["cancelled"] += 1
+        return True
+
+    def _on_limits(self, record: ev.Record) -> bool:
+        _, queue, limits = record
+        if limits:
+            self.limits[queue] = dict(limits)
+        else:
+            self.limits.pop(queue, None)
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            lanes.unpark_all()  # the take re-parks a key still at the new limit
         return True
 
     def _on_compacted(self, record: ev.Record) -> bool:
@@ -206,7 +231,7 @@ class Transitions(TableFields):
         while delayed and delayed[0][0] <= at_ms:
             _, _, queue, entry = heapq.heappop(delayed)
             if self._live(entry):
-                self._ready[queue].append(entry)
+                self._enline(queue, self._entry_flow(entry), entry)
                 moved = True
             else:
                 self._drop(entry)
@@ -253,12 +278,30 @@ class Transitions(TableFields):
         old = job.state
         if old == IN_FLIGHT:
             self.in_flight.pop(job.id, None)
+        flow = job.flow
+        if flow is not None and flow[2] is not None and old != state:
+            if old == IN_FLIGHT:
+                self._key_landed(job.queue, flow[2])
+            elif state == IN_FLIGHT:
+                flight = self.key_flight.setdefault(job.queue, {})
+                flight[flow[2]] = flight.get(flow[2], 0) + 1
         job.state = state
         counts, per_queue = self.counts, self.queue_counts[job.queue]
         counts[old] -= 1
         counts[state] += 1
         per_queue[old] -= 1
         per_queue[state] += 1
+
+    def _key_landed(self, queue: str, key: str) -> None:
+        """A job of ``key`` left flight: its slot is free, and the key may take turns."""
+        flight = self.key_flight.get(queue)
+        if flight is not None and key in flight:
+            flight[key] -= 1
+            if not flight[key]:
+                del flight[key]
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            lanes.unpark(key)
 
     def _count(self, job: JobRecord, state: str, delta: int) -> None:
         self.counts[state] += delta
