@@ -188,3 +188,19 @@ def test_describe_spells_out_a_flow() -> None:
     table.apply(traced)
     job = table.jobs["j"]
     assert job.priority == 3 and job.trace_context is not None and job.func == "m:f"
+
+
+def test_jobs_in_lanes_are_listed_page_by_page_exactly_once() -> None:
+    from fleet.state import listing
+
+    table = JobTable()
+    for n in range(25):
+        enq(table, f"j{n:02d}", priority=n % 3, key=f"k{n % 4}" if n % 2 else None)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = listing.list_jobs(table, "pending", None, 4, cursor)
+        seen += [job.id for job in page]
+        if cursor is None:
+            break
+    assert sorted(seen) == [f"j{n:02d}" for n in range(25)] and len(seen) == 25
