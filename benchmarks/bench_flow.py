@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--skip-live", action="store_true")
     args = parser.parse_args()
-    keyed, plain = decisions(args.pending, args.keys, 200_000)
+    keyed, plain = decisions(args.pending, args.keys, min(200_000, args.pending))
     print(f"dispatch decisions, {args.pending:,} pending over {args.keys:,} keys at per-key 1: "
           f"{keyed:,.0f}/s; as many plain jobs: {plain:,.0f}/s", flush=True)
     if args.skip_live:
