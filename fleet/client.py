@@ -248,31 +248,20 @@ class Client:
 
     def set_limits(self, queue: str, concurrency: int | None = None, rate: str | None = None,
                    per_key: int | None = None) -> dict[str, Any]:
-        """Set some of ``queue``'s limits, fleet-wide (the others stay; docs/flow-control.md):
-        ``concurrency`` jobs in flight, ``rate`` dispatches (``"10/s"``, ``"100/m"``,
-        ``"5/h"``), ``per_key`` jobs in flight per key. Recorded in the log.
-
-        Returns:
-            ``{"queue", "limits", "text", "in_use"}``: the queue's limits as now recorded.
-
-        Raises:
-            ControlError: a limit out of range or a rate that does not parse.
-        """
+        """Set some of ``queue``'s fleet-wide limits, the others kept (docs/flow-control.md):
+        jobs in flight, dispatches per period (``"10/s"``, ``"100/m"``), jobs in flight per
+        key. Returns ``{"queue", "limits", "text", "in_use"}``; ControlError if one is bad."""
         given: dict[str, Any] = {"concurrency": concurrency, "rate": rate, "per_key": per_key}
-        data: dict[str, Any] = self.request(
-            "limit_set", queue=queue, **{k: v for k, v in given.items() if v is not None})
-        return data
+        return dict(self.request("limit_set", queue=queue,
+                                 **{k: v for k, v in given.items() if v is not None}))
 
     def clear_limits(self, queue: str, *kinds: str) -> dict[str, Any]:
-        """Clear ``kinds`` (``concurrency``, ``rate``, ``per_key``; none: all) of ``queue``'s
-        limits; returns what ``set_limits`` does."""
-        data: dict[str, Any] = self.request("limit_clear", queue=queue, kinds=list(kinds))
-        return data
+        """Clear ``kinds`` of ``queue``'s limits (none named: all); as ``set_limits``."""
+        return dict(self.request("limit_clear", queue=queue, kinds=list(kinds)))
 
     def limits(self) -> dict[str, Any]:
         """Every queue's limits: ``{queue: {"limits": {...}, "text": "concurrency 2"}}``."""
-        data: dict[str, Any] = self.request("limit_list")
-        return data
+        return dict(self.request("limit_list"))
 
     def resume(self, queue: str) -> dict[str, Any]:
         """Dispatch from ``queue`` again; returns ``{"resumed": queue, "in_use": bool}``."""

@@ -9,10 +9,13 @@ Concurrency and per-key limits are the table's (counted from the log, rebuilt by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..flow import burst
 from ..state import IN_FLIGHT, PENDING, JobTable
+from ..state import events as ev
+from .journal import Journal
 
 EXPIRED = "expired"  # the reason of a job cancelled unstarted past its expiry
 KINDS = ("concurrency", "rate", "per_key")
@@ -66,6 +69,14 @@ class Buckets:
     def empty(self, queue: str) -> bool:
         bucket = self._buckets.get(queue)
         return bucket is not None and bucket.tokens < 1
+
+
+def record_config_limits(journal: Journal, limits: Mapping[str, Mapping[str, Any]]) -> None:
+    """Record the config file's limits of each queue that the log holds otherwise (a queue
+    the file does not name keeps the log's)."""
+    for queue, queue_limits in limits.items():
+        if journal.table.limits.get(queue, {}) != queue_limits:
+            journal.record(ev.limits(queue, dict(queue_limits)))
 
 
 def held_back(table: JobTable, buckets: Buckets) -> dict[str, dict[str, int]]:

@@ -56,6 +56,28 @@ class ReadyIndex(TableFields):
             lanes = self._lanes[queue] = Lanes(self._ready[queue])
         return lanes
 
+    def _on_limits(self, record: list[Any]) -> bool:
+        _, queue, limits = record
+        if limits:
+            self.limits[queue] = dict(limits)
+        else:
+            self.limits.pop(queue, None)
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            lanes.unpark_all()  # the take re-parks a key still at the new limit
+        return True
+
+    def _key_landed(self, queue: str, key: str) -> None:
+        """A job of ``key`` left flight: its slot is free, and the key may take turns."""
+        flight = self.key_flight.get(queue)
+        if flight is not None and key in flight:
+            flight[key] -= 1
+            if not flight[key]:
+                del flight[key]
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            lanes.unpark(key)
+
     def _entry_flow(self, entry: Entry) -> list[Any] | None:
         if isinstance(entry, tuple):
             return entry[1].flow

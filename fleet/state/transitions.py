@@ -50,6 +50,7 @@ class Transitions(TableFields):
         def _enline(self, queue: str, flow: list[Any] | None, entry: Entry) -> None: ...
         def _entry_flow(self, entry: Entry) -> list[Any] | None: ...
         def _lane(self, queue: str) -> Lanes: ...
+        def _key_landed(self, queue: str, key: str) -> None: ...
 
     def _on_enqueued(self, record: ev.Record) -> bool:
         try:
@@ -177,17 +178,6 @@ class Transitions(TableFields):
         self.totals["cancelled"] += 1
         return True
 
-    def _on_limits(self, record: ev.Record) -> bool:
-        _, queue, limits = record
-        if limits:
-            self.limits[queue] = dict(limits)
-        else:
-            self.limits.pop(queue, None)
-        lanes = self._lanes.get(queue)
-        if lanes is not None:
-            lanes.unpark_all()  # the take re-parks a key still at the new limit
-        return True
-
     def _on_compacted(self, record: ev.Record) -> bool:
         for job_id in record[1]:
             if job_id in self._cold:
@@ -291,17 +281,6 @@ class Transitions(TableFields):
         counts[state] += 1
         per_queue[old] -= 1
         per_queue[state] += 1
-
-    def _key_landed(self, queue: str, key: str) -> None:
-        """A job of ``key`` left flight: its slot is free, and the key may take turns."""
-        flight = self.key_flight.get(queue)
-        if flight is not None and key in flight:
-            flight[key] -= 1
-            if not flight[key]:
-                del flight[key]
-        lanes = self._lanes.get(queue)
-        if lanes is not None:
-            lanes.unpark(key)
 
     def _count(self, job: JobRecord, state: str, delta: int) -> None:
         self.counts[state] += delta
