@@ -27,14 +27,14 @@ class FleetSystem(System):
     name = "fleet"
 
     def __init__(self, redis_url: str, workdir: str, executors: int = 8,
-                 fsync: str = "always") -> None:
+                 fsync: str = "always", namespace: str = "bench") -> None:
         self.redis_url = redis_url
         self.executors = executors
         signing_key = os.environ.get("BENCH_FLEET_SIGNING_KEY", "")
         env = bench_env(redis_url, FLEET_FSYNC=fsync, FLEET_SIGNING_KEY=signing_key)
         env = {k: v for k, v in env.items() if k in ("BENCH_REDIS_URL", "PYTHONPATH",
                                                       "FLEET_FSYNC", "FLEET_SIGNING_KEY")}
-        self.fleet = LocalFleet(redis_url, workdir=workdir, namespace="bench", env=env)
+        self.fleet = LocalFleet(redis_url, workdir=workdir, namespace=namespace, env=env)
         self.client = None
         self.controller = self.worker = None
 
