@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/profile_fleet.py [--jobs N] [--executors E] [--out DIR]
 
 Starts a private Redis, ``fleet controller`` and ``fleet worker``, then records the
-controller and one executor with ``py-spy record --format raw`` while ``N`` no-op jobs drain,
-and prints the top functions by own and total samples. py-spy must be installed in the venv
+controller, one executor and the supervisor with ``py-spy record --format raw`` while ``N``
+no-op jobs drain, and prints CPU per job of each process (from /proc), the top functions by own
+and total samples, and Redis's share per command (``INFO commandstats``, reset before the
+drain): calls and microseconds per job. py-spy must be installed in the venv
 (``pip install py-spy``); it needs ptrace rights (root, or kernel.yama.ptrace_scope = 0).
 """
 
@@ -17,6 +19,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+import redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -56,6 +60,17 @@ def top(path: str, count: int = 25) -> str:
     return "\n".join(lines)
 
 
+def command_table(commands: dict, jobs: int) -> str:
+    """Redis's time per job by command, largest first."""
+    rows = sorted(((name.removeprefix("cmdstat_"), stats["calls"], stats["usec"])
+                   for name, stats in commands.items()), key=lambda row: -row[2])
+    total = sum(usec for _, _, usec in rows)
+    lines = [f"== Redis: {total / jobs:.1f} µs per job inside commands ==",
+             "command  calls/job  µs/job"]
+    lines += [f"{name:12} {calls / jobs:6.3f} {usec / jobs:7.2f}" for name, calls, usec in rows]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=40_000)
@@ -83,12 +98,15 @@ def main() -> int:
             base = system.finished()
             cpu = (proc_cpu_s(system.controller.pid), tree_cpu_s([system.worker.pid]),
                    proc_cpu_s(server.process.pid))
+            redis_client = redis.Redis.from_url(server.url)
+            redis_client.config_resetstat()
             started = time.perf_counter()
             system.enqueue("noop", args.jobs)
             wait_until(lambda: system.finished() >= base + args.jobs, 600)
             took = time.perf_counter() - started
             after = (proc_cpu_s(system.controller.pid), tree_cpu_s([system.worker.pid]),
                      proc_cpu_s(server.process.pid))
+            commands = redis_client.info("commandstats")
             for s in spies:
                 s.wait()
         finally:
@@ -97,6 +115,7 @@ def main() -> int:
     print(f"{args.jobs} no-op jobs in {took:.2f} s: {args.jobs / took:,.0f} jobs/s; CPU per "
           f"job: controller {per_job[0]:.0f} µs, workers {per_job[1]:.0f} µs, Redis "
           f"{per_job[2]:.0f} µs (py-spy adds some)")
+    print(command_table(commands, args.jobs))
     for name, path in (("controller", ctl_path), ("executor", exe_path),
                        ("supervisor", sup_path)):
         if os.path.exists(path):
