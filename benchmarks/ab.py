@@ -1,6 +1,7 @@
 """An interleaved A/B of two checkouts of fleet on the pure no-op drain.
 
     .venv/bin/python benchmarks/ab.py --base /path/to/other/checkout [--rounds 5] [--jobs N]
+    .venv/bin/python benchmarks/ab.py --a-env BENCH_FLEET_QUIET=0   # one checkout, two settings
 
 Each round drains ``--jobs`` no-op jobs (8 executors, fsync always, fleet's own record) once
 with the base checkout's code and once with this one's, alternating which goes first, each in
@@ -53,8 +54,9 @@ def one(jobs: int, executors: int) -> dict[str, float]:
     return dict(zip(FIELDS, [rate, *used], strict=True))
 
 
-def run_one(tree: str, jobs: int, executors: int) -> dict[str, float]:
+def run_one(tree: str, jobs: int, executors: int, extra: list[str]) -> dict[str, float]:
     env = dict(os.environ, BENCH_FLEET_TREE=tree)
+    env.update(item.split("=", 1) for item in extra)
     done = subprocess.run([sys.executable, __file__, "--one", "--jobs", str(jobs),
                            "--executors", str(executors)], env=env, capture_output=True,
                           text=True, check=True)
@@ -63,7 +65,10 @@ def run_one(tree: str, jobs: int, executors: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", help="the other checkout (A); this one is B")
+    parser.add_argument("--base", default=ROOT, help="the other checkout (A); this one is B")
+    parser.add_argument("--a-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of A's runs only (e.g. BENCH_FLEET_QUIET=0)")
+    parser.add_argument("--b-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--executors", type=int, default=8)
@@ -73,10 +78,11 @@ def main() -> int:
         print(json.dumps(one(args.jobs, args.executors)))
         return 0
     trees = {"A": os.path.abspath(args.base), "B": ROOT}
+    extra = {"A": args.a_env, "B": args.b_env}
     got: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     for round_no in range(args.rounds):
         for name in ("AB" if round_no % 2 == 0 else "BA"):
-            got[name].append(run_one(trees[name], args.jobs, args.executors))
+            got[name].append(run_one(trees[name], args.jobs, args.executors, extra[name]))
             x = got[name][-1]
             print(f"round {round_no + 1} {name}: {x['rate']:,.0f} jobs/s, controller "
                   f"{x['controller_us']:.1f} µs, workers {x['workers_us']:.1f} µs, Redis "

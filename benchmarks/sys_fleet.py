@@ -4,7 +4,9 @@ Enqueue: ``Client.enqueue_many``; the ``fleet enqueue --file`` variant runs the 
 file written beforehand. Completion: the shared counter, as for every system; ``finished()``
 (``Client.status()``: completed + dead + cancelled, fleet's own record) is the signal only for
 the pure no-op row, and is read after the counter otherwise.
-With ``BENCH_FLEET_SIGNING_KEY`` set, every process seals and checks every message with it.
+The worker runs with ``--quiet`` (no log line per finished job), as the peers run with their
+per-job logging off; ``BENCH_FLEET_QUIET=0`` keeps the lines. With ``BENCH_FLEET_SIGNING_KEY``
+set, every process seals and checks every message with it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class FleetSystem(System):
     def start(self) -> None:
         os.makedirs(self.fleet.workdir, exist_ok=True)
         self.controller = self.fleet.controller()
-        self.worker = self.fleet.worker(self.executors, "--allow", "peer_tasks")
+        quiet = ["--quiet"] if os.environ.get("BENCH_FLEET_QUIET", "1") == "1" else []
+        self.worker = self.fleet.worker(self.executors, "--allow", "peer_tasks", *quiet)
         self.client = self.fleet.client(receipt_timeout_s=120)
         wait_until(lambda: self.client.status()["executors"] >= self.executors, 30,
                    0.1, "fleet executors up")
