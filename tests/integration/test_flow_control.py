@@ -181,3 +181,29 @@ def test_bad_limits_and_job_fields_are_one_line_errors_with_exit_2(local: LocalF
     done = local.cli(*args)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_config_files_limits_are_applied_at_start_and_recorded_when_they_differ(
+        local: LocalFleet, tmp_path):
+    config = tmp_path / "fleet.yaml"
+    config.write_text("limits:\n  mail: {concurrency: 3, rate: 100/m}\n")
+    ctl = local.controller("--config", str(config))
+    listed = local.cli("limit", "list", "--json")
+    assert '"concurrency": 3' in listed.stdout and "[\n      100.0,\n      60\n" in listed.stdout
+    shown = local.cli("config", "show", "--config", str(config))
+    assert "mail: concurrency 3, rate 100/m (burst 1)" in shown.stdout
+    assert local.cli("limit", "set", "other", "--per-key", "2").returncode == 0
+    ctl.stop()
+    config.write_text("limits:\n  mail: {per_key: 1}\n")
+    ctl = local.controller("--config", str(config))
+    listed = local.cli("limit", "list")
+    assert "mail" in listed.stdout and "per-key 1" in listed.stdout
+    assert "concurrency 3" not in listed.stdout and "other" in listed.stdout
+    ctl.stop()
+    local.controller("--config", str(config))  # the same limits again: nothing recorded
+    limit_records = [e for e in wal_events(local.data_dir) if e["t"] == "limit"]
+    assert [e["q"] for e in limit_records] == ["mail", "other", "mail"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("limits:\n  mail: {concurrency: 0}\n")
+    done = local.cli("config", "show", "--config", str(bad))
+    assert done.returncode == 2 and "concurrency of queue mail" in done.stderr
