@@ -156,8 +156,8 @@ def _next_job(take: Take, line: deque[Entry] | None, now_ms: int | None,
         if job is None:
             continue
         flow = job.flow
-        if (now_ms is not None and flow is not None and flow[1] and flow[1] < now_ms
-                and len(expired) < MAX_EXPIRED_PER_TAKE):
+        if (now_ms is not None and flow is not None and 0 < flow[1] < now_ms
+                and not job.attempt and len(expired) < MAX_EXPIRED_PER_TAKE):
             expired.append(job)
             continue
         return job, used

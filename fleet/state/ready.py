@@ -155,7 +155,7 @@ class ReadyIndex(TableFields):
                 continue
             flow = job.flow  # a plain line's job may still have an expiry
             if flow is not None and now_ms is not None and 0 < flow[1] < now_ms \
-                    and len(expired) < MAX_EXPIRED_PER_TAKE:
+                    and not job.attempt and len(expired) < MAX_EXPIRED_PER_TAKE:
                 expired.append(job)
             else:
                 taken.append(job)

@@ -51,6 +51,7 @@ class Transitions(TableFields):
         def _entry_flow(self, entry: Entry) -> list[Any] | None: ...
         def _lane(self, queue: str) -> Lanes: ...
         def _key_landed(self, queue: str, key: str) -> None: ...
+        def _note_expiry(self, job_id: str, spec: str) -> None: ...
 
     def _on_enqueued(self, record: ev.Record) -> bool:
         try:
@@ -65,6 +66,7 @@ class Transitions(TableFields):
         self.counts[PENDING] += 1
         self.queue_counts[queue][PENDING] += 1
         self.totals["enqueued"] += 1
+        self._note_expiry(job_id, spec)
         if job_id in self._lingering:  # an old entry for this id may still be queued
             self._make_ready(self._thaw_new(job_id, spec))
         elif not_before_ms:
