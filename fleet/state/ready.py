@@ -56,6 +56,14 @@ class ReadyIndex(TableFields):
             lanes = self._lanes[queue] = Lanes(self._ready[queue])
         return lanes
 
+    def _on_paused(self, record: list[Any]) -> bool:
+        self.paused.add(record[1])
+        return True
+
+    def _on_resumed(self, record: list[Any]) -> bool:
+        self.paused.discard(record[1])
+        return True
+
     def _on_limits(self, record: list[Any]) -> bool:
         _, queue, limits = record
         if limits:

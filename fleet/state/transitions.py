@@ -196,14 +196,6 @@ class Transitions(TableFields):
                 self.totals["compacted"] += 1
         return True
 
-    def _on_paused(self, record: ev.Record) -> bool:
-        self.paused.add(record[1])
-        return True
-
-    def _on_resumed(self, record: ev.Record) -> bool:
-        self.paused.discard(record[1])
-        return True
-
     def _on_booted(self, record: ev.Record) -> bool:
         self.epoch = max(self.epoch, record[1])
         return True
