@@ -41,10 +41,11 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q --no-deps 'arq>=0.26'  # pyproject.toml's bench extra says why
 	touch $(BENCH_STAMP)
 
-# fleet against RQ, Dramatiq and Huey on this machine, like for like (docs/performance.md),
-# about 15 min; a full run rewrites the tables in README.md and docs/performance.md.
+# fleet against Celery, Huey, Dramatiq, arq and RQ on this machine, like for like
+# (docs/performance.md), about 20 min; a full run rewrites the tables in README.md and docs/performance.md.
 # BENCH_ARGS="--quick" for a short try (results/peers-quick.*, docs left alone).
 # bench-scale: executors, 1M pending jobs, recovery.
 bench: $(BENCH_STAMP)

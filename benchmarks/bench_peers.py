@@ -1,4 +1,5 @@
-"""fleet against its peers on this machine: RQ, Dramatiq and Huey, all on one private Redis.
+"""fleet against its peers on this machine: Celery, Huey, Dramatiq, arq and RQ, all on one
+private Redis.
 
     .venv/bin/python benchmarks/bench_peers.py [--jobs N] [--rounds R] [--quick]
                                                [--systems fleet,huey,...]
@@ -57,7 +58,7 @@ from peers_report import (  # noqa: E402
 
 from fleet.localredis import RedisServer  # noqa: E402
 
-SYSTEMS = ("fleet", "huey", "dramatiq", "rq-simple", "rq-fork")
+SYSTEMS = ("fleet", "celery", "huey", "dramatiq", "arq", "rq-simple", "rq-fork")
 WARMUP_JOBS = 200
 DOCS_SECTION = "bench-peers"  # <!-- bench-peers:begin --> … end in README.md, performance.md
 IDEAL_SLEEP_RATE = 800.0
@@ -67,6 +68,12 @@ def make_system(key: str, redis_url: str, workdir: str) -> System:
     if key == "fleet":
         from sys_fleet import FleetSystem
         return FleetSystem(redis_url, os.path.join(workdir, "fleet"))
+    if key == "celery":
+        from sys_celery import CelerySystem
+        return CelerySystem(redis_url, os.path.join(workdir, "celery"))
+    if key == "arq":
+        from sys_arq import ArqSystem
+        return ArqSystem(redis_url, os.path.join(workdir, "arq"))
     if key == "huey":
         from sys_huey import HueySystem
         return HueySystem(redis_url, os.path.join(workdir, "huey"))

@@ -1,17 +1,33 @@
-"""fleet at scale on this machine: executors, memory with many pending jobs, recovery.
+"""fleet at scale on this machine: executors, latency under load, drains behind a backlog,
+10 ms jobs, bulk enqueues, memory with many pending jobs, recovery.
 
     .venv/bin/python benchmarks/bench_scale.py [--pending N] [--jobs N] [--only a,b,c]
+                                               [--rounds R] [--ten-million]
+
+Each section is named for ``--only`` (default: all but ``ten-million``):
 
 1. **executors** — no-op drain rate (``--jobs`` jobs, end to end) with 1, 2, 4, 8 and 16
-   executors in one ``fleet worker``, fsync always.
-2. **memory** — ``--pending`` jobs enqueued with ``Client.enqueue_many`` in chunks of 100,000
+   executors in one ``fleet worker``, fsync always; ``--rounds`` rounds, the counts
+   alternating, medians with the range.
+2. **latency** — enqueue→start at 200 and 5,000 jobs/s offered for ``--seconds``: every job
+   carries the time it was due to be offered and records its wait as it starts
+   (scale_load.py).
+3. **backlog** — the no-op drain on an empty table against the same drain with ``--pending``
+   jobs waiting in one queue, and spread over 100 queues, that no worker serves.
+4. **sleep** — jobs that sleep 10 ms, 8 executors, as a share of the ideal 800 jobs/s.
+5. **enqueue** — ``fleet enqueue --file`` of ``--pending`` JSON lines and one
+   ``Client.enqueue_many`` call of as many jobs, no workers; both return once every job is
+   durable.
+6. **memory** — ``--pending`` jobs enqueued with ``Client.enqueue_many`` in chunks of 100,000
    and no worker: controller RSS before and after, per pending job, and the enqueue rate.
-3. **recovery** — ``kill -9`` of that controller with ``--pending`` jobs in its log, then a
-   restart, timed until it answers ``status``: once with no snapshot (snapshots switched off,
-   the whole log is replayed) and once right after a snapshot landed. Each is killed and
-   restarted ``--restarts`` times (default 3); the table gives the median and the range.
-   Job ids are the client's default (``--ids short`` for ``p00000001``-style ones, which
-   recover faster: a dict of short, sequential strings builds sooner).
+7. **recovery** (with memory) — ``kill -9`` of that controller with ``--pending`` jobs in its
+   log, then a restart, timed until it answers ``status``: once with no snapshot (snapshots
+   switched off, the whole log is replayed) and once right after a snapshot landed. Each is
+   killed and restarted ``--restarts`` times (default 3); the table gives the median and the
+   range. Job ids are the client's default (``--ids short`` for ``p00000001``-style ones,
+   which recover faster: a dict of short, sequential strings builds sooner).
+8. **ten-million** (``--ten-million``; minutes and ≈ 4 GB of RAM) — 10,000,000 pending jobs:
+   controller RSS, and recovery after ``kill -9`` right after a snapshot landed, once.
 
 Data lives on the repository's disk (``benchmarks/results/scale.tmp``). Prints markdown and
 writes benchmarks/results/scale.md; docs/performance.md quotes it.
@@ -31,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
+import scale_load  # noqa: E402
 from benchlib import RESULTS, loadavg, proc_cpu_s, rss_bytes, wait_until  # noqa: E402
 from sys_fleet import FleetSystem  # noqa: E402
 
@@ -44,25 +61,30 @@ ID_KINDS = {"default": "the client's default, 32 random hex digits",
 NO_SNAPSHOTS = {"FLEET_SNAPSHOT_EVERY_RECORDS": "1000000000", "FLEET_SNAPSHOT_INTERVAL_S": "1e9"}
 
 
-def executors(url: str, workdir: str, jobs: int, counts: list[int]) -> list[str]:
-    lines = ["| executors | no-op drain jobs/s | controller CPU µs / job |",
-             "| ---: | ---: | ---: |"]
-    for count in counts:
-        system = FleetSystem(url, os.path.join(workdir, f"exec{count}"), executors=count)
+def executors(url: str, workdir: str, jobs: int, counts: list[int], rounds: int
+              ) -> list[str]:
+    per_job: dict[int, list[float]] = {count: [] for count in counts}
+
+    def measure(count: int) -> float:
+        name = f"exec{count}-{len(per_job[count])}"  # a namespace has one data dir
+        system = FleetSystem(url, os.path.join(workdir, name), executors=count, namespace=name)
         system.start()
         try:
-            system.enqueue("noop", 200)
-            wait_until(lambda s=system: s.finished() >= 200, 60)
+            scale_load.noop_drain(system, 200)
             cpu = proc_cpu_s(system.controller.pid)
-            started = time.perf_counter()
-            system.enqueue("noop", jobs)
-            wait_until(lambda s=system: s.finished() >= 200 + jobs, 900, 0.02)
-            rate = jobs / (time.perf_counter() - started)
-            per_job = 1e6 * (proc_cpu_s(system.controller.pid) - cpu) / jobs
+            rate = scale_load.noop_drain(system, jobs)
+            per_job[count].append(1e6 * (proc_cpu_s(system.controller.pid) - cpu) / jobs)
         finally:
             system.stop()
         print(f"  {count} executors: {rate:,.0f} jobs/s", flush=True)
-        lines.append(f"| {count} | {rate:,.0f} | {per_job:.0f} |")
+        return rate
+
+    rates = scale_load.interleaved(counts, rounds, measure)
+    lines = [f"| executors | no-op drain jobs/s, median of {rounds} (range) | controller CPU "
+             "µs / job |", "| ---: | ---: | ---: |"]
+    for count in counts:
+        lines.append(f"| {count} | {scale_load._spread(rates[count])} | "
+                     f"{median(per_job[count]):.0f} |")
     return lines
 
 
@@ -80,14 +102,17 @@ def enqueue_pending(fleet: LocalFleet, pending: int, ids: str) -> float:
     return time.perf_counter() - started
 
 
-def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int,
-                        ids: str) -> list[str]:
+def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int, ids: str,
+                        labels: tuple[str, ...] = ("without a snapshot",
+                                                   "with a recent snapshot"),
+                        tag: str = "") -> list[str]:
     lines = ["| measure | value |", "| --- | ---: |"]
     results = {}
-    for label, env in (("without a snapshot", NO_SNAPSHOTS),
-                       ("with a recent snapshot", {"FLEET_SNAPSHOT_EVERY_RECORDS": str(pending)})):
-        fleet = LocalFleet(url, workdir=os.path.join(workdir, label.split()[0]),
-                           namespace=f"scale{len(results)}", env=env)
+    cases = (("without a snapshot", NO_SNAPSHOTS),
+             ("with a recent snapshot", {"FLEET_SNAPSHOT_EVERY_RECORDS": str(pending)}))
+    for label, env in (case for case in cases if case[0] in labels):
+        fleet = LocalFleet(url, workdir=os.path.join(workdir, tag + label.split()[0]),
+                           namespace=f"scale{tag}{len(results)}", env=env)
         os.makedirs(fleet.workdir, exist_ok=True)
         try:
             measured = _measure_one(fleet, label, pending, restarts, ids)
@@ -101,7 +126,7 @@ def memory_and_recovery(url: str, workdir: str, pending: int, restarts: int,
         print(f"  {label}: enqueued {pending:,} in {took:.1f} s, RSS {rss_after / 2**20:,.0f} "
               f"MiB, recoveries {', '.join(f'{s:.2f}' for s, _ in recoveries)} s (log and "
               f"snapshot {', '.join(f'{ms / 1000:.2f}' for _, ms in recoveries)} s)", flush=True)
-        if label == "without a snapshot":
+        if label == labels[0]:
             lines += [f"| enqueue {pending:,} jobs (enqueue_many, chunks of {CHUNK:,}) | "
                       f"{took:.1f} s ({pending / took:,.0f} jobs/s) |",
                       f"| controller RSS before / after | {rss_before / 2**20:,.0f} MiB / "
@@ -129,7 +154,7 @@ def _measure_one(fleet: LocalFleet, label: str, pending: int, restarts: int,
     assert _known(status["states"]) == pending, status["states"]
     if label.startswith("with "):
         wait_until(lambda c=client: (c.status()["snapshot"]["last_seq"] or 0) >= pending
-                   and not c.status()["snapshot"]["running"], 300, 0.5, "snapshot")
+                   and not c.status()["snapshot"]["running"], 1800, 0.5, "snapshot")
     rss_after = rss_bytes(controller.pid)
     wal_bytes = client.status()["wal"]["bytes"]
     recoveries = []
@@ -155,31 +180,69 @@ def _known(states: dict[str, int]) -> int:
     return states["pending"] + states["in_flight"]
 
 
-def main() -> int:
+SECTIONS = ("executors", "latency", "backlog", "sleep", "enqueue", "memory")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--executors", default="1,2,4,8,16")
-    parser.add_argument("--only", default="executors,memory")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each drain")
+    parser.add_argument("--rates", default="200,5000", help="latency: jobs/s offered")
+    parser.add_argument("--seconds", type=float, default=3.0, help="latency: seconds each")
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--ten-million", action="store_true",
+                        help="also 10,000,000 pending jobs: RSS and recovery (minutes, ≈ 4 GB)")
+    parser.add_argument("--big", type=int, default=10_000_000, help="--ten-million's count")
     parser.add_argument("--restarts", type=int, default=3, help="kill -9 and restart, times")
     parser.add_argument("--ids", choices=("default", "short"), default="default",
                         help="job ids: the client's default (32 hex digits) or p00000001")
     parser.add_argument("--workdir", default=os.path.join(RESULTS, "scale.tmp"))
     parser.add_argument("--out", default=os.path.join(RESULTS, "scale.md"))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def sections(args: argparse.Namespace, url: str, only: set[str]) -> list[str]:
+    lines: list[str] = []
+    wd = args.workdir
+    if "executors" in only:
+        counts = [int(c) for c in args.executors.split(",")]
+        lines += ["## Throughput by executors\n"]
+        lines += executors(url, wd, args.jobs, counts, args.rounds) + [""]
+    if "latency" in only:
+        lines += ["## Enqueue→start under load\n"]
+        rates = [float(r) for r in args.rates.split(",")]
+        lines += scale_load.latency(url, wd, rates, args.seconds) + [""]
+    if "backlog" in only:
+        lines += ["## Drain behind a backlog\n"]
+        lines += scale_load.backlog(url, wd, args.pending, args.jobs, args.rounds) + [""]
+    if "sleep" in only:
+        lines += ["## 10 ms jobs\n"]
+        lines += scale_load.sleep_jobs(url, wd, max(1, args.jobs // 10), args.rounds) + [""]
+    if "enqueue" in only:
+        lines += ["## Bulk enqueue\n"]
+        lines += scale_load.bulk_enqueue(url, wd, args.pending) + [""]
+    if "memory" in only:
+        lines += ["## Memory and recovery\n", f"Job ids: {ID_KINDS[args.ids]}.\n"]
+        lines += memory_and_recovery(url, wd, args.pending, args.restarts, args.ids) + [""]
+    if "ten-million" in only:
+        lines += [f"## {args.big:,} pending jobs\n", f"Job ids: {ID_KINDS[args.ids]}.\n"]
+        lines += memory_and_recovery(url, wd, args.big, 1, args.ids, tag="big",
+                                     labels=("with a recent snapshot",)) + [""]
+    return lines
+
+
+def main() -> int:
+    args = parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
-    only = set(args.only.split(","))
+    only = set(args.only.split(",")) | ({"ten-million"} if args.ten_million else set())
     lines = [f"# fleet at scale\n\n{time.strftime('%Y-%m-%d %H:%M')}, load average "
-             f"{loadavg()} at the start; fsync always; generated by benchmarks/bench_scale.py.\n"]
+             f"{loadavg()} at the start; fsync always; generated by benchmarks/bench_scale.py "
+             f"({', '.join(s for s in (*SECTIONS, 'ten-million') if s in only)}).\n"]
     with RedisServer() as server:
-        if "executors" in only:
-            counts = [int(c) for c in args.executors.split(",")]
-            lines += ["## Throughput by executors\n"]
-            lines += executors(server.url, args.workdir, args.jobs, counts) + [""]
-        if "memory" in only:
-            lines += ["## Memory and recovery\n", f"Job ids: {ID_KINDS[args.ids]}.\n"]
-            lines += memory_and_recovery(server.url, args.workdir, args.pending,
-                                         args.restarts, args.ids) + [""]
+        os.environ["BENCH_REDIS_URL"] = server.url  # peer_tasks.client(), for latency
+        lines += sections(args, server.url, only)
     shutil.rmtree(args.workdir, ignore_errors=True)
     lines.append(f"Load average at the end: {loadavg()}.")
     text = "\n".join(lines) + "\n"

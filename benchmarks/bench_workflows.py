@@ -28,7 +28,7 @@ import tracemalloc
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from fleet.client import build_spec  # noqa: E402
+from fleet import build_spec  # noqa: E402
 from fleet.controller.journal import Journal  # noqa: E402
 from fleet.localredis import RedisServer  # noqa: E402
 from fleet.state import JobTable  # noqa: E402

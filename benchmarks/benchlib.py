@@ -15,6 +15,8 @@ from dataclasses import dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
+# The fleet the worker subprocesses import: this checkout, or another one for an A/B (ab.py).
+FLEET_TREE = os.environ.get("BENCH_FLEET_TREE") or ROOT
 BIN = os.path.dirname(sys.executable)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -89,7 +91,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 
 def bench_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Environment for worker subprocesses: the benchmark's Redis, and benchmarks/ importable."""
     env = dict(os.environ)
-    path = [HERE, ROOT] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    path = [HERE, FLEET_TREE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env.update(BENCH_REDIS_URL=redis_url, PYTHONPATH=os.pathsep.join(path),
                PYTHONUNBUFFERED="1", **extra)
     return env

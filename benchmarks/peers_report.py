@@ -161,8 +161,9 @@ def tables(s: dict[str, dict]) -> list[str]:
     lines = ["Like for like: every system runs the same job, one `INCR` of a Redis counter "
              "(`benchmarks/peer_tasks.py`), on the same redis-server, enqueued at once and timed "
              "until the counter reached N. *Own record done* is when the system's own record "
-             "(fleet's log, RQ's registries) counted every job finished; Huey and Dramatiq keep "
-             "none here.", ""]
+             "(fleet's log, RQ's registries) counted every job finished; Celery, Huey, Dramatiq "
+             "and arq keep none here (arq's job is the asyncio twin of the same body: arq runs "
+             "only coroutines).", ""]
     lines += like_table(s) + [""]
     if REFERENCE in s:
         lines += ratio_table(s) + [""]

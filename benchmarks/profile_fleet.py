@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/profile_fleet.py [--jobs N] [--executors E] [--out DIR]
 
 Starts a private Redis, ``fleet controller`` and ``fleet worker``, then records the
-controller and one executor with ``py-spy record --format raw`` while ``N`` no-op jobs drain,
-and prints the top functions by own and total samples. py-spy must be installed in the venv
+controller, one executor and the supervisor with ``py-spy record --format raw`` while ``N``
+no-op jobs drain, and prints CPU per job of each process (from /proc), the top functions by own
+and total samples, and Redis's share per command (``INFO commandstats``, reset before the
+drain): calls and microseconds per job. py-spy must be installed in the venv
 (``pip install py-spy``); it needs ptrace rights (root, or kernel.yama.ptrace_scope = 0).
 """
 
@@ -18,21 +20,47 @@ import subprocess
 import sys
 import time
 
+import redis
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchlib import BIN, RESULTS, descendants, loadavg, proc_cpu_s, tree_cpu_s, wait_until  # noqa: E402
+from benchlib import (  # noqa: E402
+    BIN,
+    CLK_TCK,
+    RESULTS,
+    descendants,
+    loadavg,
+    wait_until,
+)
 from sys_fleet import FleetSystem  # noqa: E402
 
 from fleet.localredis import RedisServer  # noqa: E402
 
 
-def spy(pid: int, path: str, seconds: int) -> subprocess.Popen:
+def spy(pid: int, path: str, seconds: int, gil: bool) -> subprocess.Popen:
+    """py-spy on ``pid``; with ``gil``, only samples taken while a thread holds the GIL: the
+    process's Python work on the CPU, without the system calls (fsync, send, recv, poll) that
+    release it, which py-spy otherwise counts as the wall-clock time they take."""
     return subprocess.Popen([os.path.join(BIN, "py-spy"), "record", "--pid", str(pid),
                              "--format", "raw", "--output", path, "--duration", str(seconds),
-                             "--rate", "500", "--nonblocking"],
+                             "--rate", "500", "--nonblocking", *(["--gil"] if gil else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def user_system_s(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of ``pids`` and their descendants (/proc/<pid>/stat)."""
+    user = system = 0.0
+    for pid in (p for root in pids for p in descendants(root)):
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        user += int(fields[11]) / CLK_TCK
+        system += int(fields[12]) / CLK_TCK
+    return user, system
 
 
 def top(path: str, count: int = 25) -> str:
@@ -56,12 +84,27 @@ def top(path: str, count: int = 25) -> str:
     return "\n".join(lines)
 
 
+def command_table(commands: dict, jobs: int) -> str:
+    """Redis's time per job by command, largest first."""
+    rows = sorted(((name.removeprefix("cmdstat_"), stats["calls"], stats["usec"])
+                   for name, stats in commands.items()), key=lambda row: -row[2])
+    total = sum(usec for _, _, usec in rows)
+    lines = [f"== Redis: {total / jobs:.1f} µs per job inside commands ==",
+             "command  calls/job  µs/job"]
+    lines += [f"{name:12} {calls / jobs:6.3f} {usec / jobs:7.2f}" for name, calls, usec in rows]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=40_000)
     parser.add_argument("--executors", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--out", default=os.path.join(RESULTS, "profile.tmp"))
+    parser.add_argument("--spied-executors", type=int, default=4,
+                        help="executors recorded (their samples are merged)")
+    parser.add_argument("--gil", action=argparse.BooleanOptionalAction, default=True,
+                        help="sample only while the GIL is held (CPU), not wall-clock time")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     os.makedirs(args.out)
@@ -72,32 +115,46 @@ def main() -> int:
         try:
             system.enqueue("noop", 500)
             wait_until(lambda: system.finished() >= 500, 60)
-            executor = [p for p in descendants(system.worker.pid) if p != system.worker.pid][0]
+            executors = [p for p in descendants(system.worker.pid)
+                         if p != system.worker.pid][:args.spied_executors]
             ctl_path = os.path.join(args.out, "controller.txt")
-            exe_path = os.path.join(args.out, "executor.txt")
+            exe_paths = [os.path.join(args.out, f"executor-{i}.txt")
+                         for i in range(len(executors))]
             sup_path = os.path.join(args.out, "supervisor.txt")
-            spies = [spy(system.controller.pid, ctl_path, args.seconds),
-                     spy(executor, exe_path, args.seconds),
-                     spy(system.worker.pid, sup_path, args.seconds)]
+            spies = [spy(system.controller.pid, ctl_path, args.seconds, args.gil),
+                     spy(system.worker.pid, sup_path, args.seconds, args.gil)]
+            spies += [spy(pid, path, args.seconds, args.gil)
+                      for pid, path in zip(executors, exe_paths, strict=True)]
             time.sleep(0.5)
             base = system.finished()
-            cpu = (proc_cpu_s(system.controller.pid), tree_cpu_s([system.worker.pid]),
-                   proc_cpu_s(server.process.pid))
+            roots = ([system.controller.pid], [system.worker.pid], [server.process.pid])
+            cpu = [user_system_s(r) for r in roots]
+            redis_client = redis.Redis.from_url(server.url)
+            redis_client.config_resetstat()
             started = time.perf_counter()
             system.enqueue("noop", args.jobs)
             wait_until(lambda: system.finished() >= base + args.jobs, 600)
             took = time.perf_counter() - started
-            after = (proc_cpu_s(system.controller.pid), tree_cpu_s([system.worker.pid]),
-                     proc_cpu_s(server.process.pid))
+            after = [user_system_s(r) for r in roots]
+            commands = redis_client.info("commandstats")
             for s in spies:
                 s.wait()
         finally:
             system.stop()
-    per_job = [1e6 * (b - a) / args.jobs for a, b in zip(cpu, after, strict=True)]
-    print(f"{args.jobs} no-op jobs in {took:.2f} s: {args.jobs / took:,.0f} jobs/s; CPU per "
-          f"job: controller {per_job[0]:.0f} µs, workers {per_job[1]:.0f} µs, Redis "
-          f"{per_job[2]:.0f} µs (py-spy adds some)")
-    for name, path in (("controller", ctl_path), ("executor", exe_path),
+    print(f"{args.jobs} no-op jobs in {took:.2f} s: {args.jobs / took:,.0f} jobs/s (py-spy "
+          "adds some); CPU per job, user + system:")
+    for name, a, b in zip(("controller", "worker (supervisor + executors)", "redis-server"),
+                          cpu, after, strict=True):
+        user, system_ = (1e6 * (y - x) / args.jobs for x, y in zip(a, b, strict=True))
+        print(f"  {name}: {user + system_:.0f} µs = {user:.0f} user + {system_:.0f} system")
+    print(command_table(commands, args.jobs))
+    exe_path = os.path.join(args.out, "executors.txt")
+    with open(exe_path, "w") as merged:
+        for path in exe_paths:
+            if os.path.exists(path):
+                with open(path) as handle:
+                    merged.write(handle.read())
+    for name, path in (("controller", ctl_path), (f"{len(exe_paths)} executors", exe_path),
                        ("supervisor", sup_path)):
         if os.path.exists(path):
             print(f"== {name} ==\n{top(path)}")

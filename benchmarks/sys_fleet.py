@@ -4,7 +4,9 @@ Enqueue: ``Client.enqueue_many``; the ``fleet enqueue --file`` variant runs the 
 file written beforehand. Completion: the shared counter, as for every system; ``finished()``
 (``Client.status()``: completed + dead + cancelled, fleet's own record) is the signal only for
 the pure no-op row, and is read after the counter otherwise.
-With ``BENCH_FLEET_SIGNING_KEY`` set, every process seals and checks every message with it.
+The worker runs with ``--quiet`` (no log line per finished job), as the peers run with their
+per-job logging off; ``BENCH_FLEET_QUIET=0`` keeps the lines. With ``BENCH_FLEET_SIGNING_KEY``
+set, every process seals and checks every message with it.
 """
 
 from __future__ import annotations
@@ -27,21 +29,22 @@ class FleetSystem(System):
     name = "fleet"
 
     def __init__(self, redis_url: str, workdir: str, executors: int = 8,
-                 fsync: str = "always") -> None:
+                 fsync: str = "always", namespace: str = "bench") -> None:
         self.redis_url = redis_url
         self.executors = executors
         signing_key = os.environ.get("BENCH_FLEET_SIGNING_KEY", "")
         env = bench_env(redis_url, FLEET_FSYNC=fsync, FLEET_SIGNING_KEY=signing_key)
         env = {k: v for k, v in env.items() if k in ("BENCH_REDIS_URL", "PYTHONPATH",
                                                       "FLEET_FSYNC", "FLEET_SIGNING_KEY")}
-        self.fleet = LocalFleet(redis_url, workdir=workdir, namespace="bench", env=env)
+        self.fleet = LocalFleet(redis_url, workdir=workdir, namespace=namespace, env=env)
         self.client = None
         self.controller = self.worker = None
 
     def start(self) -> None:
         os.makedirs(self.fleet.workdir, exist_ok=True)
         self.controller = self.fleet.controller()
-        self.worker = self.fleet.worker(self.executors, "--allow", "peer_tasks")
+        quiet = ["--quiet"] if os.environ.get("BENCH_FLEET_QUIET", "1") == "1" else []
+        self.worker = self.fleet.worker(self.executors, "--allow", "peer_tasks", *quiet)
         self.client = self.fleet.client(receipt_timeout_s=120)
         wait_until(lambda: self.client.status()["executors"] >= self.executors, 30,
                    0.1, "fleet executors up")

@@ -81,6 +81,7 @@ class Client:
                 max_retries: int | None = None, delay_s: float | None = None,
                 run_at: float | None = None, depends_on: Sequence[Any] | None = None,
                 allow_failure: bool = False, pass_results: bool = False,
+                key: str | None = None, priority: int = 0, expires_s: float | None = None,
                 **kwargs: Any) -> Job:
         """Enqueue one job and wait until it is durable.
 
@@ -92,6 +93,9 @@ class Client:
                 waits for, whether it runs even if one ends dead or cancelled, and whether it
                 receives their results (``fleet.current_job().parent_results``;
                 docs/workflows.md).
+            key / priority / expires_s: what the job belongs to (per-key limits serve keys
+                in turn), 0-9 (higher first within its queue), and the seconds after which
+                it is cancelled unstarted (docs/flow-control.md).
 
         Returns:
             A Job handle; for an id seen before (``duplicate``), the existing job's handle.
@@ -105,6 +109,7 @@ class Client:
                                       timeout_s=timeout_s, max_retries=max_retries,
                                       delay_s=delay_s, run_at=run_at, depends_on=depends_on,
                                       allow_failure=allow_failure, pass_results=pass_results,
+                                      key=key, priority=priority, expires_s=expires_s,
                                       **kwargs))
 
     def chain(self, specs: Sequence[JobSpec]) -> list[Job]:
@@ -240,6 +245,23 @@ class Client:
         """
         data: dict[str, Any] = self.request("pause", queue=queue)
         return data
+
+    def set_limits(self, queue: str, concurrency: int | None = None, rate: str | None = None,
+                   per_key: int | None = None) -> dict[str, Any]:
+        """Set some of ``queue``'s fleet-wide limits, the others kept (docs/flow-control.md):
+        jobs in flight, dispatches per period (``"10/s"``, ``"100/m"``), jobs in flight per
+        key. Returns ``{"queue", "limits", "text", "in_use"}``; ControlError if one is bad."""
+        given: dict[str, Any] = {"concurrency": concurrency, "rate": rate, "per_key": per_key}
+        return dict(self.request("limit_set", queue=queue,
+                                 **{k: v for k, v in given.items() if v is not None}))
+
+    def clear_limits(self, queue: str, *kinds: str) -> dict[str, Any]:
+        """Clear ``kinds`` of ``queue``'s limits (none named: all); as ``set_limits``."""
+        return dict(self.request("limit_clear", queue=queue, kinds=list(kinds)))
+
+    def limits(self) -> dict[str, Any]:
+        """Every queue's limits: ``{queue: {"limits": {...}, "text": "concurrency 2"}}``."""
+        return dict(self.request("limit_list"))
 
     def resume(self, queue: str) -> dict[str, Any]:
         """Dispatch from ``queue`` again; returns ``{"resumed": queue, "in_use": bool}``."""

@@ -8,15 +8,17 @@ the setting and its source, e.g. ``lease_s = -1 (from FLEET_LEASE_S): must be > 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from .errors import ConfigError
+from .flow import check_limits
 
 FSYNC_POLICIES = ("always", "interval", "off")  # the one list (settings, CLI, WalOptions)
 
@@ -61,6 +63,9 @@ class Settings:
     signing_window_s: float = 120.0
     receipt_timeout_s: float = 30.0
     schedule_file: str = ""
+    # per queue: concurrency, rate, per_key (fleet/flow.py); applied when the controller
+    # starts, recorded in its log when they differ from it
+    limits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def executors(self) -> int:
@@ -131,6 +136,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
+    if name == "limits":
+        return _limits(raw, source)
     field_default = {f.name: f.default for f in fields(Settings)}[name]
     try:
         value = _convert(raw, field_default)
@@ -141,6 +148,22 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
     if problem:
         raise ConfigError(f"{name} = {_shown(name, raw)!r} (from {source}): {problem}")
     return value
+
+
+def _limits(raw: Any, source: str) -> dict[str, dict[str, Any]]:
+    """The ``limits`` section: queue -> its limits (JSON text in the environment)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"limits (from {source}) must be a JSON object of queue: "
+                              "limits") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"limits (from {source}) must be a mapping of queue: limits")
+    try:
+        return {queue: check_limits(queue, limits) for queue, limits in raw.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (from {source})") from None
 
 
 def _shown(name: str, raw: Any) -> Any:

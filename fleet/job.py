@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .errors import JobSpecError
+from .flow import check_flow
 
 DEFAULT_QUEUE = "default"
 DEFAULT_FUNC = "fleet.demo:simulate"
@@ -57,6 +58,9 @@ class JobSpec:
     depends_on: tuple[str, ...] = ()
     allow_failure: bool = False
     pass_results: bool = False
+    key: str | None = None
+    priority: int = 0
+    expires_s: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The compact form carried on the intake list."""
@@ -77,6 +81,12 @@ class JobSpec:
             wire["af"] = self.allow_failure
         if self.pass_results:
             wire["pr"] = self.pass_results
+        if self.key is not None:
+            wire["ky"] = self.key
+        if self.priority:
+            wire["py"] = self.priority
+        if self.expires_s is not None:
+            wire["ex"] = self.expires_s
         return wire
 
 
@@ -110,6 +120,7 @@ def validate_spec(wire: Any) -> dict[str, Any]:
     out = {"id": job_id, "f": func, "q": queue, "a": args, "k": kwargs}
     out.update(_check_limits(job_id, wire))
     out.update(_check_dependencies(job_id, wire))
+    out.update(check_flow(job_id, wire))
     if "tc" in wire:  # a bad one is left out, not rejected: the job runs, untraced
         carried = trace_context(wire["tc"])
         if carried is not None:
@@ -289,14 +300,16 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
     """Turn one entry of a job file into a JobSpec.
 
     Accepts fleet's own fields (``id``, ``func``, ``args``, ``kwargs``, ``queue``, ``timeout``,
-    ``max_retries``, ``run_at_ms``, ``depends_on``, ``allow_failure``, ``pass_results``) and
+    ``max_retries``, ``run_at_ms``, ``depends_on``, ``allow_failure``, ``pass_results``,
+    ``key``, ``priority``, ``expires_s``) and
     the original plan's ``{"id": ..., "payload": {...}}``,
     where ``payload`` is the kwargs and a missing ``func`` means ``default_func``.
     """
     if not isinstance(entry, dict):
         raise JobSpecError(f"each job must be a JSON object, got {type(entry).__name__}")
     known = {"id", "func", "args", "kwargs", "payload", "queue", "timeout", "max_retries",
-             "run_at_ms", "depends_on", "allow_failure", "pass_results"}
+             "run_at_ms", "depends_on", "allow_failure", "pass_results", "key", "priority",
+             "expires_s"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise JobSpecError(f"job {_shown(entry.get('id'))}: unknown field(s) {', '.join(unknown)}")
@@ -316,6 +329,9 @@ def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpe
         depends_on=_file_parents(entry),
         allow_failure=entry.get("allow_failure", False),
         pass_results=entry.get("pass_results", False),
+        key=entry.get("key"),
+        priority=entry.get("priority", 0),
+        expires_s=entry.get("expires_s"),
     )
     validate_spec(spec.to_wire())
     return spec

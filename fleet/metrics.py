@@ -87,6 +87,14 @@ class Metrics:
                                        _LATENCY_BUCKETS, r)
         self.wait_time = BatchHistogram("fleet_job_wait_seconds", "Enqueue to start (by queue)",
                                         _LATENCY_BUCKETS, r)
+        self.limit = Gauge("fleet_queue_limit", "A queue's limit by kind (concurrency and "
+                           "per_key: jobs; rate: dispatches a second)", ["queue", "kind"],
+                           registry=r)
+        self.held_back = Gauge("fleet_jobs_held_back", "Pending jobs a limit holds back now, "
+                               "by queue and kind of limit", ["queue", "kind"], registry=r)
+        self.expired_unstarted = Counter(
+            "fleet_jobs_expired_unstarted_total", jobs.format("cancelled unstarted past their "
+                                                              "expiry"), ["queue"], registry=r)
         self._children: dict[tuple[int, str], Any] = {}
         # worker id: (done, failed, monotonic seconds) as last seen
         self._worker_counts: dict[str, tuple[int, int, float]] = {}
@@ -145,6 +153,9 @@ class Metrics:
             queue = job.queue
             key = (kind, queue)
             counts[key] = counts.get(key, 0) + 1
+            if kind == ev.CANCELLED and len(record) > 3:  # a reason: "expired"
+                key = ("expired_unstarted", queue)
+                counts[key] = counts.get(key, 0) + 1
             if kind == ev.ACKED:
                 _collect_times(record[6], record[7], record[2], job.enqueued_ms, times, queue)
             elif kind == ev.FAILED or kind == ev.EXPIRED:
@@ -165,7 +176,8 @@ class Metrics:
     def _by_kind(self) -> dict[int | str, Counter]:
         return {ev.ENQUEUED: self.enqueued, ev.DISPATCHED: self.dispatched,
                 ev.ACKED: self.completed, ev.FAILED: self.failed, ev.EXPIRED: self.expired,
-                ev.CANCELLED: self.cancelled, "dead": self.dead, "retried": self.retried}
+                ev.CANCELLED: self.cancelled, "dead": self.dead, "retried": self.retried,
+                "expired_unstarted": self.expired_unstarted}
 
     def _child(self, metric: Any, queue: str) -> Any:
         """``metric.labels(queue)``, cached: the lookup is slow and queues are few."""
@@ -179,6 +191,17 @@ class Metrics:
         for queue, counts in table.queue_counts.items():
             for state in STATES:
                 self.depth.labels(state, queue).set(counts[state])
+
+    def set_limits(self, limits: dict[str, dict[str, Any]],
+                   held: dict[str, dict[str, int]]) -> None:
+        """The queues' limits and what each holds back (a cleared limit reads 0)."""
+        for queue, kinds in held.items():
+            queue_limits = limits.get(queue, {})
+            for kind, count in kinds.items():
+                value = queue_limits.get(kind, 0)
+                self.limit.labels(queue, kind).set(
+                    value[0] / value[1] if kind == "rate" and value else value)
+                self.held_back.labels(queue, kind).set(count)
 
     def set_fleet(self, beats: list[dict[str, Any]]) -> None:
         self.workers.set(len(beats))

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import JobSpecError
 
 RESERVED = ("job_id", "queue", "timeout_s", "max_retries", "delay_s", "run_at", "depends_on",
-            "allow_failure", "pass_results")
+            "allow_failure", "pass_results", "key", "priority", "expires_s")
 
 # Other queues' enqueue options, and what fleet calls them.
 LOOK_ALIKES = {
@@ -26,6 +26,7 @@ LOOK_ALIKES = {
     "soft_time_limit": "timeout_s", "retries": "max_retries", "max_retry": "max_retries",
     "retry": "max_retries", "countdown": "delay_s", "delay": "delay_s", "eta": "run_at",
     "at": "run_at", "task_id": "job_id", "queue_name": "queue", "routing_key": "queue",
+    "expires": "expires_s", "ttl": "expires_s", "expiry": "expires_s",
 }
 
 

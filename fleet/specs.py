@@ -18,7 +18,8 @@ def spec(func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
          queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
          max_retries: int | None = None, delay_s: float | None = None,
          run_at: float | None = None, depends_on: Sequence[Any] | None = None,
-         allow_failure: bool = False, pass_results: bool = False, **kwargs: Any) -> JobSpec:
+         allow_failure: bool = False, pass_results: bool = False, key: str | None = None,
+         priority: int = 0, expires_s: float | None = None, **kwargs: Any) -> JobSpec:
     """The JobSpec ``Client.enqueue`` would send for the same call (``fleet.spec``), for
     ``enqueue_many`` or ``enqueue_spec``; the options are ``enqueue``'s.
 
@@ -30,7 +31,8 @@ def spec(func: str | Callable[..., Any], *args: Any, job_id: str | None = None,
     return build_spec(func, args, kwargs, job_id=job_id, queue=queue, timeout_s=timeout_s,
                       max_retries=max_retries, delay_s=delay_s, run_at=run_at,
                       depends_on=depends_on, allow_failure=allow_failure,
-                      pass_results=pass_results)
+                      pass_results=pass_results, key=key, priority=priority,
+                      expires_s=expires_s)
 
 
 def build_spec(func: str | Callable[..., Any], args: Sequence[Any] = (),
@@ -38,7 +40,9 @@ def build_spec(func: str | Callable[..., Any], args: Sequence[Any] = (),
                queue: str = DEFAULT_QUEUE, timeout_s: float | None = None,
                max_retries: int | None = None, delay_s: float | None = None,
                run_at: float | None = None, depends_on: Sequence[Any] | None = None,
-               allow_failure: bool = False, pass_results: bool = False) -> JobSpec:
+               allow_failure: bool = False, pass_results: bool = False,
+               key: str | None = None, priority: int = 0,
+               expires_s: float | None = None) -> JobSpec:
     """A JobSpec for ``func(*args, **kwargs)``, for ``enqueue_spec`` or ``enqueue_many``.
 
     ``depends_on`` names parents by id, Job handle or JobSpec (one earlier in the same
@@ -51,7 +55,8 @@ def build_spec(func: str | Callable[..., Any], args: Sequence[Any] = (),
                    kwargs=dict(kwargs or {}), queue=queue, timeout_s=timeout_s,
                    max_retries=max_retries, run_at_ms=run_at_ms(delay_s, run_at),
                    depends_on=parent_ids(depends_on), allow_failure=allow_failure,
-                   pass_results=pass_results)
+                   pass_results=pass_results, key=key, priority=priority,
+                   expires_s=expires_s)
 
 
 def func_path(func: str | Callable[..., Any]) -> str:

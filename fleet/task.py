@@ -88,12 +88,14 @@ class Task:
                 delay_s: float | None = None, run_at: float | None = None,
                 depends_on: Sequence[Any] | None = None, allow_failure: bool = False,
                 pass_results: bool = False, client: Client | None = None,
+                key: str | None = None, priority: int = 0, expires_s: float | None = None,
                 **kwargs: Any) -> Job:
         """Enqueue ``fn(*args, **kwargs)`` and wait until it is durable.
 
         ``job_id``, ``queue``, ``timeout_s``, ``max_retries`` (these three override the
         task's own for this job), ``delay_s``, ``run_at`` (epoch seconds), ``depends_on``,
-        ``allow_failure``, ``pass_results`` (docs/workflows.md) and ``client`` are
+        ``allow_failure``, ``pass_results`` (docs/workflows.md), ``key``, ``priority``,
+        ``expires_s`` (docs/flow-control.md) and ``client`` are
         options, not arguments of the function; use ``enqueue_with`` for a function that
         takes those names.
 
@@ -107,7 +109,8 @@ class Task:
         options = _given(queue=queue, timeout_s=timeout_s, max_retries=max_retries)
         return self.enqueue_with(args, kwargs, job_id=job_id, delay_s=delay_s, run_at=run_at,
                                  depends_on=depends_on, allow_failure=allow_failure,
-                                 pass_results=pass_results, client=client, **options)
+                                 pass_results=pass_results, client=client, key=key,
+                                 priority=priority, expires_s=expires_s, **options)
 
     async def aenqueue(self, *args: Any, job_id: str | None = None, queue: str | None = None,
                        timeout_s: float | None = None, max_retries: int | None = None,
@@ -132,13 +135,15 @@ class Task:
              timeout_s: float | None = None, max_retries: int | None = None,
              delay_s: float | None = None, run_at: float | None = None,
              depends_on: Sequence[Any] | None = None, allow_failure: bool = False,
-             pass_results: bool = False, **kwargs: Any) -> JobSpec:
+             pass_results: bool = False, key: str | None = None, priority: int = 0,
+             expires_s: float | None = None, **kwargs: Any) -> JobSpec:
         """The JobSpec ``enqueue`` would send, for ``client.enqueue_many([...])``."""
         check_options(self.fn, kwargs, how=f"{self.__name__}.spec_with(args, kwargs)")
         options = _given(queue=queue, timeout_s=timeout_s, max_retries=max_retries)
         return self.spec_with(args, kwargs, job_id=job_id, delay_s=delay_s, run_at=run_at,
                               depends_on=depends_on, allow_failure=allow_failure,
-                              pass_results=pass_results, **options)
+                              pass_results=pass_results, key=key, priority=priority,
+                              expires_s=expires_s, **options)
 
     def spec_with(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                   **options: Any) -> JobSpec:

@@ -77,3 +77,13 @@ async def whoami_async() -> dict:
 
     await asyncio.sleep(0)
     return dataclasses.asdict(fleet.current_job())
+
+
+def timed(log_path: str, tag: str, sleep_ms: float = 0) -> str:
+    """Log ``start TAG NS PID`` and, once done, ``end TAG NS`` (nanosecond wall-clock times),
+    for the flow-control tests to measure overlaps and to kill a running job's executor."""
+    _line(log_path, f"start {tag} {time.time_ns()} {os.getpid()}")
+    if sleep_ms:
+        time.sleep(sleep_ms / 1000)
+    _line(log_path, f"end {tag} {time.time_ns()}")
+    return tag

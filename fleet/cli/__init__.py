@@ -20,6 +20,7 @@ from .common import close_clients
 from .controller import controller
 from .dashboard import dashboard
 from .demo import demo
+from .limits import limit
 from .wal import wal
 from .worker import worker
 
@@ -32,7 +33,7 @@ def app() -> None:
 
 for command in (controller, jobs.enqueue, jobs.job, jobs.jobs, jobs.result, admin.status,
                 admin.dead, admin.cancel, admin.pause, admin.resume, admin.config, demo, wal, acl,
-                dashboard, worker):
+                dashboard, worker, limit):
     app.add_command(command)
 
 

@@ -9,6 +9,7 @@ import click
 import orjson
 
 from ..config import describe, load_settings
+from ..flow import limits_text
 from ..state import STATES
 from .common import connection_options
 from .jobs import client_from, indented
@@ -51,6 +52,7 @@ def render_status(data: dict[str, Any]) -> str:
         paused = " (paused)" if queue in data["paused"] else ""
         lines.append(f"{queue + paused:<16}" + "".join(f"{counts[s]:>11}" for s in STATES))
     lines.append(f"{'total':<16}" + "".join(f"{data['states'][s]:>11}" for s in STATES))
+    lines += _limit_lines(data)
     rates = data.get("rates_per_s") or {}
     lines += ["", "last minute: " + (", ".join(f"{k} {v:.1f}/s" for k, v in rates.items())
                                      or "(collecting)"),
@@ -65,6 +67,18 @@ def render_status(data: dict[str, Any]) -> str:
         lines.append(f"  {worker['host']:<20} {worker['id']:<36} busy {worker['busy']}/"
                      f"{worker['executors']}  done {worker['done']}  queues {queues}")
     return "\n".join(lines)
+
+
+def _limit_lines(data: dict[str, Any]) -> list[str]:
+    """The queues' limits, and what each holds back now (absent from an older status)."""
+    limits, held = data.get("limits") or {}, data.get("held_back") or {}
+    lines = ["", "limits:"] if limits else []
+    for queue, queue_limits in sorted(limits.items()):
+        back = ", ".join(f"{count} by {kind.replace('_', '-')}"
+                         for kind, count in (held.get(queue) or {}).items() if count)
+        lines.append(f"  {queue:<16} {limits_text(queue_limits)}"
+                     + (f"; held back: {back}" if back else ""))
+    return lines
 
 
 def _waiting(data: dict[str, Any]) -> str:
@@ -189,4 +203,7 @@ def config_show(config_file: str | None, as_json: bool) -> None:
         return
     for name, value, source in rows:
         shown = ",".join(value) if isinstance(value, tuple) else value
+        if name == "limits":
+            shown = "; ".join(f"{queue}: {limits_text(limits)}"
+                              for queue, limits in value.items()) or "none"
         click.echo(f"{name:<24} {shown!s:<32} {source}")

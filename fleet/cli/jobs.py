@@ -12,8 +12,9 @@ import orjson
 
 from ..client import Client
 from ..errors import EXIT_BAD_INPUT, FleetError, JobSpecError
+from ..flow import MAX_EXPIRES_S, MAX_PRIORITY, MIN_PRIORITY
 from ..handles import JobPage
-from ..job import JobSpec, new_job_id, spec_from_file_entry
+from ..job import JobSpec, new_job_id, spec_from_file_entry, validate_spec
 from ..protocol.intake import Receipt
 from ..specs import run_at_ms, unique_ids
 from ..state import IN_FLIGHT, STATES
@@ -101,12 +102,22 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
               help="With --after: run even if a parent ends dead or cancelled.")
 @click.option("--pass-results", is_flag=True,
               help="With --after: give the job its parents' results.")
+@click.option("--key", default=None, metavar="K",
+              help="What the job belongs to (a customer, a tenant): per-key limits serve "
+              "keys in turn. With --file: for entries that give none.")
+@click.option("--priority", type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY), default=None,
+              help="0-9, higher first within the queue (default 0). With --file: for "
+              "entries that give none.")
+@click.option("--expires", "expires_s", type=click.FloatRange(0, MAX_EXPIRES_S, min_open=True),
+              default=None, metavar="S", help="Cancel the job if it has not started S "
+              "seconds after its enqueue (or its --delay/--at time).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 @connection_options
 def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwargs: str | None,
             job_id: str | None, queue: str, timeout: float | None, retries: int | None,
             delay: float | None, run_at: str | None, parents: tuple[str, ...],
-            allow_failure: bool, pass_results: bool, quiet: bool, config_file: str | None,
+            allow_failure: bool, pass_results: bool, key: str | None, priority: int | None,
+            expires_s: float | None, quiet: bool, config_file: str | None,
             **flags: Any) -> None:
     """Enqueue FUNC(ARGS...) or every job of --file; exit 0 only if all are durable.
 
@@ -128,9 +139,23 @@ def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwarg
                                _not_before_ms(delay, run_at))
         specs = [dataclasses.replace(spec, depends_on=tuple(parents),
                                      allow_failure=allow_failure, pass_results=pass_results)]
+    specs = [_with_flow(spec, key, priority, expires_s) for spec in specs]
     client = client_from(config_file, **flags)
     receipts = _send(client, specs)
     _report(receipts, quiet)
+
+
+def _with_flow(spec: JobSpec, key: str | None, priority: int | None,
+               expires_s: float | None) -> JobSpec:
+    """``spec`` with the flags' key, priority and expiry where it gives none; checked."""
+    if key is None and priority is None and expires_s is None:
+        return spec
+    spec = dataclasses.replace(
+        spec, key=spec.key if spec.key is not None else key,
+        priority=spec.priority or (priority or 0),
+        expires_s=spec.expires_s if spec.expires_s is not None else expires_s)
+    validate_spec(spec.to_wire())
+    return spec
 
 
 def _spec_from_args(func: str, args: tuple[str, ...], kwargs: str | None, job_id: str | None,
@@ -223,6 +248,7 @@ def job(job_id: str, as_json: bool, config_file: str | None, **flags: Any) -> No
         if attempt.get("traceback"):
             click.echo(indented(attempt["traceback"], "      "))
     _echo_graph(info)
+    _echo_flow(info)
     if info["state"] == "completed":
         click.echo(f"result    {orjson.dumps(info['result']).decode()}")
     if info.get("error"):
@@ -248,6 +274,17 @@ def progress_text(progress: dict[str, Any]) -> str:
         message = repr(message)
     shown = f" ({message})" if message else ""
     return f"{progress['fraction'] * 100:.0f}%{shown} {progress['age_s']:.1f} s ago"
+
+
+def _echo_flow(info: dict[str, Any]) -> None:
+    """The key, priority and expiry lines of ``fleet job`` (only for a job that has one)."""
+    if info.get("key") is not None:
+        click.echo(f"key       {info['key']}")
+    if info.get("priority"):
+        click.echo(f"priority  {info['priority']}")
+    if info.get("expires_ms"):
+        when = datetime.fromtimestamp(info["expires_ms"] / 1000).astimezone()
+        click.echo(f"expires   {when.isoformat(timespec='milliseconds')} if not started by then")
 
 
 def indented(text: str, prefix: str) -> str:

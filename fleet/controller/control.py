@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any, Protocol
 
-from ..errors import ControlError, FleetError, JobNotFoundError
+from ..errors import ConfigError, ControlError, FleetError, JobNotFoundError
+from ..flow import LIMIT_KINDS, check_limits, limits_text
 from ..job import QUEUE_RE
 from ..protocol.control import decode_control, encode_reply, error_reply, ok_reply
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, listing
@@ -218,9 +219,46 @@ def _in_use(desk: Desk, queue: str) -> bool:
     return bool(counts and any(counts.values())) or queue in desk.served_queues
 
 
+def _limit_set(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    """Set some of a queue's limits (the others stay as they are)."""
+    queue = _queue(args)
+    given = {kind: args[kind] for kind in LIMIT_KINDS if args.get(kind) is not None}
+    if not given:
+        raise ControlError("give at least one of concurrency, rate, per_key")
+    return _record_limits(desk, queue, {**desk.journal.table.limits.get(queue, {}), **given})
+
+
+def _limit_clear(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    """Clear the named kinds of a queue's limits (none named: all of them)."""
+    queue = _queue(args)
+    kinds = args.get("kinds") or list(LIMIT_KINDS)
+    if not isinstance(kinds, list) or not set(kinds) <= set(LIMIT_KINDS):
+        raise ControlError(f"kinds must be a list of {', '.join(LIMIT_KINDS)}")
+    kept = {kind: value for kind, value in desk.journal.table.limits.get(queue, {}).items()
+            if kind not in kinds}
+    return _record_limits(desk, queue, kept)
+
+
+def _record_limits(desk: Desk, queue: str, limits: dict[str, Any]) -> Any:
+    try:
+        checked = check_limits(queue, limits)
+    except ConfigError as exc:
+        raise ControlError(str(exc)) from None
+    if checked != desk.journal.table.limits.get(queue, {}):
+        desk.journal.record(ev.limits(queue, checked))
+    return {"queue": queue, "limits": checked, "text": limits_text(checked),
+            "in_use": _in_use(desk, queue)}
+
+
+def _limit_list(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
+    return {queue: {"limits": limits, "text": limits_text(limits)}
+            for queue, limits in sorted(desk.journal.table.limits.items())}
+
+
 COMMANDS: dict[str, Command] = {
     "status": _status, "job": _job, "jobs": _jobs, "dead_list": _dead_list,
     "dead_retry": _dead_retry, "dead_purge": _dead_purge, "cancel": _cancel, "pause": _pause,
-    "resume": _resume,
+    "resume": _resume, "limit_set": _limit_set, "limit_clear": _limit_clear,
+    "limit_list": _limit_list,
 }
 

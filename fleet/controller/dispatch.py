@@ -18,6 +18,7 @@ from ..protocol.signing import Seal
 from ..state import JobRecord
 from ..state import events as ev
 from .journal import Journal
+from .limiter import EXPIRED, Buckets
 from .options import DispatchOptions
 from .sightings import Sightings
 
@@ -26,6 +27,7 @@ WINDOW_PER_EXECUTOR = 8
 MAX_WINDOW = 2048
 QUEUED_WORK_S = 0.05
 RATE_EVERY_MS = 500
+MAX_EXPIRED_PER_STEP = 1000  # expired jobs cancelled per step, wherever they wait
 
 
 def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None,
@@ -49,6 +51,7 @@ class Dispatcher:
         self._counted: dict[str, int] = {}
         self._measured_ms = 0
         self.sightings: Sightings | None = None  # told of every message about to be pushed
+        self.buckets = Buckets()
 
     def window(self, executors: int, queue: str | None = None) -> int:
         """How many messages the ready list of ``queue`` may hold."""
@@ -76,10 +79,20 @@ class Dispatcher:
         table = self.journal.table
         if table.has_due(now_ms):  # delayed jobs and retries whose time came join their lines
             self.journal.record(ev.due(now_ms))
+        for job_id in table.expired_unstarted(now_ms, MAX_EXPIRED_PER_STEP):  # anywhere
+            self.journal.record(ev.cancelled(job_id, now_ms, EXPIRED))
         out: dict[str, list[bytes]] = {}
         for queue, length in ready_lengths.items():
-            jobs = table.take_ready(queue, self.window(executors, queue) - length)
+            room = self.window(executors, queue) - length
+            bucket = self.buckets.bucket(queue, table.limits.get(queue), now_ms)
+            if bucket is not None:
+                room = min(room, bucket.available(now_ms))
+            jobs, expired = table.take(queue, room, now_ms)
+            for job in expired:  # not started before its expiry: it never will be
+                self.journal.record(ev.cancelled(job.id, now_ms, EXPIRED))
             if jobs:
+                if bucket is not None:
+                    bucket.spend(len(jobs))
                 out[queue] = [self.lease(job, now_ms) for job in jobs]
                 self.dispatched_by_queue[queue] = (
                     self.dispatched_by_queue.get(queue, 0) + len(jobs))

@@ -31,6 +31,7 @@ from ..wal import Files, OpenLog, SnapshotTaker, prune_snapshots
 from .gate import Gate
 from .heal import Healer, Timeline
 from .journal import Journal
+from .limiter import Buckets, held_back
 from .liveness import Liveness
 from .reconcile import Reconciler
 from .retention import Retention
@@ -145,6 +146,7 @@ class Housekeeping:
         self.drop_counts = drop_counts
         self.timeline = Timeline()
         self.samples = Samples()
+        self.buckets = Buckets()  # the dispatcher's rate buckets, for the held-back gauge
         self._counted: dict[str, int] = {}
         self._next_beat_ms = self._next_compact_ms = self._next_timeline_ms = 0
 
@@ -176,6 +178,8 @@ class Housekeeping:
         self.healer.on_reported(self.reconciler.on_heartbeats(beats, now))
         self.metrics.set_fleet(beats)
         self.metrics.set_depths(self.journal.table)
+        self.metrics.set_limits(self.journal.table.limits,
+                                held_back(self.journal.table, self.buckets))
         self.metrics.wal_bytes.set(self.log.writer.total_bytes)
         self.sync_counters()
 

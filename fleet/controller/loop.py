@@ -45,6 +45,7 @@ from .heal import Healer, heal
 from .housekeeping import Housekeeping, Snapshots
 from .intake import Intake
 from .journal import Journal
+from .limiter import record_config_limits
 from .liveness import Liveness
 from .options import DispatchOptions, IntakeOptions, JobDefaults, ReconcileOptions
 from .periodic import Scheduler
@@ -86,8 +87,7 @@ class Controller:
         self.intake = Intake(self.journal, IntakeOptions.of(settings))
         self.gate = Gate(settings, self.clock())
         self.dispatcher = Dispatcher(self.journal, DispatchOptions.of(settings))
-        heartbeat_ms = int(settings.heartbeat_s * 1000)
-        self.liveness = Liveness(heartbeat_ms)
+        self.liveness = Liveness(heartbeat_ms := int(settings.heartbeat_s * 1000))
         self.progress_of = self.liveness.progress_of  # for the Desk (control.py)
         self.reconciler = Reconciler(self.journal, ReconcileOptions.of(settings), random.Random(),
                                      self.liveness)
@@ -113,6 +113,7 @@ class Controller:
             self.committer.commit,
             self._heal_again, self._drop_counts)
         self.snapshots = self.housekeeping.snapshots.taker
+        self.housekeeping.buckets = self.dispatcher.buckets
         self.malformed_control = 0
         self._redis_down_since: float | None = None
         self.metrics_server: WSGIServer | None = None
@@ -133,6 +134,7 @@ class Controller:
             log.warning("took namespace %r over at epoch %d", self.settings.namespace, epoch)
         self.log.writer.guard = self.fence.confirm  # no commit once fenced out
         self.journal.record(ev.booted(epoch, self.clock()))
+        record_config_limits(self.journal, self.settings.limits)
         self.committer.commit()
         self.metrics.epoch.set(epoch)
         now = self.clock()
@@ -208,8 +210,10 @@ class Controller:
 
     def _due_in_s(self) -> float | None:
         """Seconds until the next delayed job or schedule is due (≤ 0: due now), or None."""
-        dues = [self.journal.table.next_due_ms(), self.scheduler.next_due_ms()]
-        due = min((d for d in dues if d is not None), default=None)
+        table, buckets = self.journal.table, self.dispatcher.buckets
+        due = min((d for d in (table.next_due_ms(), self.scheduler.next_due_ms(),
+                               buckets.next_token_ms(table, self.clock())) if d is not None),
+                  default=None)
         return None if due is None else (due - self.clock()) / 1000
 
     # -- one iteration ---------------------------------------------------------------------
@@ -277,8 +281,7 @@ class Controller:
         self._heal_again(now)
 
     def _heal_again(self, now: int) -> None:
-        """Redis lost writes (its data, or a rollback): heal, trusting no worker's silence
-        until the workers could beat again."""
+        """Redis lost writes: heal, trusting no worker's silence until they could beat."""
         self.metrics.redis_losses.inc()
         self.reconciler.redis_forgot(now)
         self.healer.start(now)
@@ -286,10 +289,8 @@ class Controller:
     # -- used by control commands ----------------------------------------------------------
 
     def interrupt(self, job_id: str) -> None:
-        """Stop a cancelled in-flight job wherever it is (after the commit): take its message
-        back if it still waits in Redis, and tell the worker running it to stop it
-        (``Liveness.may_run``)."""
-        # Just cancelled while in flight: known, and dispatched.
+        """Stop a cancelled in-flight job (known, dispatched) wherever it is, after the commit:
+        its message taken back from Redis, its worker told (``Liveness.may_run``)."""
         job = cast(JobRecord, self.journal.table.get(job_id))
         self._withdrawn.append((self.keys.ready(job.queue), self.dispatcher.message(
             job, job.attempt, cast(int, job.dispatched_ms))))

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..state import JobTable
+from .limiter import held_back
 
 if TYPE_CHECKING:
     from .loop import Controller
@@ -36,6 +37,7 @@ def build_status(ctl: Controller, now_ms: int) -> dict[str, Any]:
                       "control": ctl.malformed_control,
                       "heartbeats": ctl.liveness.malformed_beats},
         "rejected_signatures": dict(ctl.gate.rejected),
+        "held_back": held_back(table, ctl.dispatcher.buckets),
     })
     return data
 

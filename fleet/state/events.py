@@ -23,13 +23,15 @@ from typing import Any
 
 import orjson
 
+from ..flow import Flow, flow_of
+
 Record = list[Any]
 
 (ENQUEUED, DISPATCHED, ACKED, FAILED, EXPIRED, RELEASED, RETRIED, CANCELLED, COMPACTED,
- PAUSED, RESUMED, BOOTED, SCHEDULED, DUE, ENQUEUED_AFTER) = range(15)
+ PAUSED, RESUMED, BOOTED, SCHEDULED, DUE, ENQUEUED_AFTER, LIMITS) = range(16)
 
 NAMES = ("enq", "disp", "ack", "fail", "exp", "rel", "retry", "cancel", "compact", "pause",
-         "resume", "boot", "sched", "due", "enqa")
+         "resume", "boot", "sched", "due", "enqa", "limit")
 
 FIELDS: tuple[tuple[str, ...], ...] = (
     ("id", "q", "nb", "spec", "tc"),                              # enq (tc optional)
@@ -39,7 +41,7 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("id", "n", "nb", "ts"),                                      # exp
     ("id", "n", "why", "ts"),                                     # rel
     ("id", "ts"),                                                 # retry
-    ("id", "ts"),                                                 # cancel
+    ("id", "ts", "why"),                                          # cancel (why optional)
     ("ids",),                                                     # compact
     ("q",),                                                       # pause
     ("q",),                                                       # resume
@@ -47,16 +49,18 @@ FIELDS: tuple[tuple[str, ...], ...] = (
     ("name", "at"),                                               # sched
     ("ts",),                                                      # due
     ("id", "q", "nb", "spec", "dep", "fl", "tc"),                 # enqa (tc optional)
+    ("q", "lim"),                                                 # limit
 )
 
 # Record types whose last field is written only when there is one (a FAIL's traceback, an
 # enqueued job's trace context).
-OPTIONAL_LAST = frozenset({FAILED, ENQUEUED, ENQUEUED_AFTER})
+OPTIONAL_LAST = frozenset({FAILED, ENQUEUED, ENQUEUED_AFTER, CANCELLED})
 
 # A FAIL record's traceback is cut to this many characters (the worker sends at most 8 KiB).
 TRACEBACK_MAX_CHARS = 8 * 1024
 
 SPEC_FIELDS = ("q", "nb", "f", "a", "k", "to", "mr", "ts")
+FLOW_FIELDS = ("py", "xp", "ky")  # a flow job's ninth spec field, spelt out by ``describe``
 
 # Records of these types name one job at index 1.
 JOB_TYPES = frozenset(range(CANCELLED + 1))
@@ -71,8 +75,12 @@ def enqueued(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retries: in
     a spec it cannot unpack.
     """
     queue, not_before_ms = spec["q"], spec.get("nb", 0)
-    text = orjson.dumps([queue, not_before_ms, spec["f"], spec["a"], spec["k"],
-                         spec.get("to", timeout_s), spec.get("mr", max_retries), at_ms])
+    fields = [queue, not_before_ms, spec["f"], spec["a"], spec["k"],
+              spec.get("to", timeout_s), spec.get("mr", max_retries), at_ms]
+    flow = flow_of(spec, at_ms)
+    if flow is not None:  # a ninth field, a list: see ``spec_flow``
+        fields.append(flow)
+    text = orjson.dumps(fields)
     record = [ENQUEUED, spec["id"], queue, not_before_ms, text.decode()]
     if spec.get("tc"):
         record.append(spec["tc"])
@@ -90,6 +98,21 @@ def enqueued_after(spec: dict[str, Any], at_ms: int, timeout_s: float, max_retri
     record = enqueued(spec, at_ms, timeout_s, max_retries)
     flags = (1 if spec.get("af") else 0) | (2 if spec.get("pr") else 0)
     return [ENQUEUED_AFTER, *record[1:5], list(spec["dep"]), flags, *record[5:]]
+
+
+def spec_flow(spec: str) -> Flow | None:
+    """The flow (``[priority, expires_at_ms, key]``, fleet/flow.py) of a spec text, None for
+    a plain job. A plain spec ends with its enqueue time (a digit) or, traced, with its trace
+    context (an object); a flow's spec has the flow list as its ninth field, so it ends in
+    ``]]`` untraced: only a traced job's text is parsed to tell."""
+    end = spec[-2]
+    if end == "]":
+        flow: Flow = orjson.loads(spec)[8]
+        return flow
+    if end == "}":
+        fields = orjson.loads(spec)
+        return fields[8] if len(fields) > 9 else None
+    return None
 
 
 def traced_spec(spec: str, trace_context: Any) -> str:
@@ -143,9 +166,11 @@ def retried(job_id: str, at_ms: int) -> Record:
     return [RETRIED, job_id, at_ms]
 
 
-def cancelled(job_id: str, at_ms: int) -> Record:
-    """A pending or in-flight job was cancelled."""
-    return [CANCELLED, job_id, at_ms]
+def cancelled(job_id: str, at_ms: int, reason: str | None = None) -> Record:
+    """A pending or in-flight job was cancelled; ``reason`` (``expired``: not started before
+    its expiry) is written only when there is one."""
+    return [CANCELLED, job_id, at_ms] if reason is None else [CANCELLED, job_id, at_ms, reason]
+
 
 
 def compacted(job_ids: list[str]) -> Record:
@@ -161,6 +186,12 @@ def paused(queue: str) -> Record:
 def resumed(queue: str) -> Record:
     """Dispatch from ``queue`` starts again."""
     return [RESUMED, queue]
+
+
+def limits(queue: str, limits: dict[str, Any]) -> Record:
+    """``queue``'s limits are now ``limits`` (fleet/flow.py ``check_limits``; an empty
+    mapping: none). The whole set, not a change, so that a record read alone says it all."""
+    return [LIMITS, queue, limits]
 
 
 def booted(epoch: int, at_ms: int) -> Record:
@@ -194,7 +225,10 @@ def describe(record: Record, seq: int | None = None) -> dict[str, Any]:
     named["t"] = NAMES[kind]
     named.update(zip(FIELDS[kind], record[1:], strict=False))
     if kind in (ENQUEUED, ENQUEUED_AFTER):
-        named.update(zip(SPEC_FIELDS, orjson.loads(named.pop("spec")), strict=True))
+        fields = orjson.loads(named.pop("spec"))
+        named.update(zip(SPEC_FIELDS, fields[:8], strict=True))
+        if len(fields) > 8:
+            named.update(zip(FLOW_FIELDS, fields[8], strict=True))
     return named
 
 

@@ -10,9 +10,13 @@ checker knows every attribute; ``JobTable.__init__`` sets them.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from .graph import Graph
 from .record import JobRecord
+
+if TYPE_CHECKING:
+    from .lanes import Lanes
 
 # An entry of a ready line or of the delayed heap: a cold job's id, or (ticket, JobRecord)
 # for a job put back in line (ready.py says when each stands for a pending job).
@@ -40,6 +44,10 @@ class TableFields:
     queue_counts: dict[str, dict[str, int]]
     totals: dict[str, int]
     _ready: dict[str, deque[Entry]]
+    _lanes: dict[str, Lanes]
+    _expiring: list[tuple[int, str]]
+    limits: dict[str, dict[str, Any]]
+    key_flight: dict[str, dict[str, int]]
     _delayed: list[tuple[int, int, str, Entry]]
     _finished: deque[tuple[int, str]]
     ready_popped: dict[str, int]

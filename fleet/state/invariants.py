@@ -29,6 +29,7 @@ def table_problems(table: JobTable) -> list[str]:
         problems.extend(job_problems(job, table.in_flight))
     problems.extend(_index_problems(table))
     problems.extend(_ready_index_problems(table, pending))
+    problems.extend(_key_flight_problems(table))
     problems.extend(table._graph_problems())
     if counts != table.counts:
         problems.append(f"state counters {table.counts} disagree with the jobs {counts}")
@@ -52,9 +53,22 @@ def _index_problems(table: JobTable) -> list[str]:
     return problems
 
 
+def _key_flight_problems(table: JobTable) -> list[str]:
+    """The in-flight count of each key must be its jobs in flight."""
+    counted: dict[str, dict[str, int]] = {}
+    for job in table.in_flight.values():
+        if job.key is not None:
+            flight = counted.setdefault(job.queue, {})
+            flight[job.key] = flight.get(job.key, 0) + 1
+    mine = {queue: dict(flight) for queue, flight in table.key_flight.items() if flight}
+    return [] if mine == counted else [f"keys in flight {mine} disagree with the jobs {counted}"]
+
+
 def _ready_index_problems(table: JobTable, pending: set[str]) -> list[str]:
     problems, seen = [], set()
     entries = [entry for queued in table._ready.values() for entry in queued]
+    entries += [entry for lanes in table._lanes.values() for _, _, line in lanes.entries()
+                for entry in line]
     entries += [entry for _, _, _, entry in table._delayed]
     for entry in entries:
         if not table._live(entry):

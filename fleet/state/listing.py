@@ -2,8 +2,9 @@
 
 A listing walks, in this order, the sources a state filter allows:
 
-1. ``pending``: each queue's ready line, FIFO (queues in name order), then the delayed jobs
-   in due order;
+1. ``pending``: each queue's ready line, FIFO (queues in name order), then the lanes of jobs
+   with a priority or a key (queue, priority from high to low, key in name order, FIFO;
+   fleet/state/lanes.py), then the delayed jobs in due order;
 2. ``in_flight``: in dispatch order (``dispatched_ms``, then id);
 2b. ``waiting``: by (enqueue time, id);
 3. ``completed`` / ``dead`` / ``cancelled``: the finished index, in finish order.
@@ -45,9 +46,9 @@ MAX_LIMIT = 1000
 MAX_BUDGET = 20 * MAX_LIMIT + 1000
 _ERROR_CHARS = 300
 
-# The sources in walk order: ready lines, delayed heap, in flight, finished.
-READY, DELAYED, RUNNING, WAITS, FINISHED = "r", "d", "i", "w", "f"
-_SOURCES = (READY, DELAYED, RUNNING, WAITS, FINISHED)
+# The sources in walk order: ready lines, lanes, delayed heap, in flight, finished.
+READY, LANES, DELAYED, RUNNING, WAITS, FINISHED = "r", "l", "d", "i", "w", "f"
+_SOURCES = (READY, LANES, DELAYED, RUNNING, WAITS, FINISHED)
 
 
 class ListingError(ValueError):
@@ -93,7 +94,7 @@ def _wanted(source: str, state: str | None) -> bool:
     if state is None:
         return True
     if state == PENDING:
-        return source in (READY, DELAYED)
+        return source in (READY, LANES, DELAYED)
     if state == IN_FLIGHT:
         return source == RUNNING
     if state == WAITING:
@@ -106,6 +107,8 @@ def _after(source: str, position: Any) -> Any:
     if source == READY:
         queue, index = position
         return [queue, index + 1]
+    if source == LANES:
+        return [*position[:3], position[3] + 1]
     return position if source in (DELAYED, RUNNING, WAITS) else position + 1
 
 
@@ -133,6 +136,9 @@ def _valid_position(source: str, where: Any) -> bool:
     if source == READY:
         return (isinstance(where, list) and len(where) == 2 and isinstance(where[0], str)
                 and _is_count(where[1]))
+    if source == LANES:
+        return (isinstance(where, list) and len(where) == 4 and isinstance(where[0], str)
+                and _is_count(where[1]) and isinstance(where[2], str) and _is_count(where[3]))
     if source == DELAYED:
         return isinstance(where, list) and len(where) == 2 and all(map(_is_count, where))
     if source in (RUNNING, WAITS):
@@ -164,6 +170,30 @@ def _walk_ready(table: JobTable, queue: str | None, where: Any) -> Walk:
         start = max(first - popped, 0)
         for index, entry in enumerate(islice(line, start, None), start + popped):
             yield (name, index), _pending_job(table, entry), 1
+
+
+def _walk_lanes(table: JobTable, queue: str | None, where: Any) -> Walk:
+    """Positions ``[queue, 9 - priority, key ("" for none), index]``, in that order; the
+    index counts from the lane's first entry ever, as a ready line's does."""
+    after = tuple(where) if where is not None else None
+    for name in [queue] if queue is not None else sorted(table._lanes):
+        lanes = table._lanes.get(name)
+        if lanes is None:
+            continue
+        lines = sorted(((9 - priority, key or "", key, line)
+                        for priority, key, line in lanes.entries()), key=_lane_order)
+        for rank, shown, key, line in lines:
+            if after is not None and (name, rank, shown) < after[:3]:
+                continue
+            popped = lanes.popped_of(9 - rank, key)
+            first = after[3] if after is not None and (name, rank, shown) == after[:3] else 0
+            start = max(first - popped, 0)
+            for index, entry in enumerate(islice(line, start, None), start + popped):
+                yield [name, rank, shown, index], _pending_job(table, entry), 1
+
+
+def _lane_order(item: tuple[Any, ...]) -> tuple[int, str]:
+    return item[0], item[1]
 
 
 def _walk_delayed(table: JobTable, queue: str | None, where: Any) -> Walk:
@@ -218,7 +248,7 @@ def _walk_finished(table: JobTable, queue: str | None, where: Any) -> Walk:
         yield index, job, cost
 
 
-_WALKS = {READY: _walk_ready, DELAYED: _walk_delayed, RUNNING: _walk_running,
+_WALKS = {READY: _walk_ready, LANES: _walk_lanes, DELAYED: _walk_delayed, RUNNING: _walk_running,
           WAITS: _walk_waiting, FINISHED: _walk_finished}
 
 

@@ -17,12 +17,14 @@ the front (``finished_before``); an entry goes stale when its job is retried or 
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .events import spec_flow
 from .fields import Entry, TableFields
-from .record import PENDING, TERMINAL, JobRecord
+from .lanes import MAX_EXPIRED_PER_TAKE, Lanes
+from .record import IN_FLIGHT, PENDING, TERMINAL, JobRecord
 
 
 class ReadyIndex(TableFields):
@@ -38,7 +40,60 @@ class ReadyIndex(TableFields):
         if job.not_before_ms:
             heapq.heappush(self._delayed, (job.not_before_ms, ticket, job.queue, (ticket, job)))
         else:
-            self._ready[job.queue].append((ticket, job))
+            self._enline(job.queue, job.flow, (ticket, job))
+
+    def _enline(self, queue: str, flow: list[Any] | None, entry: Entry) -> None:
+        """Put ``entry`` at the back of its line: the queue's plain line, or the lane of its
+        priority and key (lanes.py)."""
+        if flow is None or (not flow[0] and flow[2] is None):
+            self._ready[queue].append(entry)
+        else:
+            self._lane(queue).append(flow[0], flow[2], entry)
+
+    def _lane(self, queue: str) -> Lanes:
+        lanes = self._lanes.get(queue)
+        if lanes is None:
+            lanes = self._lanes[queue] = Lanes(self._ready[queue])
+        return lanes
+
+    def _on_paused(self, record: list[Any]) -> bool:
+        self.paused.add(record[1])
+        return True
+
+    def _on_resumed(self, record: list[Any]) -> bool:
+        self.paused.discard(record[1])
+        return True
+
+    def _on_limits(self, record: list[Any]) -> bool:
+        _, queue, limits = record
+        if limits:
+            self.limits[queue] = dict(limits)
+        else:
+            self.limits.pop(queue, None)
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            lanes.unpark_all()  # the take re-parks a key still at the new limit
+        return True
+
+    def _key_landed(self, queue: str, key: str) -> None:
+        """A job of ``key`` left flight: its slot is free, and the key may take turns."""
+        flight = self.key_flight.get(queue)
+        if flight is not None and key in flight:
+            flight[key] -= 1
+            if not flight[key]:
+                del flight[key]
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            lanes.unpark(key)
+
+    def _entry_flow(self, entry: Entry) -> list[Any] | None:
+        if isinstance(entry, tuple):
+            return entry[1].flow
+        spec = self._cold.get(entry)
+        if spec is not None:
+            return spec_flow(spec)
+        job = self._jobs.get(entry)
+        return job.flow if job is not None else None
 
     def _live(self, entry: Entry) -> bool:
         """Whether a ready or delayed entry still stands for a pending job (nothing thaws)."""
@@ -68,28 +123,60 @@ class ReadyIndex(TableFields):
         return job
 
     def take_ready(self, queue: str, limit: int) -> list[JobRecord]:
-        """Up to ``limit`` pending jobs from the front of ``queue``'s line, oldest first.
+        """``take`` without expiry: the jobs only."""
+        return self.take(queue, limit)[0]
 
-        The caller must dispatch every job returned: they leave the ready index. Delayed jobs
-        join a line only through a logged ``due`` record (``has_due``).
+    def take(self, queue: str, limit: int, now_ms: int | None = None
+             ) -> tuple[list[JobRecord], list[JobRecord]]:
+        """Up to ``limit`` pending jobs of ``queue``, within its limits: highest priority
+        first, keys in turn (lanes.py), then oldest first; and the jobs met on the way whose
+        expiry passed by ``now_ms`` (None: none expire).
+
+        The caller must dispatch every job returned and cancel every expired one: they leave
+        the ready index. Delayed jobs join a line only through a logged ``due`` record
+        (``has_due``).
         """
         if queue in self.paused or limit <= 0:
-            return []
+            return [], []
+        limits = self.limits.get(queue)
+        if limits is not None and "concurrency" in limits:
+            limit = min(limit, limits["concurrency"] - self.queue_counts[queue][IN_FLIGHT])
+            if limit <= 0:
+                return [], []
+        lanes = self._lanes.get(queue)
+        if lanes is not None:
+            expired: list[JobRecord] = []
+            per_key = limits.get("per_key", 0) if limits is not None else 0
+            jobs, popped = lanes.take(self._take, limit, per_key,
+                                      self.key_flight.get(queue, {}), now_ms, expired)
+            self.ready_popped[queue] += popped
+            return jobs, expired
         ready = self._ready.get(queue)
         if not ready:
-            return []
+            return [], []
         taken: list[JobRecord] = []
+        expired = []
         before = len(ready)
         while ready and len(taken) < limit:
             job = self._take(ready.popleft())
-            if job is not None:
+            if job is None:
+                continue
+            flow = job.flow  # a plain line's job may still have an expiry
+            if flow is not None and now_ms is not None and 0 < flow[1] < now_ms \
+                    and not job.attempt and len(expired) < MAX_EXPIRED_PER_TAKE:
+                expired.append(job)
+            else:
                 taken.append(job)
         self.ready_popped[queue] += before - len(ready)
-        return taken
+        return taken, expired
 
     def ready_queues(self) -> list[str]:
         """Queues with jobs in line that are not paused."""
-        return [q for q, entries in self._ready.items() if entries and q not in self.paused]
+        queues = [q for q, entries in self._ready.items() if entries and q not in self.paused]
+        queues += [q for q, lanes in self._lanes.items()
+                   if q not in self.paused and q not in queues
+                   and any(line for _, _, line in lanes.entries())]
+        return queues
 
     def has_due(self, now_ms: int) -> bool:
         """Whether a delayed job's time has come by ``now_ms``: record ``events.due(now_ms)``

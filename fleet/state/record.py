@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar, overload
 
 import orjson
 
+from .events import spec_flow
+
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
@@ -18,10 +20,12 @@ STATES = (PENDING, IN_FLIGHT, COMPLETED, DEAD, CANCELLED, WAITING)
 TERMINAL = frozenset({COMPLETED, DEAD, CANCELLED})
 
 
-# ``trace_context`` ends a row only when the job has one (a row of 18 is an untraced job).
+# ``trace_context`` ends a row only when the job has one (a row of 18 is an untraced job);
+# ``flow`` follows it only for a job with a key, a priority or an expiry (fleet/flow.py).
 ROW_FIELDS = ("id", "queue", "func", "args", "kwargs", "timeout_s", "max_retries", "state",
               "attempt", "failures", "not_before_ms", "lease_deadline_ms", "enqueued_ms",
-              "dispatched_ms", "finished_ms", "result", "error", "history", "trace_context")
+              "dispatched_ms", "finished_ms", "result", "error", "history", "trace_context",
+              "flow")
 
 
 T = TypeVar("T")
@@ -64,7 +68,7 @@ class JobRecord:
     __slots__ = ("id", "queue", "_func", "_args", "_kwargs", "_timeout_s", "_max_retries",
                  "state", "attempt", "failures", "not_before_ms", "lease_deadline_ms",
                  "_enqueued_ms", "dispatched_ms", "finished_ms", "result", "error", "history",
-                 "ticket", "lingers", "_spec", "epoch", "_trace_context")
+                 "ticket", "lingers", "_spec", "epoch", "_trace_context", "flow")
 
     # The spec fields are None in their slots only while ``_spec`` still holds them as text.
     func: _FromSpec[str] = _FromSpec()
@@ -83,7 +87,8 @@ class JobRecord:
                  enqueued_ms: int = 0, dispatched_ms: int | None = None,
                  finished_ms: int | None = None, result: Any = None, error: str | None = None,
                  history: list[dict[str, Any]] | None = None,
-                 trace_context: dict[str, str] | None = None) -> None:
+                 trace_context: dict[str, str] | None = None,
+                 flow: list[Any] | None = None) -> None:
         self.id = id
         self.queue = queue
         self._func = func
@@ -107,6 +112,9 @@ class JobRecord:
         self.lingers = False
         self._spec: str | None = None
         self.epoch = 0  # the controller epoch of the current attempt's dispatch (0: unknown)
+        # [priority, expires_at_ms, key] (fleet/flow.py), None for a plain job: read when the
+        # job is thawed, since its line and its key's count depend on it
+        self.flow = flow
 
     @classmethod
     def from_spec(cls, job_id: str, spec: str) -> JobRecord:
@@ -122,14 +130,17 @@ class JobRecord:
         job = cls(job_id, intern(spec[2:queue_end]), None, None, None, None, None, PENDING, 0,
                   0, not_before_ms)
         job._spec = spec
+        job.flow = spec_flow(spec)
         job.lingers = True  # its id still stands in a ready list or the delayed heap
         return job
 
     def _unpack(self, spec: str) -> None:
         _, _, func, self._args, self._kwargs, self._timeout_s, self._max_retries, \
-            self._enqueued_ms, *traced = orjson.loads(spec)
+            self._enqueued_ms, *rest = orjson.loads(spec)
         self._func = intern(func)  # shared by every job of the function
-        self._trace_context = traced[0] if traced else None
+        if rest and rest[0].__class__ is list:  # the flow, then any trace context
+            rest = rest[1:]
+        self._trace_context = rest[0] if rest else None
         self._spec = None
 
     def to_row(self) -> list[Any]:
@@ -142,8 +153,10 @@ class JobRecord:
                self.max_retries, self.state, self.attempt, self.failures, self.not_before_ms,
                self.lease_deadline_ms, self.enqueued_ms, self.dispatched_ms, self.finished_ms,
                self.result, self.error, list(self.history)]
-        if self.trace_context is not None:
+        if self.trace_context is not None or self.flow is not None:
             row.append(self.trace_context)
+        if self.flow is not None:
+            row.append(self.flow)
         return row
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +168,28 @@ class JobRecord:
                 "lease_deadline_ms": self.lease_deadline_ms, "enqueued_ms": self.enqueued_ms,
                 "dispatched_ms": self.dispatched_ms, "finished_ms": self.finished_ms,
                 "result": self.result, "error": self.error, "traceback": self.last_traceback,
+                **self.flow_view(),
                 "attempts": [_attempt_view(h) for h in self.history]}
+
+    @property
+    def priority(self) -> int:
+        return self.flow[0] if self.flow is not None else 0
+
+    @property
+    def key(self) -> str | None:
+        return self.flow[2] if self.flow is not None else None
+
+    @property
+    def expires_ms(self) -> int:
+        """When the job is cancelled if it has not started (0: never)."""
+        return self.flow[1] if self.flow is not None else 0
+
+    def flow_view(self) -> dict[str, Any]:
+        """The flow fields for people (none for a plain job)."""
+        if self.flow is None:
+            return {}
+        return {"priority": self.flow[0], "key": self.flow[2],
+                "expires_ms": self.flow[1] or None}
 
     @property
     def last_traceback(self) -> str | None:

@@ -10,11 +10,14 @@ million strings and no JobRecord.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import heapq
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 
+from .fields import Entry
 from .graph import Graph
 from .record import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord
 
@@ -23,8 +26,10 @@ if TYPE_CHECKING:
 
 # 3: waiting jobs and the dependency graph (2 loads as a graph-less 3); 4: untouched waiting
 # jobs as spec text (``waiting_cold``), and a job's spec and row may end with its trace
-# context (3 loads as it is: a table with every waiting job a row, and no trace context).
-SCHEMA_VERSION = 4
+# context (3 loads as it is: a table with every waiting job a row, and no trace context);
+# 5: queues' limits, and the lanes of jobs with a priority or a key (4 loads as a table
+# with neither).
+SCHEMA_VERSION = 5
 
 _STATE = ROW_FIELDS.index("state")
 _FINISHED = ROW_FIELDS.index("finished_ms")
@@ -54,6 +59,9 @@ def dump(table: JobTable) -> dict[str, Any]:
       dead ones.
     - ``waiting`` rows, ``waiting_cold`` per queue (values as the table keeps them), and the
       ``graph``.
+    - ``limits`` per queue; ``lanes`` per queue: ``[priority, key, section]`` in turn order,
+      each section as a ``ready`` one (lanes.py); ``expiring``: ``[expires_at_ms, id]`` of the
+      unstarted jobs with an expiry (expiry.py).
 
     Cold jobs are JSON objects because the decoder builds the dict as it parses, hashing each
     id while it is in cache: faster than building it from lists afterwards.
@@ -68,26 +76,44 @@ def dump(table: JobTable) -> dict[str, Any]:
             **_done(table),
             "waiting": [job.to_row() for job in jobs.values() if job.state == WAITING],
             "waiting_cold": _waiting_cold(table),
-            "graph": table.graph.dump()}
+            "graph": table.graph.dump(),
+            "limits": {queue: dict(limits) for queue, limits in table.limits.items()},
+            "lanes": _lanes(table), "expiring": table.expiring()}
 
 
 def _ready(table: JobTable) -> dict[str, ReadySection]:
     ready: dict[str, ReadySection] = {}
     for queue, entries in table._ready.items():
-        cold: dict[str, str] = {}
-        rows: list[list[Any]] = []
-        for entry in entries:
-            if not table._live(entry):
-                continue
-            if isinstance(entry, tuple):
-                rows.append([len(cold) + len(rows), entry[1].to_row()])
-            elif entry in table._cold:
-                cold[entry] = table._cold[entry]
-            else:
-                rows.append([len(cold) + len(rows), table._jobs[entry].to_row()])
-        if cold or rows:
-            ready[queue] = {"cold": cold, "rows": rows}
+        section = _section(table, entries)
+        if section["cold"] or section["rows"]:
+            ready[queue] = section
     return ready
+
+
+def _lanes(table: JobTable) -> dict[str, list[list[Any]]]:
+    lanes: dict[str, list[list[Any]]] = {}
+    for queue, lane in table._lanes.items():
+        lines = [[priority, key, section] for priority, key, line in lane.entries()
+                 if (section := _section(table, line))["cold"] or section["rows"]]
+        if lines:
+            lanes[queue] = lines
+    return lanes
+
+
+def _section(table: JobTable, entries: Iterable[Entry]) -> ReadySection:
+    """A line's live entries: cold ones by id, the others as placed rows."""
+    cold: dict[str, str] = {}
+    rows: list[list[Any]] = []
+    for entry in entries:
+        if not table._live(entry):
+            continue
+        if isinstance(entry, tuple):
+            rows.append([len(cold) + len(rows), entry[1].to_row()])
+        elif entry in table._cold:
+            cold[entry] = table._cold[entry]
+        else:
+            rows.append([len(cold) + len(rows), table._jobs[entry].to_row()])
+    return {"cold": cold, "rows": rows}
 
 
 def _delayed(table: JobTable) -> list[list[Any]]:
@@ -143,6 +169,15 @@ def load(table: JobTable, data: dict[str, Any]) -> JobTable:
     table.schedules = dict(data.get("schedules", {}))
     for queue, section in data["ready"].items():
         _load_ready(table, queue, section["cold"], section["rows"])
+    table.limits = {queue: dict(limits) for queue, limits in data.get("limits", {}).items()}
+    table._expiring = [(at_ms, job_id) for at_ms, job_id in data.get("expiring", ())]
+    heapq.heapify(table._expiring)
+    for queue, lines in data.get("lanes", {}).items():  # from schema 5 on
+        for priority, key, section in lines:
+            line: deque[Entry] = deque()
+            _load_ready(table, queue, section["cold"], section["rows"], line)
+            for entry in line:
+                table._lane(queue).append(priority, key, entry)
     for item in data["delayed"]:
         _load_delayed(table, item)
     epochs = data.get("in_flight_epochs", {})  # absent from older snapshots
@@ -150,6 +185,9 @@ def load(table: JobTable, data: dict[str, Any]) -> JobTable:
         job = _load_row(table, row)
         job.epoch = epochs.get(job.id, 0)
         table.in_flight[job.id] = job
+        if job.key is not None:
+            flight = table.key_flight.setdefault(job.queue, {})
+            flight[job.key] = flight.get(job.key, 0) + 1
     _load_done(table, data)
     for row in data.get("waiting", ()):  # absent from snapshots older than workflows
         _load_row(table, row)
@@ -168,15 +206,17 @@ def _load_row(table: JobTable, row: list[Any]) -> JobRecord:
     return job
 
 
-def _load_ready(table: JobTable, queue: str, cold: dict[str, str], rows: list[list[Any]]
-                ) -> None:
+def _load_ready(table: JobTable, queue: str, cold: dict[str, str], rows: list[list[Any]],
+                entries: deque[Entry] | None = None) -> None:
+    """Load a line's section into ``entries`` (None: the queue's plain line)."""
     if table._cold:
         table._cold.update(cold)
     else:
         table._cold = cold  # the decoder's dict, kept as it is
     table.counts[PENDING] += len(cold)
     table.queue_counts[queue][PENDING] += len(cold)
-    entries = table._ready[queue]
+    if entries is None:
+        entries = table._ready[queue]
     if not rows:
         entries.extend(cold)
         return

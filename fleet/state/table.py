@@ -11,6 +11,8 @@ plus an overlapping log, give the same table.
     ready.py          the ready lines, the delayed heap and the finish-order line
     cold.py           jobs kept as text until something needs their record (recovery is
                       memory: a million pending jobs are a million strings)
+    lanes.py          the lines of jobs with a priority or a key
+    expiry.py         unstarted jobs by when they expire
     graph.py          dependencies: waiting children, and what a parent's end does
     invariants.py     what must hold of a table (``validate``)
     snapshot_form.py  the form a snapshot stores (``dump`` / ``load``)
@@ -25,9 +27,11 @@ from typing import Any
 from . import events as ev
 from . import snapshot_form
 from .cold import ColdStore
+from .expiry import Expiry
 from .fields import Entry
 from .graph import Dependencies, Graph
 from .invariants import table_problems
+from .lanes import Lanes
 from .ready import ReadyIndex
 from .record import DEAD, STATES, JobRecord
 from .snapshot_form import SCHEMA_VERSION
@@ -36,7 +40,7 @@ from .transitions import Transitions
 __all__ = ["JobTable", "SCHEMA_VERSION"]
 
 
-class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
+class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies, Expiry):
     """Every job the controller knows, with per-state and per-queue counts."""
 
     def __init__(self) -> None:
@@ -59,8 +63,12 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
         self.queue_counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
         self.totals: dict[str, int] = dict.fromkeys(
             ("enqueued", "dispatched", "completed", "failed", "expired", "released", "dead",
-             "retried", "cancelled", "compacted"), 0)
+             "retried", "cancelled", "compacted", "expired_unstarted"), 0)
         self._ready: dict[str, deque[Entry]] = defaultdict(deque)
+        self._lanes: dict[str, Lanes] = {}  # jobs with a priority or a key (lanes.py)
+        self._expiring: list[tuple[int, str]] = []  # (expires_at_ms, id) heap (expiry.py)
+        self.limits: dict[str, dict[str, Any]] = {}  # per queue, as recorded (fleet/flow.py)
+        self.key_flight: dict[str, dict[str, int]] = {}  # per queue and key: jobs in flight
         self._delayed: list[tuple[int, int, str, Entry]] = []
         self._finished: deque[tuple[int, str]] = deque()
         # Entries ever taken off the front of each ready line and of ``_finished``: a
@@ -76,7 +84,7 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
             ev.CANCELLED: self._on_cancelled, ev.COMPACTED: self._on_compacted,
             ev.PAUSED: self._on_paused, ev.RESUMED: self._on_resumed, ev.BOOTED: self._on_booted,
             ev.SCHEDULED: self._on_scheduled, ev.DUE: self._on_due,
-            ev.ENQUEUED_AFTER: self._on_enqueued_after,
+            ev.ENQUEUED_AFTER: self._on_enqueued_after, ev.LIMITS: self._on_limits,
         }
 
     # -- reading jobs ----------------------------------------------------------------------
@@ -154,7 +162,8 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
         """Counts per state, per queue and state, and running totals."""
         queues = {q: dict(c) for q, c in self.queue_counts.items() if any(c.values())}
         return {"states": dict(self.counts), "queues": queues, "totals": dict(self.totals),
-                "paused": sorted(self.paused), "last_seq": self.last_seq, "epoch": self.epoch}
+                "paused": sorted(self.paused), "last_seq": self.last_seq, "epoch": self.epoch,
+                "limits": {q: dict(lim) for q, lim in self.limits.items()}}
 
     def dead_jobs(self) -> list[JobRecord]:
         """Jobs in the dead-letter set, oldest failure first."""
@@ -184,6 +193,7 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
         """A form for comparing two tables: every job's row sorted by id, indexes left out."""
         rows = sorted((job.to_row() for job in self.all_jobs()), key=_job_id_of)
         return {"last_seq": self.last_seq, "epoch": self.epoch, "paused": sorted(self.paused),
+                "limits": self.limits,
                 "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows,
                 "graph": {**self.graph.canonical(),
                           "parents": {**self.graph.parents, **self.cold_parents()}}}

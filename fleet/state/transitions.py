@@ -16,7 +16,7 @@ and what a parent's end does to its children are graph.py's.
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .fields import Entry, TableFields
@@ -31,6 +31,9 @@ from .record import (
     JobRecord,
 )
 
+if TYPE_CHECKING:
+    from .lanes import Lanes
+
 
 class Transitions(TableFields):
     """What each record does to the table (``JobTable`` inherits it)."""
@@ -44,6 +47,11 @@ class Transitions(TableFields):
         def _drop(self, entry: Entry) -> None: ...
         def _settle(self, job: JobRecord, at_ms: int) -> None: ...
         def _parents_open(self, job_id: str) -> bool: ...
+        def _enline(self, queue: str, flow: list[Any] | None, entry: Entry) -> None: ...
+        def _entry_flow(self, entry: Entry) -> list[Any] | None: ...
+        def _lane(self, queue: str) -> Lanes: ...
+        def _key_landed(self, queue: str, key: str) -> None: ...
+        def _note_expiry(self, job_id: str, spec: str) -> None: ...
 
     def _on_enqueued(self, record: ev.Record) -> bool:
         try:
@@ -58,6 +66,7 @@ class Transitions(TableFields):
         self.counts[PENDING] += 1
         self.queue_counts[queue][PENDING] += 1
         self.totals["enqueued"] += 1
+        self._note_expiry(job_id, spec)
         if job_id in self._lingering:  # an old entry for this id may still be queued
             self._make_ready(self._thaw_new(job_id, spec))
         elif not_before_ms:
@@ -66,7 +75,12 @@ class Transitions(TableFields):
             heapq.heappush(self._delayed, (not_before_ms, self._ticket, queue, job_id))
         else:
             self._cold[job_id] = spec
-            self._ready[queue].append(job_id)
+            # A plain spec ends with a digit (its enqueue time): one test tells it is plain.
+            flow = ev.spec_flow(spec) if spec[-2] in "]}" else None
+            if flow is None or (not flow[0] and flow[2] is None):
+                self._ready[queue].append(job_id)
+            else:
+                self._lane(queue).append(flow[0], flow[2], job_id)
         return True
 
     def _on_dispatched(self, record: ev.Record) -> bool:
@@ -153,12 +167,15 @@ class Transitions(TableFields):
         return True
 
     def _on_cancelled(self, record: ev.Record) -> bool:
-        _, job_id, at_ms = record
+        job_id, at_ms = record[1], record[2]
         job = self.get(job_id)
         if job is None or job.state not in (PENDING, IN_FLIGHT, WAITING):
             return False
         if job.state == WAITING:
             self.graph.waiting.pop(job_id, None)
+        if len(record) > 3:  # the reason: "expired" (not started before its expiry)
+            job.error = str(record[3])
+            self.totals["expired_unstarted"] += 1
         self._finish(job, CANCELLED, at_ms)
         self.totals["cancelled"] += 1
         return True
@@ -177,14 +194,6 @@ class Transitions(TableFields):
                 if job.lingers:
                     self._lingering.add(job_id)
                 self.totals["compacted"] += 1
-        return True
-
-    def _on_paused(self, record: ev.Record) -> bool:
-        self.paused.add(record[1])
-        return True
-
-    def _on_resumed(self, record: ev.Record) -> bool:
-        self.paused.discard(record[1])
         return True
 
     def _on_booted(self, record: ev.Record) -> bool:
@@ -206,7 +215,7 @@ class Transitions(TableFields):
         while delayed and delayed[0][0] <= at_ms:
             _, _, queue, entry = heapq.heappop(delayed)
             if self._live(entry):
-                self._ready[queue].append(entry)
+                self._enline(queue, self._entry_flow(entry), entry)
                 moved = True
             else:
                 self._drop(entry)
@@ -253,6 +262,13 @@ class Transitions(TableFields):
         old = job.state
         if old == IN_FLIGHT:
             self.in_flight.pop(job.id, None)
+        flow = job.flow
+        if flow is not None and flow[2] is not None and old != state:
+            if old == IN_FLIGHT:
+                self._key_landed(job.queue, flow[2])
+            elif state == IN_FLIGHT:
+                flight = self.key_flight.setdefault(job.queue, {})
+                flight[flow[2]] = flight.get(flow[2], 0) + 1
         job.state = state
         counts, per_queue = self.counts, self.queue_counts[job.queue]
         counts[old] -= 1

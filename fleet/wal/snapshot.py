@@ -60,7 +60,7 @@ def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -
 
 # Version 2 is version 3 without waiting jobs and dependency edges, and 3 is version 4
 # without ``waiting_cold`` and trace contexts: each loads as it is.
-READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
+READABLE_VERSIONS = (2, 3, 4, SCHEMA_VERSION)
 
 
 def read_snapshot(path: str, files: Files | None = None) -> JobTable:

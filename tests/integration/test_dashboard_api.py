@@ -109,14 +109,14 @@ def test_status_equals_the_controllers_status_document(fleet_up):
 
 def test_job_arguments_and_result_are_hidden_until_asked(fleet_up):
     """GET /api/jobs/{id} leaves out args, kwargs and result; ?payload=1 has them."""
-    job = fleet_up.client().enqueue("tests.jobs:echo", "secret-arg", key="secret-kw")
+    job = fleet_up.client().enqueue("tests.jobs:echo", "secret-arg", item="secret-kw")
     job.result(timeout_s=30)
     _, base = start_dashboard(fleet_up)
     hidden = httpx.get(f"{base}/api/jobs/{job.id}").json()
     assert hidden["payload_hidden"] and not {"args", "kwargs", "result"} & set(hidden)
     assert "secret" not in json.dumps(hidden)
     shown = httpx.get(f"{base}/api/jobs/{job.id}?payload=1").json()
-    assert shown["args"] == ["secret-arg"] and shown["result"]["kwargs"] == {"key": "secret-kw"}
+    assert shown["args"] == ["secret-arg"] and shown["result"]["kwargs"] == {"item": "secret-kw"}
 
 
 def test_api_errors_are_one_line_json_with_their_status(fleet_up):

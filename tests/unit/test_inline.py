@@ -101,8 +101,8 @@ def test_each_attempt_gets_fresh_arguments(client):
 
 def test_arguments_and_result_go_through_json(client):
     """Tuples arrive as lists and the result is what a worker's ack would carry."""
-    job = client.enqueue("tests.jobs:echo", (1, 2), key={"nested": (3,)})
-    assert job.result() == {"args": [[1, 2]], "kwargs": {"key": {"nested": [3]}}}
+    job = client.enqueue("tests.jobs:echo", (1, 2), item={"nested": (3,)})
+    assert job.result() == {"args": [[1, 2]], "kwargs": {"item": {"nested": [3]}}}
 
 
 def test_non_json_arguments_are_refused_before_sending(client):

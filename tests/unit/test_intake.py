@@ -114,3 +114,20 @@ def test_a_request_that_trips_after_recording_a_job_gets_no_receipt(intake, monk
     assert answer(intake, wire.encode_request("r7", 1, [job("ok"), job("boom")])) == []
     assert intake.malformed == 1
     assert intake.journal.table.get("ok").state == PENDING
+
+
+def test_bad_flow_fields_reject_their_job_and_the_rest_is_accepted(intake):
+    request = wire.encode_request("r9", 1, [
+        job("ok", py=9, ky="tenant-1", ex=60), job("p", py=12), job("k", ky=["x"]),
+        job("long", ky="x" * 201), job("e", ex=-5), job("huge", ex=1e20),
+        job("bool", py=True)])
+    [(_, receipt)] = answer(intake, request)
+    statuses = {result[0]: result[1] for result in receipt["results"]}
+    assert statuses == {"ok": "accepted", "p": "rejected", "k": "rejected",
+                        "long": "rejected", "e": "rejected", "huge": "rejected",
+                        "bool": "rejected"}
+    reasons = {result[0]: result[2] for result in receipt["results"] if len(result) > 2}
+    assert "priority" in reasons["p"] and "key" in reasons["k"] and "expires_s" in reasons["e"]
+    accepted = intake.journal.table.get("ok")
+    assert (accepted.priority, accepted.key, accepted.expires_ms) == (9, "tenant-1",
+                                                                      NOW_MS + 60_000)

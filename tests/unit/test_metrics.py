@@ -136,3 +136,25 @@ def test_controller_snapshot_age_is_absent_without_a_snapshot_and_counts_a_recov
     second.housekeeping.sample(second.clock())
     assert 3500 < age(second) < 3700
     second.close()
+
+
+def test_limits_what_they_hold_back_and_expired_jobs_are_exported():
+    from fleet.controller.limiter import Buckets, held_back
+
+    table, metrics = JobTable(), Metrics()
+    table.apply(ev.limits("mail", {"concurrency": 1, "rate": [120, 60], "per_key": 2}))
+    batch = []
+    for i in range(3):
+        spec = {"id": f"j{i}", "q": "mail", "f": "m:f", "a": [], "k": {}}
+        batch.append(ev.enqueued(spec, 1000, 30.0, 3))
+    batch.append(ev.dispatched("j0", 1, 9000, 1001))
+    batch.append(ev.cancelled("j1", 1002, "expired"))
+    for record in batch:
+        table.apply(record)
+    metrics.observe_batch(batch, table)
+    metrics.set_limits(table.limits, held_back(table, Buckets()))
+    text = generate_latest(metrics.registry).decode()
+    assert 'fleet_queue_limit{kind="concurrency",queue="mail"} 1.0' in text
+    assert 'fleet_queue_limit{kind="rate",queue="mail"} 2.0' in text
+    assert 'fleet_jobs_held_back{kind="concurrency",queue="mail"} 1.0' in text
+    assert 'fleet_jobs_expired_unstarted_total{queue="mail"} 1.0' in text

@@ -75,6 +75,6 @@ def test_arguments_the_function_cannot_take_are_refused_before_sending():
         add.enqueue(1, c=3, client=client)
     with pytest.raises(JobSpecError, match="cannot take these arguments"):
         client.enqueue(add, 1)
-    with pytest.raises(JobSpecError, match="unknown enqueue option\\(s\\) priority"):
-        add.enqueue_with((1, 2), client=client, priority=3)
+    with pytest.raises(JobSpecError, match="unknown enqueue option\\(s\\) urgency"):
+        add.enqueue_with((1, 2), client=client, urgency=3)
     assert len(client.table) == 0

@@ -65,6 +65,18 @@ def test_drain_ratios_divide_fleet_by_each_like_for_like_peer():
     assert r["Huey"]["p99"] == pytest.approx(0.5)
 
 
+def test_celery_and_arq_rows_get_a_ratio_and_a_readme_line():
+    """Celery and arq, measured like the other peers, are divided into like them and shown."""
+    runs = _runs() + [_row("Celery", 1000.0, sleep=600.0, p99_ms=2.0),
+                      _row("arq", 2000.0, sleep=350.0, p99_ms=8.0)]
+    r = ratios(summarise(runs))
+    assert r["Celery"]["drain"] == pytest.approx(8.0)
+    assert r["arq"]["drain"] == pytest.approx(4.0)
+    readme = readme_table(META, runs)
+    assert "| Celery | " in readme and "8.00×" in readme
+    assert "| arq | " in readme and "4.00×" in readme
+
+
 def test_pure_noop_row_is_reported_apart_and_never_in_a_ratio():
     """The pure no-op row appears only in its own table, not in the like-for-like one."""
     s = summarise(_runs())

@@ -109,7 +109,7 @@ def test_snapshot_with_another_schema_version_is_refused_with_a_clear_message(tm
     log.close()
     rewrite_header(path, version=99)
     with pytest.raises(SnapshotError,
-                       match="has schema version 99; this fleet reads version 4 .a newer"):
+                       match="has schema version 99; this fleet reads version 5 .a newer"):
         read_snapshot(path)
 
 
