@@ -29,7 +29,7 @@ BURST_S = 0.1
 
 LIMIT_KINDS = ("concurrency", "rate", "per_key")
 PERIODS_S = {"s": 1, "m": 60, "h": 3600}
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$", re.ASCII)
 
 # [priority, expires_at_ms (0: never), key (None: none)]
 Flow = list[Any]

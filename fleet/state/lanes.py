@@ -95,7 +95,7 @@ class Lanes:
         taken: dict[str, int] = {}
         plain_popped = 0
         for priority in self.order:
-            if len(out) >= want:
+            if len(out) >= want or len(expired) >= MAX_EXPIRED_PER_TAKE:
                 break
             plain_popped += self._take_level(priority, take, want, per_key, flight, taken,
                                              now_ms, out, expired)
@@ -119,19 +119,22 @@ class Lanes:
             popped[key] = popped.get(key, 0) + used
             if key is None and priority == 0:
                 plain_popped += used
-            if job is None:
-                if key is None and priority == 0:
-                    turn.rotate(-1)  # the plain line keeps its turn, empty or not
-                    idle += 1
-                else:
-                    level.leave()
-                    del lines[key]
-                continue
-            out.append(job)
-            idle = 0
-            turn.rotate(-1)
-            if key is not None:
-                taken[key] = taken.get(key, 0) + 1
+            if job is None and line:
+                break  # as many expired jobs set aside as one take may: the rest wait
+            if job is not None:
+                out.append(job)
+                idle = 0
+                if key is not None:
+                    taken[key] = taken.get(key, 0) + 1
+            if key is None and priority == 0:
+                turn.rotate(-1)  # the plain line keeps its turn, empty or not
+                idle += job is None
+            elif line:
+                turn.rotate(-1)
+            else:  # a line is kept only while it holds entries: a key used once costs nothing
+                level.leave()
+                del lines[key]
+                popped.pop(key, None)
         return plain_popped
 
     def entries(self) -> Iterator[tuple[int, str | None, deque[Entry]]]:
@@ -150,14 +153,14 @@ def _next_job(take: Take, line: deque[Entry] | None, now_ms: int | None,
     """The next live job off the front of ``line`` that has not expired, and how many
     entries left it."""
     used = 0
-    while line:
+    while line and len(expired) < MAX_EXPIRED_PER_TAKE:
         used += 1
         job = take(line.popleft())
         if job is None:
             continue
         flow = job.flow
-        if (now_ms is not None and flow is not None and 0 < flow[1] < now_ms
-                and not job.attempt and len(expired) < MAX_EXPIRED_PER_TAKE):
+        if now_ms is not None and flow is not None and 0 < flow[1] < now_ms \
+                and not job.attempt:
             expired.append(job)
             continue
         return job, used

@@ -1,0 +1,292 @@
+"""Flow control under odd input and odd orders: expired fronts past the take's cap, lanes of
+many keys, ids reused after compaction, parked keys, bad limit records, crafted cursors."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from fleet.errors import ConfigError
+from fleet.flow import check_limits, parse_rate
+from fleet.job import validate_spec
+from fleet.state import CANCELLED, IN_FLIGHT, PENDING, JobTable, listing
+from fleet.state import events as ev
+from fleet.state.lanes import MAX_EXPIRED_PER_TAKE
+
+from .test_flow_table import RUN, ack, dispatch_all, enq, through_snapshot
+
+TRACE = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+
+
+@pytest.mark.parametrize("flow", [{"key": "k"}, {}, {"priority": 3}])
+def test_expired_jobs_past_the_take_cap_are_never_dispatched(flow: dict[str, Any]) -> None:
+    """More expired jobs at a line's front than one take sets aside: the take stops there
+    rather than dispatching the expired jobs past its cap."""
+    table = JobTable()
+    for n in range(MAX_EXPIRED_PER_TAKE + 5):
+        enq(table, f"x{n}", expires_s=1, **flow)
+    enq(table, "fresh", **flow)
+    jobs, expired = table.take("q", 10, 10 ** 9)
+    assert all(job.expires_ms == 0 or job.expires_ms >= 10 ** 9 for job in jobs)
+    assert len(expired) == MAX_EXPIRED_PER_TAKE
+    for job in expired:
+        table.apply(ev.cancelled(job.id, 10 ** 9, "expired"))
+    assert dispatch_all(table, now_ms=10 ** 9) == ["fresh"]
+    assert table.expired_unstarted(10 ** 9, 10) == [f"x{n}" for n in range(
+        MAX_EXPIRED_PER_TAKE, MAX_EXPIRED_PER_TAKE + 5)]
+
+
+def test_a_drained_lane_keeps_nothing_of_its_keys() -> None:
+    """Keys used once each (an order id as key) leave no line and no count behind once their
+    jobs are dispatched: the lanes' memory follows the keys with jobs waiting."""
+    table = JobTable()
+    for n in range(2_000):
+        enq(table, f"j{n}", key=f"order-{n}", priority=n % 2)
+    while ids := dispatch_all(table, limit=300):
+        for job_id in ids:
+            ack(table, job_id)
+    lanes = table._lanes["q"]
+    assert [len(level.lines) for level in lanes.levels.values()] == [0, 0]
+    assert [len(set(level.popped) - {None}) for level in lanes.levels.values()] == [0, 0]
+    assert [len(level.turn) for level in lanes.levels.values()] == [1, 0]  # the plain line
+    assert table.validate() == []
+
+
+def test_an_id_reused_after_its_keyed_job_was_compacted_runs_once() -> None:
+    """A keyed job cancelled while its id waits in a lane, compacted, then a new job under
+    the same id: the old entry never stands for the new job."""
+    table = JobTable()
+    enq(table, "same", key="k")
+    assert table.apply(ev.cancelled("same", 1_500))
+    assert table.apply(ev.compacted(["same"]))
+    enq(table, "same", key="k", priority=4)
+    assert dispatch_all(table) == ["same"]
+    assert dispatch_all(table) == []
+    assert table.key_flight == {"q": {"k": 1}} and table.validate() == []
+
+
+def test_a_keyed_child_reaches_its_lane_and_counts_in_flight() -> None:
+    """A job with parents and a key joins its key's lane when its parent completes, and is
+    held to the key's limit."""
+    table = JobTable()
+    table.apply(ev.limits("q", {"per_key": 1}))
+    enq(table, "parent")
+    enq(table, "busy", key="k")
+    wire = {"id": "child", "f": "tasks:work", "q": "q", "ky": "k", "dep": ["parent"]}
+    assert table.apply(ev.enqueued_after(validate_spec(wire), 1_000, 30.0, 2))
+    assert dispatch_all(table) == ["parent", "busy"]
+    ack(table, "parent")
+    assert table.jobs["child"].state == PENDING
+    assert dispatch_all(table) == []  # the key is at its limit
+    ack(table, "busy")
+    assert dispatch_all(table) == ["child"]
+    assert table.key_flight == {"q": {"k": 1}} and table.validate() == []
+
+
+def test_a_keyed_retry_and_a_heal_count_the_key_once() -> None:
+    """A keyed job failed back to pending, due again, dispatched, then dispatched again by
+    the heal while in flight: its key counts one job in flight throughout."""
+    table = JobTable()
+    table.apply(ev.limits("q", {"per_key": 1}))
+    enq(table, "a", key="k")
+    enq(table, "b", key="k")
+    assert dispatch_all(table) == ["a"]
+    assert table.apply(ev.failed("a", 1, "E: x", RUN, 2_500, False, 2_100))
+    assert table.key_flight.get("q", {}) == {}
+    assert table.apply(ev.due(3_000))
+    assert dispatch_all(table, now_ms=3_000) == ["b"]
+    ack(table, "b")
+    assert dispatch_all(table, now_ms=4_000) == ["a"]
+    assert table.apply(ev.dispatched("a", 3, 90_000, 5_000))  # the heal: a new attempt
+    assert table.key_flight == {"q": {"k": 1}} and table.validate() == []
+    assert table.apply(ev.cancelled("a", 6_000))  # cancelled while it runs
+    assert table.key_flight.get("q", {}) == {} and table.validate() == []
+
+
+def test_parked_keys_come_back_when_the_limit_changes_or_through_a_snapshot(
+        tmp_path: Any) -> None:
+    """Keys parked at their per-key limit take turns again after the limit is raised, after
+    it is cleared, and in a table loaded from a snapshot taken while they were parked."""
+    table = JobTable()
+    table.apply(ev.limits("q", {"per_key": 1}))
+    for n in range(3):
+        enq(table, f"a{n}", key="A")
+        enq(table, f"b{n}", key="B")
+    assert dispatch_all(table) == ["a0", "b0"]
+    assert dispatch_all(table) == []
+    loaded = through_snapshot(table, tmp_path)
+    assert sorted(dispatch_all(loaded)) == []
+    table.apply(ev.limits("q", {"per_key": 2}))
+    assert sorted(dispatch_all(table)) == ["a1", "b1"]
+    table.apply(ev.limits("q", {}))
+    assert sorted(dispatch_all(table)) == ["a2", "b2"]
+    loaded.apply(ev.limits("q", {}))
+    assert sorted(dispatch_all(loaded)) == ["a1", "a2", "b1", "b2"]
+    assert table.validate() == [] and loaded.validate() == []
+
+
+def test_a_parked_key_whose_jobs_were_all_cancelled_leaves_nothing_behind() -> None:
+    """Every waiting job of a parked key cancelled, then its running job ends: the key's line
+    goes, and other keys go on."""
+    table = JobTable()
+    table.apply(ev.limits("q", {"per_key": 1}))
+    for n in range(3):
+        enq(table, f"a{n}", key="A")
+    enq(table, "b0", key="B")
+    assert dispatch_all(table) == ["a0", "b0"]
+    dispatch_all(table)
+    for job_id in ("a1", "a2"):
+        assert table.apply(ev.cancelled(job_id, 2_500))
+    ack(table, "a0")
+    enq(table, "b1", key="B")
+    ack(table, "b0")
+    assert dispatch_all(table) == ["b1"]
+    assert table._lanes["q"].parked <= {"B"} and table.validate() == []
+
+
+def test_a_traced_job_with_a_flow_keeps_both_through_replay_and_snapshot(
+        tmp_path: Any) -> None:
+    """A traced job with a key, a priority and an expiry: the table, a replay and a snapshot
+    all see its flow and its trace context."""
+    records = [ev.enqueued(validate_spec({"id": "t", "f": "tasks:work", "q": "q", "py": 2,
+                                          "ky": "k", "ex": 50, "tc": TRACE}), 1_000, 30.0, 2),
+               ev.enqueued(validate_spec({"id": "u", "f": "tasks:work", "q": "q",
+                                          "tc": TRACE}), 1_000, 30.0, 2)]
+    table = JobTable()
+    table.replay(records, 1, 0)
+    for each in (table, through_snapshot(table, tmp_path)):
+        job = each.jobs["t"]
+        assert (job.priority, job.key, job.expires_ms) == (2, "k", 51_000)
+        assert job.trace_context == TRACE and each.jobs["u"].flow is None
+        assert [j.id for j in each.take("q", 5, 2_000)[0]] == ["t", "u"]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"x": [[1, 2]]}, {"x": {"a": 1}}, {"ends": "]]"}, {"z": [[]]},
+])
+def test_a_plain_job_whose_arguments_end_in_brackets_stays_plain(kwargs: Any) -> None:
+    """A plain spec ends with its enqueue time, whatever its arguments hold: no argument
+    shape makes it read as a flow."""
+    table = JobTable()
+    wire = {"id": "p", "f": "tasks:work", "q": "q", "a": [[[]]], "k": kwargs}
+    table.apply(ev.enqueued(validate_spec(wire), 1_000, 30.0, 2))
+    assert table.jobs["p"].flow is None and "q" not in table._lanes
+    assert [job.id for job in table.take("q", 5)[0]] == ["p"]
+
+
+@pytest.mark.parametrize("limits", [
+    "abc", {"concurrency": "5"}, {"rate": "fast"}, {"per_key": True}, {"nonsense": 1},
+    {"concurrency": 10 ** 40}, {"rate": [float("nan"), 1]}, [["concurrency", 5]],
+])
+def test_a_limit_record_with_bad_fields_is_refused_not_kept(limits: Any) -> None:
+    """A limit record whose limits do not check (a hand-made or damaged log) is refused as a
+    record of the wrong fields, naming its number in a replay, instead of being kept for
+    every later dispatch to fail on."""
+    table = JobTable()
+    with pytest.raises(ValueError, match="limits"):
+        table.apply([ev.LIMITS, "q", limits])
+    assert table.limits == {}
+    with pytest.raises(ValueError, match="record 1"):
+        JobTable().replay([[ev.LIMITS, "q", limits]], 1, 0)
+
+
+def test_a_snapshot_with_bad_limits_is_refused(tmp_path: Any) -> None:
+    """Limits in a snapshot are checked as a log record's are."""
+    from fleet.state import snapshot_form
+
+    table = JobTable()
+    table.apply(ev.limits("q", {"concurrency": 2}))
+    data = snapshot_form.dump(table)
+    data["limits"] = {"q": {"concurrency": "2"}}
+    with pytest.raises(ValueError, match="limits"):
+        snapshot_form.load(JobTable(), data)
+
+
+@pytest.mark.parametrize("rate", [
+    "1e309/s", "inf/s", "nan/s", "0/s", "0.0/m", "-1/s", "10", "10/d", "10/ s x", "１０/s",
+    "1000001/s", [True, 1], [10, 7], [10, 1, 1], [float("inf"), 1], ["10", 1], None, 10,
+])
+def test_rates_that_do_not_parse_or_are_out_of_range_are_refused(rate: Any) -> None:
+    """Every odd rate is a one-line ConfigError, never a traceback or a zero rate."""
+    with pytest.raises(ConfigError):
+        parse_rate(rate)
+
+
+@pytest.mark.parametrize("rate, parsed", [
+    (" 10 / s ", [10.0, 1]), ("0.0001/h", [0.0001, 3600]), ("60000000/m", [60000000.0, 60]),
+    ([10, 1.0], [10.0, 1]),
+])
+def test_odd_but_valid_rates_parse(rate: Any, parsed: list[float]) -> None:
+    """Spaces, tiny rates and the top of the range are accepted as written."""
+    assert parse_rate(rate) == parsed
+
+
+@pytest.mark.parametrize("limits", [
+    {"concurrency": 5.0}, {"concurrency": True}, {"concurrency": 0}, {"per_key": -1},
+    {"per_key": 10 ** 7}, {"concurrency": float("nan")}, {"concurrency": "5"},
+])
+def test_odd_limit_values_are_refused(limits: dict[str, Any]) -> None:
+    """Floats, bools, zero, negatives, past the top, NaN and strings are refused."""
+    with pytest.raises(ConfigError):
+        check_limits("q", limits)
+
+
+@pytest.mark.parametrize("where", [
+    ["q", -1, "", 0], ["q", 0, "", -5], ["q", 10 ** 30, "k", 0], ["q", 0, None, 0],
+    ["q", 0, "k"], [1, 0, "k", 0], "x", None, ["q", True, "k", 0], ["q", 0.5, "k", 0],
+])
+def test_a_crafted_lane_cursor_is_refused_in_one_line(where: Any) -> None:
+    """A lane cursor of the wrong shape is a ListingError, not a traceback."""
+    raw = json.dumps(["l", where]).encode()
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    table = JobTable()
+    enq(table, "j", key="k")
+    with pytest.raises(listing.ListingError):
+        listing.list_jobs(table, "pending", None, 5, cursor)
+
+
+def test_a_lane_cursor_past_every_lane_ends_the_source() -> None:
+    """A well-formed cursor naming a priority or key that does not exist lists what comes
+    after it and no error."""
+    table = JobTable()
+    enq(table, "j", key="k", priority=9)
+    enq(table, "d", key="k", run_at_ms=10 ** 12)
+    for where in (["q", 99, "zzz", 0], ["a", 0, "", 0], ["q", 0, "k", 2 ** 61]):
+        page, _ = listing.list_jobs(table, "pending", None, 5, listing.encode_cursor("l", where))
+        assert [job.id for job in page] in (["d"], ["j", "d"])
+
+
+def test_limits_lowered_below_what_is_in_flight_dispatch_nothing_more() -> None:
+    """Concurrency and per-key lowered under the jobs in flight: nothing more goes until
+    enough end; nothing goes negative."""
+    table = JobTable()
+    for n in range(6):
+        enq(table, f"j{n}", key="k")
+    assert len(dispatch_all(table, limit=4)) == 4
+    table.apply(ev.limits("q", {"concurrency": 1, "per_key": 2}))
+    assert dispatch_all(table) == []
+    for job_id in ("j0", "j1", "j2"):
+        ack(table, job_id)
+    assert dispatch_all(table) == []  # concurrency 1, one in flight
+    ack(table, "j3")
+    assert dispatch_all(table) == ["j4"]
+    assert table.queue_counts["q"][IN_FLIGHT] == 1 and table.validate() == []
+
+
+def test_a_paused_queue_with_lanes_keeps_its_jobs_and_its_expiry() -> None:
+    """Paused: nothing of its lanes is taken; expiry still finds its jobs; resumed: the rest
+    go in order."""
+    table = JobTable()
+    table.apply(ev.paused("q"))
+    enq(table, "old", key="k", expires_s=1)
+    enq(table, "new", key="k", priority=1)
+    assert table.take("q", 10, 10 ** 9) == ([], [])
+    assert "q" not in table.ready_queues()
+    assert table.expired_unstarted(10 ** 9, 10) == ["old"]
+    table.apply(ev.cancelled("old", 10 ** 9, "expired"))
+    table.apply(ev.resumed("q"))
+    assert dispatch_all(table) == ["new"]
+    assert table.jobs["old"].state == CANCELLED and table.validate() == []
