@@ -137,6 +137,11 @@ class Lanes:
                 popped.pop(key, None)
         return plain_popped
 
+    def parked_entries(self) -> int:
+        """How many entries wait in the lines of parked keys (stale ones included)."""
+        return sum(len(level.lines[key]) for key in self.parked
+                   for level in self.levels.values() if key in level.lines)
+
     def entries(self) -> Iterator[tuple[int, str | None, deque[Entry]]]:
         """Every lane's line (the plain one left out): priority, key, line."""
         for priority in self.order:

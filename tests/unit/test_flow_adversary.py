@@ -290,3 +290,34 @@ def test_a_paused_queue_with_lanes_keeps_its_jobs_and_its_expiry() -> None:
     table.apply(ev.resumed("q"))
     assert dispatch_all(table) == ["new"]
     assert table.jobs["old"].state == CANCELLED and table.validate() == []
+
+
+def test_a_run_at_time_in_the_past_does_not_expire_a_job_on_arrival() -> None:
+    """A run-at time before the job's acceptance (a client's clock behind the controller's):
+    its expiry counts from the acceptance, not from that past time."""
+    table = JobTable()
+    enq(table, "late", at_ms=10_000_000, run_at_ms=10_000_000 - 3_600_000, expires_s=60)
+    assert table.jobs["late"].expires_ms == 10_060_000
+    assert table.expired_unstarted(10_001_000, 10) == []
+    enq(table, "ahead", at_ms=10_000_000, run_at_ms=10_005_000, expires_s=60)
+    assert table.jobs["ahead"].expires_ms == 10_065_000
+
+
+def test_held_back_by_per_key_counts_the_parked_keys_lines_at_every_priority() -> None:
+    """The per-key figure is the entries queued for parked keys, whatever their priority,
+    read from the parked keys alone (not a walk of every key's line)."""
+    from fleet.controller.limiter import Buckets, held_back
+
+    table = JobTable()
+    table.apply(ev.limits("q", {"per_key": 1}))
+    for n in range(3):
+        enq(table, f"a{n}", key="A", priority=n)
+        enq(table, f"b{n}", key="B")
+    for n in range(50):
+        enq(table, f"other{n}", key=f"k{n}")
+    dispatch_all(table, limit=3)  # a2 (priority 2), a1, then b0 at priority 0
+    dispatch_all(table)
+    lanes = table._lanes["q"]
+    assert {"A", "B"} <= lanes.parked
+    parked = sum(len(line) for _, key, line in lanes.entries() if key in lanes.parked)
+    assert held_back(table, Buckets())["q"]["per_key"] == parked == lanes.parked_entries()
