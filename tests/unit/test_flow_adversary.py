@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleet.errors import ConfigError
 from fleet.flow import check_limits, parse_rate
@@ -15,7 +18,9 @@ from fleet.job import validate_spec
 from fleet.state import CANCELLED, IN_FLIGHT, PENDING, JobTable, listing
 from fleet.state import events as ev
 from fleet.state.lanes import MAX_EXPIRED_PER_TAKE
+from fleet.wal.snapshot import read_snapshot, write_snapshot
 
+from .test_flow_properties import KEYS, QUEUES, Driver, operations
 from .test_flow_table import RUN, ack, dispatch_all, enq, through_snapshot
 
 TRACE = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
@@ -321,3 +326,112 @@ def test_held_back_by_per_key_counts_the_parked_keys_lines_at_every_priority() -
     assert {"A", "B"} <= lanes.parked
     parked = sum(len(line) for _, key, line in lanes.entries() if key in lanes.parked)
     assert held_back(table, Buckets())["q"]["per_key"] == parked == lanes.parked_entries()
+
+
+# -- random histories with what the flow property test leaves out --------------------------
+
+_more = st.one_of(
+    st.tuples(st.just("heal"), st.integers(0, 50)),
+    st.tuples(st.just("compact"), st.integers(0, 9), st.sampled_from(KEYS)),
+    st.tuples(st.just("pause"), st.sampled_from(QUEUES)),
+    st.tuples(st.just("resume"), st.sampled_from(QUEUES)),
+    st.tuples(st.just("delayed"), st.sampled_from(QUEUES), st.integers(0, 9),
+              st.sampled_from(KEYS)),
+    st.tuples(st.just("child"), st.integers(0, 50), st.sampled_from(KEYS)),
+    st.tuples(st.just("retry"), st.integers(0, 50)),
+    st.tuples(st.just("swap")),
+)
+
+
+class MoreDriver(Driver):
+    """The flow property test's driver, plus heals, compaction and reused ids, pauses,
+    delays, children, dead-letter retries and a swap for the table a snapshot loads."""
+
+    def run(self, op: tuple[Any, ...]) -> None:
+        kind, *args = op
+        handler = getattr(self, f"do_{kind}", None)
+        if handler is None:
+            super().run(op)
+        else:
+            handler(*args)
+
+    def _enqueue_wire(self, wire: dict[str, Any], after: bool = False) -> None:
+        make = ev.enqueued_after if after else ev.enqueued
+        self.log(make(validate_spec(wire), self.now_ms, 30.0, 1))
+
+    def do_heal(self, index: int) -> None:
+        flying = sorted(self.table.in_flight)
+        if flying:
+            job = self.table.in_flight[flying[index % len(flying)]]
+            self.log(ev.dispatched(job.id, job.attempt + 1, self.now_ms + 30_000,
+                                   self.now_ms))
+
+    def do_compact(self, index: int, key: str | None) -> None:
+        done = sorted(job.id for job in self.table.all_jobs()
+                      if job.state in ("completed", "dead", "cancelled"))
+        if not done:
+            return
+        self.log(ev.compacted(done))
+        wire: dict[str, Any] = {"id": done[index % len(done)], "f": "m:f", "q": "q",
+                                "py": index}
+        if key is not None:
+            wire["ky"] = key
+        self._enqueue_wire(wire)
+
+    def do_pause(self, queue: str) -> None:
+        self.log(ev.paused(queue))
+
+    def do_resume(self, queue: str) -> None:
+        self.log(ev.resumed(queue))
+
+    def do_delayed(self, queue: str, priority: int, key: str | None) -> None:
+        self.serial += 1
+        wire: dict[str, Any] = {"id": f"d{self.serial}", "f": "m:f", "q": queue,
+                                "py": priority, "nb": self.now_ms + 5_000, "ex": 20}
+        if key is not None:
+            wire["ky"] = key
+        self._enqueue_wire(wire)
+
+    def do_child(self, index: int, key: str | None) -> None:
+        ids = sorted(job.id for job in self.table.all_jobs())
+        if not ids:
+            return
+        self.serial += 1
+        wire: dict[str, Any] = {"id": f"c{self.serial}", "f": "m:f", "q": "r",
+                                "dep": [ids[index % len(ids)]], "af": index % 2 == 0}
+        if key is not None:
+            wire["ky"] = key
+        self._enqueue_wire(wire, after=True)
+
+    def do_retry(self, index: int) -> None:
+        dead = sorted(job.id for job in self.table.dead_jobs())
+        if dead:
+            self.log(ev.retried(dead[index % len(dead)], self.now_ms))
+
+    def do_swap(self) -> None:
+        with tempfile.TemporaryDirectory() as data_dir:
+            self.table = read_snapshot(write_snapshot(self.table, data_dir))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(operations, _more), min_size=10, max_size=150))
+def test_limits_hold_and_replay_agrees_through_heals_reused_ids_and_snapshot_swaps(
+        history: list[tuple[Any, ...]]) -> None:
+    """Random histories with heals, compaction and reused ids, pauses, delays, children,
+    retries from dead and the live table swapped for its snapshot: every take within the
+    limits, the invariants after each step, and the log replayed gives the live table."""
+    driver = MoreDriver()
+    for op in history:
+        driver.run(op)
+        assert driver.table.validate() == [], op
+    replayed = JobTable()
+    replayed.replay(driver.records, 1, 0)
+    assert replayed.canonical() == driver.table.canonical()
+    assert replayed.key_flight == {q: f for q, f in driver.table.key_flight.items() if f} \
+        or _same_flight(replayed, driver.table)
+
+
+def _same_flight(one: JobTable, other: JobTable) -> bool:
+    def flying(table: JobTable) -> dict[str, dict[str, int]]:
+        return {queue: flight for queue, flight in table.key_flight.items() if flight}
+    return flying(one) == flying(other)
