@@ -26,13 +26,50 @@ MAX_EXPIRED_PER_TAKE = 10_000
 Take = Callable[[Entry], JobRecord | None]
 
 
+class Line:
+    """One lane's entries, first in first out: a list read from a head index. A deque holds
+    at least a 64-slot block (over 600 bytes): with a line per key and keys used by a job
+    or two each (an order id as key), lines as deques cost 950 bytes a pending job."""
+
+    __slots__ = ("items", "head")
+
+    def __init__(self) -> None:
+        self.items: list[Entry] = []
+        self.head = 0
+
+    def append(self, entry: Entry) -> None:
+        self.items.append(entry)
+
+    def popleft(self) -> Entry:
+        items = self.items
+        entry = items[self.head]
+        self.head += 1
+        if self.head == len(items):
+            items.clear()
+            self.head = 0
+        elif self.head >= 32 and self.head * 2 >= len(items):
+            del items[:self.head]  # what was read goes, in amortised O(1) a pop
+            self.head = 0
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.items) - self.head
+
+    def __bool__(self) -> bool:
+        return len(self.items) > self.head
+
+    def __iter__(self) -> Iterator[Entry]:
+        items = self.items
+        return (items[index] for index in range(self.head, len(items)))
+
+
 class Level:
     """The lines of one priority, and the turn of their keys."""
 
     __slots__ = ("lines", "turn", "in_turn", "popped")
 
     def __init__(self) -> None:
-        self.lines: dict[str | None, deque[Entry]] = {}
+        self.lines: dict[str | None, Line] = {}
         self.turn: deque[str | None] = deque()
         self.in_turn: set[str | None] = set()
         self.popped: dict[str | None, int] = {}  # entries ever taken off each line's front
@@ -68,7 +105,7 @@ class Lanes:
         level = self._level(priority)
         line = level.lines.get(key)
         if line is None:
-            line = level.lines[key] = deque()
+            line = level.lines[key] = Line()
         line.append(entry)
         if key is None or key not in self.parked:
             level.join(key)
@@ -142,7 +179,7 @@ class Lanes:
         return sum(len(level.lines[key]) for key in self.parked
                    for level in self.levels.values() if key in level.lines)
 
-    def entries(self) -> Iterator[tuple[int, str | None, deque[Entry]]]:
+    def entries(self) -> Iterator[tuple[int, str | None, Line]]:
         """Every lane's line (the plain one left out): priority, key, line."""
         for priority in self.order:
             for key, line in self.levels[priority].lines.items():
@@ -153,7 +190,7 @@ class Lanes:
         return level.popped.get(key, 0) if level is not None else 0
 
 
-def _next_job(take: Take, line: deque[Entry] | None, now_ms: int | None,
+def _next_job(take: Take, line: deque[Entry] | Line | None, now_ms: int | None,
               expired: list[JobRecord]) -> tuple[JobRecord | None, int]:
     """The next live job off the front of ``line`` that has not expired, and how many
     entries left it."""

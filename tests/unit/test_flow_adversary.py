@@ -435,3 +435,24 @@ def _same_flight(one: JobTable, other: JobTable) -> bool:
     def flying(table: JobTable) -> dict[str, dict[str, int]]:
         return {queue: flight for queue, flight in table.key_flight.items() if flight}
     return flying(one) == flying(other)
+
+
+def test_a_pending_job_with_a_key_of_its_own_costs_a_few_hundred_bytes() -> None:
+    """Keys used by one job each (an order id as key): each key's line is a small list, not
+    a deque's 600-byte block, so such a backlog costs well under 500 bytes a job."""
+    import gc
+    import tracemalloc
+
+    records = [ev.enqueued(validate_spec({"id": f"j{n}", "f": "m:f", "q": "q",
+                                          "ky": f"order-{n}"}), 1_000, 30.0, 2)
+               for n in range(20_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        table = JobTable()
+        table.replay(records, 1, 0)
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert used / len(records) < 500
+    assert len(dispatch_all(table, limit=20_000)) == 20_000
