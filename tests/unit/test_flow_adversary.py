@@ -456,3 +456,54 @@ def test_a_pending_job_with_a_key_of_its_own_costs_a_few_hundred_bytes() -> None
         tracemalloc.stop()
     assert used / len(records) < 500
     assert len(dispatch_all(table, limit=20_000)) == 20_000
+
+
+@pytest.mark.parametrize("args", [
+    {"queue": "q", "concurrency": True}, {"queue": "q", "concurrency": 2.5},
+    {"queue": "q", "concurrency": 10 ** 18}, {"queue": "q", "per_key": "1"},
+    {"queue": "q", "rate": "1e309/s"}, {"queue": "q", "rate": "0/s"},
+    {"queue": "q", "rate": ["1", 1]}, {"queue": "q", "rate": {"n": 1}},
+    {"queue": "q", "rate": [[10], 1]}, {"queue": "q"}, {"queue": ["q"], "concurrency": 1},
+    {"queue": "q" * 65, "concurrency": 1}, {"queue": "a b", "concurrency": 1},
+])
+def test_limit_set_with_odd_arguments_is_refused_and_records_nothing(
+        tmp_path: Any, args: dict[str, Any]) -> None:
+    """Wrong types, bools, huge numbers, rates that do not parse and bad queue names are an
+    error reply, and no limit record."""
+    from fleet.controller.journal import Journal
+
+    from .test_control import FakeDesk, ask, open_log
+
+    log = open_log(str(tmp_path / "data"), lock=False)
+    try:
+        desk = FakeDesk(Journal(log.table, log.writer))
+        reply = ask(desk, "limit_set", **args)
+        assert not reply["ok"] and reply["error"] and desk.journal.pending == []
+        cleared = ask(desk, "limit_clear", queue="q", kinds=[["rate"]])
+        assert not cleared["ok"] and desk.journal.pending == []
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("key", ["é" * 200, "😀" * 200, "ﷺ", " ", "a\u0301", "<script>"])
+def test_odd_but_printable_keys_are_kept_as_they_are(key: str, tmp_path: Any) -> None:
+    """Multibyte, combining, wide and markup keys up to 200 characters are keys like any
+    other, through a take and a snapshot."""
+    table = JobTable()
+    table.apply(ev.limits("q", {"per_key": 1}))
+    enq(table, "a", key=key)
+    enq(table, "b", key=key)
+    assert dispatch_all(table) == ["a"]
+    loaded = through_snapshot(table, tmp_path)
+    assert loaded.key_flight == {"q": {key: 1}} and loaded.jobs["b"].key == key
+    ack(loaded, "a")
+    assert dispatch_all(loaded) == ["b"]
+
+
+@pytest.mark.parametrize("key", ["\ud800", "a\u200fb", "\u202e", "\x00", "\ufeff", "é" * 201])
+def test_keys_with_surrogates_marks_or_controls_are_refused(key: str) -> None:
+    """Lone surrogates, direction marks, NUL, a BOM and 201 characters are refused."""
+    from fleet.errors import JobSpecError
+
+    with pytest.raises(JobSpecError, match="key must be"):
+        validate_spec({"id": "j", "f": "tasks:work", "ky": key})
