@@ -507,3 +507,24 @@ def test_keys_with_surrogates_marks_or_controls_are_refused(key: str) -> None:
 
     with pytest.raises(JobSpecError, match="key must be"):
         validate_spec({"id": "j", "f": "tasks:work", "ky": key})
+
+
+def test_lanes_of_thousands_of_keys_are_listed_once_in_key_order() -> None:
+    """More keys than one scan reads (listing reads the smallest keys a batch at a time):
+    every pending job is listed exactly once, in priority then key order, page by page."""
+    table = JobTable()
+    count = 2 * listing._KEYS_PER_BATCH + 300
+    for n in range(count):
+        enq(table, f"j{n:05d}", key=f"k{(n * 7919) % count:05d}", priority=n % 2)
+    enq(table, "nokey", priority=1)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = listing.list_jobs(table, "pending", None, 97, cursor)
+        seen += [job.id for job in page]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == count + 1
+    jobs = [table.jobs[job_id] for job_id in seen]
+    order = [(-job.priority, job.key or "") for job in jobs]
+    assert order == sorted(order)
