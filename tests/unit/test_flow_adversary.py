@@ -528,3 +528,33 @@ def test_lanes_of_thousands_of_keys_are_listed_once_in_key_order() -> None:
     jobs = [table.jobs[job_id] for job_id in seen]
     order = [(-job.priority, job.key or "") for job in jobs]
     assert order == sorted(order)
+
+
+def test_fill_never_dispatches_a_job_past_its_expiry_however_many_wait_in_front() -> None:
+    """Through the dispatcher: thousands of expired jobs ahead of fresh ones, keyed and not,
+    with a rate and a per-key limit; each fill cancels some and dispatches only live jobs,
+    and within a few fills every expired job is cancelled and every fresh one dispatched."""
+    from fleet.config import Settings
+    from fleet.controller.dispatch import Dispatcher
+    from fleet.controller.options import DispatchOptions
+
+    from .test_dispatch import RecordingJournal
+
+    journal = RecordingJournal()
+    table = journal.table
+    table.apply(ev.limits("q", {"per_key": 50, "rate": [1_000_000, 1]}))
+    expired = MAX_EXPIRED_PER_TAKE + 2_000
+    for n in range(expired):
+        wire = {"id": f"x{n}", "f": "tasks:work", "q": "q", "ex": 1, "ky": f"k{n % 3}"}
+        journal.record(ev.enqueued(validate_spec(wire), 1_000, 30.0, 2))
+    for n in range(30):
+        wire = {"id": f"f{n}", "f": "tasks:work", "q": "q", "ky": f"k{n % 3}"}
+        journal.record(ev.enqueued(validate_spec(wire), 10 ** 9, 30.0, 2))
+    dispatcher = Dispatcher(journal, DispatchOptions.of(Settings(ready_window=100)))
+    for step in range(6):
+        dispatcher.fill({"q": 0}, 1, 10 ** 9 + step)
+        assert all(not table.jobs[record[1]].expires_ms for record in journal.recorded
+                   if record[0] == ev.DISPATCHED)
+        assert table.validate() == []
+    assert table.totals["expired_unstarted"] == expired
+    assert table.queue_counts["q"][IN_FLIGHT] == 30
