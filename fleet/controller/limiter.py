@@ -96,7 +96,6 @@ def held_back(table: JobTable, buckets: Buckets) -> dict[str, dict[str, int]]:
             kinds["rate"] = pending
         lanes = table._lanes.get(queue)
         if lanes is not None and lanes.parked:
-            kinds["per_key"] = sum(len(line) for _, key, line in lanes.entries()
-                                   if key in lanes.parked)
+            kinds["per_key"] = lanes.parked_entries()  # from the parked keys: few, not all
         held[queue] = kinds
     return held

@@ -21,10 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..errors import ConfigError
+from ..flow import check_limits
 from .events import spec_flow
 from .fields import Entry, TableFields
 from .lanes import MAX_EXPIRED_PER_TAKE, Lanes
 from .record import IN_FLIGHT, PENDING, TERMINAL, JobRecord
+
+
+def checked_limits(queue: Any, limits: Any) -> dict[str, Any]:
+    """A queue's limits from a log record or a snapshot, checked as the controller checks
+    them before recording (fleet/flow.py ``check_limits``).
+
+    Raises:
+        ValueError: they do not check (a damaged or hand-made log or snapshot).
+    """
+    try:
+        return check_limits(queue, limits)
+    except ConfigError as exc:
+        raise ValueError(f"limits: {exc}") from None
 
 
 class ReadyIndex(TableFields):
@@ -66,8 +81,9 @@ class ReadyIndex(TableFields):
 
     def _on_limits(self, record: list[Any]) -> bool:
         _, queue, limits = record
+        limits = checked_limits(queue, limits)  # a take must not fail on a bad record
         if limits:
-            self.limits[queue] = dict(limits)
+            self.limits[queue] = limits
         else:
             self.limits.pop(queue, None)
         lanes = self._lanes.get(queue)
@@ -157,13 +173,13 @@ class ReadyIndex(TableFields):
         taken: list[JobRecord] = []
         expired = []
         before = len(ready)
-        while ready and len(taken) < limit:
+        while ready and len(taken) < limit and len(expired) < MAX_EXPIRED_PER_TAKE:
             job = self._take(ready.popleft())
             if job is None:
                 continue
             flow = job.flow  # a plain line's job may still have an expiry
             if flow is not None and now_ms is not None and 0 < flow[1] < now_ms \
-                    and not job.attempt and len(expired) < MAX_EXPIRED_PER_TAKE:
+                    and not job.attempt:
                 expired.append(job)
             else:
                 taken.append(job)

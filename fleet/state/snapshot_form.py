@@ -19,6 +19,7 @@ import orjson
 
 from .fields import Entry
 from .graph import Graph
+from .ready import checked_limits
 from .record import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def load(table: JobTable, data: dict[str, Any]) -> JobTable:
     table.schedules = dict(data.get("schedules", {}))
     for queue, section in data["ready"].items():
         _load_ready(table, queue, section["cold"], section["rows"])
-    table.limits = {queue: dict(limits) for queue, limits in data.get("limits", {}).items()}
+    table.limits = {queue: checked_limits(queue, limits)
+                    for queue, limits in data.get("limits", {}).items()}
     table._expiring = [(at_ms, job_id) for at_ms, job_id in data.get("expiring", ())]
     heapq.heapify(table._expiring)
     for queue, lines in data.get("lanes", {}).items():  # from schema 5 on
