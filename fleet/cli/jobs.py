@@ -107,7 +107,7 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
               "keys in turn. With --file: for entries that give none.")
 @click.option("--priority", type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY), default=None,
               help="0-9, higher first within the queue (default 0). With --file: for "
-              "entries that give none.")
+              "entries whose priority is 0 or absent.")
 @click.option("--expires", "expires_s", type=click.FloatRange(0, MAX_EXPIRES_S, min_open=True),
               default=None, metavar="S", help="Cancel the job if it has not started S "
               "seconds after its enqueue (or its --delay/--at time).")

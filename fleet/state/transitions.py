@@ -173,9 +173,9 @@ class Transitions(TableFields):
             return False
         if job.state == WAITING:
             self.graph.waiting.pop(job_id, None)
-        if len(record) > 3:  # the reason: "expired" (not started before its expiry)
+        if len(record) > 3:  # a reason: "expired" (not started before its expiry)
             job.error = str(record[3])
-            self.totals["expired_unstarted"] += 1
+            self.totals["expired_unstarted"] += record[3] == "expired"
         self._finish(job, CANCELLED, at_ms)
         self.totals["cancelled"] += 1
         return True
