@@ -47,13 +47,25 @@ class Client:
     Without ``settings``, they come from the same layers as the CLI's: ``FLEET_*``
     environment, the ``FLEET_CONFIG`` file, defaults; the arguments given here win.
 
+    With ``namespaces=["s0", "s1", ...]`` it is a ``fleet.sharded.ShardedClient``: each job
+    goes to the namespace its id hashes to (docs/scaling.md, "Sharded namespaces").
+
     Raises:
-        ConfigError: a FLEET_* variable or the config file has a bad value.
+        ConfigError: a FLEET_* variable or the config file has a bad value, or
+            ``namespaces`` is empty, names one twice or holds an invalid name.
     """
+
+    def __new__(cls, *args: Any, namespaces: Sequence[str] | None = None,
+                **kwargs: Any) -> Client:
+        if namespaces is not None and cls is Client:
+            from .sharded import ShardedClient
+
+            return super().__new__(ShardedClient)
+        return super().__new__(cls)
 
     def __init__(self, redis_url: str | None = None, namespace: str | None = None,
                  receipt_timeout_s: float | None = None, settings: Settings | None = None,
-                 redis_client: Any = None) -> None:
+                 redis_client: Any = None, namespaces: Sequence[str] | None = None) -> None:
         settings = settings or load_settings()[0]
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
