@@ -131,6 +131,7 @@ class Controller:
         if take_over:
             log.warning("took namespace %r over at epoch %d", self.settings.namespace, epoch)
         self.log.writer.guard = self.fence.confirm  # no commit once fenced out
+        self.wire.guard = self.fence.confirm  # and no push either
         self.journal.record(ev.booted(epoch, self.clock()))
         self.committer.commit()
         self.metrics.epoch.set(epoch)
