@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import orjson
@@ -140,3 +141,31 @@ def test_a_worker_needs_an_executor_per_namespace(local):
     """--count below the number of namespaces is refused in one line (exit 2)."""
     done = local.cli("worker", "--count", "1", "--namespaces", "s0,s1", timeout_s=30)
     assert done.returncode == 2 and "at least one executor" in done.stderr, done.stderr
+
+
+def test_the_async_client_routes_like_the_sync_one(local, tmp_path):
+    """AsyncClient(namespaces=...): concurrent single enqueues and a batch land in the
+    shards their ids hash to, a duplicate is reported, results and status come back."""
+    _controllers(local)
+    local.worker(2, "--namespaces", ",".join(SHARDS))
+
+    async def scenario() -> tuple[list, list, dict, list]:
+        async with fleet.AsyncClient(redis_url=local.redis_url, namespaces=list(SHARDS),
+                                     receipt_timeout_s=30) as client:
+            singles = await asyncio.gather(*(
+                client.enqueue("tests.jobs:add", i, 1, job_id=f"one-{i}") for i in range(40)))
+            batch = await client.enqueue_many(
+                [fleet.spec("tests.jobs:add", i, 2, job_id=f"many-{i}") for i in range(40)]
+                + [fleet.spec("tests.jobs:add", 0, 0, job_id="one-0")])
+            results = [await job.result(timeout_s=30) for job in singles]
+            return results, batch, await client.status(), await client.dead_jobs()
+
+    results, batch, status, dead = asyncio.run(scenario())
+    assert results == [i + 1 for i in range(40)]
+    assert [r.status for r in batch] == ["accepted"] * 40 + ["duplicate"]
+    sync = _client(local)
+    wait_until(lambda: _finished(sync), 30, until=lambda n: n >= 80, what="80 finished")
+    assert dead == [] and set(status["shards"]) == set(SHARDS)
+    for index, namespace in enumerate(SHARDS):
+        ids = {e["id"] for e in wal_events(_dir(local, namespace)) if e["t"] == "enq"}
+        assert ids and all(shard_of(job_id, 2) == index for job_id in ids)
