@@ -112,8 +112,8 @@ def redis_pid(url: str) -> int | None:
 def run(url: str, workdir: str, count: int, jobs: int, executors: int) -> dict[str, float]:
     shards = Shards(url, os.path.join(workdir, f"shards{count}"), count, executors)
     server = redis_pid(url)
-    shards.start()
     try:
+        shards.start()
         shards.enqueue(WARM_UP)
         wait_until(lambda: shards.finished() >= WARM_UP, 120)
         ctl, wrk = shards.controller_cpu_s(), shards.worker_cpu_s()
