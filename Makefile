@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all build install test test-random lint sizes demo bench bench-scale bench-wal chaos compose-check clean
+.PHONY: all build install test test-random lint sizes demo bench bench-scale bench-shards bench-wal chaos compose-check clean
 
 all: test
 
@@ -53,6 +53,10 @@ bench: $(BENCH_STAMP)
 
 bench-scale: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
+
+# bench-shards: no-op drain with 1, 2 and 4 namespaces (BENCH_ARGS="--redis-url URL ...").
+bench-shards: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench_shards.py $(BENCH_ARGS)
 
 bench-wal: $(STAMP)
 	$(BIN)/python benchmarks/bench_wal.py

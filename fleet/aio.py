@@ -93,13 +93,25 @@ class AsyncClient:
     Arguments and settings as ``Client``'s (``FLEET_*`` environment, ``FLEET_CONFIG``,
     defaults; the arguments given here win). ``redis_client`` is a ``redis.asyncio.Redis``.
 
+    ``namespaces=["s0", "s1", ...]`` makes it sharded, as ``Client``'s (fleet.aio_sharded).
+
     Raises:
-        ConfigError: a FLEET_* variable or the config file has a bad value.
+        ConfigError: a FLEET_* variable or the config file has a bad value, or a bad
+            ``namespaces`` list.
     """
+
+    def __new__(cls, *args: Any, namespaces: Sequence[str] | None = None,
+                **kwargs: Any) -> AsyncClient:
+        if namespaces is not None and cls is AsyncClient:
+            from .aio_sharded import AsyncShardedClient
+
+            return super().__new__(AsyncShardedClient)
+        return super().__new__(cls)
 
     def __init__(self, redis_url: str | None = None, namespace: str | None = None,
                  receipt_timeout_s: float | None = None, settings: Settings | None = None,
-                 redis_client: AsyncRedisClient | None = None) -> None:
+                 redis_client: AsyncRedisClient | None = None,
+                 namespaces: Sequence[str] | None = None) -> None:
         settings = settings or load_settings()[0]
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s

@@ -36,24 +36,37 @@ from .keys import Keys
 from .protocol.control import decode_reply, encode_control, is_resend
 from .protocol.intake import Receipt, decode_receipt, request_bytes, sealed_requests
 from .protocol.signing import CONTROL, INTAKE, RECEIPT, REPLY, Seal
+from .queue_controls import QueueControls
 from .specs import checked_wire, spec
 from .tracing import enqueue_outcome, enqueue_span
 from .transport import ClientWire, connect
 
 
-class Client:
+class Client(QueueControls):
     """Talks to one namespace's controller through Redis.
 
     Without ``settings``, they come from the same layers as the CLI's: ``FLEET_*``
     environment, the ``FLEET_CONFIG`` file, defaults; the arguments given here win.
 
+    With ``namespaces=["s0", "s1", ...]`` it is a ``fleet.sharded.ShardedClient``: each job
+    goes to the namespace its id hashes to (docs/scaling.md, "Sharded namespaces").
+
     Raises:
-        ConfigError: a FLEET_* variable or the config file has a bad value.
+        ConfigError: a FLEET_* variable or the config file has a bad value, or
+            ``namespaces`` is empty, names one twice or holds an invalid name.
     """
+
+    def __new__(cls, *args: Any, namespaces: Sequence[str] | None = None,
+                **kwargs: Any) -> Client:
+        if namespaces is not None and cls is Client:
+            from .sharded import ShardedClient
+
+            return super().__new__(ShardedClient)
+        return super().__new__(cls)
 
     def __init__(self, redis_url: str | None = None, namespace: str | None = None,
                  receipt_timeout_s: float | None = None, settings: Settings | None = None,
-                 redis_client: Any = None) -> None:
+                 redis_client: Any = None, namespaces: Sequence[str] | None = None) -> None:
         settings = settings or load_settings()[0]
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
@@ -234,38 +247,6 @@ class Client:
             ``{"cancelled": [ids], "not_cancellable": [ids unknown or already finished]}``.
         """
         data: dict[str, Any] = self.request("cancel", ids=list(job_ids))
-        return data
-
-    def pause(self, queue: str) -> dict[str, Any]:
-        """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``.
-
-        Returns:
-            ``{"paused": queue, "in_use": bool}``; ``in_use`` is False when no job is in
-            the queue and no live worker consumes it (a typo, most likely).
-        """
-        data: dict[str, Any] = self.request("pause", queue=queue)
-        return data
-
-    def set_limits(self, queue: str, concurrency: int | None = None, rate: str | None = None,
-                   per_key: int | None = None) -> dict[str, Any]:
-        """Set some of ``queue``'s fleet-wide limits, the others kept (docs/flow-control.md):
-        jobs in flight, dispatches per period (``"10/s"``, ``"100/m"``), jobs in flight per
-        key. Returns ``{"queue", "limits", "text", "in_use"}``; ControlError if one is bad."""
-        given: dict[str, Any] = {"concurrency": concurrency, "rate": rate, "per_key": per_key}
-        return dict(self.request("limit_set", queue=queue,
-                                 **{k: v for k, v in given.items() if v is not None}))
-
-    def clear_limits(self, queue: str, *kinds: str) -> dict[str, Any]:
-        """Clear ``kinds`` of ``queue``'s limits (none named: all); as ``set_limits``."""
-        return dict(self.request("limit_clear", queue=queue, kinds=list(kinds)))
-
-    def limits(self) -> dict[str, Any]:
-        """Every queue's limits: ``{queue: {"limits": {...}, "text": "concurrency 2"}}``."""
-        return dict(self.request("limit_list"))
-
-    def resume(self, queue: str) -> dict[str, Any]:
-        """Dispatch from ``queue`` again; returns ``{"resumed": queue, "in_use": bool}``."""
-        data: dict[str, Any] = self.request("resume", queue=queue)
         return data
 
     def dead_jobs(self, limit: int = 1000) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import orjson
 from ..config import describe, load_settings
 from ..flow import limits_text
 from ..state import STATES
-from .common import connection_options
+from .common import connection_options, namespaces_option
 from .jobs import client_from, indented
 
 
@@ -23,6 +23,7 @@ def _print_json(data: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status document as JSON.")
 @click.option("--watch", "watch_s", type=float, default=None, is_flag=False, flag_value=2.0,
               help="Refresh every S seconds (default 2) until Ctrl-C.")
+@namespaces_option
 @connection_options
 def status(as_json: bool, watch_s: float | None, config_file: str | None, **flags: Any
            ) -> None:
@@ -33,7 +34,7 @@ def status(as_json: bool, watch_s: float | None, config_file: str | None, **flag
         if as_json:
             _print_json(data)
         else:
-            text = render_status(data)
+            text = render_shards(data) if "shards" in data else render_status(data)
             click.echo(("\x1b[H\x1b[2J" if watch_s else "") + text)
         if not watch_s:
             return
@@ -81,6 +82,20 @@ def _limit_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_shards(data: dict[str, Any]) -> str:
+    """The status of every shard of a sharded namespace set, then their totals."""
+    parts = [render_status(doc) for doc in data["shards"].values()]
+    header = f"{'all shards':<16}" + "".join(f"{s:>11}" for s in STATES)
+    total = [header, "-" * len(header)]
+    for queue, counts in sorted(data["queues"].items()):
+        total.append(f"{queue:<16}" + "".join(f"{counts.get(s, 0):>11}" for s in STATES))
+    total.append(f"{'total':<16}" + "".join(f"{data['states'].get(s, 0):>11}"
+                                            for s in STATES))
+    total.append(f"namespaces {','.join(data['namespaces'])}: executors {data['executors']}, "
+                 f"busy {data['busy']}")
+    return "\n\n".join([*parts, "\n".join(total)])
+
+
 def _waiting(data: dict[str, Any]) -> str:
     waiting = data.get("in_flight_waiting")  # absent from an older controller's status
     return f"; in flight but dispatched, waiting for a worker: {waiting}" if waiting else ""
@@ -102,6 +117,7 @@ def dead() -> None:
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=0),
               help="Show at most N jobs, oldest first; 0 shows all.")
 @click.option("--brief", is_flag=True, help="One line per job: no tracebacks.")
+@namespaces_option
 @connection_options
 def dead_list(as_json: bool, limit: int, brief: bool, config_file: str | None,
               **flags: Any) -> None:
@@ -123,6 +139,7 @@ def dead_list(as_json: bool, limit: int, brief: bool, config_file: str | None,
 @dead.command("retry")
 @click.argument("ids", nargs=-1)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
+@namespaces_option
 @connection_options
 def dead_retry(ids: tuple[str, ...], retry_all: bool, config_file: str | None,
                **flags: Any) -> None:
@@ -139,6 +156,7 @@ def dead_retry(ids: tuple[str, ...], retry_all: bool, config_file: str | None,
 @dead.command("purge")
 @click.option("--older-than", "older_than_s", type=float, default=0.0,
               help="Only jobs dead for at least S seconds.")
+@namespaces_option
 @connection_options
 def dead_purge(older_than_s: float, config_file: str | None, **flags: Any) -> None:
     """Forget dead jobs (recorded in the log)."""
@@ -148,6 +166,7 @@ def dead_purge(older_than_s: float, config_file: str | None, **flags: Any) -> No
 
 @click.command()
 @click.argument("ids", nargs=-1, required=True)
+@namespaces_option
 @connection_options
 def cancel(ids: tuple[str, ...], config_file: str | None, **flags: Any) -> None:
     """Cancel pending or running jobs."""
@@ -160,6 +179,7 @@ def cancel(ids: tuple[str, ...], config_file: str | None, **flags: Any) -> None:
 
 @click.command()
 @click.argument("queue")
+@namespaces_option
 @connection_options
 def pause(queue: str, config_file: str | None, **flags: Any) -> None:
     """Stop dispatching from QUEUE (a queue no job or worker uses yet is paused too, with a
@@ -171,6 +191,7 @@ def pause(queue: str, config_file: str | None, **flags: Any) -> None:
 
 @click.command()
 @click.argument("queue")
+@namespaces_option
 @connection_options
 def resume(queue: str, config_file: str | None, **flags: Any) -> None:
     """Start dispatching from QUEUE again."""

@@ -27,6 +27,25 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def namespaces_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--namespaces s0,s1,...``: sharded namespaces, instead of ``--namespace``."""
+    return click.option(
+        "--namespaces", default=None, envvar="FLEET_NAMESPACES", metavar="NS,NS,...",
+        help="Sharded namespaces, comma-separated, in the same order everywhere "
+             "(FLEET_NAMESPACES; docs/scaling.md). Overrides --namespace.")(func)
+
+
+def parsed_namespaces(text: str | None) -> tuple[str, ...]:
+    """The ``--namespaces`` value checked (empty when not given).
+
+    Raises:
+        ConfigError: an empty list, a name twice or an invalid name.
+    """
+    from ..shards import parse_namespaces
+
+    return parse_namespaces(text) if text is not None else ()
+
+
 def settings_from(config_file: str | None, **flags: Any) -> Settings:
     """Settings from every layer; ``flags`` are the command's own options (None = not given)."""
     settings, _ = load_settings(flags, config_file=config_file)

@@ -18,15 +18,24 @@ from ..job import JobSpec, new_job_id, spec_from_file_entry, validate_spec
 from ..protocol.intake import Receipt
 from ..specs import run_at_ms, unique_ids
 from ..state import IN_FLIGHT, STATES
-from .common import connection_options, keep_open, settings_from
+from .common import (
+    connection_options,
+    keep_open,
+    namespaces_option,
+    parsed_namespaces,
+    settings_from,
+)
 
 PROGRESS_FROM = 2000
 
 
-def client_from(config_file: str | None, **flags: Any) -> Client:
+def client_from(config_file: str | None, namespaces: str | None = None, **flags: Any
+                ) -> Client:
+    """The command's client; with ``--namespaces``, a sharded one (fleet.sharded)."""
+    shards = parsed_namespaces(namespaces)
     settings = settings_from(config_file, **flags)
     return keep_open(Client(settings=settings, redis_url=settings.redis_url,
-                            namespace=settings.namespace))
+                            namespace=settings.namespace, namespaces=shards or None))
 
 
 def _parse_arg(text: str) -> Any:
@@ -112,6 +121,7 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
               default=None, metavar="S", help="Cancel the job if it has not started S "
               "seconds after its enqueue (or its --delay/--at time).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@namespaces_option
 @connection_options
 def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwargs: str | None,
             job_id: str | None, queue: str, timeout: float | None, retries: int | None,
@@ -228,6 +238,7 @@ def _report(receipts: list[Receipt], quiet: bool) -> None:
 @click.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@namespaces_option
 @connection_options
 def job(job_id: str, as_json: bool, config_file: str | None, **flags: Any) -> None:
     """Show a job: state, every attempt (worker, host, timings, error) and result."""
@@ -295,6 +306,7 @@ def indented(text: str, prefix: str) -> str:
 @click.command()
 @click.argument("job_id")
 @click.option("--wait", "wait_s", type=float, default=0.0, help="Wait up to S seconds.")
+@namespaces_option
 @connection_options
 def result(job_id: str, wait_s: float, config_file: str | None, **flags: Any) -> None:
     """Print a completed job's result as JSON (exit 8 if it ended dead)."""
@@ -335,6 +347,7 @@ def _fill_page(client: Client, state: str | None, queue: str | None, limit: int,
               help="At most N jobs on this page.")
 @click.option("--cursor", default=None, help="Where the previous page ended (printed with it).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...], "cursor": ...}.')
+@namespaces_option
 @connection_options
 def jobs(state: str | None, queue: str | None, limit: int, cursor: str | None, as_json: bool,
          config_file: str | None, **flags: Any) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .common import connection_options, settings_from
+from .common import connection_options, namespaces_option, parsed_namespaces, settings_from
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # fleet.worker.executor.JOBS_LOGGER (one line per finished job), named here so that other
@@ -39,14 +39,16 @@ JOBS_LOGGER = "fleet.worker.jobs"
 @click.option("--log-format", default=None, type=click.Choice(["human", "json"]),
               help="human lines, or one JSON object a line with job id, attempt, queue "
                    "and outcome (FLEET_LOG_FORMAT; default human).")
+@namespaces_option
 @connection_options
 def worker(worker_count: int | None, queues: str | None, allow: tuple[str, ...],
            import_paths: tuple[str, ...], burst: bool, quiet: bool, log_level: str,
            log_format: str | None, redis_url: str | None, namespace: str | None,
-           config_file: str | None) -> None:
+           config_file: str | None, namespaces: str | None) -> None:
     """Run jobs: a supervisor and N executors. SIGTERM drains, a second signal stops cold."""
     from ..worker import run_worker  # here, so other commands do not pay for importing rq
 
+    shards = parsed_namespaces(namespaces)
     settings = settings_from(config_file, worker_count=worker_count, queues=queues,
                              allow=allow or None, redis_url=redis_url, namespace=namespace,
                              log_format=log_format)
@@ -71,4 +73,4 @@ def worker(worker_count: int | None, queues: str | None, allow: tuple[str, ...],
     paths = [*import_paths, os.getcwd()]
     # sys.exit, not ctx.exit: fleet.cli.main runs click with standalone_mode=False, where
     # ctx.exit(code) only returns the code and the process would exit 0.
-    sys.exit(run_worker(settings, import_paths=paths, burst=burst))
+    sys.exit(run_worker(settings, import_paths=paths, burst=burst, namespaces=shards))

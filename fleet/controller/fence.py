@@ -68,6 +68,7 @@ class Fence:
             FencedOutError: a controller with a higher epoch owns the namespace.
         """
         mode = (RECLAIM if self._claimed else TAKE_OVER if self.take_over else FIRST_CLAIM)
+        asked = time.monotonic()
         outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info, mode)
         if outcome == BUSY:
             holder = self.wire.lease_holder()
@@ -81,7 +82,7 @@ class Fence:
         if outcome in (OWNED, NEWER):
             raise self._not_owner(outcome)
         self._claimed = True
-        self._refreshed = time.monotonic()
+        self._refreshed = asked
 
     def _busy(self, mode: str) -> ControllerBusyError:
         info = decode_lease(self.wire.lease_holder())
@@ -135,14 +136,19 @@ class Fence:
                                  f"{info.get('host')} (epoch {info.get('epoch')}) now holds "
                                  f"namespace {self.namespace!r}")
         if time.monotonic() - self._refreshed >= REFRESH_EVERY_S:
+            # The lease runs from when Redis refreshed it, at or after ``asked``: a stall
+            # between the request and its reply must not count as fresh time.
+            asked = time.monotonic()
             if not self.wire.refresh_lease(self.value, LEASE_TTL_MS):
                 return self.check(self.wire.lease_holder())
-            self._refreshed = time.monotonic()
+            self._refreshed = asked
         return HELD
 
     def confirm(self) -> None:
-        """Before a commit: if the lease was not confirmed for a while (the process was
-        stopped, say), make sure no newer controller took the namespace meanwhile.
+        """Before a commit and before each write to Redis (``ControllerWire.guard``): if the
+        lease was not confirmed for a while (the process was stopped, say), make sure no
+        newer controller took the namespace meanwhile. Within CONFIRM_AFTER_S of the last
+        confirmed refresh (half the lease) no other controller can hold it yet: free.
 
         Raises:
             FencedOutError: another controller holds or owns the namespace.

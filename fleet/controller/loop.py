@@ -121,8 +121,7 @@ class Controller:
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self, serve_metrics: bool = True, take_over: bool = False) -> None:
-        """Claim the namespace (``take_over``: from another data dir), record the boot and
-        begin healing. Logs the recovery."""
+        """Claim the namespace (``take_over``: from another data dir), record the boot, heal."""
         _report_recovery(self.log.report, self.metrics)
         gc.freeze()  # the recovered table is long-lived: keep it out of every collection
         epoch = boot_epoch(self.journal.table.epoch, self.wire)
@@ -133,6 +132,7 @@ class Controller:
         if take_over:
             log.warning("took namespace %r over at epoch %d", self.settings.namespace, epoch)
         self.log.writer.guard = self.fence.confirm  # no commit once fenced out
+        self.wire.guard = self.fence.confirm  # and no push either
         self.journal.record(ev.booted(epoch, self.clock()))
         record_config_limits(self.journal, self.settings.limits)
         self.committer.commit()

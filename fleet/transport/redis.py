@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -105,6 +105,8 @@ class ControllerWire:
         self.keys = keys
         self.limits = limits or ReadLimits()
         self._scripts: bool | None = None  # can the server run the bounded read? (first read)
+        # Before every write but the lease scripts: the fence's confirm (controller/fence.py)
+        self.guard: Callable[[], None] = _no_guard
 
     @translated
     def read(self, intake_n: int, acks_n: int, queues: Iterable[str]) -> Inbox:
@@ -135,6 +137,7 @@ class ControllerWire:
         """Send receipts, replies and messages and trim what was read: after the commit."""
         if out.empty:
             return
+        self.guard()
         pipe = self.client.pipeline(transaction=False)
         self._add_writes(pipe, out)
         pipe.execute()
@@ -148,6 +151,7 @@ class ControllerWire:
         and nothing that was just trimmed is read again.
         """
         queues = list(queues)
+        self.guard()
         pipe = self.client.pipeline(transaction=False)
         written = self._add_writes(pipe, out) if not out.empty else 0
         self._add_reads(pipe, intake_n, acks_n, queues)
@@ -244,6 +248,7 @@ class ControllerWire:
     @translated
     def remove(self, messages: list[tuple[str, bytes]]) -> list[bool]:
         """LREM each ``(ready key, message)``; True where a copy was there and is now gone."""
+        self.guard()
         pipe = self.client.pipeline(transaction=False)
         for key, message in messages:
             pipe.lrem(key, 1, message)  # type: ignore[arg-type]  # redis-py says str; bytes work
@@ -253,6 +258,7 @@ class ControllerWire:
     def advance_generation(self, value: int) -> tuple[bytes | None, str | None]:
         """Set the rollback marker to ``value``; returns what it held and Redis's run id (None
         where the server does not say, as fakeredis)."""
+        self.guard()
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.keys.generation, value, get=True)
         pipe.info("server")
@@ -340,3 +346,7 @@ class ControllerWire:
         self.client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                          "return redis.call('DEL', KEYS[1]) end return 0", 1,
                          self.keys.controller, value)
+
+
+def _no_guard() -> None:
+    """No fence yet (a controller that has not claimed, or a test)."""

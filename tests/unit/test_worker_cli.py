@@ -19,14 +19,14 @@ def captured(monkeypatch):
     seen = []
     options = seen_options
 
-    def fake_run_worker(settings, import_paths=(), burst=False):
+    def fake_run_worker(settings, import_paths=(), burst=False, namespaces=()):
         seen.append(settings)
-        options.update(import_paths=list(import_paths), burst=burst)
+        options.update(import_paths=list(import_paths), burst=burst, namespaces=namespaces)
         return 0
 
     monkeypatch.setattr("fleet.worker.run_worker", fake_run_worker)
     for name in ("FLEET_ALLOW", "FLEET_QUEUES", "FLEET_WORKER_COUNT", "FLEET_REDIS_URL",
-                 "FLEET_NAMESPACE", "FLEET_CONFIG", "FLEET_WORKER_PATH"):
+                 "FLEET_NAMESPACE", "FLEET_CONFIG", "FLEET_WORKER_PATH", "FLEET_NAMESPACES"):
         monkeypatch.delenv(name, raising=False)
     seen_options.clear()
     return seen
@@ -106,3 +106,11 @@ def test_worker_burst_quiet_and_log_level_flags(captured):
     finally:
         root.setLevel(previous)
         logging.getLogger(JOBS_LOGGER).setLevel(logging.NOTSET)
+
+
+def test_worker_namespaces_reach_run_worker(captured):
+    """--namespaces s0,s1 is parsed and handed to run_worker; none given: an empty tuple."""
+    assert CliRunner().invoke(app, ["worker", "--namespaces", "s0,s1"]).exit_code == 0
+    assert seen_options["namespaces"] == ("s0", "s1")
+    assert CliRunner().invoke(app, ["worker"]).exit_code == 0
+    assert seen_options["namespaces"] == ()
