@@ -9,7 +9,7 @@ import orjson
 
 from ..errors import ConfigError
 from ..flow import MAX_CONCURRENCY, MAX_PER_KEY, parse_rate
-from .common import connection_options
+from .common import connection_options, namespaces_option
 from .jobs import client_from
 
 
@@ -36,6 +36,7 @@ def limit() -> None:
 @click.option("--per-key", "per_key", type=click.IntRange(1, MAX_PER_KEY), default=None,
               help="At most N jobs per key in flight; keys take turns.")
 @connection_options
+@namespaces_option
 def limit_set(queue: str, concurrency: int | None, rate: str | None, per_key: int | None,
               config_file: str | None, **flags: Any) -> None:
     """Set limits of QUEUE (those not given stay as they are); recorded in the log."""
@@ -52,6 +53,7 @@ def limit_set(queue: str, concurrency: int | None, rate: str | None, per_key: in
 @click.option("--rate", is_flag=True, help="Clear the rate limit.")
 @click.option("--per-key", "per_key", is_flag=True, help="Clear the per-key limit.")
 @connection_options
+@namespaces_option
 def limit_clear(queue: str, concurrency: bool, rate: bool, per_key: bool,
                 config_file: str | None, **flags: Any) -> None:
     """Clear the named limits of QUEUE (none named: all of them)."""
@@ -64,6 +66,7 @@ def limit_clear(queue: str, concurrency: bool, rate: bool, per_key: bool,
 @limit.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print queue: limits as JSON.")
 @connection_options
+@namespaces_option
 def limit_list(as_json: bool, config_file: str | None, **flags: Any) -> None:
     """Every queue's limits."""
     data = client_from(config_file, **flags).limits()
