@@ -7,14 +7,20 @@ of them would take work from every queue at once); when all are empty the execut
 ``BLPOP`` on all of them, 1 s at a time so that it notices a stop (pushing ``{ns}:wake`` in
 the same write when a job has just finished, so that the controller records its ack now).
 With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
-and its reply read after.
+and its reply read after. ``prefetch`` 0 (the default) adapts: an executor pops up to
+``AUTO_PREFETCH`` messages while its last ``AUTO_PREFETCH`` jobs each ran under
+``SHORT_JOB_S``, and one at a time as soon as one did not, so a queue of slow jobs is never
+prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
+than ``hold_limit_s`` (half a lease) behind a job that turned out slow is handed back (``rel``)
+unrun rather than started that late (docs/worker.md, "Prefetch").
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
 ``done`` is ``(id, n, ok)`` of the job finished just before, or None. A finished job whose
 successor does not follow at once (the executor is about to wait, or Redis failed) is told as
-``("f", id, n, ok)``. On a clean exit it hands over the acks it could not push:
-``("x", acks)``. An ack stays in memory until Redis took it.
+``("f", id, n, ok)``; prefetched messages handed back for being held too long, as
+``("r",)``. On a clean exit it hands over the acks it could not push: ``("x", acks)``. An
+ack stays in memory until Redis took it.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ if TYPE_CHECKING:
     from .handle import Event
 
 BLOCK_TIMEOUT_S = 1
+AUTO_PREFETCH = 8  # jobs per pop while they are short: one round trip and wake-up per batch
+SHORT_JOB_S = 0.002
+HELD_TOO_LONG = "PrefetchHeld: prefetched message handed back unrun, held half a lease"
 JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
 HAND_BACK_TRIES = 3
 PR_SET_PDEATHSIG = 1
@@ -63,13 +72,16 @@ class Executor:
 
     def __init__(self, client: RedisClient, keys: Keys, queues: tuple[str, ...], runner: Runner,
                  prefetch: int = 1, channel: Any = None,
-                 log: WorkerLog | None = None) -> None:
+                 log: WorkerLog | None = None, hold_limit_s: float = 15.0) -> None:
         self.wire = Pipe(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
         self.queue_keys = [keys.ready(queue) for queue in queues]
         self.runner = runner
-        self.prefetch = max(1, prefetch)
+        self.prefetch = prefetch  # 0: adaptive (the module docstring)
+        self.hold_limit_s = hold_limit_s
+        self.short_run = 0  # jobs in a row that took under SHORT_JOB_S
+        self.popped_s = 0.0  # when the buffer's messages were popped (monotonic)
         self.channel = channel
         # A real Pipe takes the pickle as bytes: Connection.send's ForkingPickler costs more
         # than the write itself, once per job.
@@ -96,7 +108,11 @@ class Executor:
         try:
             while not self.stopping and (max_jobs is None or self.handled < max_jobs):
                 self.wire.check_owner()  # a job's forked child must not run the next job
-                if self.buffer:
+                if self.buffer and time.monotonic() - self.popped_s > self.hold_limit_s:
+                    self._tell_done()
+                    self._release_held(HELD_TOO_LONG)
+                    self._tell(("r",))
+                elif self.buffer:
                     self._handle(self.buffer.popleft())
                 else:
                     self._refill()
@@ -114,6 +130,7 @@ class Executor:
             return
         if not self.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
+        self.popped_s = time.monotonic()
         for raw in popped:
             body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
             if body is None:
@@ -146,14 +163,15 @@ class Executor:
             self._push_acks()
         commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
                                    if self.unpushed else [])
-        commands.append(("LPOP", self.queue_keys[0], self.prefetch))
+        count = self._pop_count()
+        commands.append(("LPOP", self.queue_keys[0], count))
         replies = self.wire.call(*commands)
         refusal = self._pushed(replies[0]) if self.unpushed else None
         popped = _popped(replies[-1])
         for key in self.queue_keys[1:]:
             if popped:
                 break
-            popped = _popped(self.wire.call(("LPOP", key, self.prefetch))[0])
+            popped = _popped(self.wire.call(("LPOP", key, count))[0])
         if refusal is not None:
             if not popped:
                 raise refusal  # nothing to run: back off, then push the acks alone
@@ -168,6 +186,11 @@ class Executor:
         found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
                                                    BLOCK_TIMEOUT_S))[-1])
         return [found[1]] if found else []
+
+    def _pop_count(self) -> int:
+        if self.prefetch:
+            return self.prefetch
+        return AUTO_PREFETCH if self.short_run >= AUTO_PREFETCH else 1
 
     def _push_acks(self) -> None:
         """Push the unpushed acks alone.
@@ -198,8 +221,10 @@ class Executor:
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
+        took_s = time.perf_counter() - started_s
+        self.short_run = self.short_run + 1 if took_s < SHORT_JOB_S else 0
         if self.log_jobs:
-            self._log_job(message, ok, time.perf_counter() - started_s)
+            self._log_job(message, ok, took_s)
         if early:
             self._settle_early(early)
         self.unpushed.append(ack)
@@ -244,12 +269,7 @@ class Executor:
     def _hand_back(self) -> None:
         """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
         self._tell_done()
-        for message in self.buffer:
-            ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
-                           e="WorkerShutdown: prefetched message handed back unrun",
-                           **self.runner.ack_fields(message))
-            self.unpushed.append(self.runner.seal_ack(encode_ack(ack)))
-        self.buffer.clear()
+        self._release_held("WorkerShutdown: prefetched message handed back unrun")
         for _ in range(HAND_BACK_TRIES):
             if not self.unpushed:
                 break
@@ -258,6 +278,15 @@ class Executor:
             except TransportError as exc:
                 time.sleep(self.health.failed(exc))
         self._tell(("x", self.unpushed))
+
+    def _release_held(self, why: str) -> None:
+        """Ack every prefetched message not yet started ``rel`` (pushed with the next write):
+        the controller dispatches it again, a new attempt that costs no retry."""
+        for message in self.buffer:
+            ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
+                           e=why, **self.runner.ack_fields(message))
+            self.unpushed.append(self.runner.seal_ack(encode_ack(ack)))
+        self.buffer.clear()
 
     def _tell_done(self) -> None:
         if self.done is not None:
@@ -295,7 +324,7 @@ def build_executor(settings: Settings, identity: Identity, client: RedisClient,
     """An Executor configured from ``settings``."""
     runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,
-                    settings.prefetch, channel, log)
+                    settings.prefetch, channel, log, hold_limit_s=settings.lease_s / 2)
 
 
 def die_with_parent(parent_pid: int) -> None:
