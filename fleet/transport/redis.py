@@ -4,7 +4,12 @@ Every redis-py error is translated into TransportError (``connect.translated``),
 caller imports redis. One read pipeline and one write pipeline per controller loop
 iteration, and while work keeps coming the write of one iteration and the read of the next
 share a pipeline (``exchange``): the controller pays one round trip per batch, however many
-jobs the batch holds.
+jobs the batch holds. The exchange is written and read through a ``Pipe`` (pipe.py: hiredis
+packs the commands, the replies are read raw) rather than redis-py's ``Pipeline``, whose
+command objects, packing and retry wrapper cost the controller more than the commands; a client
+without a connection pool of its own (a cluster client) keeps the ``Pipeline``. The ``Pipe``
+never sends a failed exchange again by itself, as redis-py's retry would: the loop decides (a
+resent write could push a message twice).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import redis
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
 from .connect import translated
+from .pipe import Command, Commands, Pipe, refused
 
 log = logging.getLogger("fleet.transport")
 
@@ -105,6 +111,7 @@ class ControllerWire:
         self.keys = keys
         self.limits = limits or ReadLimits()
         self._scripts: bool | None = None  # can the server run the bounded read? (first read)
+        self._pipe = Pipe(client) if isinstance(client, redis.Redis) else None
 
     @translated
     def read(self, intake_n: int, acks_n: int, queues: Iterable[str]) -> Inbox:
@@ -148,16 +155,39 @@ class ControllerWire:
         and nothing that was just trimmed is read again.
         """
         queues = list(queues)
-        pipe = self.client.pipeline(transaction=False)
-        written = self._add_writes(pipe, out) if not out.empty else 0
-        self._add_reads(pipe, intake_n, acks_n, queues)
+        commands: list[Command] = []
+        if not out.empty:
+            self._add_writes(Commands(commands), out)
+        written = len(commands)
+        self._add_reads(Commands(commands), intake_n, acks_n, queues)
         try:
-            return self._inbox(pipe.execute()[written:], queues)
+            return self._inbox(self._run(commands)[written:], queues)
         except redis.exceptions.NoScriptError:
             # The writes ran (a pipeline runs every command; the first error is raised after):
             # only the read is done again, never the writes.
             self.client.script_load(READ_LISTS)
             return self.read(intake_n, acks_n, queues)
+
+    def _run(self, commands: list[Command]) -> list[Any]:
+        """The replies of ``commands``, sent in one write.
+
+        Raises:
+            redis.exceptions.NoScriptError: the bounded read's script is not loaded (the
+                other commands ran).
+            TransportError: the connection failed, or Redis refused a command.
+        """
+        if self._pipe is None:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return cast("list[Any]", pipe.execute())
+        replies = self._pipe.call(*commands)
+        for reply in replies:
+            if refused(reply):
+                if str(reply).startswith("NoScriptError"):
+                    raise redis.exceptions.NoScriptError(str(reply))
+                raise reply
+        return replies
 
     def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
         if self._scripts is None:
@@ -340,3 +370,4 @@ class ControllerWire:
         self.client.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then "
                          "return redis.call('DEL', KEYS[1]) end return 0", 1,
                          self.keys.controller, value)
+
