@@ -7,7 +7,8 @@ of them would take work from every queue at once); when all are empty the execut
 ``BLPOP`` on all of them, 1 s at a time so that it notices a stop (pushing ``{ns}:wake`` in
 the same write when a job has just finished, so that the controller records its ack now).
 With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
-and its reply read after. ``prefetch`` 0 (the default) adapts: an executor pops up to
+and the replies of those writes are read at the next pop (they came in while the jobs ran, so
+no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an executor pops up to
 ``AUTO_PREFETCH`` messages while its last ``AUTO_PREFETCH`` jobs each ran under
 ``SHORT_JOB_S``, and one at a time as soon as one did not, so a queue of slow jobs is never
 prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
@@ -95,6 +96,7 @@ class Executor:
         self.buffer: deque[dict[str, Any]] = deque()
         self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
+        self.sent: list[list[bytes]] = []  # acks written early, their RPUSH's replies unread
         self.done: tuple[str, int, bool] | None = None
         self.handled = 0
         self.stopping = False
@@ -159,6 +161,7 @@ class Executor:
             TransportError: the connection failed, or Redis refused a command and nothing
                 was popped.
         """
+        self._settle_sent()
         if self.unpushed and self.health.failing:
             self._push_acks()
         commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
@@ -198,6 +201,9 @@ class Executor:
         Raises:
             TransportError: the connection failed or Redis refused them (they stay).
         """
+        self._settle_sent()
+        if not self.unpushed:
+            return
         refusal = self._pushed(self.wire.call(("RPUSH", self.acks_key, *self.unpushed))[0])
         if refusal is not None:
             raise refusal
@@ -217,7 +223,7 @@ class Executor:
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
                     self.done))
         self.done = None
-        early = self._push_early()
+        self._push_early()
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
@@ -225,8 +231,6 @@ class Executor:
         self.short_run = self.short_run + 1 if took_s < SHORT_JOB_S else 0
         if self.log_jobs:
             self._log_job(message, ok, took_s)
-        if early:
-            self._settle_early(early)
         self.unpushed.append(ack)
         self.handled += 1
         self.done = (job_id, attempt, ok)
@@ -244,39 +248,57 @@ class Executor:
                 "worker": self.jobs_log.who,
                 "error": None if ok else self.runner.last_error})
 
-    def _push_early(self) -> list[bytes]:
+    def _push_early(self) -> None:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the
-        job runs; ``_settle_early`` reads its reply after. The acks reach Redis without a wait."""
+        job runs; ``_settle_sent`` reads its reply at the next pop. The acks reach Redis
+        without a wait."""
         if not self.unpushed:
-            return []
+            return
         try:
             self.wire.send(("RPUSH", self.acks_key, *self.unpushed))
-        except TransportError:
-            return []  # they go with the next round trip
-        acks, self.unpushed = self.unpushed, []
-        return acks
+        except TransportError:  # the connection is dropped: earlier replies with it
+            self._unsent()
+            return  # they go with the next round trip
+        self.sent.append(self.unpushed)
+        self.unpushed = []
 
-    def _settle_early(self, acks: list[bytes]) -> None:
+    def _settle_sent(self) -> None:
+        """Read the replies of the acks written early: a refused push keeps its acks to be
+        pushed again, and so does a failed connection (maybe pushed, maybe not: an ack twice
+        is harmless, the controller fences acks by attempt).
+
+        Raises:
+            TransportError: the connection failed.
+        """
+        if not self.sent:
+            return
         try:
             replies = self.wire.settle()
         except TransportError:
-            self.unpushed[:0] = acks  # maybe pushed, maybe not: an ack twice is harmless
-            return
-        if replies and refused(replies[0]):
-            self.unpushed[:0] = acks
-            self.health.failed(replies[0])
+            self._unsent()
+            raise
+        sent, self.sent = self.sent, []
+        for acks, reply in zip(sent, replies, strict=True):
+            if refused(reply):
+                self.unpushed[:0] = acks
+                self.health.failed(reply)
+
+    def _unsent(self) -> None:
+        self.unpushed[:0] = [ack for acks in self.sent for ack in acks]
+        self.sent = []
 
     def _hand_back(self) -> None:
         """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
         self._tell_done()
         self._release_held("WorkerShutdown: prefetched message handed back unrun")
         for _ in range(HAND_BACK_TRIES):
-            if not self.unpushed:
+            if not (self.unpushed or self.sent):
                 break
             try:
                 self._push_acks()
             except TransportError as exc:
                 time.sleep(self.health.failed(exc))
+        self._unsent()  # still unread after the tries: the supervisor pushes them
         self._tell(("x", self.unpushed))
 
     def _release_held(self, why: str) -> None:
