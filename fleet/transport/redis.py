@@ -161,33 +161,12 @@ class ControllerWire:
         written = len(commands)
         self._add_reads(Commands(commands), intake_n, acks_n, queues)
         try:
-            return self._inbox(self._run(commands)[written:], queues)
+            return self._inbox(_replies(self.client, self._pipe, commands)[written:], queues)
         except redis.exceptions.NoScriptError:
             # The writes ran (a pipeline runs every command; the first error is raised after):
             # only the read is done again, never the writes.
             self.client.script_load(READ_LISTS)
             return self.read(intake_n, acks_n, queues)
-
-    def _run(self, commands: list[Command]) -> list[Any]:
-        """The replies of ``commands``, sent in one write.
-
-        Raises:
-            redis.exceptions.NoScriptError: the bounded read's script is not loaded (the
-                other commands ran).
-            TransportError: the connection failed, or Redis refused a command.
-        """
-        if self._pipe is None:
-            pipe = self.client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            return cast("list[Any]", pipe.execute())
-        replies = self._pipe.call(*commands)
-        for reply in replies:
-            if refused(reply):
-                if str(reply).startswith("NoScriptError"):
-                    raise redis.exceptions.NoScriptError(str(reply))
-                raise reply
-        return replies
 
     def _add_reads(self, pipe: Any, intake_n: int, acks_n: int, queues: list[str]) -> None:
         if self._scripts is None:
@@ -371,3 +350,24 @@ class ControllerWire:
                          "return redis.call('DEL', KEYS[1]) end return 0", 1,
                          self.keys.controller, value)
 
+
+def _replies(client: redis.Redis, pipe: Pipe | None, commands: list[Command]) -> list[Any]:
+    """The replies of ``commands``, sent in one write: through ``pipe``, else a ``Pipeline``.
+
+    Raises:
+        redis.exceptions.NoScriptError: the bounded read's script is not loaded (the
+            other commands ran).
+        TransportError: the connection failed, or Redis refused a command.
+    """
+    if pipe is None:
+        pipeline: Any = client.pipeline(transaction=False)  # a cluster's, or any client's
+        for command in commands:
+            pipeline.execute_command(*command)
+        return list(pipeline.execute())
+    replies = pipe.call(*commands)
+    for reply in replies:
+        if refused(reply):
+            if str(reply).startswith("NoScriptError"):
+                raise redis.exceptions.NoScriptError(str(reply))
+            raise reply
+    return replies

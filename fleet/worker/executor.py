@@ -33,6 +33,7 @@ import pickle
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -230,23 +231,10 @@ class Executor:
         took_s = time.perf_counter() - started_s
         self.short_run = self.short_run + 1 if took_s < SHORT_JOB_S else 0
         if self.log_jobs:
-            self._log_job(message, ok, took_s)
+            log_job(self.jobs_log, self._job_line, message, ok, took_s, self.runner.last_error)
         self.unpushed.append(ack)
         self.handled += 1
         self.done = (job_id, attempt, ok)
-
-    def _log_job(self, message: dict[str, Any], ok: bool, took_s: float) -> None:
-        outcome = "ok" if ok else "failed"
-        text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
-                f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
-        if self._job_line is not None:
-            self._job_line(f"[{self.jobs_log.who}] {text}")
-        else:  # extra: the fields of a JSON line (fleet/logs.py)
-            self.jobs_log.logger.info("[%s] %s", self.jobs_log.who, text, extra={
-                "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
-                "outcome": outcome, "took_s": round(took_s, 6),
-                "worker": self.jobs_log.who,
-                "error": None if ok else self.runner.last_error})
 
     def _push_early(self) -> None:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the
@@ -325,6 +313,22 @@ class Executor:
                 self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
+
+
+def log_job(jobs_log: WorkerLog, line: Callable[[str], None] | None, message: dict[str, Any],
+            ok: bool, took_s: float, error: str) -> None:
+    """The line of one finished job: preformatted through ``line`` when given, else a
+    ``logging`` record whose extra fields are a JSON line's (fleet/logs.py)."""
+    outcome = "ok" if ok else "failed"
+    text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
+            f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {error}"))
+    if line is not None:
+        line(f"[{jobs_log.who}] {text}")
+    else:
+        jobs_log.logger.info("[%s] %s", jobs_log.who, text, extra={
+            "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
+            "outcome": outcome, "took_s": round(took_s, 6), "worker": jobs_log.who,
+            "error": None if ok else error})
 
 
 def _shown(value: Any) -> str:
