@@ -29,7 +29,7 @@ BURST_S = 0.1
 
 LIMIT_KINDS = ("concurrency", "rate", "per_key")
 PERIODS_S = {"s": 1, "m": 60, "h": 3600}
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$", re.ASCII)
 
 # [priority, expires_at_ms (0: never), key (None: none)]
 Flow = list[Any]
@@ -77,14 +77,15 @@ def flow_of(wire: dict[str, Any], at_ms: int) -> Flow | None:
     """The flow the controller keeps for an accepted wire spec (None: a plain job).
 
     The expiry becomes a time: ``expires_s`` after the job's run-at time, or after ``at_ms``
-    (its acceptance) for a job to run at once.
+    (its acceptance) for a job to run at once or at a time already past (a run-at time from
+    a client whose clock is behind must not expire the job on arrival).
     """
     priority, key, expires = wire.get("py", 0), wire.get("ky"), wire.get("ex")
     if not priority and key is None and expires is None:
         return None
     expires_at_ms = 0
     if expires is not None:
-        expires_at_ms = (wire.get("nb") or at_ms) + max(1, round(expires * 1000))
+        expires_at_ms = max(wire.get("nb") or 0, at_ms) + max(1, round(expires * 1000))
     return [priority, expires_at_ms, key]
 
 

@@ -153,7 +153,7 @@ class Metrics:
             queue = job.queue
             key = (kind, queue)
             counts[key] = counts.get(key, 0) + 1
-            if kind == ev.CANCELLED and len(record) > 3:  # a reason: "expired"
+            if kind == ev.CANCELLED and len(record) > 3 and record[3] == "expired":
                 key = ("expired_unstarted", queue)
                 counts[key] = counts.get(key, 0) + 1
             if kind == ev.ACKED:

@@ -125,3 +125,14 @@ def close_all_fds() -> str:
     """Close every descriptor above stderr (the executor's Redis socket and Pipe among them)."""
     os.closerange(3, 4096)
     return "closed"
+
+
+def report_progress(fraction: float, message: str, sleep_s: float) -> str:
+    """Report progress once, then work silently for ``sleep_s``."""
+    import fleet
+
+    job = fleet.current_job()
+    assert job is not None
+    job.progress(fraction, message)
+    time.sleep(sleep_s)
+    return "done"

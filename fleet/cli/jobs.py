@@ -107,7 +107,7 @@ def _decode_entries(text: bytes, path: str) -> list[Any]:
               "keys in turn. With --file: for entries that give none.")
 @click.option("--priority", type=click.IntRange(MIN_PRIORITY, MAX_PRIORITY), default=None,
               help="0-9, higher first within the queue (default 0). With --file: for "
-              "entries that give none.")
+              "entries whose priority is 0 or absent.")
 @click.option("--expires", "expires_s", type=click.FloatRange(0, MAX_EXPIRES_S, min_open=True),
               default=None, metavar="S", help="Cancel the job if it has not started S "
               "seconds after its enqueue (or its --delay/--at time).")
@@ -238,6 +238,8 @@ def job(job_id: str, as_json: bool, config_file: str | None, **flags: Any) -> No
     click.echo(f"job       {info['id']}\nstate     {state_text(info)}\nqueue     {info['queue']}\n"
                f"func      {info['func']}\nattempts  {info['attempt']} "
                f"(failures {info['failures']}, max retries {info['max_retries']})")
+    if info.get("progress"):
+        click.echo(f"progress  {progress_text(info['progress'])}")
     for attempt in info["attempts"]:
         duration = f"{attempt['duration_s']:.3f}s" if attempt["duration_s"] is not None else "-"
         error = f"  {attempt['error']}" if attempt.get("error") else ""
@@ -263,6 +265,15 @@ def _echo_graph(info: dict[str, Any]) -> None:
             click.echo(f"{name:<9} {shown}{more}")
     if info.get("waiting_on"):
         click.echo(f"waiting on {', '.join(info['waiting_on'][:20])}")
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    """``40% (copying) 1.2 s ago``: a running attempt's latest progress report."""
+    message = progress.get("message") or ""
+    if message and not message.isprintable():  # job code picks it: no forged lines
+        message = repr(message)
+    shown = f" ({message})" if message else ""
+    return f"{progress['fraction'] * 100:.0f}%{shown} {progress['age_s']:.1f} s ago"
 
 
 def _echo_flow(info: dict[str, Any]) -> None:

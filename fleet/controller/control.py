@@ -46,6 +46,10 @@ class Desk(Protocol):
     def interrupt(self, job_id: str) -> None:
         """Stop the cancelled in-flight job ``job_id`` wherever it runs (after the commit)."""
 
+    def progress_of(self, job_id: str, attempt: int, now_ms: int) -> dict[str, Any] | None:
+        """The latest progress the worker running ``(job_id, attempt)`` reported (in memory,
+        from heartbeats), or None."""
+
 
 Command = Callable[[Desk, dict[str, Any], int], Any]
 
@@ -116,6 +120,8 @@ def _job(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
         raise JobNotFoundError(f"no job {args.get('id')!r} (never enqueued, or compacted)")
     info = job.to_dict()
     info["running_on"] = _running_on(desk, job)
+    info["progress"] = (desk.progress_of(job.id, job.attempt, now_ms)
+                        if info["running_on"] is not None else None)
     info.update(desk.journal.table.waiting_view(job))  # parents, children, waiting_on
     return info
 

@@ -27,6 +27,7 @@ WINDOW_PER_EXECUTOR = 8
 MAX_WINDOW = 2048
 QUEUED_WORK_S = 0.05
 RATE_EVERY_MS = 500
+MAX_EXPIRED_PER_STEP = 1000  # expired jobs cancelled per step, wherever they wait
 
 
 def encode_message(job: JobRecord, attempt: int, dispatched_ms: int, seal: Seal | None = None,
@@ -78,6 +79,8 @@ class Dispatcher:
         table = self.journal.table
         if table.has_due(now_ms):  # delayed jobs and retries whose time came join their lines
             self.journal.record(ev.due(now_ms))
+        for job_id in table.expired_unstarted(now_ms, MAX_EXPIRED_PER_STEP):  # anywhere
+            self.journal.record(ev.cancelled(job_id, now_ms, EXPIRED))
         out: dict[str, list[bytes]] = {}
         for queue, length in ready_lengths.items():
             room = self.window(executors, queue) - length

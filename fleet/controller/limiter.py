@@ -55,7 +55,10 @@ class Buckets:
             return None
         bucket = self._buckets.get(queue)
         if bucket is None or bucket.rate != list(rate):
-            bucket = self._buckets[queue] = Bucket(rate, now_ms)
+            old, bucket = bucket, Bucket(rate, now_ms)
+            if old is not None:  # a new rate keeps what the old bucket held: no fresh burst
+                bucket.tokens = min(bucket.capacity, old.tokens)
+            self._buckets[queue] = bucket
         return bucket
 
     def next_token_ms(self, table: JobTable, now_ms: int) -> int | None:
@@ -96,7 +99,6 @@ def held_back(table: JobTable, buckets: Buckets) -> dict[str, dict[str, int]]:
             kinds["rate"] = pending
         lanes = table._lanes.get(queue)
         if lanes is not None and lanes.parked:
-            kinds["per_key"] = sum(len(line) for _, key, line in lanes.entries()
-                                   if key in lanes.parked)
+            kinds["per_key"] = lanes.parked_entries()  # from the parked keys: few, not all
         held[queue] = kinds
     return held

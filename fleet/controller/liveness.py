@@ -4,6 +4,11 @@ Read from the workers' heartbeat keys (protocol §5) once a heartbeat period. A 
 outlives its worker by its expiry, so a beat counts as live only while its ``ts`` still moves
 (``SILENT_BEATS``). What the live beats report feeds the lease extensions (reconcile.py), the
 healer's ``Witness`` (heal.py), the dispatch window and the ``running_on`` of a job.
+
+The latest progress of each running attempt comes with its worker's beat and is kept here, in
+memory only: never logged, rebuilt from every read (an attempt that ended drops out of its
+worker's beat, and so out of ``progress``), and shown only while the job is in flight at that
+attempt, as reported by the worker credited with running it (docs/protocol.md §5).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class Liveness:
         self.served: set[str] = set()  # queues the workers consume
         self.executors = 0
         self.running_on: dict[str, tuple[int, str]] = {}  # job id -> (attempt, worker id)
+        self.progress: dict[str, tuple[int, dict[str, Any]]] = {}  # job id -> (attempt, it)
         self.malformed_beats = 0
         self._beat_seen: dict[Any, tuple[Any, int]] = {}  # worker id -> (ts, when it moved)
 
@@ -78,13 +84,34 @@ class Liveness:
                       ) -> list[dict[str, Any]]:
         """Note which attempt each live worker runs (``running_on``); returns the live beats."""
         running: dict[str, tuple[int, str]] = {}
+        reported: dict[str, tuple[int, str, dict[str, Any]]] = {}
         live = self.live_beats(beats, now_ms)
         for beat in live:
+            worker_id = str(beat.get("id"))
             for entry in beat.get("jobs") or []:
                 if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], str):
-                    running[entry[0]] = (entry[1], str(beat.get("id")))
+                    running[entry[0]] = (entry[1], worker_id)
+                    if len(entry) > 3 and isinstance(entry[3], dict):
+                        reported[entry[0]] = (entry[1], worker_id, entry[3])
         self.running_on = running
+        # Only the worker credited with an attempt speaks for its progress.
+        self.progress = {job_id: (attempt, progress)
+                         for job_id, (attempt, worker_id, progress) in reported.items()
+                         if running.get(job_id) == (attempt, worker_id)}
         return live
+
+    def progress_of(self, job_id: str, attempt: int, now_ms: int) -> dict[str, Any] | None:
+        """``{"fraction", "message", "age_s"}``: the latest progress of ``(job_id, attempt)``
+        (the job's current attempt, in flight), or None if it reported none.
+
+        ``age_s`` is measured against this controller's clock from the worker's; a skew
+        between the two shifts it (never below 0)."""
+        kept = self.progress.get(job_id)
+        if kept is None or kept[0] != attempt:
+            return None
+        progress = kept[1]
+        return {"fraction": progress["f"], "message": progress["m"],
+                "age_s": round(max(0, now_ms - progress["ts"]) / 1000, 3)}
 
     def may_run(self, job_id: str) -> list[str]:
         """The workers to tell to stop ``job_id``: the one a heartbeat reports running it, or

@@ -87,8 +87,8 @@ class Controller:
         self.intake = Intake(self.journal, IntakeOptions.of(settings))
         self.gate = Gate(settings, self.clock())
         self.dispatcher = Dispatcher(self.journal, DispatchOptions.of(settings))
-        heartbeat_ms = int(settings.heartbeat_s * 1000)
-        self.liveness = Liveness(heartbeat_ms)
+        self.liveness = Liveness(heartbeat_ms := int(settings.heartbeat_s * 1000))
+        self.progress_of = self.liveness.progress_of  # for the Desk (control.py)
         self.reconciler = Reconciler(self.journal, ReconcileOptions.of(settings), random.Random(),
                                      self.liveness)
         self.healer = Healer(self.journal, heartbeat_ms, self.reconciler.witness)

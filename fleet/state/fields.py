@@ -45,6 +45,7 @@ class TableFields:
     totals: dict[str, int]
     _ready: dict[str, deque[Entry]]
     _lanes: dict[str, Lanes]
+    _expiring: list[tuple[int, str]]
     limits: dict[str, dict[str, Any]]
     key_flight: dict[str, dict[str, int]]
     _delayed: list[tuple[int, int, str, Entry]]

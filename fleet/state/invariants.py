@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from .ready import checked_limits
 from .record import COMPLETED, DEAD, IN_FLIGHT, PENDING, STATES, TERMINAL, JobRecord
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def table_problems(table: JobTable) -> list[str]:
     problems.extend(_index_problems(table))
     problems.extend(_ready_index_problems(table, pending))
     problems.extend(_key_flight_problems(table))
+    problems.extend(_lane_problems(table))
     problems.extend(table._graph_problems())
     if counts != table.counts:
         problems.append(f"state counters {table.counts} disagree with the jobs {counts}")
@@ -62,6 +64,29 @@ def _key_flight_problems(table: JobTable) -> list[str]:
             flight[job.key] = flight.get(job.key, 0) + 1
     mine = {queue: dict(flight) for queue, flight in table.key_flight.items() if flight}
     return [] if mine == counted else [f"keys in flight {mine} disagree with the jobs {counted}"]
+
+
+def _lane_problems(table: JobTable) -> list[str]:
+    """Limits as the controller checks them; a parked key has a job in flight (its landing
+    is what unparks it); a lane's line is kept only while it holds entries, and every key in
+    a turn has a line."""
+    problems = []
+    for queue, limits in table.limits.items():
+        try:
+            checked_limits(queue, limits)
+        except ValueError as exc:
+            problems.append(f"queue {queue}: {exc}")
+    for queue, lanes in table._lanes.items():
+        flight = table.key_flight.get(queue, {})
+        problems.extend(f"queue {queue}: key {key!r} parked with no job in flight"
+                        for key in sorted(lanes.parked) if not flight.get(key))
+        for priority, level in lanes.levels.items():
+            problems.extend(f"queue {queue}: an empty line kept for key {key!r}"
+                            for key, line in level.lines.items() if not line)
+            problems.extend(f"queue {queue}: key {key!r} in turn without a line"
+                            for key in level.turn
+                            if key not in level.lines and (key is not None or priority))
+    return problems
 
 
 def _ready_index_problems(table: JobTable, pending: set[str]) -> list[str]:

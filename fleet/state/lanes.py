@@ -26,13 +26,50 @@ MAX_EXPIRED_PER_TAKE = 10_000
 Take = Callable[[Entry], JobRecord | None]
 
 
+class Line:
+    """One lane's entries, first in first out: a list read from a head index. A deque holds
+    at least a 64-slot block (over 600 bytes): with a line per key and keys used by a job
+    or two each (an order id as key), lines as deques cost 950 bytes a pending job."""
+
+    __slots__ = ("items", "head")
+
+    def __init__(self) -> None:
+        self.items: list[Entry] = []
+        self.head = 0
+
+    def append(self, entry: Entry) -> None:
+        self.items.append(entry)
+
+    def popleft(self) -> Entry:
+        items = self.items
+        entry = items[self.head]
+        self.head += 1
+        if self.head == len(items):
+            items.clear()
+            self.head = 0
+        elif self.head >= 32 and self.head * 2 >= len(items):
+            del items[:self.head]  # what was read goes, in amortised O(1) a pop
+            self.head = 0
+        return entry
+
+    def __len__(self) -> int:
+        return len(self.items) - self.head
+
+    def __bool__(self) -> bool:
+        return len(self.items) > self.head
+
+    def __iter__(self) -> Iterator[Entry]:
+        items = self.items
+        return (items[index] for index in range(self.head, len(items)))
+
+
 class Level:
     """The lines of one priority, and the turn of their keys."""
 
     __slots__ = ("lines", "turn", "in_turn", "popped")
 
     def __init__(self) -> None:
-        self.lines: dict[str | None, deque[Entry]] = {}
+        self.lines: dict[str | None, Line] = {}
         self.turn: deque[str | None] = deque()
         self.in_turn: set[str | None] = set()
         self.popped: dict[str | None, int] = {}  # entries ever taken off each line's front
@@ -68,7 +105,7 @@ class Lanes:
         level = self._level(priority)
         line = level.lines.get(key)
         if line is None:
-            line = level.lines[key] = deque()
+            line = level.lines[key] = Line()
         line.append(entry)
         if key is None or key not in self.parked:
             level.join(key)
@@ -95,7 +132,7 @@ class Lanes:
         taken: dict[str, int] = {}
         plain_popped = 0
         for priority in self.order:
-            if len(out) >= want:
+            if len(out) >= want or len(expired) >= MAX_EXPIRED_PER_TAKE:
                 break
             plain_popped += self._take_level(priority, take, want, per_key, flight, taken,
                                              now_ms, out, expired)
@@ -119,22 +156,30 @@ class Lanes:
             popped[key] = popped.get(key, 0) + used
             if key is None and priority == 0:
                 plain_popped += used
-            if job is None:
-                if key is None and priority == 0:
-                    turn.rotate(-1)  # the plain line keeps its turn, empty or not
-                    idle += 1
-                else:
-                    level.leave()
-                    del lines[key]
-                continue
-            out.append(job)
-            idle = 0
-            turn.rotate(-1)
-            if key is not None:
-                taken[key] = taken.get(key, 0) + 1
+            if job is None and line:
+                break  # as many expired jobs set aside as one take may: the rest wait
+            if job is not None:
+                out.append(job)
+                idle = 0
+                if key is not None:
+                    taken[key] = taken.get(key, 0) + 1
+            if key is None and priority == 0:
+                turn.rotate(-1)  # the plain line keeps its turn, empty or not
+                idle += job is None
+            elif line:
+                turn.rotate(-1)
+            else:  # a line is kept only while it holds entries: a key used once costs nothing
+                level.leave()
+                del lines[key]
+                popped.pop(key, None)
         return plain_popped
 
-    def entries(self) -> Iterator[tuple[int, str | None, deque[Entry]]]:
+    def parked_entries(self) -> int:
+        """How many entries wait in the lines of parked keys (stale ones included)."""
+        return sum(len(level.lines[key]) for key in self.parked
+                   for level in self.levels.values() if key in level.lines)
+
+    def entries(self) -> Iterator[tuple[int, str | None, Line]]:
         """Every lane's line (the plain one left out): priority, key, line."""
         for priority in self.order:
             for key, line in self.levels[priority].lines.items():
@@ -145,19 +190,19 @@ class Lanes:
         return level.popped.get(key, 0) if level is not None else 0
 
 
-def _next_job(take: Take, line: deque[Entry] | None, now_ms: int | None,
+def _next_job(take: Take, line: deque[Entry] | Line | None, now_ms: int | None,
               expired: list[JobRecord]) -> tuple[JobRecord | None, int]:
     """The next live job off the front of ``line`` that has not expired, and how many
     entries left it."""
     used = 0
-    while line:
+    while line and len(expired) < MAX_EXPIRED_PER_TAKE:
         used += 1
         job = take(line.popleft())
         if job is None:
             continue
         flow = job.flow
-        if (now_ms is not None and flow is not None and flow[1] and flow[1] < now_ms
-                and len(expired) < MAX_EXPIRED_PER_TAKE):
+        if now_ms is not None and flow is not None and 0 < flow[1] < now_ms \
+                and not job.attempt:
             expired.append(job)
             continue
         return job, used

@@ -45,6 +45,7 @@ from .table import JobTable
 MAX_LIMIT = 1000
 MAX_BUDGET = 20 * MAX_LIMIT + 1000
 _ERROR_CHARS = 300
+_KEYS_PER_BATCH = 1024  # lane keys read per scan of a priority's lines (_keys_in_order)
 
 # The sources in walk order: ready lines, lanes, delayed heap, in flight, finished.
 READY, LANES, DELAYED, RUNNING, WAITS, FINISHED = "r", "l", "d", "i", "w", "f"
@@ -178,22 +179,48 @@ def _walk_lanes(table: JobTable, queue: str | None, where: Any) -> Walk:
     after = tuple(where) if where is not None else None
     for name in [queue] if queue is not None else sorted(table._lanes):
         lanes = table._lanes.get(name)
-        if lanes is None:
+        if lanes is None or (after is not None and name < after[0]):
             continue
-        lines = sorted(((9 - priority, key or "", key, line)
-                        for priority, key, line in lanes.entries()), key=_lane_order)
-        for rank, shown, key, line in lines:
-            if after is not None and (name, rank, shown) < after[:3]:
+        for priority in lanes.order:  # highest first: rank 9 - priority, lowest first
+            if after is not None and (name, 9 - priority) < after[:2]:
                 continue
-            popped = lanes.popped_of(9 - rank, key)
-            first = after[3] if after is not None and (name, rank, shown) == after[:3] else 0
-            start = max(first - popped, 0)
-            for index, entry in enumerate(islice(line, start, None), start + popped):
-                yield [name, rank, shown, index], _pending_job(table, entry), 1
+            at = after[2:] if after is not None and (name, 9 - priority) == after[:2] else None
+            yield from _walk_level(table, name, priority, at)
 
 
-def _lane_order(item: tuple[Any, ...]) -> tuple[int, str]:
-    return item[0], item[1]
+def _walk_level(table: JobTable, name: str, priority: int, at: Any) -> Walk:
+    """One priority's lines in key order, from ``at`` (``[key shown, index]``) on."""
+    lanes = table._lanes[name]
+    lines = lanes.levels[priority].lines
+    for shown in _keys_in_order(lines, at[0] if at is not None else None):
+        key = shown or None
+        line = lines.get(key)
+        if not line:
+            continue
+        popped = lanes.popped_of(priority, key)
+        first = at[1] if at is not None and shown == at[0] else 0
+        start = max(first - popped, 0)
+        for index, entry in enumerate(islice(line, start, None), start + popped):
+            yield [name, 9 - priority, shown, index], _pending_job(table, entry), 1
+
+
+def _keys_in_order(lines: dict[str | None, Any], first: str | None) -> Iterator[str]:
+    """The keys of a priority's lines in name order ("" for no key), from ``first`` on: a
+    batch of the smallest at a time, so a page reads a few of a million keys without a
+    sort of them all on every page."""
+    low, inclusive = first, True
+    while True:
+        if low is None:
+            shown: Iterator[str] = (key or "" for key in lines)
+        elif inclusive:
+            shown = (text for key in lines if (text := key or "") >= low)
+        else:
+            shown = (text for key in lines if (text := key or "") > low)
+        batch = heapq.nsmallest(_KEYS_PER_BATCH, shown)
+        yield from batch
+        if len(batch) < _KEYS_PER_BATCH:
+            return
+        low, inclusive = batch[-1], False
 
 
 def _walk_delayed(table: JobTable, queue: str | None, where: Any) -> Walk:

@@ -17,14 +17,34 @@ the front (``finished_before``); an entry goes stale when its job is retried or 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..errors import ConfigError
+from ..flow import check_limits
 from .events import spec_flow
 from .fields import Entry, TableFields
 from .lanes import MAX_EXPIRED_PER_TAKE, Lanes
 from .record import IN_FLIGHT, PENDING, TERMINAL, JobRecord
+
+
+def checked_limits(queue: Any, limits: Any) -> dict[str, Any]:
+    """A queue's limits from a log record or a snapshot, checked as the controller checks
+    them before recording (fleet/flow.py ``check_limits``).
+
+    Raises:
+        ValueError: they do not check (a damaged or hand-made log or snapshot).
+    """
+    try:
+        return check_limits(queue, limits)
+    except ConfigError as exc:
+        raise ValueError(f"limits: {exc}") from None
+
+
+LANE_HEADS_READ = 64  # lanes' lines whose head the status's oldest-pending age reads
 
 
 class ReadyIndex(TableFields):
@@ -56,10 +76,19 @@ class ReadyIndex(TableFields):
             lanes = self._lanes[queue] = Lanes(self._ready[queue])
         return lanes
 
+    def _on_paused(self, record: list[Any]) -> bool:
+        self.paused.add(record[1])
+        return True
+
+    def _on_resumed(self, record: list[Any]) -> bool:
+        self.paused.discard(record[1])
+        return True
+
     def _on_limits(self, record: list[Any]) -> bool:
         _, queue, limits = record
+        limits = checked_limits(queue, limits)  # a take must not fail on a bad record
         if limits:
-            self.limits[queue] = dict(limits)
+            self.limits[queue] = limits
         else:
             self.limits.pop(queue, None)
         lanes = self._lanes.get(queue)
@@ -149,13 +178,13 @@ class ReadyIndex(TableFields):
         taken: list[JobRecord] = []
         expired = []
         before = len(ready)
-        while ready and len(taken) < limit:
+        while ready and len(taken) < limit and len(expired) < MAX_EXPIRED_PER_TAKE:
             job = self._take(ready.popleft())
             if job is None:
                 continue
             flow = job.flow  # a plain line's job may still have an expiry
             if flow is not None and now_ms is not None and 0 < flow[1] < now_ms \
-                    and len(expired) < MAX_EXPIRED_PER_TAKE:
+                    and not job.attempt:
                 expired.append(job)
             else:
                 taken.append(job)
@@ -187,9 +216,14 @@ class ReadyIndex(TableFields):
         return None
 
     def oldest_ready_enqueued_ms(self) -> int | None:
-        """Enqueue time of the oldest job at the head of any ready queue (for status)."""
+        """Enqueue time of the oldest job at the head of any ready queue (for status): of
+        each plain line, and of the first ``LANE_HEADS_READ`` lines of each queue's lanes
+        (a figure, not a census, with thousands of keys)."""
+        lines: list[Iterable[Entry]] = list(self._ready.values())
+        for lanes in self._lanes.values():
+            lines += [line for _, _, line in islice(lanes.entries(), LANE_HEADS_READ)]
         heads = []
-        for entries in self._ready.values():
+        for entries in lines:
             for entry in entries:
                 if self._live(entry):
                     heads.append(self._enqueued_ms(entry))

@@ -10,6 +10,7 @@ million strings and no JobRecord.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -18,6 +19,7 @@ import orjson
 
 from .fields import Entry
 from .graph import Graph
+from .ready import checked_limits
 from .record import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord
 
 if TYPE_CHECKING:
@@ -59,7 +61,8 @@ def dump(table: JobTable) -> dict[str, Any]:
     - ``waiting`` rows, ``waiting_cold`` per queue (values as the table keeps them), and the
       ``graph``.
     - ``limits`` per queue; ``lanes`` per queue: ``[priority, key, section]`` in turn order,
-      each section as a ``ready`` one (lanes.py).
+      each section as a ``ready`` one (lanes.py); ``expiring``: ``[expires_at_ms, id]`` of the
+      unstarted jobs with an expiry (expiry.py).
 
     Cold jobs are JSON objects because the decoder builds the dict as it parses, hashing each
     id while it is in cache: faster than building it from lists afterwards.
@@ -76,7 +79,7 @@ def dump(table: JobTable) -> dict[str, Any]:
             "waiting_cold": _waiting_cold(table),
             "graph": table.graph.dump(),
             "limits": {queue: dict(limits) for queue, limits in table.limits.items()},
-            "lanes": _lanes(table)}
+            "lanes": _lanes(table), "expiring": table.expiring()}
 
 
 def _ready(table: JobTable) -> dict[str, ReadySection]:
@@ -167,7 +170,10 @@ def load(table: JobTable, data: dict[str, Any]) -> JobTable:
     table.schedules = dict(data.get("schedules", {}))
     for queue, section in data["ready"].items():
         _load_ready(table, queue, section["cold"], section["rows"])
-    table.limits = {queue: dict(limits) for queue, limits in data.get("limits", {}).items()}
+    table.limits = {queue: checked_limits(queue, limits)
+                    for queue, limits in data.get("limits", {}).items()}
+    table._expiring = [(at_ms, job_id) for at_ms, job_id in data.get("expiring", ())]
+    heapq.heapify(table._expiring)
     for queue, lines in data.get("lanes", {}).items():  # from schema 5 on
         for priority, key, section in lines:
             line: deque[Entry] = deque()

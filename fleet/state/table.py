@@ -11,6 +11,8 @@ plus an overlapping log, give the same table.
     ready.py          the ready lines, the delayed heap and the finish-order line
     cold.py           jobs kept as text until something needs their record (recovery is
                       memory: a million pending jobs are a million strings)
+    lanes.py          the lines of jobs with a priority or a key
+    expiry.py         unstarted jobs by when they expire
     graph.py          dependencies: waiting children, and what a parent's end does
     invariants.py     what must hold of a table (``validate``)
     snapshot_form.py  the form a snapshot stores (``dump`` / ``load``)
@@ -25,6 +27,7 @@ from typing import Any
 from . import events as ev
 from . import snapshot_form
 from .cold import ColdStore
+from .expiry import Expiry
 from .fields import Entry
 from .graph import Dependencies, Graph
 from .invariants import table_problems
@@ -37,7 +40,7 @@ from .transitions import Transitions
 __all__ = ["JobTable", "SCHEMA_VERSION"]
 
 
-class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
+class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies, Expiry):
     """Every job the controller knows, with per-state and per-queue counts."""
 
     def __init__(self) -> None:
@@ -63,6 +66,7 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies):
              "retried", "cancelled", "compacted", "expired_unstarted"), 0)
         self._ready: dict[str, deque[Entry]] = defaultdict(deque)
         self._lanes: dict[str, Lanes] = {}  # jobs with a priority or a key (lanes.py)
+        self._expiring: list[tuple[int, str]] = []  # (expires_at_ms, id) heap (expiry.py)
         self.limits: dict[str, dict[str, Any]] = {}  # per queue, as recorded (fleet/flow.py)
         self.key_flight: dict[str, dict[str, int]] = {}  # per queue and key: jobs in flight
         self._delayed: list[tuple[int, int, str, Entry]] = []

@@ -51,6 +51,7 @@ class Transitions(TableFields):
         def _entry_flow(self, entry: Entry) -> list[Any] | None: ...
         def _lane(self, queue: str) -> Lanes: ...
         def _key_landed(self, queue: str, key: str) -> None: ...
+        def _note_expiry(self, job_id: str, spec: str) -> None: ...
 
     def _on_enqueued(self, record: ev.Record) -> bool:
         try:
@@ -65,6 +66,7 @@ class Transitions(TableFields):
         self.counts[PENDING] += 1
         self.queue_counts[queue][PENDING] += 1
         self.totals["enqueued"] += 1
+        self._note_expiry(job_id, spec)
         if job_id in self._lingering:  # an old entry for this id may still be queued
             self._make_ready(self._thaw_new(job_id, spec))
         elif not_before_ms:
@@ -171,9 +173,9 @@ class Transitions(TableFields):
             return False
         if job.state == WAITING:
             self.graph.waiting.pop(job_id, None)
-        if len(record) > 3:  # the reason: "expired" (not started before its expiry)
+        if len(record) > 3:  # a reason: "expired" (not started before its expiry)
             job.error = str(record[3])
-            self.totals["expired_unstarted"] += 1
+            self.totals["expired_unstarted"] += record[3] == "expired"
         self._finish(job, CANCELLED, at_ms)
         self.totals["cancelled"] += 1
         return True
@@ -192,14 +194,6 @@ class Transitions(TableFields):
                 if job.lingers:
                     self._lingering.add(job_id)
                 self.totals["compacted"] += 1
-        return True
-
-    def _on_paused(self, record: ev.Record) -> bool:
-        self.paused.add(record[1])
-        return True
-
-    def _on_resumed(self, record: ev.Record) -> bool:
-        self.paused.discard(record[1])
         return True
 
     def _on_booted(self, record: ev.Record) -> bool:

@@ -15,7 +15,9 @@ under the job's timeout, its arguments arrive as JSON and its result must be JSO
 (``fleet.state.JobTable``, changed only by ``fleet.state.events``), so states, attempts,
 errors and dead letters read as they would from a real controller. The differences: a failed
 attempt is retried at once (no backoff), ``delay_s`` / ``run_at`` are recorded but not waited
-for, any module may run unless ``allow`` is given, the timeout (SIGALRM) applies only to
+for, any module may run unless ``allow`` is given, ``current_job().progress()`` checks its
+arguments as in a worker and keeps nothing (the job has ended before its record can be read,
+and a controller forgets progress when an attempt ends), the timeout (SIGALRM) applies only to
 jobs enqueued from the main thread, and a coroutine job cannot run from inside a running event
 loop (``asyncio.run`` refuses).
 """
@@ -203,7 +205,9 @@ class InlineClient(Client):
         if job is None:
             raise JobNotFoundError(f"no job {id!r} (never enqueued, or compacted)")
         # A copy, as the real client gets one over the wire: mutating it must not touch the job.
-        record: dict[str, Any] = orjson.loads(orjson.dumps({**job.to_dict(),
+        # No progress: a job here has ended before anyone can ask (its reports are checked,
+        # then dropped), as a real controller forgets one when its attempt ends.
+        record: dict[str, Any] = orjson.loads(orjson.dumps({**job.to_dict(), "progress": None,
                                                             **self.table.waiting_view(job)}))
         return record
 

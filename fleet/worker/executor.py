@@ -21,7 +21,9 @@ timeout_s, held, done)``, where ``held`` are the prefetched messages not yet sta
 successor does not follow at once (the executor is about to wait, or Redis failed) is told as
 ``("f", id, n, ok)``; prefetched messages handed back for being held too long, as
 ``("r",)``. On a clean exit it hands over the acks it could not push: ``("x", acks)``. An
-ack stays in memory until Redis took it.
+ack stays in memory until Redis took it. The latest progress of the running job goes the
+same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
+at_ms)``; a lock keeps its events and the loop's whole on the Pipe.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import logging
 import os
 import pickle
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +48,7 @@ from ..protocol.ack import encode_ack
 from ..protocol.dispatch import decode_dispatch
 from ..transport.pipe import Command, Pipe, RedisClient, Refused, refused, worker_client
 from .logs import flush_logs, line_writer
+from .progress import ProgressCourier
 from .runner import Runner
 from .wire import (
     EpochGate,
@@ -88,6 +92,9 @@ class Executor:
         # A real Pipe takes the pickle as bytes: Connection.send's ForkingPickler costs more
         # than the write itself, once per job.
         self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
+        self._tell_lock = threading.Lock()
+        if channel is not None:
+            runner.progress = ProgressCourier(self._tell)
         self.log = log or worker_log(__name__, runner.identity.worker_id)
         self.jobs_log = worker_log(JOBS_LOGGER, self.log.who)
         # Read once: --quiet and --log-level are set before the executors start.
@@ -307,10 +314,11 @@ class Executor:
         if self.channel is None:
             return
         try:
-            if self._send_bytes is not None:
-                self._send_bytes(pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
-            else:
-                self.channel.send(event)
+            with self._tell_lock:
+                if self._send_bytes is not None:
+                    self._send_bytes(pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
+                else:
+                    self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
 

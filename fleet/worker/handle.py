@@ -32,7 +32,7 @@ from .wire import Identity, make_ack
 READ_BYTES = 64 * 1024
 # What an executor tells its supervisor over the Pipe (executor.py; read in ``_apply``):
 # ("s", id, attempt, started_ms, timeout_s, held, done), ("f", id, attempt, ok), ("r",),
-# ("x", acks).
+# ("x", acks), ("p", id, attempt, fraction, message, at_ms) (progress.py).
 Event = tuple[Any, ...]
 _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
@@ -46,6 +46,7 @@ class RunningJob(NamedTuple):
     started_ms: int
     timeout_s: float
     started_mono: float
+    progress: tuple[float, str, int] | None = None  # the latest (fraction, message, at_ms)
 
 
 class ExecutorHandle:
@@ -123,6 +124,11 @@ class ExecutorHandle:
         elif kind == "x":
             self.handed_acks.extend(event[1])
             self.job, self.held = None, []
+        elif kind == "p":
+            _, job_id, attempt, fraction, message, at_ms = event
+            job = self.job
+            if job is not None and (job.job_id, job.attempt) == (job_id, attempt):
+                self.job = job._replace(progress=(fraction, message, at_ms))
 
     def _finish(self, done: tuple[str, int, bool], finished: list[bool]) -> None:
         job_id, attempt, ok = done

@@ -16,7 +16,7 @@ from typing import Any
 from ..clock import now_ms
 from ..errors import TransportError
 from ..keys import WORKER_TTL_S, Keys
-from ..protocol.heartbeat import encode_heartbeat
+from ..protocol.heartbeat import encode_heartbeat, encode_progress
 from ..protocol.signing import BEAT, Seal, is_sealed
 from ..transport.pipe import Command, Pipe, RedisClient, refused
 from .handle import RunningJob
@@ -28,8 +28,12 @@ CANCEL_BATCH = 100
 def heartbeat_payload(identity: Identity, pid: int, started_ms: int, queues: Iterable[str],
                       executors: int, jobs: Iterable[RunningJob], done: int,
                       failed: int) -> dict[str, Any]:
-    """The value of ``{ns}:worker:<id>`` (``protocol.heartbeat``), as of now."""
-    running: list[list[Any]] = [[job.job_id, job.attempt, job.started_ms] for job in jobs]
+    """The value of ``{ns}:worker:<id>`` (``protocol.heartbeat``), as of now, with the latest
+    progress of each job that reported one."""
+    running: list[list[Any]] = [
+        [job.job_id, job.attempt, job.started_ms] if job.progress is None
+        else [job.job_id, job.attempt, job.started_ms, encode_progress(*job.progress)]
+        for job in jobs]
     return encode_heartbeat(identity.worker_id, identity.host, pid, started_ms, now_ms(),
                             queues, executors, running, done, failed)
 

@@ -31,6 +31,7 @@ from ..protocol.ack import encode_ack
 from ..protocol.signing import ACK, DISPATCH, SEALED, BurstLog, Seal, SignatureError
 from ..tracing import run_outcome, run_span
 from .imports import AllowList, resolve
+from .progress import ProgressCourier
 from .wire import Identity, error_text, make_ack
 
 if TYPE_CHECKING:  # typeshed has no _signal: it is signal's functions, without the enum wrappers
@@ -107,6 +108,7 @@ class Runner:
         self._burst = BurstLog(logger)
         self._resolved: dict[str, Callable[..., Any]] = {}
         self.last_error = ""  # the ``e`` of the last failed attempt, for the job's log line
+        self.progress: ProgressCourier | None = None  # None: progress reports are dropped
 
     @classmethod
     def from_settings(cls, settings: Any, identity: Identity) -> Runner:
@@ -159,12 +161,15 @@ class Runner:
             fn = self._prepare(message)
             timeout_s = self.timeout_of(message)
             _running.append((message["id"], message["n"]))
-            token = _current.set(_context_of(message, started_ms, timeout_s))
+            courier = self.progress
+            token = _current.set(_context_of(message, started_ms, timeout_s, courier))
             try:
                 result = call(fn, message.get("a") or [], message.get("k") or {}, timeout_s)
             finally:
                 _current.reset(token)
                 _running.pop()
+                if courier is not None:
+                    courier.forget()
         except (Exception, SystemExit) as exc:
             return self._failure(message, started_ms, exc), False
         try:
@@ -204,13 +209,15 @@ class Runner:
                                              self.identity, started_ms, **fields)))
 
 
-def _context_of(message: dict[str, Any], started_ms: int, timeout_s: float) -> CurrentJob:
+def _context_of(message: dict[str, Any], started_ms: int, timeout_s: float,
+                courier: ProgressCourier | None = None) -> CurrentJob:
     """``fleet.current_job()`` for the job in ``message`` (docs/protocol.md §2)."""
     enqueued = message.get("eq")
-    return CurrentJob(id=message["id"], attempt=message["n"], queue=str(message.get("q", "")),
-                      enqueued_ms=enqueued if isinstance(enqueued, int) else None,
-                      deadline_ms=started_ms + int(timeout_s * 1000),
-                      parent_results=dict(message.get("pr") or {}))
+    job = CurrentJob(id=message["id"], attempt=message["n"], queue=str(message.get("q", "")),
+                     enqueued_ms=enqueued if isinstance(enqueued, int) else None,
+                     deadline_ms=started_ms + int(timeout_s * 1000),
+                     parent_results=dict(message.get("pr") or {}))
+    return job if courier is None else job.reporting_to(courier.reporter(job.id, job.attempt))
 
 
 def _error_of(exc: BaseException) -> str:

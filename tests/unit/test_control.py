@@ -27,6 +27,7 @@ class FakeDesk:
         self.served: set[str] = set()
         self.interrupted: list[str] = []
         self.status_asked: list[int] = []
+        self.progress: dict[tuple[str, int], dict[str, Any]] = {}
 
     @property
     def running_on(self) -> Mapping[str, tuple[int, str]]:
@@ -42,6 +43,9 @@ class FakeDesk:
 
     def interrupt(self, job_id: str) -> None:
         self.interrupted.append(job_id)
+
+    def progress_of(self, job_id: str, attempt: int, now_ms: int) -> dict[str, Any] | None:
+        return self.progress.get((job_id, attempt))
 
 
 @pytest.fixture
@@ -95,6 +99,20 @@ def test_job_names_the_worker_running_its_current_attempt_only(desk):
     enqueue(desk, "b")
     desk.running = {"b": (0, "w1")}
     assert ask(desk, "job", id="b")["data"]["running_on"] is None
+
+
+def test_job_shows_the_progress_of_its_running_attempt_only(desk):
+    """``job`` carries the latest progress of the attempt a worker runs; none for a job no
+    worker reports yet, and none once the attempt has ended."""
+    enqueue(desk, "a")
+    dispatch(desk, "a")
+    desk.progress[("a", 1)] = {"fraction": 0.4, "message": "copying", "age_s": 1.2}
+    assert ask(desk, "job", id="a")["data"]["progress"] is None  # no worker reports it
+    desk.running = {"a": (1, "w1")}
+    assert ask(desk, "job", id="a")["data"]["progress"] == {
+        "fraction": 0.4, "message": "copying", "age_s": 1.2}
+    desk.journal.record(ev.acked("a", 1, None, {}, NOW_MS))
+    assert ask(desk, "job", id="a")["data"]["progress"] is None
 
 
 def test_job_of_an_unknown_id_is_refused_as_not_found(desk):

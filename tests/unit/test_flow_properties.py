@@ -74,7 +74,9 @@ class Driver:
                 assert flight.get(key, 0) < queue_limits["per_key"]
         priorities = [job.priority for job in jobs]
         assert priorities == sorted(priorities, reverse=True)
-        assert all(job.expires_ms == 0 or job.expires_ms >= self.now_ms for job in jobs)
+        assert all(job.expires_ms == 0 or job.expires_ms >= self.now_ms or job.attempt
+                   for job in jobs)  # expiry is about starting: a retry runs
+        assert all(not job.attempt for job in expired)
         for job in expired:
             self.log(ev.cancelled(job.id, self.now_ms, "expired"))
         for job in jobs:
@@ -104,6 +106,9 @@ class Driver:
             self.end(*args)
         else:
             self.now_ms += args[0]
+            for job_id in self.table.expired_unstarted(self.now_ms, 5):
+                assert self.table.get(job_id).attempt == 0
+                self.log(ev.cancelled(job_id, self.now_ms, "expired"))
             if self.table.has_due(self.now_ms):
                 self.log(ev.due(self.now_ms))
 

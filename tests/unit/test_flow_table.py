@@ -204,3 +204,23 @@ def test_jobs_in_lanes_are_listed_page_by_page_exactly_once() -> None:
         if cursor is None:
             break
     assert sorted(seen) == [f"j{n:02d}" for n in range(25)] and len(seen) == 25
+
+
+def test_an_expired_job_is_found_wherever_it_waits_and_a_started_one_never(
+        tmp_path: Any) -> None:
+    table = JobTable()
+    table.apply(ev.paused("q"))
+    for n in range(50):
+        enq(table, f"plain-{n}")
+    enq(table, "deep", expires_s=1, at_ms=1_000)  # behind 50 others, in a paused queue
+    enq(table, "started", queue="r", expires_s=1, at_ms=1_000)
+    enq(table, "waits", expires_s=1, at_ms=1_000, run_at_ms=0)
+    assert dispatch_all(table, "r", now_ms=1_500) == ["started"]
+    assert table.apply(ev.failed("started", 1, "E: x", RUN, 0, False, 1_600))  # back, pending
+    assert table.expired_unstarted(1_900, 10) == []  # not yet
+    loaded = through_snapshot(table, tmp_path)
+    for each in (table, loaded):
+        assert sorted(each.expired_unstarted(5_000, 10)) == ["deep", "waits"]
+    assert table.expired_unstarted(9_000, 10) == []  # each is reported once
+    jobs, expired = table.take("r", 10, 9_000)  # a retry past the expiry still runs
+    assert [job.id for job in jobs] == ["started"] and expired == []

@@ -161,6 +161,14 @@ def test_the_documented_heartbeat_is_what_is_encoded():
                                                        [["j", 1, 15]], 1, 0))
 
 
+def test_the_documented_progress_of_a_running_job_is_what_is_encoded():
+    documented = _example_with({"executors", "busy", "jobs"})["jobs"][1][3]
+    _same_shape(documented, heartbeat.encode_progress(0.4, "copying", 2))
+    entry = [["j", 1, 15, documented]]
+    beat = heartbeat.encode_heartbeat("w", "h", 1, 1, 2, ["q"], 8, entry, 1, 0)
+    assert heartbeat.decode_heartbeat(orjson.dumps(beat)) == (beat, True)
+
+
 def test_the_documented_control_request_reply_and_lease_are_what_is_encoded():
     section = DOC.split("## 7.")[1].split("## 8.")[0]
     request = re.search(r'`RPUSH \{ns\}:control (\{.*?\})`', section)

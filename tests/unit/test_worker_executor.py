@@ -224,3 +224,15 @@ def test_each_finished_job_is_logged_once_with_id_func_outcome_and_time(client, 
     assert lines[0].startswith("[host-a:42:beef] job fine attempt 1 tests.jobs:add ok in ")
     assert "job 'bad\\nINFO forged' attempt 1 tests.jobs:fail failed in " in lines[1]
     assert lines[1].endswith(": ValueError: boom") and "\n" not in lines[1]
+
+
+def test_executor_tells_its_supervisor_the_latest_progress_of_the_running_job(client):
+    """A job that reports and then works silently has its latest report sent over the Pipe,
+    naming its attempt, between its start and its finish."""
+    push(client, "default", job("p", "tests.jobs:report_progress", a=[0.5, "copying", 0.6]))
+    channel = Channel()
+    executor(client, channel).run(max_jobs=1)
+    kinds = [event[0] for event in channel.events]
+    assert kinds[0] == "s" and "p" in kinds and kinds.index("p") < kinds.index("f")
+    progress = channel.events[kinds.index("p")]
+    assert progress[:5] == ("p", "p", 1, 0.5, "copying") and isinstance(progress[5], int)
