@@ -177,6 +177,20 @@ def test_prefetched_messages_held_too_long_are_handed_back_unrun(client):
     assert ("r",) in channel.events
 
 
+def test_acks_written_early_and_refused_are_kept_and_handed_over(client):
+    """Acks of a prefetched batch whose RPUSH Redis refused (read at the next pop) are kept,
+    and handed to the supervisor on exit: none is lost."""
+    push(client, "default", job("a"), job("b"), job("c"))
+    client.set(KEYS.acks, b"not a list")  # every RPUSH to it is refused (WRONGTYPE)
+    channel = Channel()
+    runner = executor(client, channel, prefetch=3)
+    runner.health.failed = lambda exc: 0.0  # no backoff sleeps in the test
+    runner.run(max_jobs=3)
+    (handed,) = [event[1] for event in channel.events if event[0] == "x"]
+    assert sorted(orjson.loads(ack)["id"] for ack in handed) == ["a", "b", "c"]
+    assert runner.sent == []
+
+
 def count_acks() -> int:
     """A job that reports how many acks Redis holds while it runs."""
     assert _server is not None
