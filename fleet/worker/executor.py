@@ -12,8 +12,9 @@ no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an execu
 ``AUTO_PREFETCH`` messages while its last ``AUTO_PREFETCH`` jobs each ran under
 ``SHORT_JOB_S``, and one at a time as soon as one did not, so a queue of slow jobs is never
 prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
-than ``hold_limit_s`` (half a lease) behind a job that turned out slow is handed back (``rel``)
-unrun rather than started that late (docs/worker.md, "Prefetch").
+than ``hold_limit_s`` (half a heartbeat period, or of a lease if shorter) behind a job that
+turned out slow is handed back (``rel``) unrun rather than started that late
+(docs/worker.md, "Prefetch").
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 BLOCK_TIMEOUT_S = 1
 AUTO_PREFETCH = 8  # jobs per pop while they are short: one round trip and wake-up per batch
 SHORT_JOB_S = 0.002
-HELD_TOO_LONG = "PrefetchHeld: prefetched message handed back unrun, held half a lease"
+HELD_TOO_LONG = "PrefetchHeld: prefetched message handed back unrun, held behind a slow job"
 JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
 HAND_BACK_TRIES = 3
 PR_SET_PDEATHSIG = 1
@@ -78,7 +79,7 @@ class Executor:
 
     def __init__(self, client: RedisClient, keys: Keys, queues: tuple[str, ...], runner: Runner,
                  prefetch: int = 1, channel: Any = None,
-                 log: WorkerLog | None = None, hold_limit_s: float = 15.0) -> None:
+                 log: WorkerLog | None = None, hold_limit_s: float = 0.5) -> None:
         self.wire = Pipe(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
@@ -358,7 +359,15 @@ def build_executor(settings: Settings, identity: Identity, client: RedisClient,
     """An Executor configured from ``settings``."""
     runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,
-                    settings.prefetch, channel, log, hold_limit_s=settings.lease_s / 2)
+                    settings.prefetch, channel, log, hold_limit_s=hold_limit_s(settings))
+
+
+def hold_limit_s(settings: Settings) -> float:
+    """How long a prefetched message may wait unstarted: half a heartbeat period, so that it
+    is running (and named by the next heartbeat) or handed back before a heal, which
+    re-dispatches what no worker names after two periods, could take it for lost; and never
+    more than half a lease."""
+    return min(settings.heartbeat_s, settings.lease_s) / 2
 
 
 def die_with_parent(parent_pid: int) -> None:
