@@ -57,9 +57,12 @@ def one(jobs: int, executors: int) -> dict[str, float]:
 def run_one(tree: str, jobs: int, executors: int, extra: list[str]) -> dict[str, float]:
     env = dict(os.environ, BENCH_FLEET_TREE=tree)
     env.update(item.split("=", 1) for item in extra)
+    # cwd: the checkout itself. The controller and worker run as ``python -m fleet``, which
+    # puts the working directory first on sys.path, ahead of PYTHONPATH: started from the
+    # other checkout, both sides of the A/B would run that checkout's fleet.
     done = subprocess.run([sys.executable, __file__, "--one", "--jobs", str(jobs),
                            "--executors", str(executors)], env=env, capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, cwd=tree)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -53,7 +53,7 @@ class Settings:
     worker_count: int = 0
     queues: tuple[str, ...] = ("default",)
     allow: tuple[str, ...] = ()
-    prefetch: int = 1
+    prefetch: int = 0  # 0: up to AUTO_PREFETCH while jobs are short (fleet/worker/executor.py)
     shutdown_grace_s: float = 30.0
     heartbeat_s: float = 1.0
     signing_key: str = ""
@@ -75,9 +75,9 @@ class Settings:
 
 _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "backoff_base_s",
              "backoff_max_s", "snapshot_interval_s", "retention_s", "fsync_interval_ms",
-             "segment_bytes", "batch_size", "snapshot_every_records", "prefetch",
+             "segment_bytes", "batch_size", "snapshot_every_records",
              "batch_bytes", "max_message_bytes", "signing_window_s"}
-_NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s"}
+_NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s", "prefetch"}
 _CHOICES = {"fsync": FSYNC_POLICIES, "log_format": ("human", "json")}
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _FLAG_NAMES = {"worker_count": "--count"}

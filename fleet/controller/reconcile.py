@@ -62,6 +62,10 @@ class Reconciler:
         self._rebased: set[tuple[str, int]] = set()
         self.witness = Witness(self.lease_ms, self.heartbeat_ms)
         self.lost_messages = 0
+        # No lease lapses until ``_quiet_until_ms`` (a scan from ``_scanned_ms`` found none
+        # earlier): the steps in between skip the scan. 0: scan at the next step.
+        self._quiet_until_ms = 0
+        self._scanned_ms = 0
 
     # -- acks ------------------------------------------------------------------------------
 
@@ -129,6 +133,7 @@ class Reconciler:
         """Extend the lease of every job a live worker reports (``Liveness`` tells which
         workers live, and what they run); returns the reported ids."""
         live = self.liveness.on_heartbeats(beats, now_ms)
+        self._quiet_until_ms = 0  # once a beat: cheap, and no case of it to reason about
         deadline = now_ms + self.lease_ms
         reported = set(self.liveness.running_on)
         for job_id, (attempt, _) in self.liveness.running_on.items():
@@ -147,10 +152,21 @@ class Reconciler:
         for job in self.journal.table.in_flight.values():
             self.extended[job.id] = (job.attempt, now_ms + self.lease_ms)
             self._rebased.add((job.id, job.attempt))
+        self._quiet_until_ms = 0
 
     def lapsed(self, now_ms: int) -> list[JobRecord]:
-        """In-flight jobs whose lease (with any heartbeat extension) ran out by ``now_ms``."""
+        """In-flight jobs whose lease (with any heartbeat extension) ran out by ``now_ms``.
+
+        A scan also finds the earliest deadline, and until then the next steps skip it: a
+        lease taken or extended after the scan ends a whole lease after it at the earliest
+        (one clock, monotonic within the run); whatever can bring a deadline nearer (a grace
+        in ``expire``, ``grant_grace``, a heartbeat that names another attempt) asks for a scan
+        at the next step.
+        """
+        if self._scanned_ms <= now_ms <= self._quiet_until_ms:
+            return []
         found = []
+        earliest = now_ms + self.lease_ms
         for job in self.journal.table.in_flight.values():
             # In flight, so leased: never None. (No cast: this runs per job per step.)
             deadline: int = job.lease_deadline_ms  # type: ignore[assignment]
@@ -160,6 +176,10 @@ class Reconciler:
                             else max(deadline, extension[1]))
             if now_ms > deadline:
                 found.append(job)
+            elif deadline < earliest:
+                earliest = deadline
+        # Lapsed ones are scanned again until ``expire`` has dealt with them.
+        self._scanned_ms, self._quiet_until_ms = now_ms, 0 if found else earliest
         return found
 
     def expire(self, lapsed: list[JobRecord], still_queued: list[bool], now_ms: int) -> None:
@@ -174,6 +194,7 @@ class Reconciler:
         without a failure, to be dispatched again as a new attempt.
         """
         lost = 0
+        self._quiet_until_ms = 0  # the graces below end sooner than a lease
         for job, queued in zip(lapsed, still_queued, strict=True):
             if queued:
                 self.journal.record(ev.released(

@@ -156,3 +156,44 @@ class Pipe:
         self.reset()
         if with_client and os.getpid() == self.owner_pid:
             self.client.close()
+
+
+class Commands:
+    """Collects commands as tuples for ``Pipe.call`` through the names of redis-py's
+    ``Pipeline`` methods, so one builder serves both (the controller's wire, redis.py)."""
+
+    def __init__(self, commands: list[Command]) -> None:
+        self.commands = commands
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def _add(self, *command: Any) -> None:
+        self.commands.append(command)
+
+    def evalsha(self, *args: Any) -> None:
+        self._add("EVALSHA", *args)
+
+    def lrange(self, key: str, start: int, end: int) -> None:
+        self._add("LRANGE", key, start, end)
+
+    def get(self, key: str) -> None:
+        self._add("GET", key)
+
+    def llen(self, key: str) -> None:
+        self._add("LLEN", key)
+
+    def delete(self, key: str) -> None:
+        self._add("DEL", key)
+
+    def lrem(self, key: str, count: int, value: bytes) -> None:
+        self._add("LREM", key, count, value)
+
+    def rpush(self, key: str, *values: bytes) -> None:
+        self._add("RPUSH", key, *values)
+
+    def expire(self, key: str, ttl_s: int) -> None:
+        self._add("EXPIRE", key, ttl_s)
+
+    def ltrim(self, key: str, start: int, end: int) -> None:
+        self._add("LTRIM", key, start, end)

@@ -4,7 +4,12 @@ Every redis-py error is translated into TransportError (``connect.translated``),
 caller imports redis. One read pipeline and one write pipeline per controller loop
 iteration, and while work keeps coming the write of one iteration and the read of the next
 share a pipeline (``exchange``): the controller pays one round trip per batch, however many
-jobs the batch holds.
+jobs the batch holds. The exchange is written and read through a ``Pipe`` (pipe.py: hiredis
+packs the commands, the replies are read raw) rather than redis-py's ``Pipeline``, whose
+command objects, packing and retry wrapper cost the controller more than the commands; a client
+without a connection pool of its own (a cluster client) keeps the ``Pipeline``. The ``Pipe``
+never sends a failed exchange again by itself, as redis-py's retry would: the loop decides (a
+resent write could push a message twice).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import redis
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
 from .connect import translated
+from .pipe import Command, Commands, Pipe, refused
 
 log = logging.getLogger("fleet.transport")
 
@@ -107,6 +113,7 @@ class ControllerWire:
         self._scripts: bool | None = None  # can the server run the bounded read? (first read)
         # Before every write but the lease scripts: the fence's confirm (controller/fence.py)
         self.guard: Callable[[], None] = _no_guard
+        self._pipe = Pipe(client) if isinstance(client, redis.Redis) else None
 
     @translated
     def read(self, intake_n: int, acks_n: int, queues: Iterable[str]) -> Inbox:
@@ -145,18 +152,17 @@ class ControllerWire:
     @translated
     def exchange(self, out: Outbox, intake_n: int, acks_n: int, queues: Iterable[str]
                  ) -> Inbox:
-        """``write(out)`` and then the next ``read``, in one round trip instead of two.
-
-        The reads run after the writes, so the ready lengths include the messages just pushed
-        and nothing that was just trimmed is read again.
-        """
+        """``write(out)`` then the next ``read`` in one round trip: the ready lengths include
+        the messages just pushed, and nothing just trimmed is read again."""
         queues = list(queues)
         self.guard()
-        pipe = self.client.pipeline(transaction=False)
-        written = self._add_writes(pipe, out) if not out.empty else 0
-        self._add_reads(pipe, intake_n, acks_n, queues)
+        commands: list[Command] = []
+        if not out.empty:
+            self._add_writes(Commands(commands), out)
+        written = len(commands)
+        self._add_reads(Commands(commands), intake_n, acks_n, queues)
         try:
-            return self._inbox(pipe.execute()[written:], queues)
+            return self._inbox(_replies(self.client, self._pipe, commands)[written:], queues)
         except redis.exceptions.NoScriptError:
             # The writes ran (a pipeline runs every command; the first error is raised after):
             # only the read is done again, never the writes.
@@ -350,3 +356,25 @@ class ControllerWire:
 
 def _no_guard() -> None:
     """No fence yet (a controller that has not claimed, or a test)."""
+
+
+def _replies(client: redis.Redis, pipe: Pipe | None, commands: list[Command]) -> list[Any]:
+    """The replies of ``commands``, sent in one write: through ``pipe``, else a ``Pipeline``.
+
+    Raises:
+        redis.exceptions.NoScriptError: the bounded read's script is not loaded (the
+            other commands ran).
+        TransportError: the connection failed, or Redis refused a command.
+    """
+    if pipe is None:
+        pipeline: Any = client.pipeline(transaction=False)  # a cluster's, or any client's
+        for command in commands:
+            pipeline.execute_command(*command)
+        return list(pipeline.execute())
+    replies = pipe.call(*commands)
+    for reply in replies:
+        if refused(reply):
+            if str(reply).startswith("NoScriptError"):
+                raise redis.exceptions.NoScriptError(str(reply))
+            raise reply
+    return replies

@@ -7,16 +7,24 @@ of them would take work from every queue at once); when all are empty the execut
 ``BLPOP`` on all of them, 1 s at a time so that it notices a stop (pushing ``{ns}:wake`` in
 the same write when a job has just finished, so that the controller records its ack now).
 With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
-and its reply read after.
+and the replies of those writes are read at the next pop (they came in while the jobs ran, so
+no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an executor pops up to
+``AUTO_PREFETCH`` messages while its last ``AUTO_PREFETCH`` jobs each ran under
+``SHORT_JOB_S``, and one at a time as soon as one did not, so a queue of slow jobs is never
+prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
+than ``hold_limit_s`` (half a heartbeat period, or of a lease if shorter) behind a job that
+turned out slow is handed back (``rel``) unrun rather than started that late
+(docs/worker.md, "Prefetch").
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
 ``done`` is ``(id, n, ok)`` of the job finished just before, or None. A finished job whose
 successor does not follow at once (the executor is about to wait, or Redis failed) is told as
-``("f", id, n, ok)``. On a clean exit it hands over the acks it could not push:
-``("x", acks)``. An ack stays in memory until Redis took it. The latest progress of the
-running job goes the same way, from a thread of its own (progress.py): ``("p", id, n,
-fraction, message, at_ms)``; a lock keeps its events and the loop's whole on the Pipe.
+``("f", id, n, ok)``; prefetched messages handed back for being held too long, as
+``("r",)``. On a clean exit it hands over the acks it could not push: ``("x", acks)``. An
+ack stays in memory until Redis took it. The latest progress of the running job goes the
+same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
+at_ms)``; a lock keeps its events and the loop's whole on the Pipe.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +64,9 @@ if TYPE_CHECKING:
     from .handle import Event
 
 BLOCK_TIMEOUT_S = 1
+AUTO_PREFETCH = 8  # jobs per pop while they are short: one round trip and wake-up per batch
+SHORT_JOB_S = 0.002
+HELD_TOO_LONG = "PrefetchHeld: prefetched message handed back unrun, held behind a slow job"
 JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
 HAND_BACK_TRIES = 3
 PR_SET_PDEATHSIG = 1
@@ -67,13 +79,16 @@ class Executor:
 
     def __init__(self, client: RedisClient, keys: Keys, queues: tuple[str, ...], runner: Runner,
                  prefetch: int = 1, channel: Any = None,
-                 log: WorkerLog | None = None) -> None:
+                 log: WorkerLog | None = None, hold_limit_s: float = 0.5) -> None:
         self.wire = Pipe(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
         self.queue_keys = [keys.ready(queue) for queue in queues]
         self.runner = runner
-        self.prefetch = max(1, prefetch)
+        self.prefetch = prefetch  # 0: adaptive (the module docstring)
+        self.hold_limit_s = hold_limit_s
+        self.short_run = 0  # jobs in a row that took under SHORT_JOB_S
+        self.popped_s = 0.0  # when the buffer's messages were popped (monotonic)
         self.channel = channel
         # A real Pipe takes the pickle as bytes: Connection.send's ForkingPickler costs more
         # than the write itself, once per job.
@@ -90,6 +105,7 @@ class Executor:
         self.buffer: deque[dict[str, Any]] = deque()
         self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
+        self.sent: list[list[bytes]] = []  # acks written early, their RPUSH's replies unread
         self.done: tuple[str, int, bool] | None = None
         self.handled = 0
         self.stopping = False
@@ -103,7 +119,11 @@ class Executor:
         try:
             while not self.stopping and (max_jobs is None or self.handled < max_jobs):
                 self.wire.check_owner()  # a job's forked child must not run the next job
-                if self.buffer:
+                if self.buffer and time.monotonic() - self.popped_s > self.hold_limit_s:
+                    self._tell_done()
+                    self._release_held(HELD_TOO_LONG)
+                    self._tell(("r",))
+                elif self.buffer:
                     self._handle(self.buffer.popleft())
                 else:
                     self._refill()
@@ -121,6 +141,7 @@ class Executor:
             return
         if not self.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
+        self.popped_s = time.monotonic()
         for raw in popped:
             body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
             if body is None:
@@ -149,18 +170,20 @@ class Executor:
             TransportError: the connection failed, or Redis refused a command and nothing
                 was popped.
         """
+        self._settle_sent()
         if self.unpushed and self.health.failing:
             self._push_acks()
         commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
                                    if self.unpushed else [])
-        commands.append(("LPOP", self.queue_keys[0], self.prefetch))
+        count = self._pop_count()
+        commands.append(("LPOP", self.queue_keys[0], count))
         replies = self.wire.call(*commands)
         refusal = self._pushed(replies[0]) if self.unpushed else None
         popped = _popped(replies[-1])
         for key in self.queue_keys[1:]:
             if popped:
                 break
-            popped = _popped(self.wire.call(("LPOP", key, self.prefetch))[0])
+            popped = _popped(self.wire.call(("LPOP", key, count))[0])
         if refusal is not None:
             if not popped:
                 raise refusal  # nothing to run: back off, then push the acks alone
@@ -176,12 +199,20 @@ class Executor:
                                                    BLOCK_TIMEOUT_S))[-1])
         return [found[1]] if found else []
 
+    def _pop_count(self) -> int:
+        if self.prefetch:
+            return self.prefetch
+        return AUTO_PREFETCH if self.short_run >= AUTO_PREFETCH else 1
+
     def _push_acks(self) -> None:
         """Push the unpushed acks alone.
 
         Raises:
             TransportError: the connection failed or Redis refused them (they stay).
         """
+        self._settle_sent()
+        if not self.unpushed:
+            return
         refusal = self._pushed(self.wire.call(("RPUSH", self.acks_key, *self.unpushed))[0])
         if refusal is not None:
             raise refusal
@@ -201,70 +232,79 @@ class Executor:
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
                     self.done))
         self.done = None
-        early = self._push_early()
+        self._push_early()
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
+        took_s = time.perf_counter() - started_s
+        self.short_run = self.short_run + 1 if took_s < SHORT_JOB_S else 0
         if self.log_jobs:
-            self._log_job(message, ok, time.perf_counter() - started_s)
-        if early:
-            self._settle_early(early)
+            log_job(self.jobs_log, self._job_line, message, ok, took_s, self.runner.last_error)
         self.unpushed.append(ack)
         self.handled += 1
         self.done = (job_id, attempt, ok)
 
-    def _log_job(self, message: dict[str, Any], ok: bool, took_s: float) -> None:
-        outcome = "ok" if ok else "failed"
-        text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
-                f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {self.runner.last_error}"))
-        if self._job_line is not None:
-            self._job_line(f"[{self.jobs_log.who}] {text}")
-        else:  # extra: the fields of a JSON line (fleet/logs.py)
-            self.jobs_log.logger.info("[%s] %s", self.jobs_log.who, text, extra={
-                "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
-                "outcome": outcome, "took_s": round(took_s, 6),
-                "worker": self.jobs_log.who,
-                "error": None if ok else self.runner.last_error})
-
-    def _push_early(self) -> list[bytes]:
+    def _push_early(self) -> None:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the
-        job runs; ``_settle_early`` reads its reply after. The acks reach Redis without a wait."""
+        job runs; ``_settle_sent`` reads its reply at the next pop. The acks reach Redis
+        without a wait."""
         if not self.unpushed:
-            return []
+            return
         try:
             self.wire.send(("RPUSH", self.acks_key, *self.unpushed))
-        except TransportError:
-            return []  # they go with the next round trip
-        acks, self.unpushed = self.unpushed, []
-        return acks
+        except TransportError:  # the connection is dropped: earlier replies with it
+            self._unsent()
+            return  # they go with the next round trip
+        self.sent.append(self.unpushed)
+        self.unpushed = []
 
-    def _settle_early(self, acks: list[bytes]) -> None:
+    def _settle_sent(self) -> None:
+        """Read the replies of the acks written early: a refused push keeps its acks to be
+        pushed again, and so does a failed connection (maybe pushed, maybe not: an ack twice
+        is harmless, the controller fences acks by attempt).
+
+        Raises:
+            TransportError: the connection failed.
+        """
+        if not self.sent:
+            return
         try:
             replies = self.wire.settle()
         except TransportError:
-            self.unpushed[:0] = acks  # maybe pushed, maybe not: an ack twice is harmless
-            return
-        if replies and refused(replies[0]):
-            self.unpushed[:0] = acks
-            self.health.failed(replies[0])
+            self._unsent()
+            raise
+        sent, self.sent = self.sent, []
+        for acks, reply in zip(sent, replies, strict=True):
+            if refused(reply):
+                self.unpushed[:0] = acks
+                self.health.failed(reply)
+
+    def _unsent(self) -> None:
+        self.unpushed[:0] = [ack for acks in self.sent for ack in acks]
+        self.sent = []
 
     def _hand_back(self) -> None:
         """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
         self._tell_done()
-        for message in self.buffer:
-            ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
-                           e="WorkerShutdown: prefetched message handed back unrun",
-                           **self.runner.ack_fields(message))
-            self.unpushed.append(self.runner.seal_ack(encode_ack(ack)))
-        self.buffer.clear()
+        self._release_held("WorkerShutdown: prefetched message handed back unrun")
         for _ in range(HAND_BACK_TRIES):
-            if not self.unpushed:
+            if not (self.unpushed or self.sent):
                 break
             try:
                 self._push_acks()
             except TransportError as exc:
                 time.sleep(self.health.failed(exc))
+        self._unsent()  # still unread after the tries: the supervisor pushes them
         self._tell(("x", self.unpushed))
+
+    def _release_held(self, why: str) -> None:
+        """Ack every prefetched message not yet started ``rel`` (pushed with the next write):
+        the controller dispatches it again, a new attempt that costs no retry."""
+        for message in self.buffer:
+            ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
+                           e=why, **self.runner.ack_fields(message))
+            self.unpushed.append(self.runner.seal_ack(encode_ack(ack)))
+        self.buffer.clear()
 
     def _tell_done(self) -> None:
         if self.done is not None:
@@ -282,6 +322,22 @@ class Executor:
                     self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
+
+
+def log_job(jobs_log: WorkerLog, line: Callable[[str], None] | None, message: dict[str, Any],
+            ok: bool, took_s: float, error: str) -> None:
+    """The line of one finished job: preformatted through ``line`` when given, else a
+    ``logging`` record whose extra fields are a JSON line's (fleet/logs.py)."""
+    outcome = "ok" if ok else "failed"
+    text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
+            f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {error}"))
+    if line is not None:
+        line(f"[{jobs_log.who}] {text}")
+    else:
+        jobs_log.logger.info("[%s] %s", jobs_log.who, text, extra={
+            "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
+            "outcome": outcome, "took_s": round(took_s, 6), "worker": jobs_log.who,
+            "error": None if ok else error})
 
 
 def _shown(value: Any) -> str:
@@ -303,7 +359,15 @@ def build_executor(settings: Settings, identity: Identity, client: RedisClient,
     """An Executor configured from ``settings``."""
     runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,
-                    settings.prefetch, channel, log)
+                    settings.prefetch, channel, log, hold_limit_s=hold_limit_s(settings))
+
+
+def hold_limit_s(settings: Settings) -> float:
+    """How long a prefetched message may wait unstarted: half a heartbeat period, so that it
+    is running (and named by the next heartbeat) or handed back before a heal, which
+    re-dispatches what no worker names after two periods, could take it for lost; and never
+    more than half a lease."""
+    return min(settings.heartbeat_s, settings.lease_s) / 2
 
 
 def die_with_parent(parent_pid: int) -> None:

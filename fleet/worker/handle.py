@@ -31,8 +31,8 @@ from .wire import Identity, make_ack
 
 READ_BYTES = 64 * 1024
 # What an executor tells its supervisor over the Pipe (executor.py; read in ``_apply``):
-# ("s", id, attempt, started_ms, timeout_s, held, done), ("f", id, attempt, ok), ("x", acks),
-# ("p", id, attempt, fraction, message, at_ms) (progress.py).
+# ("s", id, attempt, started_ms, timeout_s, held, done), ("f", id, attempt, ok), ("r",),
+# ("x", acks), ("p", id, attempt, fraction, message, at_ms) (progress.py).
 Event = tuple[Any, ...]
 _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
@@ -119,6 +119,8 @@ class ExecutorHandle:
             self.held = list(held)
         elif kind == "f":
             self._finish(event[1:], finished)
+        elif kind == "r":  # the executor handed its prefetched messages back itself
+            self.held = []
         elif kind == "x":
             self.handed_acks.extend(event[1])
             self.job, self.held = None, []

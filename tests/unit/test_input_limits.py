@@ -336,6 +336,23 @@ def test_reads_go_on_after_redis_lost_its_scripts_and_writes_are_not_repeated(re
     assert wire.wait_then_read(0.1, 64, 2000, []).control == [b"ctl"]
 
 
+def test_a_command_redis_refuses_in_an_exchange_is_an_error_and_the_rest_ran(redis_url):
+    """A refused write (WRONGTYPE) stops the step with a TransportError, not a crash, and
+    the other commands of the one write still ran (Redis runs them all)."""
+    from fleet.errors import TransportError
+    from fleet.transport import Outbox
+
+    wire, client = _wire(redis_url, ReadLimits())
+    client.set(KEYS.ready("q"), b"not a list")
+    with pytest.raises(TransportError, match="WRONGTYPE"):
+        wire.exchange(Outbox(messages={"q": [b"m"]}, receipts=[("r", b"receipt")]), 64, 2000,
+                      ["q"])
+    assert client.lrange(KEYS.receipt("r"), 0, -1) == [b"receipt"]
+    client.delete(KEYS.ready("q"))
+    assert wire.exchange(Outbox(messages={"q": [b"m"]}), 64, 2000, ["q"]).ready_lengths == {
+        "q": 1}
+
+
 @pytest.mark.parametrize("executors", [2**63, -5])
 def test_heartbeat_reporting_an_absurd_executor_count_is_malformed_and_ignored(executors):
     """A hostile ``executors`` would size the ready window to the whole backlog: ignored."""

@@ -245,3 +245,28 @@ def test_a_worker_dead_for_good_after_redis_lost_its_data_is_charged_after_the_q
     later_ms = resumed_ms + reconciler.quiet_ms + 1
     _expire_due(reconciler, later_ms)
     assert reconciler.journal.table.jobs["j"].failures == 1
+
+
+def test_a_lease_lapses_on_time_though_scans_before_its_deadline_were_skipped(tmp_path):
+    """The scan skipped until the earliest deadline still finds the lease the step after it
+    ran out, and a job dispatched after a skipped scan lapses on time too."""
+    reconciler = _reconciler(tmp_path)
+    assert reconciler.lapsed(10) == []
+    assert reconciler.lapsed(LEASE_MS) == []  # the deadline itself: not yet lapsed
+    journal = reconciler.journal
+    journal.record(ev.enqueued({"id": "k", "q": "default", "f": "m:f", "a": [], "k": {}},
+                               20, 30.0, 3))
+    journal.record(ev.dispatched("k", 1, 20 + LEASE_MS, 20))
+    assert [job.id for job in reconciler.lapsed(LEASE_MS + 1)] == ["j"]
+    assert [job.id for job in reconciler.lapsed(LEASE_MS + 2)] == ["j"]  # until expired
+    _expire_due(reconciler, LEASE_MS + 3)
+    assert "k" in {job.id for job in reconciler.lapsed(LEASE_MS + 21)}
+
+
+def test_a_grace_shorter_than_a_lease_is_not_skipped_by_the_scan(tmp_path):
+    """A lapsed job gone from its list gets two heartbeats' grace; the next scan after the
+    grace, not after a whole lease, finds it again."""
+    reconciler = _reconciler(tmp_path)
+    _expire_due(reconciler, LEASE_MS + 10)  # graced: until + 2 heartbeats
+    assert reconciler.lapsed(LEASE_MS + 20) == []
+    assert [job.id for job in reconciler.lapsed(LEASE_MS + 11 + 2 * HEARTBEAT_MS)] == ["j"]

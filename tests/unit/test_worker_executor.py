@@ -9,7 +9,7 @@ import pytest
 from fleet.config import Settings
 from fleet.keys import Keys
 from fleet.protocol.signing import ACK, DISPATCH, Seal
-from fleet.worker.executor import build_executor
+from fleet.worker.executor import AUTO_PREFETCH, build_executor
 from fleet.worker.wire import Identity
 
 pytestmark = pytest.mark.timeout(60, method="thread")
@@ -144,6 +144,51 @@ def test_prefetched_batch_acks_each_job_before_the_next_starts(client):
     executor(client, prefetch=2).run(max_jobs=2)
     got = acks(client)
     assert got[0]["id"] == "a" and got[1]["r"] == 1
+
+
+def test_auto_prefetch_pops_a_batch_only_after_a_run_of_short_jobs(client):
+    """prefetch 0 pops one message at a time until AUTO_PREFETCH jobs in a row were short,
+    then a batch; one slow job sets it back to one at a time."""
+    first = [job(f"j{i}") for i in range(AUTO_PREFETCH)]
+    slow = job("slow", "tests.jobs:sleep_s", a=[0.02])
+    push(client, "default", *first, slow, *(job(f"k{i}") for i in range(AUTO_PREFETCH + 1)))
+    channel = Channel()
+    executor(client, channel, prefetch=0).run(max_jobs=2 * AUTO_PREFETCH + 2)
+    held = {event[1]: event[5] for event in channel.events if event[0] == "s"}
+    assert all(held[f"j{i}"] == [] for i in range(AUTO_PREFETCH))
+    assert [j for j, _ in held["slow"]] == [f"k{i}" for i in range(AUTO_PREFETCH - 1)]
+    assert held[f"k{AUTO_PREFETCH - 1}"] == []  # after the slow job: one at a time again
+    assert [ack["o"] for ack in acks(client)] == ["ok"] * (2 * AUTO_PREFETCH + 2)
+
+
+def test_prefetched_messages_held_too_long_are_handed_back_unrun(client):
+    """A message prefetched behind a job that outlasts the hold limit is acked rel, not
+    started late in its lease, and the supervisor is told its held list is empty."""
+    push(client, "default", job("slow", "tests.jobs:sleep_s", a=[0.05]), job("b"), job("c"),
+         job("d"))
+    channel = Channel()
+    runner = executor(client, channel, prefetch=3)
+    runner.hold_limit_s = 0.01
+    runner.run(max_jobs=2)
+    got = {ack["id"]: ack for ack in acks(client)}
+    assert got["slow"]["o"] == got["d"]["o"] == "ok"
+    assert got["b"]["o"] == got["c"]["o"] == "rel"
+    assert got["b"]["e"].startswith("PrefetchHeld: ")
+    assert ("r",) in channel.events
+
+
+def test_acks_written_early_and_refused_are_kept_and_handed_over(client):
+    """Acks of a prefetched batch whose RPUSH Redis refused (read at the next pop) are kept,
+    and handed to the supervisor on exit: none is lost."""
+    push(client, "default", job("a"), job("b"), job("c"))
+    client.set(KEYS.acks, b"not a list")  # every RPUSH to it is refused (WRONGTYPE)
+    channel = Channel()
+    runner = executor(client, channel, prefetch=3)
+    runner.health.failed = lambda exc: 0.0  # no backoff sleeps in the test
+    runner.run(max_jobs=3)
+    (handed,) = [event[1] for event in channel.events if event[0] == "x"]
+    assert sorted(orjson.loads(ack)["id"] for ack in handed) == ["a", "b", "c"]
+    assert runner.sent == []
 
 
 def count_acks() -> int:

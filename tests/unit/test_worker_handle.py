@@ -97,6 +97,16 @@ def test_shutdown_kills_hand_the_job_and_prefetched_messages_back(handle, reason
     assert text in acks[0]["e"]
 
 
+def test_prefetched_messages_the_executor_handed_back_are_not_owed(handle):
+    """After ("r",) the executor has released its prefetched messages: a kill owes only the
+    running job's ack."""
+    start(handle, "a", held=[("b", 1)])
+    handle.sender.send(("r",))
+    handle.read()
+    handle.kill("drain")
+    assert [ack["id"] for ack in handle.exit_acks(IDENTITY)] == ["a"]
+
+
 def test_clean_exit_hands_over_acks_and_owes_nothing(handle):
     """"x" carries the executor's unpushed acks; after it nothing more is owed."""
     start(handle, "a", held=[("b", 1)])
