@@ -15,16 +15,19 @@ Two keys (docs/redis-keys.md, docs/reliability.md "One owner per namespace"):
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 import uuid
 from typing import Any
 
-from ..errors import ControllerBusyError, FencedOutError, NotOwnerError
+from ..errors import ControllerBusyError, FencedOutError, NotOwnerError, TransportError
 from ..protocol.lease import decode_lease, encode_lease
 from ..transport import ControllerWire
 from ..transport.redis import BUSY, FIRST_CLAIM, NEWER, OWNED, RECLAIM, TAKE_OVER, Claim
+
+log = logging.getLogger("fleet.controller")
 
 LEASE_TTL_MS = 5000
 REFRESH_EVERY_S = 1.0
@@ -34,6 +37,9 @@ CONFIRM_AFTER_S = LEASE_TTL_MS / 1000 / 2
 
 HELD = "held"
 LOST = "lost"
+
+
+OOM_PATIENCE_S = 60.0  # how long a starting controller waits for Redis to take writes
 
 
 class Fence:
@@ -169,6 +175,26 @@ class Fence:
 
     def release(self) -> None:
         self.wire.release_lease(self.value)
+
+
+def claim_when_writable(fence: Fence, patience_s: float = OOM_PATIENCE_S) -> None:
+    """``fence.claim()``, waited for while Redis refuses writes for want of memory (OOM under
+    ``noeviction``: a condition that passes, unlike a wrong password or no server)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fence.claim()
+            return
+        except TransportError as exc:
+            if not _out_of_memory(exc) or time.monotonic() > deadline:
+                raise
+            log.warning("%s; claiming the namespace again in a moment", exc)
+            time.sleep(0.5)
+
+
+def _out_of_memory(exc: TransportError) -> bool:
+    text = str(exc)
+    return "maxmemory" in text or "OOM" in text
 
 
 def boot_epoch(log_epoch: int, wire: ControllerWire) -> int:

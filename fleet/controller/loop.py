@@ -39,7 +39,7 @@ from ..wal.identity import load_or_create
 from . import control
 from .commit import GroupCommit
 from .dispatch import Dispatcher
-from .fence import LOST, Fence, boot_epoch
+from .fence import LOST, Fence, boot_epoch, claim_when_writable
 from .gate import Gate
 from .heal import Healer, heal
 from .housekeeping import Housekeeping, Snapshots
@@ -128,7 +128,7 @@ class Controller:
         self.fence = Fence(self.wire, epoch, self.settings.namespace,
                            load_or_create(self.settings.data_dir), self.settings.data_dir,
                            take_over)
-        self.fence.claim()
+        claim_when_writable(self.fence)
         if take_over:
             log.warning("took namespace %r over at epoch %d", self.settings.namespace, epoch)
         self.log.writer.guard = self.fence.confirm  # no commit once fenced out

@@ -45,9 +45,9 @@ from ..clock import now_ms
 from ..config import Settings
 from ..errors import TransportError
 from ..keys import Keys
-from ..protocol.ack import encode_ack
 from ..protocol.dispatch import decode_dispatch
 from ..transport.pipe import Command, Pipe, RedisClient, Refused, refused, worker_client
+from .handback import hand_back, hand_back_held
 from .logs import flush_logs, line_writer
 from .progress import ProgressCourier
 from .runner import Runner
@@ -56,7 +56,6 @@ from .wire import (
     Identity,
     RedisHealth,
     WorkerLog,
-    make_ack,
     worker_log,
 )
 
@@ -66,9 +65,7 @@ if TYPE_CHECKING:
 BLOCK_TIMEOUT_S = 1
 AUTO_PREFETCH = 8  # jobs per pop while they are short: one round trip and wake-up per batch
 SHORT_JOB_S = 0.002
-HELD_TOO_LONG = "PrefetchHeld: prefetched message handed back unrun, held behind a slow job"
 JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
-HAND_BACK_TRIES = 3
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -121,13 +118,12 @@ class Executor:
                 self.wire.check_owner()  # a job's forked child must not run the next job
                 if self.buffer and time.monotonic() - self.popped_s > self.hold_limit_s:
                     self._tell_done()
-                    self._release_held(HELD_TOO_LONG)
-                    self._tell(("r",))
+                    hand_back_held(self)
                 elif self.buffer:
                     self._handle(self.buffer.popleft())
                 else:
                     self._refill()
-            self._hand_back()
+            hand_back(self)
         finally:
             self.wire.close()
         return self.handled
@@ -282,29 +278,6 @@ class Executor:
     def _unsent(self) -> None:
         self.unpushed[:0] = [ack for acks in self.sent for ack in acks]
         self.sent = []
-
-    def _hand_back(self) -> None:
-        """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
-        self._tell_done()
-        self._release_held("WorkerShutdown: prefetched message handed back unrun")
-        for _ in range(HAND_BACK_TRIES):
-            if not (self.unpushed or self.sent):
-                break
-            try:
-                self._push_acks()
-            except TransportError as exc:
-                time.sleep(self.health.failed(exc))
-        self._unsent()  # still unread after the tries: the supervisor pushes them
-        self._tell(("x", self.unpushed))
-
-    def _release_held(self, why: str) -> None:
-        """Ack every prefetched message not yet started ``rel`` (pushed with the next write):
-        the controller dispatches it again, a new attempt that costs no retry."""
-        for message in self.buffer:
-            ack = make_ack(message["id"], message["n"], "rel", self.runner.identity, now_ms(),
-                           e=why, **self.runner.ack_fields(message))
-            self.unpushed.append(self.runner.seal_ack(encode_ack(ack)))
-        self.buffer.clear()
 
     def _tell_done(self) -> None:
         if self.done is not None:

@@ -180,3 +180,30 @@ def test_take_over_never_displaces_a_live_lease(wire):
     with pytest.raises(ControllerBusyError, match="never a live lease"):
         _fence(wire, 2, "b", take_over=True).claim()
     assert wire.owner()["identity"] == "a"
+
+
+def test_a_starting_controller_waits_out_redis_refusing_writes_for_memory(monkeypatch):
+    from fleet.controller import fence as fence_module
+    from fleet.errors import TransportError
+
+    monkeypatch.setattr(fence_module.time, "sleep", lambda s: None)
+
+    class Refusing:
+        def __init__(self, refusals, error):
+            self.refusals, self.error, self.claims = refusals, error, 0
+
+        def claim(self):
+            self.claims += 1
+            if self.claims <= self.refusals:
+                raise TransportError(self.error)
+
+    oom = Refusing(3, "Redis error: command not allowed when used memory > 'maxmemory'.")
+    fence_module.claim_when_writable(oom)
+    assert oom.claims == 4
+    wrong = Refusing(1, "Redis refused the credentials: WRONGPASS")
+    with pytest.raises(TransportError, match="credentials"):
+        fence_module.claim_when_writable(wrong)
+    assert wrong.claims == 1
+    endless = Refusing(10**9, "Redis error: OOM command not allowed")
+    with pytest.raises(TransportError, match="OOM"):
+        fence_module.claim_when_writable(endless, patience_s=0)
