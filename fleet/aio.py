@@ -104,8 +104,8 @@ class AsyncClient:
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
         self.keys = Keys(self.namespace)
-        self.wire = AsyncWire(redis_client or aconnect(redis_url or settings.redis_url),
-                              self.keys)
+        self.wire = AsyncWire(redis_client or aconnect(redis_url or settings.redis_url,
+                                                         namespace=self.namespace), self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
         self.request_bytes = request_bytes(settings.max_message_bytes)

@@ -81,7 +81,8 @@ class Controller:
             fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms,
             segment_bytes=settings.segment_bytes), files=files)
         self.journal = Journal(self.log.table, self.log.writer)
-        self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys,
+        redis_client = redis_client or connect(settings.redis_url, namespace=settings.namespace)
+        self.wire = ControllerWire(redis_client, self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, IntakeOptions.of(settings))
         self.gate = Gate(settings, self.clock())

@@ -20,7 +20,7 @@ import redis
 
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
-from .connect import translated
+from .connect import master_address, translated
 
 log = logging.getLogger("fleet.transport")
 
@@ -265,6 +265,11 @@ class ControllerWire:
             raise previous
         run_id = info.get("run_id") if isinstance(info, dict) else None
         return previous, None if run_id is None else str(run_id)
+
+    @translated
+    def master_address(self) -> str | None:
+        """``host:port`` of the master this wire talks to now (None where unknown)."""
+        return master_address(self.client)
 
     @translated
     def read_ready(self, queues: Iterable[str], limit: int = 8192) -> dict[str, list[bytes]]:
