@@ -10,6 +10,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
@@ -38,7 +40,7 @@ class AsyncSlotRouter:
             try:
                 if self._cluster is None:
                     cluster = RedisCluster(startup_nodes=self.nodes,
-                                           cluster_error_retry_attempts=1, **self.options)
+                                           retry=Retry(NoBackoff(), 0), **self.options)
                     await cluster.initialize()
                     self._cluster = cluster
                 elif self.stale:

@@ -22,9 +22,11 @@ import threading
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, RedisClusterException, TryAgainError
+from redis.retry import Retry
 
 from ..urls import RedisTarget
 
@@ -54,7 +56,7 @@ class SlotRouter:
             try:
                 if self._cluster is None:
                     self._cluster = RedisCluster(startup_nodes=self.nodes,
-                                                 cluster_error_retry_attempts=1, **self.options)
+                                                 retry=Retry(NoBackoff(), 0), **self.options)
                 elif self.stale:
                     self._cluster.nodes_manager.initialize()
                 self.stale = False
