@@ -96,3 +96,18 @@ def assert_exactly_once(run: FailoverRun) -> None:
     assert {job_id: run.terminal.get(job_id, 0) for job_id in run.accepted} == \
         dict.fromkeys(run.accepted, 1)
     assert [job_id for job_id, count in run.terminal.items() if count > 1] == []
+
+
+def async_client_round_trip(local: LocalFleet, count: int = 20) -> list[object]:
+    """Enqueue ``count`` additions through ``fleet.AsyncClient`` on ``local``'s URL and
+    return their results (a controller and a worker must be running)."""
+    import asyncio
+
+    from fleet.aio import AsyncClient
+
+    async def round_trip() -> list[object]:
+        async with AsyncClient(redis_url=local.redis_url, namespace=local.namespace) as client:
+            jobs = [await client.enqueue("tests.jobs:add", i, 1) for i in range(count)]
+            return [await job.result(timeout_s=30) for job in jobs]
+
+    return asyncio.run(round_trip())

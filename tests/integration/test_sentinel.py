@@ -8,7 +8,7 @@ import pytest
 from fleet.testing.cluster import LocalFleet
 from fleet.testing.topologies import SentinelTopology
 
-from .failover_helpers import assert_exactly_once, run_through_failover
+from .failover_helpers import assert_exactly_once, async_client_round_trip, run_through_failover
 from .helpers import FAST_ENV
 
 NO_RETRIES = {**FAST_ENV, "FLEET_MAX_RETRIES": "0"}
@@ -33,3 +33,15 @@ def test_sentinel_failover_loses_no_job_and_runs_none_twice_in_the_record(sentin
           f"jobs completing again after {run.flowing_s:.2f} s; "
           f"{len(run.accepted)} jobs accepted, enqueue errors: {run.enqueue_errors}")
     assert_exactly_once(run)
+
+
+def test_async_client_enqueues_and_reads_results_through_sentinel(sentinels, tmp_path):
+    """`fleet.AsyncClient` on a `redis+sentinel://` URL (redis.asyncio's Sentinel client):
+    jobs enqueued, run and their results read back."""
+    local = LocalFleet(sentinels.url, workdir=str(tmp_path), env=dict(FAST_ENV))
+    try:
+        local.controller()
+        local.worker(1)
+        assert async_client_round_trip(local) == [i + 1 for i in range(20)]
+    finally:
+        local.stop_all()
