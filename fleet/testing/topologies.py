@@ -13,14 +13,16 @@ and a way to SIGKILL the master that serves a namespace and wait for its replica
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -44,6 +46,21 @@ def _until(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
             return found
         time.sleep(0.05)
     raise FleetError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def stopped(server: RedisServer, seconds: float) -> Iterator[None]:
+    """SIGSTOP ``server`` for ``seconds`` before the block, SIGCONT after it: a replica so
+    stopped misses what its master wrote meanwhile, which a failover inside the block then
+    loses (Redis replication is asynchronous)."""
+    if server.process is None:
+        raise FleetError(f"redis-server on port {server.port} is not running")
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
 
 
 def redis_binaries() -> list[str]:
@@ -147,6 +164,11 @@ class SentinelTopology:
                 return found[1]
         return None
 
+    def replicas_now(self) -> list[RedisServer]:
+        """The running servers that are not the master now."""
+        master = self.master_port()
+        return [s for s in self.servers if s.process is not None and s.port != master]
+
     def kill_master(self) -> int:
         """SIGKILL the current master; returns its port."""
         port = self.master_port()
@@ -240,6 +262,14 @@ class ClusterTopology:
                 if first <= slot <= last:
                     return master
         raise FleetError(f"no live node knows who serves slot {slot}")
+
+    def replica_of(self, key: str) -> RedisServer:
+        """The replica of the master serving ``key``'s slot."""
+        slot, master = topology.key_slot(key), self.master_of(key)
+        for first, last, _, replicas in self.slot_map(master):
+            if first <= slot <= last and replicas:
+                return next(node for node in self.nodes if node.port == replicas[0])
+        raise FleetError(f"the master of slot {slot} has no replica")
 
     def kill_master_of(self, key: str) -> int:
         """SIGKILL the master serving ``key``'s slot; returns its port."""

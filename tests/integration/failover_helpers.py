@@ -70,8 +70,8 @@ def run_through_failover(local: LocalFleet, kill: Callable[[], int],
     client.status()  # a client that has reached Redis once retries across a failover
     enqueuer = threading.Thread(target=_enqueue_during, args=(client, log_path, run, stop))
     enqueuer.start()
+    old_port = kill()  # may first stop the replica for a while: the clock starts after
     killed_at = time.monotonic()
-    old_port = kill()
     promoted(old_port)
     run.promoted_s = time.monotonic() - killed_at
     while (_completed(local) or 0) < at_kill + 20:

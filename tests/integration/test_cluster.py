@@ -8,7 +8,7 @@ import pytest
 
 from fleet.keys import Keys
 from fleet.testing.cluster import LocalFleet
-from fleet.testing.topologies import ClusterTopology, redis_binaries
+from fleet.testing.topologies import ClusterTopology, redis_binaries, stopped
 
 from .failover_helpers import assert_exactly_once, async_client_round_trip, run_through_failover
 from .helpers import FAST_ENV
@@ -26,13 +26,19 @@ def cluster(request):
         yield topology
 
 
+def _kill_lagging(cluster: ClusterTopology) -> int:
+    with stopped(cluster.replica_of(SLOT_KEY), 1.0):  # the replica misses a second of writes
+        return cluster.kill_master_of(SLOT_KEY)
+
+
 def test_cluster_failover_of_the_namespace_slot_loses_no_job(cluster, tmp_path):
     """Controller, worker and clients on `redis+cluster://`; the master of the namespace's
-    slot SIGKILLed mid-run, its replica promoted: every accepted job ends exactly once in
-    the record, none dead (max_retries 0)."""
+    slot SIGKILLed mid-run after its replica was stopped for a second (so the failover drops
+    the last writes), the replica promoted: every accepted job ends exactly once in the
+    record, none dead (max_retries 0)."""
     local = LocalFleet(cluster.url, workdir=str(tmp_path), env=dict(NO_RETRIES))
     try:
-        run = run_through_failover(local, lambda: cluster.kill_master_of(SLOT_KEY),
+        run = run_through_failover(local, lambda: _kill_lagging(cluster),
                                    lambda old: cluster.wait_promoted(SLOT_KEY, old))
     finally:
         local.stop_all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fleet.testing.cluster import LocalFleet
-from fleet.testing.topologies import SentinelTopology
+from fleet.testing.topologies import SentinelTopology, stopped
 
 from .failover_helpers import assert_exactly_once, async_client_round_trip, run_through_failover
 from .helpers import FAST_ENV
@@ -20,16 +20,29 @@ def sentinels():
         yield topology
 
 
-def test_sentinel_failover_loses_no_job_and_runs_none_twice_in_the_record(sentinels, tmp_path):
-    """Controller, worker and clients on `redis+sentinel://`; the master SIGKILLed mid-run:
+def _kill(sentinels: SentinelTopology, lagging: bool) -> int:
+    if not lagging:
+        return sentinels.kill_master()
+    with stopped(sentinels.replicas_now()[0], 1.0):  # the replica misses a second of writes
+        return sentinels.kill_master()
+
+
+@pytest.mark.parametrize("lagging", [False, True], ids=["in-sync", "lagging-replica"])
+def test_sentinel_failover_loses_no_job_and_runs_none_twice_in_the_record(
+        sentinels, tmp_path, lagging):
+    """Controller, worker and clients on `redis+sentinel://`; the master SIGKILLed mid-run
+    (after its replica was stopped for a second, so the failover drops the last writes):
     every accepted job ends exactly once in the record, none dead (max_retries 0: a lost
     message is no failed attempt), and jobs complete again soon after the promotion."""
     local = LocalFleet(sentinels.url, workdir=str(tmp_path), env=dict(NO_RETRIES))
     try:
-        run = run_through_failover(local, sentinels.kill_master, sentinels.wait_promoted)
+        run = run_through_failover(local, lambda: _kill(sentinels, lagging),
+                                   sentinels.wait_promoted)
     finally:
         local.stop_all()
-    print(f"\nsentinel failover: replica promoted {run.promoted_s:.2f} s after the kill, "
+    which = "lagging" if lagging else "in-sync"
+    print(f"\nsentinel failover ({which} replica): replica promoted {run.promoted_s:.2f} s "
+          f"after the kill, "
           f"jobs completing again after {run.flowing_s:.2f} s; "
           f"{len(run.accepted)} jobs accepted, enqueue errors: {run.enqueue_errors}")
     assert_exactly_once(run)
