@@ -19,13 +19,14 @@ import asyncio
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .answers import (
     ABSENT_POLL_S,
     NO_CONTROLLER_GRACE_S,
     NOTHING_SENT,
+    RECONNECT_POLL_S,
     STOPPED_BEFORE_ANSWER,
     late_receipt,
     no_controller,
@@ -34,7 +35,7 @@ from .answers import (
     opened,
 )
 from .config import Settings, load_settings
-from .errors import FleetError, JobSpecError
+from .errors import FleetError, JobSpecError, TransportError
 from .handles import JobPage, outcome
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
@@ -88,16 +89,12 @@ _Pending = tuple[dict[str, Any], "asyncio.Future[Receipt]"]
 
 
 class AsyncClient:
-    """Talks to one namespace's controller through Redis, from asyncio code.
-
-    Arguments and settings as ``Client``'s (``FLEET_*`` environment, ``FLEET_CONFIG``,
-    defaults; the arguments given here win). ``redis_client`` is a ``redis.asyncio.Redis``.
-
-    ``namespaces=["s0", "s1", ...]`` makes it sharded, as ``Client``'s (fleet.aio_sharded).
+    """Talks to one namespace's controller through Redis, from asyncio code. Arguments and
+    settings as ``Client``'s; ``redis_client`` is a ``redis.asyncio.Redis``;
+    ``namespaces=[...]`` makes it sharded (fleet.aio_sharded).
 
     Raises:
-        ConfigError: a FLEET_* variable or the config file has a bad value, or a bad
-            ``namespaces`` list.
+        ConfigError: a bad FLEET_* variable, config file value or ``namespaces`` list.
     """
 
     def __new__(cls, *args: Any, namespaces: Sequence[str] | None = None,
@@ -116,12 +113,13 @@ class AsyncClient:
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
         self.keys = Keys(self.namespace)
-        self.wire = AsyncWire(redis_client or aconnect(redis_url or settings.redis_url),
-                              self.keys)
+        self.wire = AsyncWire(redis_client or aconnect(redis_url or settings.redis_url,
+                                                         namespace=self.namespace), self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
         self.request_bytes = request_bytes(settings.max_message_bytes)
         self.requests_sent = 0  # intake requests, for tests and the benchmark
+        self._reached = False  # has a request reached Redis yet (see _push)
         self._batch: list[_Pending] | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -201,40 +199,69 @@ class AsyncClient:
         requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
         if not requests:
             return []
-        present = await self.wire.send_requests([body for _, _, body in requests])
-        self.requests_sent += len(requests)
         deadline = time.monotonic() + self.receipt_timeout_s
+        present = await self._push([body for _, _, body in requests], deadline)
+        self.requests_sent += len(requests)
         parts = await asyncio.gather(*(
-            self._await_receipt(request_id, ids, deadline, len(wires), present)
-            for request_id, ids, _ in requests))
+            self._await_receipt(request_id, ids, deadline, len(wires), present, body)
+            for request_id, ids, body in requests))
         return [receipt for part in parts for receipt in part]
 
+    async def _push(self, bodies: list[bytes], deadline: float) -> bool:
+        """As ``Client._push``: once Redis was reached, losing it is retried until
+        ``deadline``."""
+        while True:
+            try:
+                present = await self.wire.send_requests(bodies)
+            except TransportError:
+                if not self._reached or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(RECONNECT_POLL_S)
+                continue
+            self._reached = True
+            return present
+
     async def _await_receipt(self, request_id: str, ids: list[str], deadline: float,
-                             total: int, present: bool) -> list[Receipt]:
+                             total: int, present: bool, request: bytes) -> list[Receipt]:
         body = await self._answer(RECEIPT, self.keys.receipt(request_id), request_id,
                                   deadline, present,
-                                  lambda: nobody_for_jobs(self.namespace, total))
+                                  lambda: nobody_for_jobs(self.namespace, total),
+                                  lambda: self.wire.send_requests([request]))
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
         return decode_receipt(body, ids)
 
     async def _answer(self, kind: bytes, key: str, request_id: str, deadline: float,
-                      present: bool, nobody: Callable[[], FleetError]) -> bytes | None:
+                      present: bool, nobody: Callable[[], FleetError],
+                      resend: Callable[[], Awaitable[object]] | None = None) -> bytes | None:
         """As ``answers.wait_answer``: the opened answer by ``deadline`` (None if none came), or
-        ``nobody()`` once no controller has held the lease for NO_CONTROLLER_GRACE_S."""
+        ``nobody()`` once no controller has held the lease for NO_CONTROLLER_GRACE_S; with
+        ``resend``, the request sent again once Redis, lost mid-wait, answers again."""
         absent_since = None if present else time.monotonic()
+        broken = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            body = await self.wire.wait(key, remaining if absent_since is None
-                                        else min(remaining, ABSENT_POLL_S))
+            try:
+                if broken and resend is not None:
+                    await resend()
+                    broken = False
+                body = await self.wire.wait(key, remaining if absent_since is None
+                                            else min(remaining, ABSENT_POLL_S))
+                serving = body is None and await self.wire.controller_present()
+            except TransportError:
+                if resend is None:
+                    raise
+                broken = True
+                await asyncio.sleep(min(RECONNECT_POLL_S, remaining))
+                continue
             if body is not None:
                 payload = opened(self.seals[kind], body, request_id)
                 if payload is not None:
                     return payload
                 continue
-            if await self.wire.controller_present():
+            if serving:
                 absent_since = None
             elif absent_since is None:
                 absent_since = time.monotonic()
@@ -268,6 +295,7 @@ class AsyncClient:
                                                       deadline - absent_since):
                 raise no_controller(self.namespace, NOTHING_SENT)
             await asyncio.sleep(ABSENT_POLL_S)
+        self._reached = True
 
     def job(self, job_id: str) -> AsyncJob:
         """A handle on a job by id (nothing is checked until you ask it something)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .errors import ControllerUnavailableError, FleetError, NoReceiptError
+from .errors import ControllerUnavailableError, FleetError, NoReceiptError, TransportError
 from .protocol.signing import Seal, SignatureError
 from .transport import ClientWire
 
@@ -15,6 +15,9 @@ from .transport import ClientWire
 # for this long means nobody is serving the namespace.
 NO_CONTROLLER_GRACE_S = 1.5
 ABSENT_POLL_S = 0.25
+# While Redis is out of reach mid-wait (a failover: the master is gone, a replica is being
+# promoted), try again this often until the deadline.
+RECONNECT_POLL_S = 0.2
 
 
 def opened(seal: Seal, body: bytes, request_id: str) -> bytes | None:
@@ -29,25 +32,43 @@ def opened(seal: Seal, body: bytes, request_id: str) -> bytes | None:
 
 
 def wait_answer(wire: ClientWire, seal: Seal, key: str, request_id: str, deadline: float,
-                present: bool, nobody: Callable[[], FleetError]) -> bytes | None:
+                present: bool, nobody: Callable[[], FleetError],
+                resend: Callable[[], object] | None = None) -> bytes | None:
     """The controller's answer to ``request_id`` on ``key`` by ``deadline`` (monotonic), or
     None if none came; raises ``nobody()`` once no controller has held the lease for
     NO_CONTROLLER_GRACE_S (``present``: whether one held it when the request was sent). With
     a key set, an answer whose seal does not open for this request is someone else's: it is
-    skipped."""
+    skipped.
+
+    With ``resend``, losing Redis mid-wait is not an error: once Redis answers again the
+    request is sent again (``resend()``: the same request, the same job ids, which the
+    controller reports as duplicate if the first copy got through), since a failover may
+    have lost the first copy with the old master; without, the TransportError is raised."""
     absent_since = None if present else time.monotonic()
+    broken = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        body = wire.wait(key, remaining if absent_since is None
-                         else min(remaining, ABSENT_POLL_S))
+        try:
+            if broken and resend is not None:
+                resend()
+                broken = False
+            body = wire.wait(key, remaining if absent_since is None
+                             else min(remaining, ABSENT_POLL_S))
+            serving = body is None and wire.controller_present()
+        except TransportError:
+            if resend is None:
+                raise
+            broken = True
+            time.sleep(min(RECONNECT_POLL_S, remaining))
+            continue
         if body is not None:
             payload = opened(seal, body, request_id)
             if payload is None:
                 continue
             return payload
-        if wire.controller_present():
+        if serving:
             absent_since = None
         elif absent_since is None:
             absent_since = time.monotonic()

@@ -13,6 +13,7 @@ instead of at the end of the timeout.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 from . import workflow
 from .answers import (
+    RECONNECT_POLL_S,
     STOPPED_BEFORE_ANSWER,
     await_controller,
     late_receipt,
@@ -29,7 +31,7 @@ from .answers import (
     wait_answer,
 )
 from .config import Settings, load_settings
-from .errors import JobSpecError
+from .errors import JobSpecError, TransportError
 from .handles import Job, JobPage
 from .job import DEFAULT_QUEUE, JobSpec
 from .keys import Keys
@@ -71,11 +73,12 @@ class Client(QueueControls):
         self.namespace = namespace or settings.namespace
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
         self.keys = Keys(self.namespace)
-        self.wire = ClientWire(redis_client or connect(redis_url or settings.redis_url),
-                               self.keys)
+        self.wire = ClientWire(redis_client or connect(redis_url or settings.redis_url,
+                                                         namespace=self.namespace), self.keys)
         self.seals = {kind: Seal.of(settings, kind, self.namespace)
                       for kind in (INTAKE, RECEIPT, CONTROL, REPLY)}
         self.request_bytes = request_bytes(settings.max_message_bytes)
+        self._reached = False  # has a request reached Redis yet (see _push)
 
     def close(self) -> None:
         """Close the Redis connections (the client may not be used afterwards)."""
@@ -158,23 +161,40 @@ class Client(QueueControls):
     def _send(self, wires: list[dict[str, Any]], progress: Callable[[int], None] | None
               ) -> list[Receipt]:
         requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
-        present = self.wire.send_requests([body for _, _, body in requests]) \
-            if requests else True
         deadline = time.monotonic() + self.receipt_timeout_s
+        present = self._push([body for _, _, body in requests], deadline) if requests else True
         receipts: list[Receipt] = []
-        for request_id, ids, _ in requests:
-            receipts.extend(self._await_receipt(request_id, ids, deadline, len(wires),
-                                                  present))
+        for index, (request_id, ids, _) in enumerate(requests):
+            # Redis lost mid-wait (a failover): what is not yet answered is sent again.
+            unanswered = [body for _, _, body in requests[index:]]
+            receipts.extend(self._await_receipt(
+                request_id, ids, deadline, len(wires), present,
+                functools.partial(self.wire.send_requests, unanswered)))
             present = True
             if progress is not None:
                 progress(len(ids))
         return receipts
 
+    def _push(self, bodies: list[bytes], deadline: float) -> bool:
+        """Send intake requests; whether a controller held the lease. Once this client has
+        reached Redis, losing it (a failover) is retried until ``deadline``; a Redis never
+        reached is an error at once (a wrong URL, a server down)."""
+        while True:
+            try:
+                present = self.wire.send_requests(bodies)
+            except TransportError:
+                if not self._reached or time.monotonic() >= deadline:
+                    raise
+                time.sleep(RECONNECT_POLL_S)
+                continue
+            self._reached = True
+            return present
+
     def _await_receipt(self, request_id: str, ids: list[str], deadline: float, total: int,
-                       present: bool) -> list[Receipt]:
+                       present: bool, resend: Callable[[], object]) -> list[Receipt]:
         body = wait_answer(self.wire, self.seals[RECEIPT], self.keys.receipt(request_id),
                            request_id, deadline, present,
-                           lambda: nobody_for_jobs(self.namespace, total))
+                           lambda: nobody_for_jobs(self.namespace, total), resend)
         if body is None:
             raise late_receipt(self.receipt_timeout_s, total)
         return decode_receipt(body, ids)
@@ -190,6 +210,7 @@ class Client(QueueControls):
         """
         deadline = time.monotonic() + timeout_s
         await_controller(self.wire, self.namespace, deadline)
+        self._reached = True
         for _ in range(2):  # once more if the controller (re)started after the first was sealed
             request_id = uuid.uuid4().hex
             self.wire.send_control(self.seals[CONTROL].seal(

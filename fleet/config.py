@@ -19,6 +19,7 @@ import yaml
 
 from .errors import ConfigError
 from .flow import check_limits
+from .urls import url_problem
 
 FSYNC_POLICIES = ("always", "interval", "off")  # the one list (settings, CLI, WalOptions)
 
@@ -79,7 +80,6 @@ _POSITIVE = {"lease_s", "task_timeout_s", "heartbeat_s", "receipt_timeout_s", "b
              "batch_bytes", "max_message_bytes", "signing_window_s"}
 _NON_NEGATIVE = {"max_retries", "ready_window", "worker_count", "shutdown_grace_s", "prefetch"}
 _CHOICES = {"fsync": FSYNC_POLICIES, "log_format": ("human", "json")}
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _FLAG_NAMES = {"worker_count": "--count"}
 
 
@@ -202,8 +202,8 @@ def _check(name: str, value: Any) -> str:
         return "must be >= 0"
     if name in _CHOICES and value not in _CHOICES[name]:
         return f"must be one of {', '.join(_CHOICES[name])}"
-    if name == "redis_url" and not value.startswith(_URL_SCHEMES):
-        return "must start with redis://, rediss:// or unix://"
+    if name == "redis_url" and url_problem(value):
+        return url_problem(value)
     if name == "metrics_port" and not 0 <= value <= 65535:
         return "must be a port number (0-65535)"
     if name == "namespace" and (not value or any(c in value for c in "{}: \t")):

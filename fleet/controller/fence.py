@@ -138,6 +138,9 @@ class Fence:
             return LOST
         if current != self.value:
             info = decode_lease(current)
+            if self._claimed and _int(info.get("epoch")) < self.epoch:
+                self._reclaim_over(current)
+                return LOST
             raise FencedOutError(f"fenced out: controller pid {info.get('pid')} on "
                                  f"{info.get('host')} (epoch {info.get('epoch')}) now holds "
                                  f"namespace {self.namespace!r}")
@@ -149,6 +152,24 @@ class Fence:
                 return self.check(self.wire.lease_holder())
             self._refreshed = asked
         return HELD
+
+    def _reclaim_over(self, stale: bytes) -> None:
+        """A lease older than this controller's own claim: a Redis that went back in time
+        (a failover that lost the last writes, an older RDB) restored it. Take the namespace
+        back as itself; the claim script still refuses if the owner record names a newer
+        controller.
+
+        Raises:
+            FencedOutError: a newer controller owns or holds the namespace.
+        """
+        outcome = self.wire.claim_lease(self.value, LEASE_TTL_MS, self.claim_info, RECLAIM,
+                                        old=stale)
+        if outcome == BUSY:  # the lease changed since it was read: judge what holds it now
+            self.check(self.wire.lease_holder())
+            return
+        if outcome in (OWNED, NEWER):
+            raise self._not_owner(NEWER)
+        self._refreshed = time.monotonic()
 
     def confirm(self) -> None:
         """Before a commit and before each write to Redis (``ControllerWire.guard``): if the

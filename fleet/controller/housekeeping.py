@@ -3,7 +3,8 @@
 In this order, each when its time comes (``Housekeeping.run``):
 
 1. every ``Timeline.CHECK_EVERY_MS``: advance the generation marker, to notice a Redis that
-   went back in time (heal.py);
+   went back in time (heal.py), and look at the master's address, to notice a failover
+   (failover.py);
 2. every heartbeat period: read the workers' heartbeats (liveness.py; leases are extended and
    the healer told what runs), set the fleet and depth gauges, carry the parts' drop counts
    into their counters, take a sample of the table's totals (the rates ``fleet status``
@@ -28,6 +29,7 @@ from ..metrics import Metrics
 from ..state import events as ev
 from ..transport import ControllerWire
 from ..wal import Files, OpenLog, SnapshotTaker, prune_snapshots
+from .failover import MasterWatch
 from .gate import Gate
 from .heal import Healer, Timeline
 from .journal import Journal
@@ -145,6 +147,7 @@ class Housekeeping:
         self.heal_again = heal_again
         self.drop_counts = drop_counts
         self.timeline = Timeline()
+        self.master_watch = MasterWatch()
         self.samples = Samples()
         self.buckets = Buckets()  # the dispatcher's rate buckets, for the held-back gauge
         self._counted: dict[str, int] = {}
@@ -167,7 +170,9 @@ class Housekeeping:
         self.snapshots.tick(self.journal)
 
     def check_timeline(self, now: int) -> None:
-        problem = self.timeline.tick(self.wire)
+        # Both ticks run: each must remember what it saw, even when the other found a change.
+        moved, problem = self.master_watch.tick(self.wire), self.timeline.tick(self.wire)
+        problem = moved or problem
         if problem is not None:
             log.warning("%s: healing, and purging stale messages", problem)
             self.heal_again(now)

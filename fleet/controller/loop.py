@@ -82,7 +82,8 @@ class Controller:
             fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms,
             segment_bytes=settings.segment_bytes), files=files)
         self.journal = Journal(self.log.table, self.log.writer)
-        self.wire = ControllerWire(redis_client or connect(settings.redis_url), self.keys,
+        redis_client = redis_client or connect(settings.redis_url, namespace=settings.namespace)
+        self.wire = ControllerWire(redis_client, self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, IntakeOptions.of(settings))
         self.gate = Gate(settings, self.clock())
@@ -287,7 +288,6 @@ class Controller:
         self.healer.start(now)
 
     # -- used by control commands ----------------------------------------------------------
-
     def interrupt(self, job_id: str) -> None:
         """Stop a cancelled in-flight job (known, dispatched) wherever it is, after the commit:
         its message taken back from Redis, its worker told (``Liveness.may_run``)."""

@@ -1,7 +1,10 @@
 """The Redis wire (docs/protocol.md): the only package that imports redis. Unit tests run the
 same classes on fakeredis.
 
-    connect.py   clients for a URL; redis-py's errors turned into TransportError
+    connect.py   clients for a URL (one server, Sentinel, Cluster: fleet/urls.py); redis-py's
+                 errors turned into TransportError
+    slot.py      on a Redis Cluster, connections to the master of the namespace's slot
+    aslot.py     the same on redis.asyncio
     redis.py     the controller's wire (one read and one write pipeline per step)
     client.py    the client's, the CLI's and the dashboard's wire
     aio.py       the client's wire on redis.asyncio (AsyncClient)
@@ -9,6 +12,7 @@ same classes on fakeredis.
     bounded.py   reading lists bounded by bytes (a Lua script)
     admin.py     Redis as an outsider uses it (the chaos runner's faults: lists deleted,
                  DEBUG RELOAD, maxmemory), commands fleet itself never sends
+    topology.py  Redis as the test topologies' setup sees it (sentinels, cluster slots)
 """
 
 from .bounded import Item, Oversized, ReadLimits

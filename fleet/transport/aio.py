@@ -10,11 +10,14 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 
 from ..config import mask_url
 from ..errors import ConfigError
 from ..keys import Keys
-from .connect import transport_error
+from ..urls import SENTINEL, SINGLE, parse_redis_url
+from .aslot import async_slot_client
+from .connect import client_options, sentinel_options, transport_error
 
 T = TypeVar("T")
 WAIT_SLICE_S = 1.0  # as ClientWire: BLPOPs well under the socket timeout
@@ -78,12 +81,24 @@ class AsyncWire:
             pass
 
 
-def aconnect(url: str, timeout_s: float = 5.0) -> aioredis.Redis:
-    """A redis.asyncio client for ``url``, with the sync client's timeouts.
+def aconnect(url: str, timeout_s: float = 5.0, namespace: str = Keys().namespace
+             ) -> aioredis.Redis:
+    """A redis.asyncio client for ``url`` (every form ``connect`` takes: redis.asyncio's
+    ``Sentinel.master_for`` for a Sentinel group, the master of ``namespace``'s slot on a
+    cluster), with the sync client's timeouts.
 
     Raises:
         ConfigError: the URL cannot be parsed.
     """
+    target = parse_redis_url(url)
+    if target.kind != SINGLE:
+        options = client_options(target, timeout_s, health_check_interval=30)
+        if target.kind == SENTINEL:
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(target.hosts), sentinel_kwargs=sentinel_options(options), **options)
+            client: aioredis.Redis = sentinel.master_for(target.service)
+            return client
+        return async_slot_client(target, options, Keys(namespace).prefix)
     try:
         return aioredis.Redis.from_url(url, socket_timeout=timeout_s + 5,
                                        socket_connect_timeout=timeout_s,

@@ -26,6 +26,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import TransportError
+from ..keys import Keys
+from ..urls import SINGLE, parse_redis_url
+from .connect import client_for, client_options
 
 Command = tuple[Any, ...]  # a command's name and arguments: ("LPOP", key, count)
 RedisClient = redis.Redis  # what ``worker_client`` makes (the worker passes it on unopened)
@@ -51,12 +54,23 @@ def refused(reply: object) -> TypeGuard[Refused]:
     return isinstance(reply, Refused)
 
 
-def worker_client(url: str) -> RedisClient:
+def worker_client(url: str, namespace: str = Keys().namespace) -> RedisClient:
     """A client with one connection and no hidden retries.
 
     redis-py's own retries would resend a pipeline whose first copy may already have popped a
-    message; the worker's loops retry themselves, with a log line and a backoff instead.
+    message; the worker's loops retry themselves, with a log line and a backoff instead. On
+    a Sentinel group or a Redis Cluster (connect.py) each new connection goes to the master
+    of the moment (of ``namespace``'s slot, on a cluster), so a worker follows a failover by
+    reconnecting, as it does after any lost connection.
+
+    Raises:
+        ConfigError: the URL cannot be parsed.
     """
+    target = parse_redis_url(url)
+    if target.kind != SINGLE:
+        return client_for(target, client_options(
+            target, CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0), health_check_interval=0), namespace)
     return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
                                 socket_connect_timeout=CONNECT_TIMEOUT_S,
                                 retry=Retry(NoBackoff(), 0), health_check_interval=0)
@@ -73,6 +87,7 @@ def _refusal(exc: redis.ResponseError) -> Refused:
 class _Connection(Protocol):
     """What ``Wire`` uses of a redis-py connection (whose methods carry no annotations)."""
 
+    def connect(self) -> None: ...
     def pack_commands(self, commands: tuple[Command, ...]) -> list[bytes]: ...
     def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
     def read_response(self) -> Any: ...
@@ -114,6 +129,11 @@ class Pipe:
             # system calls for the two short commands an executor sends per job.
             packed = ([b"".join(map(pack_command, commands))] if pack_command is not None
                       else connection.pack_commands(commands))
+            if getattr(connection, "_sock", None) is None:
+                # Connected here, not by send_packed_command, which goes straight to the
+                # host and port it was made with: a Sentinel's connection learns the
+                # master's address only in connect().
+                connection.connect()
             connection.send_packed_command(packed, check_health=False)
         except redis.RedisError as exc:
             self.reset()

@@ -25,7 +25,7 @@ import redis
 
 from ..keys import CANCEL_TTL_S, RECEIPT_TTL_S, REPLY_TTL_S, Keys
 from .bounded import READ_LISTS, READ_LISTS_SHA, Item, ReadLimits, bounded
-from .connect import translated
+from .connect import master_address, translated
 from .pipe import Command, Commands, Pipe, refused
 
 log = logging.getLogger("fleet.transport")
@@ -226,13 +226,9 @@ class ControllerWire:
     @translated
     def wait_then_read(self, timeout_s: float, intake_n: int, acks_n: int,
                        queues: Iterable[str]) -> Inbox:
-        """Block until a client or worker pushes a wake-up (or ``timeout_s`` passes), then
-        ``read``, in one round trip.
-
-        Redis runs the rest of a pipeline only once its BLPOP returns, so the read sees what
-        the wake-up announced without another trip: a job enqueued into an idle controller
-        reaches its ready list one round trip sooner.
-        """
+        """Block until a wake-up (or ``timeout_s``), then ``read``, in one round trip: Redis
+        runs the rest of a pipeline once its BLPOP returns, so the read sees what the wake-up
+        announced (an enqueue into an idle controller reaches its ready list a trip sooner)."""
         queues = list(queues)
         pipe = self.client.pipeline(transaction=False)
         pipe.blpop([self.keys.wake], timeout=timeout_s)
@@ -279,6 +275,11 @@ class ControllerWire:
         return previous, None if run_id is None else str(run_id)
 
     @translated
+    def master_address(self) -> str | None:
+        """``host:port`` of the master this wire talks to now (None where unknown)."""
+        return master_address(self.client)
+
+    @translated
     def read_ready(self, queues: Iterable[str], limit: int = 8192) -> dict[str, list[bytes]]:
         """The first ``limit`` messages waiting in the ready list of each queue."""
         queues = list(queues)
@@ -303,13 +304,10 @@ class ControllerWire:
     @translated
     def claim_lease(self, value: bytes, ttl_ms: int, claim: Claim, mode: str = FIRST_CLAIM,
                     old: bytes | None = None) -> str:
-        """Take the controller key and the owner record, atomically (one script).
-
-        With ``old``, replace a dead holder's value ``old``; without, only a free key is
-        taken. Returns OK, BUSY (the lease is held), OWNED (another identity owns the
-        namespace, in mode FIRST_CLAIM) or NEWER (the owner record's epoch is above
-        ``claim.epoch``, or equal from another identity).
-        """
+        """Take the controller key and the owner record, atomically (one script); with
+        ``old``, replace a dead holder's value ``old``, else take only a free key. Returns OK,
+        BUSY (held), OWNED (another identity owns the namespace, mode FIRST_CLAIM) or NEWER
+        (the owner's epoch is above ``claim.epoch``, or equal from another identity)."""
         args = [value, ttl_ms, claim.identity, claim.epoch, mode,
                 old or b"", claim.host, claim.pid, claim.data_dir, int(time.time() * 1000)]
         answer = self._claim_script(keys=[self.keys.controller, self.keys.owner], args=args)

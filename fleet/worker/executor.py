@@ -360,7 +360,8 @@ def executor_main(settings: Settings, identity: Identity, slot: int, channel: An
     die_with_parent(parent_pid)
     signal.set_wakeup_fd(-1)
     log = worker_log(__name__, f"{identity.worker_id}/e{slot}")
-    executor = build_executor(settings, identity, worker_client(settings.redis_url), channel, log)
+    client = worker_client(settings.redis_url, settings.namespace)
+    executor = build_executor(settings, identity, client, channel, log)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, executor.stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

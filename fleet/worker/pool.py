@@ -60,9 +60,9 @@ class Supervisor:
         self.identity = identity or Identity.new()
         self.kill_grace_s = kill_grace_s
         self.log = worker_log(__name__, self.identity.worker_id)
-        self.link = SupervisorLink(worker_client(settings.redis_url), Keys(settings.namespace),
-                                   self.identity, settings.heartbeat_s, self.log,
-                                   Seal.of(settings, ACK))
+        self.link = SupervisorLink(worker_client(settings.redis_url, settings.namespace),
+                                   Keys(settings.namespace), self.identity,
+                                   settings.heartbeat_s, self.log, Seal.of(settings, ACK))
         self.handles: dict[int, ExecutorHandle] = {}
         self.respawn_at: dict[int, float] = {}
         self.quick_deaths: dict[int, int] = {}

@@ -207,3 +207,34 @@ def test_a_starting_controller_waits_out_redis_refusing_writes_for_memory(monkey
     endless = Refusing(10**9, "Redis error: OOM command not allowed")
     with pytest.raises(TransportError, match="OOM"):
         fence_module.claim_when_writable(endless, patience_s=0)
+
+
+def test_a_failover_that_restored_an_older_lease_is_reclaimed_not_fatal(wire):
+    """A replica promoted without the last writes holds the previous controller's lease (a
+    lower epoch, same data dir): the controller re-claims as itself instead of exiting."""
+    old = _fence(wire, 4, "a")
+    old.claim()
+    stale = wire.lease_holder()
+    wire.client.delete(KEYS.controller)
+    new = _fence(wire, 5, "a")
+    new.claim()
+    wire.client.set(KEYS.controller, stale, px=5000)  # the failover's rollback
+    wire.client.hset(KEYS.owner, mapping={"identity": "a", "epoch": "4"})
+    assert new.check(wire.lease_holder()) == fence_mod.LOST
+    assert wire.lease_holder() == new.value and wire.owner()["epoch"] == "5"
+    assert new.check(wire.lease_holder()) == fence_mod.HELD
+
+
+def test_a_restored_older_lease_does_not_win_over_a_newer_owner(wire):
+    """The re-claim over an older lease is still refused when the owner record names a
+    newer controller of another data dir."""
+    a = _fence(wire, 4, "a")
+    a.claim()
+    stale = wire.lease_holder()
+    wire.client.delete(KEYS.controller)
+    b = _fence(wire, 5, "b", take_over=True)
+    b.claim()
+    wire.client.hset(KEYS.owner, mapping={"identity": "c", "epoch": "9"})
+    wire.client.set(KEYS.controller, stale, px=5000)
+    with pytest.raises(FencedOutError):
+        b.check(wire.lease_holder())
