@@ -45,13 +45,18 @@ class AsyncShardedClient(AsyncClient):
         self.namespaces = parse_namespaces(namespaces)
         self.namespace = ",".join(self.namespaces)
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
-        shared = redis_client or aconnect(redis_url or settings.redis_url)
+        # One client per namespace, as fleet.sharded: on a Redis Cluster each talks to the
+        # master of its own namespace's slot.
+        url = redis_url or settings.redis_url
+        self._shared = redis_client is not None
         self.shards = [AsyncClient(namespace=ns, receipt_timeout_s=self.receipt_timeout_s,
-                                   settings=settings, redis_client=shared)
+                                   settings=settings,
+                                   redis_client=redis_client or aconnect(url, namespace=ns))
                        for ns in self.namespaces]
 
     async def aclose(self) -> None:
-        await self.shards[0].aclose()  # one connection pool, shared by every shard
+        for shard in self.shards[:1] if self._shared else self.shards:
+            await shard.aclose()
 
     def shard(self, job_id: str) -> AsyncClient:
         """The one-namespace client of the shard that holds ``job_id``."""

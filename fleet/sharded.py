@@ -51,13 +51,18 @@ class ShardedClient(Client):
         self.namespaces = parse_namespaces(namespaces)
         self.namespace = ",".join(self.namespaces)
         self.receipt_timeout_s = receipt_timeout_s or settings.receipt_timeout_s
-        shared = redis_client or connect(redis_url or settings.redis_url)
+        # One client per namespace: on a Redis Cluster each talks to its slot's master
+        # (connect's namespace), so one shared client would be MOVED for the others' keys.
+        url = redis_url or settings.redis_url
+        self._shared = redis_client is not None
         self.shards = [Client(namespace=ns, receipt_timeout_s=self.receipt_timeout_s,
-                              settings=settings, redis_client=shared)
+                              settings=settings,
+                              redis_client=redis_client or connect(url, namespace=ns))
                        for ns in self.namespaces]
 
     def close(self) -> None:
-        self.shards[0].close()  # one connection pool, shared by every shard
+        for shard in self.shards[:1] if self._shared else self.shards:
+            shard.close()
 
     def shard(self, job_id: str) -> Client:
         """The one-namespace client of the shard that holds ``job_id``."""
@@ -89,13 +94,15 @@ class ShardedClient(Client):
     def _send_parts(self, wires: list[dict[str, Any]], parts: dict[int, list[int]],
                     progress: Callable[[int], None] | None) -> list[Receipt]:
         sent = []
+        deadline = time.monotonic() + self.receipt_timeout_s
         for index, positions in parts.items():
             shard = self.shards[index]
             requests = sealed_requests([wires[p] for p in positions], shard.seals[INTAKE],
                                        shard.request_bytes)
-            present = shard.wire.send_requests([body for _, _, body in requests])
+            # Through the shard's _push: a shard whose Redis was reached before retries
+            # across a failover of its slot's master, until the deadline.
+            present = shard._push([body for _, _, body in requests], deadline)
             sent.append((shard, positions, requests, present))
-        deadline = time.monotonic() + self.receipt_timeout_s
         receipts: list[Receipt | None] = [None] * len(wires)
         for shard, positions, requests, present in sent:
             got: list[Receipt] = []

@@ -94,3 +94,31 @@ def test_listing_cursors_walk_shard_after_shard():
     for bad in ("x", "5/", "-1/a"):
         with pytest.raises(ControlError):
             cursor_parts(bad, 2)
+
+
+def test_a_sharded_client_connects_once_per_namespace(monkeypatch):
+    """Each shard gets a connection of its own namespace (on a Redis Cluster: the master of
+    that namespace's slot), not one connection shared by every shard."""
+    import fakeredis
+
+    import fleet
+    import fleet.aio_sharded
+    import fleet.sharded
+
+    asked: list[str] = []
+
+    def fake_connect(url, timeout_s=5.0, namespace="fleet"):
+        asked.append(namespace)
+        return fakeredis.FakeRedis()
+
+    def fake_aconnect(url, timeout_s=5.0, namespace="fleet"):
+        asked.append(namespace)
+        return fakeredis.FakeAsyncRedis()
+
+    monkeypatch.setattr(fleet.sharded, "connect", fake_connect)
+    monkeypatch.setattr(fleet.aio_sharded, "aconnect", fake_aconnect)
+    fleet.Client(redis_url="redis+cluster://127.0.0.1:7000", namespaces=["s0", "s1", "s2"])
+    assert asked == ["s0", "s1", "s2"]
+    asked.clear()
+    fleet.AsyncClient(redis_url="redis+cluster://127.0.0.1:7000", namespaces=["s0", "s1"])
+    assert asked == ["s0", "s1"]
