@@ -54,7 +54,8 @@ bench: $(BENCH_STAMP)
 bench-scale: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_ARGS)
 
-# bench-shards: no-op drain with 1, 2 and 4 namespaces (BENCH_ARGS="--redis-url URL ...").
+# bench-shards: no-op drain with 1, 2 and 4 namespaces (BENCH_ARGS="--redis-url URL ...", or
+# BENCH_ARGS=--cluster for a private Redis Cluster of 3 masters and 3 replicas).
 bench-shards: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/bench_shards.py $(BENCH_ARGS)
 
