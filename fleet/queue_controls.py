@@ -6,14 +6,14 @@ sharded client sends to every shard.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class QueueControls:
     """The queue commands of a client (``request`` is the client's)."""
 
-    def request(self, command: str, timeout_s: float = 10.0, **args: Any) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # defined by Client
+        def request(self, command: str, timeout_s: float = 10.0, **args: Any) -> Any: ...
 
     def pause(self, queue: str) -> dict[str, Any]:
         """Stop dispatching from ``queue`` (running jobs carry on) until ``resume``.

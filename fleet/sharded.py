@@ -9,7 +9,6 @@ every shard and put the answers together.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -105,16 +104,7 @@ class ShardedClient(Client):
             sent.append((shard, positions, requests, present))
         receipts: list[Receipt | None] = [None] * len(wires)
         for shard, positions, requests, present in sent:
-            got: list[Receipt] = []
-            for index, (request_id, ids, _) in enumerate(requests):
-                # Redis lost mid-wait (a failover): the shard's unanswered part is sent again.
-                unanswered = [body for _, _, body in requests[index:]]
-                got.extend(shard._await_receipt(
-                    request_id, ids, deadline, len(positions), present,
-                    functools.partial(shard.wire.send_requests, unanswered)))
-                present = True
-                if progress is not None:
-                    progress(len(ids))
+            got = shard._receipts(requests, deadline, len(positions), present, progress)
             for position, receipt in zip(positions, got, strict=True):
                 receipts[position] = receipt
         return [r for r in receipts if r is not None]

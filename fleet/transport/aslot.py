@@ -16,7 +16,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from ..urls import RedisTarget
-from .slot import REROUTED
+from .slot import REROUTED, moved, pool_arguments
 
 
 class AsyncSlotRouter:
@@ -79,8 +79,7 @@ class AsyncSlotConnection(aioredis.Connection):
         except REROUTED as exc:
             self.router.stale = True
             await self.disconnect()
-            raise redis.ConnectionError(f"slot {self.router.slot} moved: "
-                                        f"{str(exc).splitlines()[0]}") from None
+            raise moved(self.router.slot, exc) from None
 
 
 class AsyncSlotSSLConnection(AsyncSlotConnection, aioredis.SSLConnection):
@@ -90,10 +89,8 @@ class AsyncSlotSSLConnection(AsyncSlotConnection, aioredis.SSLConnection):
 def async_slot_client(target: RedisTarget, options: dict[str, Any], slot_key: str
                       ) -> aioredis.Redis:
     """A redis.asyncio client for the master of ``slot_key``'s slot."""
-    router = AsyncSlotRouter(target, options, slot_key)
-    kwargs = {k: v for k, v in options.items() if k != "ssl"}
-    host, port = target.hosts[0]
     connection_class = AsyncSlotSSLConnection if options.get("ssl") else AsyncSlotConnection
-    pool = aioredis.ConnectionPool(connection_class=connection_class, router=router,
-                                   host=host, port=port, **kwargs)
+    pool = aioredis.ConnectionPool(connection_class=connection_class,
+                                   router=AsyncSlotRouter(target, options, slot_key),
+                                   **pool_arguments(target, options))
     return aioredis.Redis(connection_pool=pool)

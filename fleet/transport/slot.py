@@ -97,23 +97,32 @@ class SlotConnection(redis.Connection):
         except REROUTED as exc:
             self.router.stale = True
             self.disconnect()  # type: ignore[no-untyped-call]
-            raise redis.ConnectionError(f"slot {self.router.slot} moved: "
-                                        f"{str(exc).splitlines()[0]}") from None
+            raise moved(self.router.slot, exc) from None
 
 
 class SlotSSLConnection(SlotConnection, redis.SSLConnection):
     """``SlotConnection`` over TLS."""
 
 
+def moved(slot: int, exc: Exception) -> redis.ConnectionError:
+    """A rerouted reply (MOVED, ASK, CLUSTERDOWN...) as a lost connection: the slot map is
+    stale, and the next connection follows the slot (sync and asyncio alike)."""
+    return redis.ConnectionError(f"slot {slot} moved: {str(exc).splitlines()[0]}")
+
+
+def pool_arguments(target: RedisTarget, options: dict[str, Any]) -> dict[str, Any]:
+    """A slot pool's arguments but its connection class and router (first node, options)."""
+    host, port = target.hosts[0]
+    return {"host": host, "port": port, **{k: v for k, v in options.items() if k != "ssl"}}
+
+
 def slot_pool(target: RedisTarget, options: dict[str, Any], slot_key: str
               ) -> redis.ConnectionPool:
     """A connection pool whose connections go to the master of ``slot_key``'s slot."""
-    router = SlotRouter(target, options, slot_key)
-    kwargs = {k: v for k, v in options.items() if k != "ssl"}
-    host, port = target.hosts[0]
     connection_class = SlotSSLConnection if options.get("ssl") else SlotConnection
-    return redis.ConnectionPool(connection_class=connection_class, router=router, host=host,
-                                port=port, **kwargs)
+    return redis.ConnectionPool(connection_class=connection_class,
+                                router=SlotRouter(target, options, slot_key),
+                                **pool_arguments(target, options))
 
 
 def slot_client(target: RedisTarget, options: dict[str, Any], slot_key: str) -> redis.Redis:
