@@ -148,7 +148,12 @@ class Client(QueueControls):
         Each is a JobSpec (``fleet.spec(...)``, ``task.spec(...)``) or a plain dict in the
         job-file format of ``fleet enqueue --file`` (``{"func": ..., "args": [...]}``).
         """
-        wires = [checked_wire(spec) for spec in specs]
+        return self.enqueue_wires([checked_wire(spec) for spec in specs], progress)
+
+    def enqueue_wires(self, wires: list[dict[str, Any]],
+                      progress: Callable[[int], None] | None = None) -> list[Receipt]:
+        """``enqueue_many`` for wire-form jobs that ``fleet.job.validate_spec`` already passed
+        (``fleet enqueue --file`` checks each line once, naming its line)."""
         with enqueue_span(wires) as span:
             receipts = self._send(wires, progress)
             enqueue_outcome(span, [receipt.status for receipt in receipts])

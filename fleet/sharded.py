@@ -83,7 +83,15 @@ class ShardedClient(Client):
         Raises:
             JobSpecError: a job is invalid, or depends on a parent in another shard.
         """
-        wires = [checked_wire(spec) for spec in specs]
+        return self.enqueue_wires([checked_wire(spec) for spec in specs], progress)
+
+    def enqueue_wires(self, wires: list[dict[str, Any]],
+                      progress: Callable[[int], None] | None = None) -> list[Receipt]:
+        """As ``Client.enqueue_wires``; each shard gets its part.
+
+        Raises:
+            JobSpecError: a job depends on a parent in another shard.
+        """
         parts = split_wires(wires, len(self.shards))
         with enqueue_span(wires) as span:
             receipts = self._send_parts(wires, parts, progress)

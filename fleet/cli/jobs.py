@@ -16,7 +16,7 @@ from ..flow import MAX_EXPIRES_S, MAX_PRIORITY, MIN_PRIORITY
 from ..handles import JobPage
 from ..job import JobSpec, new_job_id, spec_from_file_entry, validate_spec
 from ..protocol.intake import Receipt
-from ..specs import run_at_ms, unique_ids
+from ..specs import checked_wire, run_at_ms, unique_ids
 from ..state import IN_FLIGHT, STATES
 from .common import (
     connection_options,
@@ -142,16 +142,17 @@ def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwarg
     if (allow_failure or pass_results) and not parents:
         raise click.UsageError("--allow-failure and --pass-results need --after ID")
     if job_file:
-        specs = read_job_file(job_file)
+        specs = read_job_file(job_file)  # each checked, naming its line
     else:
         assert func is not None  # the usage check above: FUNC when there is no --file
         spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
                                _not_before_ms(delay, run_at))
         specs = [dataclasses.replace(spec, depends_on=tuple(parents),
                                      allow_failure=allow_failure, pass_results=pass_results)]
+        checked_wire(specs[0])
     specs = [_with_flow(spec, key, priority, expires_s) for spec in specs]
     client = client_from(config_file, **flags)
-    receipts = _send(client, specs)
+    receipts = _send(client, [spec.to_wire() for spec in specs])
     _report(receipts, quiet)
 
 
@@ -215,11 +216,12 @@ def parse_run_at(text: str) -> float:
     return when.timestamp()
 
 
-def _send(client: Client, specs: list[JobSpec]) -> list[Receipt]:
-    if len(specs) < PROGRESS_FROM:
-        return client.enqueue_many(specs)
-    with click.progressbar(length=len(specs), label="enqueueing", file=sys.stderr) as bar:
-        return client.enqueue_many(specs, progress=bar.update)
+def _send(client: Client, wires: list[dict[str, Any]]) -> list[Receipt]:
+    """Send jobs every one of which was checked (``validate_spec``) as it was read."""
+    if len(wires) < PROGRESS_FROM:
+        return client.enqueue_wires(wires)
+    with click.progressbar(length=len(wires), label="enqueueing", file=sys.stderr) as bar:
+        return client.enqueue_wires(wires, progress=bar.update)
 
 
 def _report(receipts: list[Receipt], quiet: bool) -> None:
