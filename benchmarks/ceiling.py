@@ -1,5 +1,6 @@
 """The physical ceiling on this machine: fsyncs per second on this disk, and Redis list
-throughput (``redis-benchmark -t lpush,rpop`` against a private server).
+throughput (``redis-benchmark -t lpush,rpop`` against a private server), and what the
+benchmark's like-for-like job body (one INCR round trip) costs in CPU by itself.
 
     .venv/bin/python benchmarks/ceiling.py [--seconds S] [--dir DIR]
 
@@ -63,6 +64,34 @@ def redis_benchmark(requests: int, pipeline: int) -> dict[str, float]:
     return rates
 
 
+def incr_round_trip(count: int) -> tuple[float, float, float]:
+    """The like-for-like job body alone: ``count`` INCRs, one round trip each, from one
+    redis-py client to a private server. Returns (wall µs, client CPU µs, Redis CPU µs) per
+    INCR: the CPU every system's job spends before any queue adds its own."""
+    import redis  # noqa: PLC0415 - only this measure needs it
+
+    with RedisServer() as server:
+        client = redis.Redis(port=server.port)
+        client.ping()
+        server_pid = int(client.info("server")["process_id"])
+        server_cpu, started_cpu = _cpu_s(server_pid), time.process_time()
+        started = time.perf_counter()
+        for _ in range(count):
+            client.incr("bench:done")
+        wall = time.perf_counter() - started
+        client_cpu = time.process_time() - started_cpu
+        server_cpu = _cpu_s(server_pid) - server_cpu
+        client.close()
+    return wall / count * 1e6, client_cpu / count * 1e6, server_cpu / count * 1e6
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -79,6 +108,9 @@ def main() -> int:
     for pipeline in (1, 16):
         for name, rate in redis_benchmark(200_000, pipeline).items():
             print(f"| redis-benchmark {name}, 8 clients, pipeline {pipeline} | {rate:,.0f}/s |")
+    wall_us, client_us, server_us = incr_round_trip(50_000)
+    print(f"| one INCR round trip (redis-py, one client), CPU per INCR | {wall_us:.0f} µs wall; "
+          f"client {client_us:.0f} µs + Redis {server_us:.0f} µs of CPU |")
     return 0
 
 
