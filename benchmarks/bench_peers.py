@@ -41,9 +41,11 @@ from benchlib import (  # noqa: E402
     Drain,
     System,
     Variant,
+    cpu_ticks,
     loadavg,
     percentile,
     proc_cpu_s,
+    steal_share,
     tree_cpu_s,
     wait_until,
 )
@@ -163,9 +165,13 @@ def one_round(key: str, args: argparse.Namespace, server: RedisServer, r: redis.
 
 def measure(system: System, args: argparse.Namespace, probe: Probe) -> list[dict]:
     drain(system, "incr", WARMUP_JOBS, probe, 120)
+    ticks = cpu_ticks()
     main = drain(system, "incr", args.jobs, probe, args.timeout)
-    log(f"  {system.name}: enqueue {main.enqueue_rate:,.0f}/s, drain {main.drain_rate:,.0f}/s")
-    rows = [{"system": system.name, "kind": "incr", "signal": "counter", "drain": vars(main)}]
+    steal = steal_share(ticks)
+    log(f"  {system.name}: enqueue {main.enqueue_rate:,.0f}/s, drain {main.drain_rate:,.0f}/s "
+        f"(steal {steal:.0%})")
+    rows = [{"system": system.name, "kind": "incr", "signal": "counter", "drain": vars(main),
+             "steal": steal}]
     for variant in system.variants():
         extra = drain(system, variant.kind, args.jobs, probe, args.timeout, variant)
         log(f"  {variant.name}: enqueue {extra.enqueue_rate:,.0f}/s, drain "
@@ -217,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs, "rounds": args.rounds, "rate": args.rate,
             "seconds": args.seconds, "cpus": os.cpu_count(), "python": platform.python_version(),
             "machine": platform.platform()}
+    ticks = cpu_ticks()
     log(f"bench_peers: {args.jobs:,} jobs per drain + {args.jobs // 10:,} 10 ms jobs, "
         f"{args.rounds} round(s), systems {', '.join(keys)}; load {meta['load_before']}")
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append({**row, "round": round_no})
     shutil.rmtree(args.workdir, ignore_errors=True)
     meta["load_after"] = loadavg()
+    meta["steal"] = steal_share(ticks)
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_results(args, meta, runs)
     return 0

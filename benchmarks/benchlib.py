@@ -73,6 +73,24 @@ def loadavg() -> str:
         return " ".join(handle.read().split()[:3])
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all CPU ticks, stolen ticks) of the machine so far, from /proc/stat's ``cpu`` line.
+    On a virtual machine, *steal* is time the host gave this machine's CPUs to someone else:
+    a benchmark that ran while a fifth of the CPU was stolen ran on 1.6 cores, not 2."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def steal_share(since: tuple[int, int]) -> float:
+    """The share of CPU time stolen by the host since ``since`` (a ``cpu_ticks()`` reading)."""
+    total, stolen = cpu_ticks()
+    return (stolen - since[1]) / max(1, total - since[0])
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.02,
                what: str = "condition") -> float:
     """Poll ``condition`` until it holds; returns the seconds waited.

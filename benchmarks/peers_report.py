@@ -151,9 +151,19 @@ def noop_table(s: dict[str, dict]) -> list[str]:
 def _meta_line(meta: dict) -> str:
     return (f"{meta['started']} – {meta['finished']}; {meta['cpus']} CPUs, Python "
             f"{meta['python']}, Redis {meta['redis']}; load average {meta['load_before']} "
-            f"before, {meta['load_after']} after. {meta['jobs']:,} jobs per drain and "
+            f"before, {meta['load_after']} after{_steal(meta)}. {meta['jobs']:,} jobs per "
+            "drain and "
             f"{meta['jobs'] // 10:,} 10 ms jobs per round, {meta['rounds']} round(s), "
             "interleaved; 8 executors each; fleet with fsync `always`.")
+
+
+def _steal(meta: dict) -> str:
+    """The host's share of this machine's CPU during the run (runs before it was measured
+    have none)."""
+    if "steal" not in meta:
+        return ""
+    return (f"; the host took {meta['steal']:.0%} of the CPU time (steal), so every system "
+            f"ran on about {meta['cpus'] * (1 - meta['steal']):.1f} of its {meta['cpus']} CPUs")
 
 
 def tables(s: dict[str, dict]) -> list[str]:

@@ -100,6 +100,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=40_000)
     parser.add_argument("--executors", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--kind", choices=("noop", "incr"), default="noop",
+                        help="the job: no-op, or the like-for-like INCR of a counter")
     parser.add_argument("--out", default=os.path.join(RESULTS, "profile.tmp"))
     parser.add_argument("--spied-executors", type=int, default=4,
                         help="executors recorded (their samples are merged)")
@@ -132,7 +134,7 @@ def main() -> int:
             redis_client = redis.Redis.from_url(server.url)
             redis_client.config_resetstat()
             started = time.perf_counter()
-            system.enqueue("noop", args.jobs)
+            system.enqueue(args.kind, args.jobs)
             wait_until(lambda: system.finished() >= base + args.jobs, 600)
             took = time.perf_counter() - started
             after = [user_system_s(r) for r in roots]
@@ -141,7 +143,7 @@ def main() -> int:
                 s.wait()
         finally:
             system.stop()
-    print(f"{args.jobs} no-op jobs in {took:.2f} s: {args.jobs / took:,.0f} jobs/s (py-spy "
+    print(f"{args.jobs} {args.kind} jobs in {took:.2f} s: {args.jobs / took:,.0f} jobs/s (py-spy "
           "adds some); CPU per job, user + system:")
     for name, a, b in zip(("controller", "worker (supervisor + executors)", "redis-server"),
                           cpu, after, strict=True):

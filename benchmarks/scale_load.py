@@ -32,9 +32,15 @@ def _spread(values: list[float], spec: str = ",.0f") -> str:
 
 def noop_drain(system: FleetSystem, jobs: int) -> float:
     """jobs/s of ``jobs`` no-op jobs enqueued at once, until fleet's record has them all."""
+    return drain(system, jobs, "noop")
+
+
+def drain(system: FleetSystem, jobs: int, kind: str) -> float:
+    """jobs/s of ``jobs`` jobs of ``kind`` (sys_fleet.FUNCS) enqueued at once, until fleet's
+    record has them all."""
     base = system.finished()
     started = time.perf_counter()
-    system.enqueue("noop", jobs)
+    system.enqueue(kind, jobs)
     wait_until(lambda: system.finished() >= base + jobs, 900, 0.02, "no-op drain")
     return jobs / (time.perf_counter() - started)
 
