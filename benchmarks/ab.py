@@ -63,8 +63,8 @@ def run_one(tree: str, jobs: int, executors: int, extra: list[str], kind: str
     # puts the working directory first on sys.path, ahead of PYTHONPATH: started from the
     # other checkout, both sides of the A/B would run that checkout's fleet.
     done = subprocess.run([sys.executable, __file__, "--one", "--jobs", str(jobs),
-                           "--executors", str(executors), "--kind", kind], env=env, capture_output=True,
-                          text=True, check=True, cwd=tree)
+                           "--executors", str(executors), "--kind", kind], env=env,
+                          capture_output=True, text=True, check=True, cwd=tree)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -144,10 +144,8 @@ class Client(QueueControls):
     def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]],
                      progress: Callable[[int], None] | None = None) -> list[Receipt]:
         """Enqueue many jobs (sent in chunks, one round trip); one Receipt per job, in order.
-
         Each is a JobSpec (``fleet.spec(...)``, ``task.spec(...)``) or a plain dict in the
-        job-file format of ``fleet enqueue --file`` (``{"func": ..., "args": [...]}``).
-        """
+        job-file format of ``fleet enqueue --file`` (``{"func": ..., "args": [...]}``)."""
         return self.enqueue_wires([checked_wire(spec) for spec in specs], progress)
 
     def enqueue_wires(self, wires: list[dict[str, Any]],
@@ -155,16 +153,12 @@ class Client(QueueControls):
         """``enqueue_many`` for wire-form jobs that ``fleet.job.validate_spec`` already passed
         (``fleet enqueue --file`` checks each line once, naming its line)."""
         with enqueue_span(wires) as span:
-            receipts = self._send(wires, progress)
+            requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
+            deadline = time.monotonic() + self.receipt_timeout_s
+            present = self._push([body for *_, body in requests], deadline) if requests else True
+            receipts = self._receipts(requests, deadline, len(wires), present, progress)
             enqueue_outcome(span, [receipt.status for receipt in receipts])
         return receipts
-
-    def _send(self, wires: list[dict[str, Any]], progress: Callable[[int], None] | None
-              ) -> list[Receipt]:
-        requests = sealed_requests(wires, self.seals[INTAKE], self.request_bytes)
-        deadline = time.monotonic() + self.receipt_timeout_s
-        present = self._push([body for _, _, body in requests], deadline) if requests else True
-        return self._receipts(requests, deadline, len(wires), present, progress)
 
     def _receipts(self, requests: list[tuple[str, list[str], bytes]], deadline: float,
                   total: int, present: bool, progress: Callable[[int], None] | None

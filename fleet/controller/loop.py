@@ -31,7 +31,7 @@ from ..config import Settings
 from ..errors import TransportError
 from ..keys import Keys
 from ..metrics import Metrics, serve
-from ..state import JobRecord
+from ..state import JobRecord, JobTable
 from ..state import events as ev
 from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
 from ..wal import RecoveryReport, WalOptions, open_log
@@ -65,8 +65,8 @@ IDLE_WAIT_S = 0.05
 # stays prompt: a delayed job starts within a few ms of its time rather than up to 100 ms late.
 REDIS_TICK_S = 0.1
 DUE_SLICE_S = 0.005
-# Under load, a step that read only a few acks is followed by a pause that lets the next ones
-# gather: fewer, bigger steps (each has a fixed cost: a round trip, a commit, an fsync) leave
+# Under load, when the next step's read holds only a few acks, a pause lets more of them
+# gather first: fewer, bigger steps (each has a fixed cost: a round trip, a commit, an fsync) leave
 # the CPU to the executors. Only while twice as many jobs as live executors are in flight (in
 # Redis or prefetched), so no executor idles for it; at light load the controller steps at
 # once.
@@ -81,8 +81,7 @@ class Controller:
                  clock: Any = None, fork_snapshots: bool = True) -> None:
         self.settings = settings
         self.keys = Keys(settings.namespace)
-        # Leases, due times and retention follow the run clock, never a wall-clock step; a
-        # test may pass any clock of its own (a RunClock over a fake pair to step the wall).
+        # The run clock drives leases, due times and retention (a test may pass its own).
         self.clock = clock if clock is not None else RunClock()
         self.metrics = Metrics()
         self.log = open_log(settings.data_dir, WalOptions(
@@ -110,7 +109,6 @@ class Controller:
         self._cancels: list[tuple[str, str]] = []
         self._withdrawn: list[tuple[str, bytes]] = []
         self._inbox: Inbox | None = None  # read along with the last write, for the next step
-        self._gather = False  # pause before the next step (GATHER_S)
         self._inbox_ms = 0  # when that read was sent
         self.retention = Retention(self.journal.table, settings.retention_s, self.clock())
         self.committer = GroupCommit(self.journal, self.log.writer, self.metrics,
@@ -119,8 +117,7 @@ class Controller:
             settings, self.clock, self.wire, self.journal, self.log, self.metrics, self.gate,
             self.liveness, self.reconciler, self.healer, self.retention,
             Snapshots(settings, self.log, self.metrics, files, fork_snapshots),
-            self.committer.commit,
-            self._heal_again, self._drop_counts)
+            self.committer.commit, self._heal_again, self._drop_counts)
         self.snapshots = self.housekeeping.snapshots.taker
         self.housekeeping.buckets = self.dispatcher.buckets
         self.malformed_control = 0
@@ -162,7 +159,7 @@ class Controller:
             try:
                 if not self.step():
                     self._idle()
-                elif self._gather:
+                elif _gathers(self._inbox, self.journal.table, self.liveness.executors):
                     time.sleep(GATHER_S)
                 if self._redis_down_since is not None:
                     self._redis_down_since = None
@@ -258,8 +255,6 @@ class Controller:
         out.withdrawn, self._withdrawn = self._withdrawn, []
         self.committer.commit()
         worked = not inbox.empty or bool(out.messages) or bool(lapsed)
-        self._gather = worked and len(inbox.acks) < GATHER_BELOW and len(
-            self.journal.table.in_flight) >= 2 * max(1, self.liveness.executors)
         try:
             if worked:
                 # More is probably waiting: read it in the same round trip as this write.
@@ -306,8 +301,7 @@ class Controller:
         job = cast(JobRecord, self.journal.table.get(job_id))
         self._withdrawn.append((self.keys.ready(job.queue), self.dispatcher.message(
             job, job.attempt, cast(int, job.dispatched_ms))))
-        self._cancels.extend((worker_id, job_id)
-                             for worker_id in self.liveness.may_run(job_id))
+        self._cancels.extend((worker_id, job_id) for worker_id in self.liveness.may_run(job_id))
 
     @property
     def served_queues(self) -> set[str]:
@@ -323,12 +317,18 @@ class Controller:
         """The stale and malformed messages the parts counted, by counter name."""
         return {"stale": self.reconciler.stale_acks, "rejected": self.intake.counts["rejected"],
                 "intake": self.intake.malformed, "acks": self.reconciler.malformed_acks,
-                "control": self.malformed_control,
-                "heartbeat": self.liveness.malformed_beats}
+                "control": self.malformed_control, "heartbeat": self.liveness.malformed_beats}
 
     def status(self, now: int) -> dict[str, Any]:
         from .status import build_status
         return build_status(self, now)
+
+
+def _gathers(inbox: Inbox | None, table: JobTable, executors: int) -> bool:
+    """Whether to pause GATHER_S before the step that will take ``inbox`` (read along with
+    the last step's write)."""
+    return inbox is not None and len(inbox.acks) < GATHER_BELOW \
+        and len(table.in_flight) >= 2 * max(1, executors)
 
 
 def _report_recovery(report: RecoveryReport, metrics: Metrics) -> None:

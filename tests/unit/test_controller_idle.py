@@ -59,3 +59,41 @@ def test_a_time_already_due_but_not_acted_on_does_not_spin(controller):
     delay(controller, "now", 0)
     controller._idle()
     assert controller.waits == [("blpop", 0.001)]
+
+
+class _Flight:
+    def __init__(self, jobs: int) -> None:
+        self.in_flight = dict.fromkeys(range(jobs))
+
+
+@pytest.mark.parametrize(("acks", "in_flight", "executors", "pauses"), [
+    (3, 16, 8, True),      # loaded: every executor has work out, few acks read yet
+    (3, 15, 8, False),     # fewer than two jobs per executor out: one might idle
+    (63, 100, 8, True),
+    (64, 100, 8, False),   # the read is already a big batch: step at once
+    (0, 2, 0, True),       # before any heartbeat, executors count as one
+    (0, 1, 0, False),      # light load: one job out
+])
+def test_the_controller_pauses_between_steps_only_under_load(acks, in_flight, executors, pauses):
+    inbox = loop.Inbox(acks=[b"a"] * acks)
+    assert loop._gathers(inbox, _Flight(in_flight), executors) is pauses
+    assert loop._gathers(None, _Flight(in_flight), executors) is False
+
+
+def test_run_sleeps_the_gather_pause_after_a_busy_step_and_none_after_a_light_one(controller):
+    steps = iter([True, True, False])
+    in_flight = iter([0, 50, 0, 0])
+
+    def step() -> bool:
+        controller.journal.table.in_flight = dict.fromkeys(range(next(in_flight)))
+        controller._inbox = loop.Inbox()
+        worked = next(steps, None)
+        if worked is None:
+            controller.stopping = True
+            return True
+        return worked
+
+    controller.step = step
+    controller._idle = lambda: controller.waits.append(("idle", 0))
+    controller.run()
+    assert controller.waits == [("sleep", loop.GATHER_S), ("idle", 0)]
