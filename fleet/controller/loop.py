@@ -10,6 +10,9 @@ Each iteration (``step``):
 3. **commit** — one WAL frame and one fsync for the whole batch (group commit);
 4. **write** — one pipeline sends receipts, replies and messages and trims what was read;
    when the iteration did work, the same pipeline also does the next iteration's read.
+   Under load, when that read holds only a few acks, the loop pauses ``GATHER_S`` before the
+   next step so that the acks arriving meanwhile are taken together (docs/performance.md,
+   "Round 3").
 
 Nothing leaves Redis and nothing is told to anyone before step 3 returned. Healing (heal.py)
 runs within step 2; heartbeats, compaction and snapshots run on their own cadence after step 4
