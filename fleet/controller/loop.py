@@ -69,12 +69,14 @@ IDLE_WAIT_S = 0.05
 REDIS_TICK_S = 0.1
 DUE_SLICE_S = 0.005
 # Under load, when the next step's read holds only a few acks, a pause lets more of them
-# gather first: fewer, bigger steps (each has a fixed cost: a round trip, a commit, an fsync) leave
-# the CPU to the executors. Only while twice as many jobs as live executors are in flight (in
-# Redis or prefetched), so no executor idles for it; at light load the controller steps at
-# once.
+# gather first: fewer, bigger steps (each has a fixed cost: a round trip, a commit, an fsync)
+# leave the CPU to the executors. Only while jobs are dispatched at GATHER_FROM_PER_S or more
+# (slow jobs, or a light load, leave nothing to gather: a client's next request would only
+# wait) and twice as many jobs as live executors are in flight (in Redis or prefetched), so no
+# executor idles for it.
 GATHER_S = 0.004
 GATHER_BELOW = 64
+GATHER_FROM_PER_S = 2000
 
 
 class Controller:
@@ -162,7 +164,8 @@ class Controller:
             try:
                 if not self.step():
                     self._idle()
-                elif _gathers(self._inbox, self.journal.table, self.liveness.executors):
+                elif _gathers(self._inbox, self.journal.table, self.liveness.executors,
+                              self.dispatcher.total_rate_per_s):
                     time.sleep(GATHER_S)
                 if self._redis_down_since is not None:
                     self._redis_down_since = None
@@ -327,11 +330,11 @@ class Controller:
         return build_status(self, now)
 
 
-def _gathers(inbox: Inbox | None, table: JobTable, executors: int) -> bool:
+def _gathers(inbox: Inbox | None, table: JobTable, executors: int, rate_per_s: float) -> bool:
     """Whether to pause GATHER_S before the step that will take ``inbox`` (read along with
-    the last step's write)."""
-    return inbox is not None and len(inbox.acks) < GATHER_BELOW \
-        and len(table.in_flight) >= 2 * max(1, executors)
+    the last step's write), with jobs dispatched at ``rate_per_s`` lately."""
+    return inbox is not None and rate_per_s >= GATHER_FROM_PER_S \
+        and len(inbox.acks) < GATHER_BELOW and len(table.in_flight) >= 2 * max(1, executors)
 
 
 def _report_recovery(report: RecoveryReport, metrics: Metrics) -> None:

@@ -66,18 +66,20 @@ class _Flight:
         self.in_flight = dict.fromkeys(range(jobs))
 
 
-@pytest.mark.parametrize(("acks", "in_flight", "executors", "pauses"), [
-    (3, 16, 8, True),      # loaded: every executor has work out, few acks read yet
-    (3, 15, 8, False),     # fewer than two jobs per executor out: one might idle
-    (63, 100, 8, True),
-    (64, 100, 8, False),   # the read is already a big batch: step at once
-    (0, 2, 0, True),       # before any heartbeat, executors count as one
-    (0, 1, 0, False),      # light load: one job out
+@pytest.mark.parametrize(("acks", "in_flight", "executors", "rate", "pauses"), [
+    (3, 16, 8, 5000, True),     # loaded: every executor has work out, few acks read yet
+    (3, 15, 8, 5000, False),    # fewer than two jobs per executor out: one might idle
+    (63, 100, 8, 5000, True),
+    (64, 100, 8, 5000, False),  # the read is already a big batch: step at once
+    (0, 2, 0, 5000, True),      # before any heartbeat, executors count as one
+    (0, 1, 0, 5000, False),     # one job out
+    (0, 500, 8, 1999, False),   # slow jobs: many out, few acks a second, nothing to gather
 ])
-def test_the_controller_pauses_between_steps_only_under_load(acks, in_flight, executors, pauses):
+def test_the_controller_pauses_between_steps_only_under_load(acks, in_flight, executors, rate,
+                                                             pauses):
     inbox = loop.Inbox(acks=[b"a"] * acks)
-    assert loop._gathers(inbox, _Flight(in_flight), executors) is pauses
-    assert loop._gathers(None, _Flight(in_flight), executors) is False
+    assert loop._gathers(inbox, _Flight(in_flight), executors, rate) is pauses
+    assert loop._gathers(None, _Flight(in_flight), executors, rate) is False
 
 
 def test_run_sleeps_the_gather_pause_after_a_busy_step_and_none_after_a_light_one(controller):
@@ -93,6 +95,7 @@ def test_run_sleeps_the_gather_pause_after_a_busy_step_and_none_after_a_light_on
             return True
         return worked
 
+    controller.dispatcher.total_rate_per_s = 5000.0
     controller.step = step
     controller._idle = lambda: controller.waits.append(("idle", 0))
     controller.run()
