@@ -68,12 +68,12 @@ IDLE_WAIT_S = 0.05
 # stays prompt: a delayed job starts within a few ms of its time rather than up to 100 ms late.
 REDIS_TICK_S = 0.1
 DUE_SLICE_S = 0.005
-# Under load, when the next step's read holds only a few acks, a pause lets more of them
-# gather first: fewer, bigger steps (each has a fixed cost: a round trip, a commit, an fsync)
-# leave the CPU to the executors. Only while jobs are dispatched at GATHER_FROM_PER_S or more
-# (slow jobs, or a light load, leave nothing to gather: a client's next request would only
-# wait) and twice as many jobs as live executors are in flight (in Redis or prefetched), so no
-# executor idles for it.
+# Under load, when the next step's read holds only a few acks and no client request, a pause
+# lets more acks gather first: fewer, bigger steps (each has a fixed cost: a round trip, a
+# commit, an fsync) leave the CPU to the executors. Only while jobs are dispatched at
+# GATHER_FROM_PER_S or more (slow jobs, or a light load, leave nothing to gather) and twice as
+# many jobs as live executors are in flight (in Redis or prefetched), so no executor idles
+# for it.
 GATHER_S = 0.004
 GATHER_BELOW = 64
 GATHER_FROM_PER_S = 2000
@@ -165,7 +165,7 @@ class Controller:
                 if not self.step():
                     self._idle()
                 elif _gathers(self._inbox, self.journal.table, self.liveness.executors,
-                              self.dispatcher.total_rate_per_s):
+                              self.dispatcher.total_rate_per_s, self.settings.batch_size):
                     time.sleep(GATHER_S)
                 if self._redis_down_since is not None:
                     self._redis_down_since = None
@@ -330,11 +330,15 @@ class Controller:
         return build_status(self, now)
 
 
-def _gathers(inbox: Inbox | None, table: JobTable, executors: int, rate_per_s: float) -> bool:
+def _gathers(inbox: Inbox | None, table: JobTable, executors: int, rate_per_s: float,
+             batch_size: int) -> bool:
     """Whether to pause GATHER_S before the step that will take ``inbox`` (read along with
-    the last step's write), with jobs dispatched at ``rate_per_s`` lately."""
-    return inbox is not None and rate_per_s >= GATHER_FROM_PER_S \
-        and len(inbox.acks) < GATHER_BELOW and len(table.in_flight) >= 2 * max(1, executors)
+    the last step's write), with jobs dispatched at ``rate_per_s`` lately: never when it holds
+    a client's request (a receipt or a reply would wait) or a full read of acks."""
+    if inbox is None or inbox.intake or inbox.control or rate_per_s < GATHER_FROM_PER_S:
+        return False
+    return len(inbox.acks) < min(GATHER_BELOW, batch_size) \
+        and len(table.in_flight) >= 2 * max(1, executors)
 
 
 def _report_recovery(report: RecoveryReport, metrics: Metrics) -> None:

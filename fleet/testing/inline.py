@@ -106,7 +106,11 @@ class InlineClient(Client):
     def enqueue_many(self, specs: Sequence[JobSpec | dict[str, Any]],
                      progress: Callable[[int], None] | None = None) -> list[Receipt]:
         """Accept the jobs (``accepted`` / ``duplicate``), then run them; one Receipt each."""
-        wires = [checked_wire(spec) for spec in specs]
+        return self.enqueue_wires([checked_wire(spec) for spec in specs], progress)
+
+    def enqueue_wires(self, wires: list[dict[str, Any]],
+                      progress: Callable[[int], None] | None = None) -> list[Receipt]:
+        """``enqueue_many`` for wire-form jobs (each is checked again as it is accepted)."""
         with self._lock:
             receipts = [self._accept(wire) for wire in wires]
             self._run_ready()

@@ -78,8 +78,18 @@ class _Flight:
 def test_the_controller_pauses_between_steps_only_under_load(acks, in_flight, executors, rate,
                                                              pauses):
     inbox = loop.Inbox(acks=[b"a"] * acks)
-    assert loop._gathers(inbox, _Flight(in_flight), executors, rate) is pauses
-    assert loop._gathers(None, _Flight(in_flight), executors, rate) is False
+    assert loop._gathers(inbox, _Flight(in_flight), executors, rate, 1000) is pauses
+    assert loop._gathers(None, _Flight(in_flight), executors, rate, 1000) is False
+
+
+def test_no_pause_when_the_next_read_holds_a_client_request_or_a_full_batch():
+    loaded = _Flight(100)
+    assert loop._gathers(loop.Inbox(acks=[b"a"]), loaded, 8, 5000, 1000)
+    # a receipt or a control reply would wait out the pause
+    assert not loop._gathers(loop.Inbox(acks=[b"a"], intake=[b"r"]), loaded, 8, 5000, 1000)
+    assert not loop._gathers(loop.Inbox(control=[b"c"]), loaded, 8, 5000, 1000)
+    # a read cut at batch_size is a backlog, not a trickle
+    assert not loop._gathers(loop.Inbox(acks=[b"a"] * 10), loaded, 8, 5000, 10)
 
 
 def test_run_sleeps_the_gather_pause_after_a_busy_step_and_none_after_a_light_one(controller):
