@@ -15,6 +15,8 @@ from .handles import JobPage
 from .job import JobSpec
 from .protocol.intake import Receipt
 from .shards import (
+    BY_ID,
+    BY_IDS,
     cursor_parts,
     dead_merged,
     merge,
@@ -29,9 +31,6 @@ from .shards import (
 from .specs import checked_wire
 from .tracing import enqueue_outcome, enqueue_span
 from .transport.aio import AsyncRedisClient, aconnect
-
-_BY_ID = frozenset({"job"})
-_BY_IDS = frozenset({"cancel", "dead_retry"})
 
 
 class AsyncShardedClient(AsyncClient):
@@ -91,9 +90,9 @@ class AsyncShardedClient(AsyncClient):
 
     async def request(self, command: str, timeout_s: float = 10.0, **args: Any) -> Any:
         """As ``ShardedClient.request``, the shards asked at once."""
-        if command in _BY_ID and isinstance(args.get("id"), str):
+        if command in BY_ID and isinstance(args.get("id"), str):
             return await self.shard(args["id"]).request(command, timeout_s, **args)
-        if command in _BY_IDS and isinstance(args.get("ids"), list):
+        if command in BY_IDS and isinstance(args.get("ids"), list):
             parts = split_ids(args["ids"], len(self.shards))
             return merge(await asyncio.gather(*(
                 self.shards[i].request(command, timeout_s, **{**args, "ids": ids})

@@ -20,6 +20,8 @@ from .job import JobSpec
 from .protocol.intake import Receipt, sealed_requests
 from .protocol.signing import INTAKE
 from .shards import (
+    BY_ID,
+    BY_IDS,
     cursor_parts,
     dead_merged,
     merge,
@@ -34,10 +36,6 @@ from .shards import (
 from .specs import checked_wire
 from .tracing import enqueue_outcome, enqueue_span
 from .transport import connect
-
-# Requests that name one job, and those that name several (split by shard).
-_BY_ID = frozenset({"job"})
-_BY_IDS = frozenset({"cancel", "dead_retry"})
 
 
 class ShardedClient(Client):
@@ -122,9 +120,9 @@ class ShardedClient(Client):
     def request(self, command: str, timeout_s: float = 10.0, **args: Any) -> Any:
         """As ``Client.request``: to the shard of ``id``, to the shards of ``ids``, else to
         every shard, with the answers merged (``fleet.shards.merge``)."""
-        if command in _BY_ID and isinstance(args.get("id"), str):
+        if command in BY_ID and isinstance(args.get("id"), str):
             return self.shard(args["id"]).request(command, timeout_s, **args)
-        if command in _BY_IDS and isinstance(args.get("ids"), list):
+        if command in BY_IDS and isinstance(args.get("ids"), list):
             parts = split_ids(args["ids"], len(self.shards))
             return merge([self.shards[i].request(command, timeout_s, **{**args, "ids": ids})
                           for i, ids in parts.items()] or [{}])

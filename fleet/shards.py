@@ -22,6 +22,11 @@ from .job import new_job_id
 MAX_NAMESPACES = 1024
 _BAD_CHARS = "{}: \t,"
 
+# Control requests that name one job (routed to its shard), and those that name several
+# (split by shard); both sharded clients, sync and async, route by these.
+BY_ID = frozenset({"job"})
+BY_IDS = frozenset({"cancel", "dead_retry"})
+
 
 def parse_namespaces(value: str | Iterable[str]) -> tuple[str, ...]:
     """The namespaces of ``--namespaces s0,s1`` or of a list, checked.
