@@ -101,11 +101,17 @@ class Injector:
         old.kill9()
         started = time.monotonic()
         self.controller = self._start_controller(wait=False)
-        try:
-            self.local.wait_ready(self.controller, timeout_s=120)
-        except RuntimeError as exc:  # the watchdog starts another and records the exit
-            return f"killed pid {old.pid}; the new controller did not come up: " + \
-                str(exc).splitlines()[0]
+        while True:
+            try:
+                self.local.wait_ready(self.controller, timeout_s=1)
+                break
+            except RuntimeError as exc:  # the watchdog starts another and records the exit
+                # A fault still on (Redis refusing writes, a stopped worker) ends on time:
+                # the new controller cannot answer before an OOM is lifted.
+                self._run_due()
+                if not self.controller.alive() or time.monotonic() - started > 120:
+                    return f"killed pid {old.pid}; the new controller did not come up: " + \
+                        str(exc).splitlines()[0]
         answered_ms = (time.monotonic() - started) * 1000
         match = RECOVERED_RE.search(self.controller.tail(400))
         self.log.restarts.append(Restart(answered_ms, int(match.group(1)) if match else None))
@@ -205,11 +211,14 @@ class Injector:
 
     def tick(self) -> None:
         """Run the second halves that are due; start a controller again if one died."""
+        self._run_due()
+        self._watch_controller()
+
+    def _run_due(self) -> None:
         now = time.monotonic()
         for item in [item for item in self._later if item[0] <= now]:
             self._later.remove(item)
             self.log.later.append((item[1], item[2]()))
-        self._watch_controller()
 
     def _watch_controller(self) -> None:
         proc = self.controller
