@@ -17,6 +17,7 @@ key                        type     written by                   read by
 {ns}:control               list     CLI / API (RPUSH)            controller (EVAL, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
+{ns}:taken:<worker>:<e>    list     executor e (RPUSH, LREM)     controller (LREM at a lapse)
 {ns}:wake                  list     clients, CLI, executors      controller (BLPOP when idle, DEL)
 {ns}:generation            string   controller (SET … GET)       controller (rollback check)
 =========================  =======  ===========================  ============================
@@ -33,6 +34,7 @@ RECEIPT_TTL_S = 300
 REPLY_TTL_S = 60
 WORKER_TTL_S = 10
 CANCEL_TTL_S = 60
+TAKEN_TTL_S = 3600  # at least; a worker makes it 4 of its leases when those are longer
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,7 @@ class Keys:
 
     def cancel(self, worker_id: str) -> str:
         return self.prefix + "cancel:" + worker_id
+
+    def taken(self, worker_id: str, slot: int) -> str:
+        """The prefetched messages executor ``slot`` of ``worker_id`` holds unstarted."""
+        return f"{self.prefix}taken:{worker_id}:{slot}"

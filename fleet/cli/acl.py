@@ -23,8 +23,9 @@ ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
          "del", "exists", "expire", "pexpire", "pttl", "hget", "hset", "hgetall", "smembers",
          "srem", "eval", "evalsha", "script|load", "info", "ping")),
     "worker": (
-        ("ready:*", "acks", "wake", "workers", "worker:*", "cancel:*"),
-        ("lpop", "blpop", "rpush", "llen", "sadd", "srem", "set", "ping")),
+        ("ready:*", "acks", "wake", "workers", "worker:*", "cancel:*", "taken:*"),
+        ("lpop", "blpop", "rpush", "llen", "sadd", "srem", "set", "lrem", "pexpire",
+         "ping")),
     # Clients and the dashboard read the controller's lease (GET / EXISTS) to say at once that
     # nobody serves the namespace, rather than wait out a receipt or reply.
     "client": (

@@ -33,6 +33,10 @@ from .sightings import Sightings
 
 log = logging.getLogger("fleet.controller")
 
+# The executors of a stopped worker whose taken lists are searched (its heartbeat says how
+# many it ran; a larger count is not believed, so that one beat cannot cost a lapse more).
+MAX_TAKEN_SLOTS = 256
+
 
 class Witness:
     """What the heartbeats say about who may hold a job whose message is gone from Redis.
@@ -45,7 +49,8 @@ class Witness:
     beating after the job was dispatched and after its message was last seen waiting in its
     ready list (``Sightings``; until its next heartbeat was due, it may have popped it).
     Workers that stopped are remembered for a few leases, long enough for every job they
-    could have taken to lapse.
+    could have taken to lapse. What such a worker's executors prefetched and never started
+    is in their taken lists (``unstarted_keys``; executor.py): a job found there did not run.
     """
 
     def __init__(self, lease_ms: int, heartbeat_ms: int) -> None:
@@ -54,7 +59,8 @@ class Witness:
         self.sightings = Sightings()
         self.live: set[str] = set()
         self.holders: dict[str, tuple[int, str]] = {}  # job id -> (attempt, worker id)
-        self.workers: dict[str, tuple[int, frozenset[str] | None]] = {}  # -> (seen, queues)
+        # worker id -> (when seen, queues, executors)
+        self.workers: dict[str, tuple[int, frozenset[str] | None, int]] = {}
 
     def observe(self, live_beats: Iterable[dict[str, Any]], now_ms: int,
                 in_flight: Mapping[str, JobRecord]) -> None:
@@ -65,7 +71,8 @@ class Witness:
             if not isinstance(worker_id, str):
                 continue
             live.add(worker_id)
-            self.workers[worker_id] = (now_ms, None if queues is None else frozenset(queues))
+            self.workers[worker_id] = (now_ms, None if queues is None else frozenset(queues),
+                                       beat.get("executors") or 0)
             for entry in beat.get("jobs") or ():
                 self.holders[entry[0]] = (entry[1], worker_id)
         self.live = live
@@ -81,15 +88,28 @@ class Witness:
         held = self.holders.get(job.id)
         if held is not None and held[0] == job.attempt:
             return held[1] not in self.live
+        return bool(self._takers(job))
+
+    def unstarted_keys(self, job: JobRecord, keys: Keys) -> list[str]:
+        """The taken lists where ``job``'s message is if a worker that stopped beating took
+        it and never started it. None when a heartbeat named it running: it started."""
+        held = self.holders.get(job.id)
+        if held is not None and held[0] == job.attempt:
+            return []
+        return [keys.taken(worker_id, slot) for worker_id, executors in self._takers(job)
+                for slot in range(min(executors, MAX_TAKEN_SLOTS))]
+
+    def _takers(self, job: JobRecord) -> list[tuple[str, int]]:
+        """``(worker id, executors)`` of the stopped workers that may have popped ``job``."""
         dispatched_ms = job.dispatched_ms or 0
         # A worker last heard at ``seen_ms`` may live until its next heartbeat is due (and
         # one more, for a late beat): a message seen waiting after that was not its to pop.
         waiting_ms = self.sightings.seen_waiting_ms(job.queue, job.id, job.attempt)
         popped_after_ms = (waiting_ms or 0) - 2 * self.heartbeat_ms
-        return any(worker_id not in self.live and seen_ms >= dispatched_ms
-                   and seen_ms >= popped_after_ms
-                   and (queues is None or job.queue in queues)
-                   for worker_id, (seen_ms, queues) in self.workers.items())
+        return [(worker_id, executors)
+                for worker_id, (seen_ms, queues, executors) in self.workers.items()
+                if worker_id not in self.live and seen_ms >= dispatched_ms
+                and seen_ms >= popped_after_ms and (queues is None or job.queue in queues)]
 
 
 class Phase(Enum):

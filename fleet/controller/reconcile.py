@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
@@ -35,6 +35,7 @@ SILENT_BEATS = 3
 # worker's ``RedisHealth`` backoff): its first heartbeat after Redis recovers can come this late.
 WORKER_RETRY_MAX_MS = 2000
 LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
+UNSTARTED_REASON = "prefetched by a worker that stopped before starting it"
 
 
 class Reconciler:
@@ -182,7 +183,8 @@ class Reconciler:
         self._scanned_ms, self._quiet_until_ms = now_ms, 0 if found else earliest
         return found
 
-    def expire(self, lapsed: list[JobRecord], still_queued: list[bool], now_ms: int) -> None:
+    def expire(self, lapsed: list[JobRecord], still_queued: list[bool], now_ms: int,
+               unstarted: Callable[[list[JobRecord]], set[str]] | None = None) -> None:
         """Record the end of each lapsed lease.
 
         ``still_queued[i]`` says the job's message was still in its ready list (and has just
@@ -191,9 +193,12 @@ class Reconciler:
         have popped it just now). Then it is a failed attempt (EXPIRE) only if a worker may
         have held it and died (``Witness.may_hold``); otherwise Redis lost the message (a
         list deleted, evicted, rolled back) or the ack, and the job goes back to pending
-        without a failure, to be dispatched again as a new attempt.
+        without a failure, to be dispatched again as a new attempt. ``unstarted`` takes the
+        jobs about to be charged and returns the ids of those found in a stopped worker's
+        taken lists (prefetched, never started): they go back to pending uncharged too.
         """
         lost = 0
+        charged: list[JobRecord] = []
         self._quiet_until_ms = 0  # the graces below end sooner than a lease
         for job, queued in zip(lapsed, still_queued, strict=True):
             if queued:
@@ -216,14 +221,26 @@ class Reconciler:
                 lost += self.journal.record(ev.released(job.id, job.attempt, LOST_REASON,
                                                         now_ms))
                 continue
-            retry_at = retry_at_ms(now_ms, job.failures, self.options.backoff_base_s,
-                                   self.options.backoff_max_s, self.rng)
-            if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
-                log.info("lease of %s attempt %d expired", job.id, job.attempt)
+            charged.append(job)
+        self._charge(charged, unstarted(charged) if unstarted and charged else set(), now_ms)
         if lost:
             self.lost_messages += lost
             log.warning("%d jobs lost their message or ack in Redis (no worker held them): "
                         "dispatching them again, not counted as failures", lost)
+
+    def _charge(self, jobs: list[JobRecord], unstarted: set[str], now_ms: int) -> None:
+        """A failed attempt (EXPIRE) for each of ``jobs``, but those in ``unstarted``."""
+        for job in jobs:
+            if job.id in unstarted:
+                self.journal.record(ev.released(job.id, job.attempt, UNSTARTED_REASON, now_ms))
+                continue
+            retry_at = retry_at_ms(now_ms, job.failures, self.options.backoff_base_s,
+                                   self.options.backoff_max_s, self.rng)
+            if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
+                log.info("lease of %s attempt %d expired", job.id, job.attempt)
+        if unstarted:
+            log.warning("%d jobs were prefetched by workers that stopped before starting "
+                        "them: dispatching them again, not counted as failures", len(unstarted))
 
     def redis_trouble(self, now_ms: int) -> None:
         """The controller got a Redis error: the workers' heartbeats may be refused too."""
@@ -267,12 +284,25 @@ def expire_lapsed(reconciler: Reconciler, wire: ControllerWire, keys: Keys,
     lapsed = reconciler.lapsed(now_ms)
     if lapsed:
         # In flight, so dispatched: dispatched_ms is set.
-        removed = wire.remove([
-            (keys.ready(job.queue),
-             dispatcher.message(job, job.attempt, cast(int, job.dispatched_ms)))
-            for job in lapsed])
-        reconciler.expire(lapsed, removed, now_ms)
+        removed = wire.remove([(keys.ready(job.queue), _message(dispatcher, job))
+                               for job in lapsed])
+
+        def unstarted(jobs: list[JobRecord]) -> set[str]:
+            searched = [(job.id, key, _message(dispatcher, job)) for job in jobs
+                        for key in reconciler.witness.unstarted_keys(job, keys)]
+            if not searched:
+                return set()
+            found = wire.remove([(key, message) for _, key, message in searched])
+            return {job_id for (job_id, _, _), hit in zip(searched, found, strict=True)
+                    if hit}
+
+        reconciler.expire(lapsed, removed, now_ms, unstarted)
     return len(lapsed)
+
+
+def _message(dispatcher: Dispatcher, job: JobRecord) -> bytes:
+    """The message dispatched for ``job``'s current attempt (in flight: dispatched_ms set)."""
+    return dispatcher.message(job, job.attempt, cast(int, job.dispatched_ms))
 
 
 

@@ -14,7 +14,10 @@ no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an execu
 prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
 than ``hold_limit_s`` (half a heartbeat period, or of a lease if shorter) behind a job that
 turned out slow is handed back (``rel``) unrun rather than started that late
-(docs/worker.md, "Prefetch").
+(docs/worker.md, "Prefetch"). The messages of a batch after its first are also kept in Redis,
+in ``{ns}:taken:<worker>:<slot>`` (pushed with the first job's write, each removed with the
+write before its job starts): if the whole worker dies, the controller finds there what it
+took and never started, and dispatches those again without counting an attempt.
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
@@ -44,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import now_ms
 from ..config import Settings
 from ..errors import TransportError
-from ..keys import Keys
+from ..keys import TAKEN_TTL_S, Keys
 from ..protocol.dispatch import decode_dispatch
 from ..transport.pipe import Command, Pipe, RedisClient, Refused, refused, worker_client
 from .handback import hand_back, hand_back_held
@@ -76,7 +79,8 @@ class Executor:
 
     def __init__(self, client: RedisClient, keys: Keys, queues: tuple[str, ...], runner: Runner,
                  prefetch: int = 1, channel: Any = None,
-                 log: WorkerLog | None = None, hold_limit_s: float = 0.5) -> None:
+                 log: WorkerLog | None = None, hold_limit_s: float = 0.5, slot: int = 0,
+                 taken_ttl_s: float = TAKEN_TTL_S) -> None:
         self.wire = Pipe(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
@@ -99,7 +103,13 @@ class Executor:
         self.log_jobs = self.jobs_log.isEnabledFor(logging.INFO)
         self._job_line = line_writer(self.jobs_log.logger) if self.log_jobs else None
         self.health = RedisHealth(self.log)
-        self.buffer: deque[dict[str, Any]] = deque()
+        # Prefetched messages, each with its raw bytes when it is in the taken list (None
+        # for the first of a batch, which starts at once).
+        self.buffer: deque[tuple[dict[str, Any], bytes | None]] = deque()
+        self.taken_key = keys.taken(runner.identity.worker_id, slot)
+        self.taken_ttl_ms = int(taken_ttl_s * 1000)
+        self.to_take: list[bytes] = []  # to push into the taken list with the next write
+        self.stale_taken: list[bytes] = []  # handed back or started: LREM at the next pop
         self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
         self.sent: list[list[bytes]] = []  # acks written early, their RPUSH's replies unread
@@ -120,7 +130,7 @@ class Executor:
                     self._tell_done()
                     hand_back_held(self)
                 elif self.buffer:
-                    self._handle(self.buffer.popleft())
+                    self._handle(*self.buffer.popleft())
                 else:
                     self._refill()
             hand_back(self)
@@ -138,6 +148,7 @@ class Executor:
         if not self.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
         self.popped_s = time.monotonic()
+        first = True  # the first message admitted starts at once: not put in the taken list
         for raw in popped:
             body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
             if body is None:
@@ -152,7 +163,9 @@ class Executor:
                                  "older than %d (%d so far)", message["id"], message["n"],
                                  message.get("ep"), self.epochs.highest, self.epochs.refused)
             else:
-                self.buffer.append(message)
+                self.buffer.append((message, None if first else raw))
+                first = False
+        self.to_take = [raw for _, raw in self.buffer if raw is not None]
 
     def _fetch(self) -> list[bytes]:
         """Push pending acks and pop up to ``prefetch`` messages from the first non-empty queue;
@@ -171,9 +184,11 @@ class Executor:
             self._push_acks()
         commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
                                    if self.unpushed else [])
+        commands += [("LREM", self.taken_key, 1, raw) for raw in self.stale_taken]
         count = self._pop_count()
         commands.append(("LPOP", self.queue_keys[0], count))
         replies = self.wire.call(*commands)
+        self.stale_taken = []
         refusal = self._pushed(replies[0]) if self.unpushed else None
         popped = _popped(replies[-1])
         for key in self.queue_keys[1:]:
@@ -221,14 +236,20 @@ class Executor:
         self.unpushed = []
         return None
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _handle(self, message: dict[str, Any], taken: bytes | None) -> None:
         job_id, attempt = message["id"], message["n"]
         started_ms = now_ms()
-        held = [(queued["id"], queued["n"]) for queued in self.buffer]
+        held = [(queued["id"], queued["n"]) for queued, _ in self.buffer]
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
                     self.done))
         self.done = None
-        self._push_early()
+        if self.to_take:  # the rest of the batch, kept in Redis while this job runs
+            self._push_early(("RPUSH", self.taken_key, *self.to_take),
+                             ("PEXPIRE", self.taken_key, self.taken_ttl_ms))
+            self.to_take = []
+        else:  # this job starts: out of the taken list first
+            self._push_early(*(() if taken is None else (("LREM", self.taken_key, 1, taken),)),
+                             starting=taken)
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
@@ -240,19 +261,24 @@ class Executor:
         self.handled += 1
         self.done = (job_id, attempt, ok)
 
-    def _push_early(self) -> None:
-        """Write the RPUSH of acks still held (only a prefetched batch leaves any) before the
-        job runs; ``_settle_sent`` reads its reply at the next pop. The acks reach Redis
-        without a wait."""
-        if not self.unpushed:
+    def _push_early(self, *taken: Command, starting: bytes | None = None) -> None:
+        """Write the RPUSH of acks still held (only a prefetched batch leaves any), and the
+        ``taken`` list's commands, before the job runs; ``_settle_sent`` reads their replies at
+        the next pop. The acks reach Redis without a wait."""
+        acks = [("RPUSH", self.acks_key, *self.unpushed)] if self.unpushed else []
+        if not (acks or taken):
             return
         try:
-            self.wire.send(("RPUSH", self.acks_key, *self.unpushed))
+            self.wire.send(*acks, *taken)
         except TransportError:  # the connection is dropped: earlier replies with it
             self._unsent()
-            return  # they go with the next round trip
-        self.sent.append(self.unpushed)
-        self.unpushed = []
+            if starting is not None:  # its job starts anyway: out of the list at the next pop
+                self.stale_taken.append(starting)
+            return  # the acks go with the next round trip
+        if acks:
+            self.sent.append(self.unpushed)
+            self.unpushed = []
+        self.sent.extend([] for _ in taken)  # no acks: a refusal there is only noted
 
     def _settle_sent(self) -> None:
         """Read the replies of the acks written early: a refused push keeps its acks to be
@@ -328,11 +354,13 @@ def _popped(reply: Any) -> Any:
 
 
 def build_executor(settings: Settings, identity: Identity, client: RedisClient,
-                   channel: Any = None, log: WorkerLog | None = None) -> Executor:
+                   channel: Any = None, log: WorkerLog | None = None, slot: int = 0
+                   ) -> Executor:
     """An Executor configured from ``settings``."""
     runner = Runner.from_settings(settings, identity)
     return Executor(client, Keys(settings.namespace), settings.queues, runner,
-                    settings.prefetch, channel, log, hold_limit_s=hold_limit_s(settings))
+                    settings.prefetch, channel, log, hold_limit_s=hold_limit_s(settings),
+                    slot=slot, taken_ttl_s=max(TAKEN_TTL_S, 4 * settings.lease_s))
 
 
 def hold_limit_s(settings: Settings) -> float:
@@ -361,7 +389,7 @@ def executor_main(settings: Settings, identity: Identity, slot: int, channel: An
     signal.set_wakeup_fd(-1)
     log = worker_log(__name__, f"{identity.worker_id}/e{slot}")
     client = worker_client(settings.redis_url, settings.namespace)
-    executor = build_executor(settings, identity, client, channel, log)
+    executor = build_executor(settings, identity, client, channel, log, slot)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, executor.stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

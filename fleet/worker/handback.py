@@ -50,9 +50,13 @@ def hand_back_held(ex: Executor) -> None:
 
 def release_held(ex: Executor, why: str) -> None:
     """Ack every prefetched message not yet started ``rel`` (pushed with the next write):
-    the controller dispatches it again, a new attempt that costs no retry."""
-    for message in ex.buffer:
+    the controller dispatches it again, a new attempt that costs no retry. Their copies in
+    the taken list are removed with the next pop (a ``rel`` ack ends the attempt they name,
+    so a copy left there by a crash is never taken for an unstarted current attempt)."""
+    ex.stale_taken += [raw for _, raw in ex.buffer if raw is not None]
+    for message, _ in ex.buffer:
         ack = make_ack(message["id"], message["n"], "rel", ex.runner.identity, now_ms(),
                        e=why, **ex.runner.ack_fields(message))
         ex.unpushed.append(ex.runner.seal_ack(encode_ack(ack)))
     ex.buffer.clear()
+    ex.to_take = []

@@ -22,7 +22,8 @@ def _built() -> set[str]:
         if isinstance(member, property):
             patterns.add(getattr(keys, name))
         elif inspect.isfunction(member):
-            patterns.add(getattr(keys, name)("<>"))
+            arguments = len(inspect.signature(member).parameters) - 1  # not self
+            patterns.add(getattr(keys, name)(*["<>"] * arguments))
     return patterns
 
 

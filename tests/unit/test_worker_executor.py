@@ -250,3 +250,43 @@ def test_executor_tells_its_supervisor_the_latest_progress_of_the_running_job(cl
     assert kinds[0] == "s" and "p" in kinds and kinds.index("p") < kinds.index("f")
     progress = channel.events[kinds.index("p")]
     assert progress[:5] == ("p", "p", 1, 0.5, "copying") and isinstance(progress[5], int)
+
+
+def taken_now() -> list[str]:
+    """A job that returns the ids its executor holds in its taken list as it runs."""
+    assert _server is not None
+    raw = fakeredis.FakeRedis(server=_server).lrange(KEYS.taken(IDENTITY.worker_id, 0), 0, -1)
+    return [orjson.loads(message)["id"] for message in raw]
+
+
+def test_a_prefetched_batch_waits_in_the_taken_list_until_each_job_starts(client):
+    """The messages after a batch's first are in Redis while they wait, each one leaving the
+    list before its job runs; the list expires in an hour, and a lone pop uses none."""
+    push(client, "default", *(job(f"j{i}", f"{__name__}:taken_now", a=[]) for i in range(4)))
+    assert executor(client, prefetch=4).run(max_jobs=4) == 4
+    assert [ack["r"] for ack in acks(client)] == [["j1", "j2", "j3"], ["j2", "j3"], ["j3"], []]
+    taken = KEYS.taken(IDENTITY.worker_id, 0)
+    assert client.exists(taken) == 0
+    push(client, "default", *(job(f"k{i}", f"{__name__}:taken_now", a=[]) for i in range(2)))
+    client.delete(KEYS.acks)
+    assert executor(client, prefetch=2).run(max_jobs=1) == 1
+    assert acks(client)[0]["r"] == ["k1"]
+    assert 3500 < client.ttl(taken) <= 3600
+    push(client, "default", job("alone", f"{__name__}:taken_now", a=[]))
+    client.delete(KEYS.acks, taken)
+    assert executor(client, prefetch=1).run(max_jobs=1) == 1
+    assert acks(client)[0]["r"] == [] and client.exists(taken) == 0
+
+
+def test_messages_handed_back_leave_the_taken_list_at_the_next_pop(client):
+    """Released unrun at a stop, the rest of a batch stays listed (their rel acks end those
+    attempts) until the executor's next pop clears the list."""
+    push(client, "default", *(job(f"h{i}") for i in range(4)))
+    ex = executor(client, prefetch=4)
+    taken = KEYS.taken(IDENTITY.worker_id, 0)
+    assert ex.run(max_jobs=1) == 1
+    assert sorted(a["id"] for a in acks(client) if a["o"] == "rel") == ["h1", "h2", "h3"]
+    assert client.llen(taken) == 3
+    push(client, "default", job("next"))
+    assert ex.run(max_jobs=2) == 2  # counts from the first run
+    assert client.exists(taken) == 0

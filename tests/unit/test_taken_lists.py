@@ -1,0 +1,109 @@
+"""A lapse the controller would charge to a worker that stopped beating: first it looks for the
+job's message in that worker's taken lists, where its executors keep what they prefetched and
+have not started (docs/protocol.md §3, §5 step 5)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+
+from fleet.config import Settings
+from fleet.controller.dispatch import Dispatcher
+from fleet.controller.heal import MAX_TAKEN_SLOTS
+from fleet.controller.journal import Journal
+from fleet.controller.liveness import Liveness
+from fleet.controller.options import DispatchOptions, ReconcileOptions
+from fleet.controller.reconcile import UNSTARTED_REASON, Reconciler, expire_lapsed
+from fleet.keys import Keys
+from fleet.state import PENDING
+from fleet.state import events as ev
+from fleet.transport import ControllerWire
+from fleet.wal import open_log
+
+HEARTBEAT_MS = 200
+LEASE_MS = 2000
+KEYS = Keys()
+
+
+@pytest.fixture
+def journal(tmp_path) -> Iterator[Journal]:
+    log = open_log(str(tmp_path / "data"), lock=False)
+    journal = Journal(log.table, log.writer)
+    for job_id in ("a", "b", "c"):
+        journal.record(ev.enqueued({"id": job_id, "q": "default", "f": "m:f", "a": [],
+                                    "k": {}}, 0, 30.0, 3))
+        journal.record(ev.dispatched(job_id, 1, LEASE_MS, 10))
+    journal.commit()
+    yield journal
+    log.close()
+
+
+def _parts(journal: Journal) -> tuple[Reconciler, Dispatcher]:
+    settings = Settings(lease_s=LEASE_MS / 1000, heartbeat_s=HEARTBEAT_MS / 1000)
+    reconciler = Reconciler(journal, ReconcileOptions.of(settings), random.Random(1),
+                            Liveness(HEARTBEAT_MS))
+    return reconciler, Dispatcher(journal, DispatchOptions.of(settings))
+
+
+def _message(dispatcher: Dispatcher, journal: Journal, job_id: str) -> bytes:
+    job = journal.table.in_flight[job_id]
+    return dispatcher.message(job, job.attempt, job.dispatched_ms)
+
+
+def test_a_dead_workers_unstarted_prefetch_is_released_and_the_rest_charged(journal):
+    """w ran c (its beat named it) and had a in executor 1's taken list when it died; b it
+    may have popped and lost with itself. a goes back uncharged and leaves the list; b and c
+    are failed attempts."""
+    redis = fakeredis.FakeRedis()
+    wire = ControllerWire(redis, KEYS)
+    reconciler, dispatcher = _parts(journal)
+    # A copy left behind for an attempt a beat named running (a dropped LREM): it started.
+    redis.rpush(KEYS.taken("w", 0), _message(dispatcher, journal, "c"))
+    redis.rpush(KEYS.taken("w", 1), _message(dispatcher, journal, "a"))
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "queues": ["default"], "executors": 2,
+                               "jobs": [["c", 1, 20]]}], 100)
+    reconciler.on_heartbeats([], 300)  # its heartbeat key is gone: the worker died
+    # c's lease, extended by the beat that named it, ends at 100 + LEASE_MS.
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 200)  # the grace
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 200 + 2 * HEARTBEAT_MS + 1)
+    jobs = journal.table.jobs
+    assert [jobs[job_id].state for job_id in "abc"] == [PENDING] * 3
+    assert [jobs[job_id].failures for job_id in "abc"] == [0, 1, 1]
+    assert jobs["a"].history[-1]["o"] == "released"
+    assert jobs["a"].history[-1]["e"] == UNSTARTED_REASON
+    assert redis.exists(KEYS.taken("w", 1)) == 0
+    # Charged without a look at the taken list: c was named running, so it started.
+    assert redis.llen(KEYS.taken("w", 0)) == 1
+
+
+def test_a_live_workers_lists_are_never_searched(journal):
+    """A worker still beating that does not name a job does not hold it: the lapse is a lost
+    message, released without touching the worker's lists."""
+    redis = fakeredis.FakeRedis()
+    wire = ControllerWire(redis, KEYS)
+    reconciler, dispatcher = _parts(journal)
+    redis.rpush(KEYS.taken("w", 0), _message(dispatcher, journal, "a"))
+    beat = {"id": "w", "ts": 1, "queues": ["default"], "executors": 1, "jobs": []}
+    reconciler.on_heartbeats([beat], 100)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20)
+    reconciler.on_heartbeats([dict(beat, ts=2)], LEASE_MS + 100)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20 + 2 * HEARTBEAT_MS + 1)
+    assert journal.table.jobs["a"].failures == 0
+    assert redis.llen(KEYS.taken("w", 0)) == 1
+
+
+def test_a_beat_claiming_huge_executor_counts_costs_a_lapse_a_bounded_search(journal):
+    """The executors a heartbeat claims (up to the protocol's 10,000) decide how many lists
+    are searched, but never more than MAX_TAKEN_SLOTS; a count of the wrong type, none."""
+    reconciler, _ = _parts(journal)
+    witness = reconciler.witness
+    in_flight = journal.table.in_flight
+    witness.observe([{"id": "big", "queues": ["default"], "executors": 10_000},
+                     {"id": "odd", "queues": ["default"], "executors": None}], 100, in_flight)
+    witness.observe([], 300, in_flight)
+    keys = witness.unstarted_keys(in_flight["a"], KEYS)
+    assert len(keys) == MAX_TAKEN_SLOTS
+    assert keys[0] == KEYS.taken("big", 0)
