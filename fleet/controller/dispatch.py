@@ -26,7 +26,7 @@ MIN_WINDOW = 64
 WINDOW_PER_EXECUTOR = 8
 MAX_WINDOW = 2048
 QUEUED_WORK_S = 0.05
-RATE_EVERY_MS = 500
+RATE_EVERY_MS = 100  # often enough that a drain starting now is seen within 0.1 s
 MAX_EXPIRED_PER_STEP = 1000  # expired jobs cancelled per step, wherever they wait
 
 
@@ -48,6 +48,7 @@ class Dispatcher:
         self.seal = options.seal
         self.dispatched_by_queue: dict[str, int] = {}
         self.rate_per_s: dict[str, float] = {}
+        self.total_rate_per_s = 0.0  # of every queue
         self._counted: dict[str, int] = {}
         self._measured_ms = 0
         self.sightings: Sightings | None = None  # told of every message about to be pushed
@@ -69,6 +70,7 @@ class Dispatcher:
         counted = self._counted
         self.rate_per_s = {queue: (total - counted.get(queue, 0)) * 1000 / elapsed_ms
                            for queue, total in self.dispatched_by_queue.items()}
+        self.total_rate_per_s = sum(self.rate_per_s.values())
         self._counted = dict(self.dispatched_by_queue)
         self._measured_ms = now_ms
 

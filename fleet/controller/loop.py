@@ -10,6 +10,9 @@ Each iteration (``step``):
 3. **commit** — one WAL frame and one fsync for the whole batch (group commit);
 4. **write** — one pipeline sends receipts, replies and messages and trims what was read;
    when the iteration did work, the same pipeline also does the next iteration's read.
+   Under load, when that read holds only a few acks, the loop pauses ``GATHER_S`` before the
+   next step so that the acks arriving meanwhile are taken together (docs/performance.md,
+   "Round 3").
 
 Nothing leaves Redis and nothing is told to anyone before step 3 returned. Healing (heal.py)
 runs within step 2; heartbeats, compaction and snapshots run on their own cadence after step 4
@@ -31,7 +34,7 @@ from ..config import Settings
 from ..errors import TransportError
 from ..keys import Keys
 from ..metrics import Metrics, serve
-from ..state import JobRecord
+from ..state import JobRecord, JobTable
 from ..state import events as ev
 from ..transport import ControllerWire, Inbox, Outbox, ReadLimits, connect
 from ..wal import RecoveryReport, WalOptions, open_log
@@ -65,6 +68,15 @@ IDLE_WAIT_S = 0.05
 # stays prompt: a delayed job starts within a few ms of its time rather than up to 100 ms late.
 REDIS_TICK_S = 0.1
 DUE_SLICE_S = 0.005
+# Under load, when the next step's read holds only a few acks and no client request, a pause
+# lets more acks gather first: fewer, bigger steps (each has a fixed cost: a round trip, a
+# commit, an fsync) leave the CPU to the executors. Only while jobs are dispatched at
+# GATHER_FROM_PER_S or more (slow jobs, or a light load, leave nothing to gather) and twice as
+# many jobs as live executors are in flight (in Redis or prefetched), so no executor idles
+# for it.
+GATHER_S = 0.004
+GATHER_BELOW = 64
+GATHER_FROM_PER_S = 2000
 
 
 class Controller:
@@ -74,8 +86,7 @@ class Controller:
                  clock: Any = None, fork_snapshots: bool = True) -> None:
         self.settings = settings
         self.keys = Keys(settings.namespace)
-        # Leases, due times and retention follow the run clock, never a wall-clock step; a
-        # test may pass any clock of its own (a RunClock over a fake pair to step the wall).
+        # The run clock drives leases, due times and retention (a test may pass its own).
         self.clock = clock if clock is not None else RunClock()
         self.metrics = Metrics()
         self.log = open_log(settings.data_dir, WalOptions(
@@ -111,8 +122,7 @@ class Controller:
             settings, self.clock, self.wire, self.journal, self.log, self.metrics, self.gate,
             self.liveness, self.reconciler, self.healer, self.retention,
             Snapshots(settings, self.log, self.metrics, files, fork_snapshots),
-            self.committer.commit,
-            self._heal_again, self._drop_counts)
+            self.committer.commit, self._heal_again, self._drop_counts)
         self.snapshots = self.housekeeping.snapshots.taker
         self.housekeeping.buckets = self.dispatcher.buckets
         self.malformed_control = 0
@@ -154,6 +164,9 @@ class Controller:
             try:
                 if not self.step():
                     self._idle()
+                elif _gathers(self._inbox, self.journal.table, self.liveness.executors,
+                              self.dispatcher.total_rate_per_s, self.settings.batch_size):
+                    time.sleep(GATHER_S)
                 if self._redis_down_since is not None:
                     self._redis_down_since = None
                     self.reconciler.redis_ok(self.clock())
@@ -294,8 +307,7 @@ class Controller:
         job = cast(JobRecord, self.journal.table.get(job_id))
         self._withdrawn.append((self.keys.ready(job.queue), self.dispatcher.message(
             job, job.attempt, cast(int, job.dispatched_ms))))
-        self._cancels.extend((worker_id, job_id)
-                             for worker_id in self.liveness.may_run(job_id))
+        self._cancels.extend((worker_id, job_id) for worker_id in self.liveness.may_run(job_id))
 
     @property
     def served_queues(self) -> set[str]:
@@ -311,12 +323,22 @@ class Controller:
         """The stale and malformed messages the parts counted, by counter name."""
         return {"stale": self.reconciler.stale_acks, "rejected": self.intake.counts["rejected"],
                 "intake": self.intake.malformed, "acks": self.reconciler.malformed_acks,
-                "control": self.malformed_control,
-                "heartbeat": self.liveness.malformed_beats}
+                "control": self.malformed_control, "heartbeat": self.liveness.malformed_beats}
 
     def status(self, now: int) -> dict[str, Any]:
         from .status import build_status
         return build_status(self, now)
+
+
+def _gathers(inbox: Inbox | None, table: JobTable, executors: int, rate_per_s: float,
+             batch_size: int) -> bool:
+    """Whether to pause GATHER_S before the step that will take ``inbox`` (read along with
+    the last step's write), with jobs dispatched at ``rate_per_s`` lately: never when it holds
+    a client's request (a receipt or a reply would wait) or a full read of acks."""
+    if inbox is None or inbox.intake or inbox.control or rate_per_s < GATHER_FROM_PER_S:
+        return False
+    return len(inbox.acks) < min(GATHER_BELOW, batch_size) \
+        and len(table.in_flight) >= 2 * max(1, executors)
 
 
 def _report_recovery(report: RecoveryReport, metrics: Metrics) -> None:

@@ -27,6 +27,7 @@ def test_window_grows_with_the_dispatch_rate_up_to_the_cap():
     d.dispatched_by_queue = {"fast": 5_000, "slow": 1}
     d._measure(1_000)
     assert d.rate_per_s["fast"] == 5_000
+    assert d.total_rate_per_s == 5_001  # every queue's: the controller's gather pause reads it
     assert d.window(8, "fast") == 250
     assert d.window(8, "slow") == MIN_WINDOW
     d.dispatched_by_queue["fast"] += 100_000
