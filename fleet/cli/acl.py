@@ -24,7 +24,7 @@ ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
          "srem", "eval", "evalsha", "script|load", "info", "ping")),
     "worker": (
         ("ready:*", "acks", "wake", "workers", "worker:*", "cancel:*", "taken:*"),
-        ("lpop", "blpop", "rpush", "llen", "sadd", "srem", "set", "lrem", "pexpire",
+        ("lpop", "blpop", "rpush", "llen", "sadd", "srem", "set", "lmove", "lrem", "pexpire",
          "ping")),
     # Clients and the dashboard read the controller's lease (GET / EXISTS) to say at once that
     # nobody serves the namespace, rather than wait out a receipt or reply.

@@ -71,8 +71,11 @@ class Witness:
             if not isinstance(worker_id, str):
                 continue
             live.add(worker_id)
+            # The most executors it ever reported: its lists are by slot, and a slot waiting
+            # to respawn (or drained) is left out of the count while its list may hold work.
+            known = self.workers.get(worker_id)
             self.workers[worker_id] = (now_ms, None if queues is None else frozenset(queues),
-                                       beat.get("executors") or 0)
+                                       max(beat.get("executors") or 0, known[2] if known else 0))
             for entry in beat.get("jobs") or ():
                 self.holders[entry[0]] = (entry[1], worker_id)
         self.live = live

@@ -36,6 +36,11 @@ SILENT_BEATS = 3
 WORKER_RETRY_MAX_MS = 2000
 LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
 UNSTARTED_REASON = "prefetched by a worker that stopped before starting it"
+# A lapse's search of stopped workers' taken lists reads at most this many lists, and of each
+# its last MAX_TAKEN_TAIL messages (a batch is appended at the tail): a bounded read per step
+# however many workers died or what their heartbeats claimed.
+MAX_TAKEN_LISTS = 1024
+MAX_TAKEN_TAIL = 64
 
 
 class Reconciler:
@@ -288,13 +293,21 @@ def expire_lapsed(reconciler: Reconciler, wire: ControllerWire, keys: Keys,
                                for job in lapsed])
 
         def unstarted(jobs: list[JobRecord]) -> set[str]:
-            searched = [(job.id, key, _message(dispatcher, job)) for job in jobs
-                        for key in reconciler.witness.unstarted_keys(job, keys)]
-            if not searched:
+            # Read, not removed: a copy left for an attempt that has ended matches nothing
+            # (the controller looks for current attempts only) and expires with its list.
+            wanted = {job.id: (reconciler.witness.unstarted_keys(job, keys),
+                               _message(dispatcher, job)) for job in jobs}
+            lists = sorted({key for found, _ in wanted.values() for key in found})
+            if not lists:
                 return set()
-            found = wire.remove([(key, message) for _, key, message in searched])
-            return {job_id for (job_id, _, _), hit in zip(searched, found, strict=True)
-                    if hit}
+            if len(lists) > MAX_TAKEN_LISTS:
+                log.warning("%d taken lists to search; searching %d", len(lists),
+                            MAX_TAKEN_LISTS)
+                lists = lists[:MAX_TAKEN_LISTS]
+            held = {key: set(tail) for key, tail in zip(
+                lists, wire.tails(lists, MAX_TAKEN_TAIL), strict=True)}
+            return {job_id for job_id, (found, message) in wanted.items()
+                    if any(message in held.get(key, ()) for key in found)}
 
         reconciler.expire(lapsed, removed, now_ms, unstarted)
     return len(lapsed)

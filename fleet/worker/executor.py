@@ -14,10 +14,10 @@ no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an execu
 prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
 than ``hold_limit_s`` (half a heartbeat period, or of a lease if shorter) behind a job that
 turned out slow is handed back (``rel``) unrun rather than started that late
-(docs/worker.md, "Prefetch"). The messages of a batch after its first are also kept in Redis,
-in ``{ns}:taken:<worker>:<slot>`` (pushed with the first job's write, each removed with the
-write before its job starts): if the whole worker dies, the controller finds there what it
-took and never started, and dispatches those again without counting an attempt.
+(docs/worker.md, "Prefetch"). A batch is popped with one ``LMOVE`` per message into the
+executor's own list ``{ns}:taken:<worker>:<slot>``, and each message leaves it (``LREM``) in
+the write sent before its job starts: if the whole worker dies, the controller finds there
+what it took and never started, and dispatches those again without counting an attempt.
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
@@ -40,7 +40,6 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +50,7 @@ from ..keys import TAKEN_TTL_S, Keys
 from ..protocol.dispatch import decode_dispatch
 from ..transport.pipe import Command, Pipe, RedisClient, Refused, refused, worker_client
 from .handback import hand_back, hand_back_held
-from .logs import flush_logs, line_writer
+from .logs import flush_logs, line_writer, log_job
 from .progress import ProgressCourier
 from .runner import Runner
 from .wire import (
@@ -108,7 +107,7 @@ class Executor:
         self.buffer: deque[tuple[dict[str, Any], bytes | None]] = deque()
         self.taken_key = keys.taken(runner.identity.worker_id, slot)
         self.taken_ttl_ms = int(taken_ttl_s * 1000)
-        self.to_take: list[bytes] = []  # to push into the taken list with the next write
+        self.popped_into_taken = False  # the last pop was a batch moved into the list
         self.stale_taken: list[bytes] = []  # handed back or started: LREM at the next pop
         self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
@@ -148,24 +147,31 @@ class Executor:
         if not self.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
         self.popped_s = time.monotonic()
-        first = True  # the first message admitted starts at once: not put in the taken list
+        taken = self.popped_into_taken
         for raw in popped:
-            body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
-            if body is None:
-                continue
-            message = decode_dispatch(body)
-            if message is None:
-                self.log.warning("dropped a message that is not JSON or has no id/n: %.200r",
-                                 raw)
-            elif not self.epochs.admits(message):
-                self.unpushed.append(self.epochs.hand_back(message, self.runner.identity))
-                self.log.warning("handed back %.200r attempt %s unrun: dispatched at epoch %s, "
-                                 "older than %d (%d so far)", message["id"], message["n"],
-                                 message.get("ep"), self.epochs.highest, self.epochs.refused)
-            else:
-                self.buffer.append((message, None if first else raw))
-                first = False
-        self.to_take = [raw for _, raw in self.buffer if raw is not None]
+            message = self._admitted(raw)
+            if message is not None:
+                self.buffer.append((message, raw if taken else None))
+            elif taken:  # not to be run: out of the taken list at the next pop
+                self.stale_taken.append(raw)
+
+    def _admitted(self, raw: bytes) -> dict[str, Any] | None:
+        """The message to run, or None: unsealed, malformed or of an older epoch (handed
+        back ``rel``)."""
+        body = self.runner.opened(raw)  # the seal first: nothing unsealed is parsed
+        if body is None:
+            return None
+        message = decode_dispatch(body)
+        if message is None:
+            self.log.warning("dropped a message that is not JSON or has no id/n: %.200r", raw)
+        elif not self.epochs.admits(message):
+            self.unpushed.append(self.epochs.hand_back(message, self.runner.identity))
+            self.log.warning("handed back %.200r attempt %s unrun: dispatched at epoch %s, "
+                             "older than %d (%d so far)", message["id"], message["n"],
+                             message.get("ep"), self.epochs.highest, self.epochs.refused)
+        else:
+            return message
+        return None
 
     def _fetch(self) -> list[bytes]:
         """Push pending acks and pop up to ``prefetch`` messages from the first non-empty queue;
@@ -173,7 +179,8 @@ class Executor:
 
         Redis may refuse the RPUSH (``OOM`` under ``noeviction``) and still run the LPOP
         written with it: whatever that popped is returned and run, and the acks are kept and
-        pushed alone, with backoff, before anything more is popped.
+        pushed alone, with backoff, before anything more is popped. (A batch's ``LMOVE``
+        commands are refused under OOM: nothing is popped then.)
 
         Raises:
             TransportError: the connection failed, or Redis refused a command and nothing
@@ -184,17 +191,18 @@ class Executor:
             self._push_acks()
         commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
                                    if self.unpushed else [])
-        commands += [("LREM", self.taken_key, 1, raw) for raw in self.stale_taken]
+        commands += [("LREM", self.taken_key, -1, raw) for raw in self.stale_taken]
         count = self._pop_count()
-        commands.append(("LPOP", self.queue_keys[0], count))
-        replies = self.wire.call(*commands)
+        self.popped_into_taken = count > 1
+        pop = self._pop_commands(self.queue_keys[0], count)
+        replies = self.wire.call(*commands, *pop)
         self.stale_taken = []
         refusal = self._pushed(replies[0]) if self.unpushed else None
-        popped = _popped(replies[-1])
+        popped = _popped_batch(replies[-len(pop):], count)
         for key in self.queue_keys[1:]:
             if popped:
                 break
-            popped = _popped(self.wire.call(("LPOP", key, count))[0])
+            popped = _popped_batch(self.wire.call(*self._pop_commands(key, count)), count)
         if refusal is not None:
             if not popped:
                 raise refusal  # nothing to run: back off, then push the acks alone
@@ -208,7 +216,15 @@ class Executor:
         flush_logs()  # the job lines of the busy spell, before a wait of up to a second
         found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
                                                    BLOCK_TIMEOUT_S))[-1])
+        self.popped_into_taken = False
         return [found[1]] if found else []
+
+    def _pop_commands(self, key: str, count: int) -> list[Command]:
+        """One message with ``LPOP`` (it starts at once); a batch moved into the taken list."""
+        if count == 1:
+            return [("LPOP", key, 1)]
+        return [*(("LMOVE", key, self.taken_key, "LEFT", "RIGHT") for _ in range(count)),
+                ("PEXPIRE", self.taken_key, self.taken_ttl_ms)]
 
     def _pop_count(self) -> int:
         if self.prefetch:
@@ -243,13 +259,9 @@ class Executor:
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
                     self.done))
         self.done = None
-        if self.to_take:  # the rest of the batch, kept in Redis while this job runs
-            self._push_early(("RPUSH", self.taken_key, *self.to_take),
-                             ("PEXPIRE", self.taken_key, self.taken_ttl_ms))
-            self.to_take = []
-        else:  # this job starts: out of the taken list first
-            self._push_early(*(() if taken is None else (("LREM", self.taken_key, 1, taken),)),
-                             starting=taken)
+        # This job starts: out of the taken list first (from its tail, where the batch is).
+        self._push_early(*(() if taken is None else (("LREM", self.taken_key, -1, taken),)),
+                         starting=taken)
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
@@ -323,34 +335,23 @@ class Executor:
             self.stopping = True  # the supervisor is gone
 
 
-def log_job(jobs_log: WorkerLog, line: Callable[[str], None] | None, message: dict[str, Any],
-            ok: bool, took_s: float, error: str) -> None:
-    """The line of one finished job: preformatted through ``line`` when given, else a
-    ``logging`` record whose extra fields are a JSON line's (fleet/logs.py)."""
-    outcome = "ok" if ok else "failed"
-    text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
-            f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {error}"))
-    if line is not None:
-        line(f"[{jobs_log.who}] {text}")
-    else:
-        jobs_log.logger.info("[%s] %s", jobs_log.who, text, extra={
-            "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
-            "outcome": outcome, "took_s": round(took_s, 6), "worker": jobs_log.who,
-            "error": None if ok else error})
-
-
-def _shown(value: Any) -> str:
-    """``value`` for a log line: as it is when printable, else quoted, so that an id or func
-    holding a newline (anyone who can write to Redis picks them) cannot forge a line."""
-    text = str(value)
-    return text if text.isprintable() else repr(text)
-
-
 def _popped(reply: Any) -> Any:
     """A pop's reply, or its refusal raised (nothing was popped then)."""
     if refused(reply):
         raise reply
     return reply
+
+
+def _popped_batch(replies: list[Any], count: int) -> list[bytes]:
+    """The messages of a pop (``_pop_commands``' replies); a refusal raised when nothing was
+    popped (``LMOVE`` is refused under a ``noeviction`` OOM)."""
+    if count == 1:
+        return _popped(replies[0]) or []
+    moved = [reply for reply in replies[:count] if reply is not None]
+    found = [reply for reply in moved if not refused(reply)]
+    if not found and moved:
+        raise moved[0]
+    return found
 
 
 def build_executor(settings: Settings, identity: Identity, client: RedisClient,

@@ -59,4 +59,3 @@ def release_held(ex: Executor, why: str) -> None:
                        e=why, **ex.runner.ack_fields(message))
         ex.unpushed.append(ex.runner.seal_ack(encode_ack(ack)))
     ex.buffer.clear()
-    ex.to_take = []

@@ -17,6 +17,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .wire import WorkerLog
 
 FLUSH_S = 0.2
 MAX_LINES = 512
@@ -120,3 +124,26 @@ def flush_logs() -> None:
     """Flush every handler of the root logger (cheap when nothing is buffered)."""
     for handler in logging.getLogger().handlers:
         handler.flush()
+
+
+def log_job(jobs_log: WorkerLog, line: Callable[[str], None] | None, message: dict[str, Any],
+            ok: bool, took_s: float, error: str) -> None:
+    """The line of one finished job: preformatted through ``line`` when given, else a
+    ``logging`` record whose extra fields are a JSON line's (fleet/logs.py)."""
+    outcome = "ok" if ok else "failed"
+    text = (f"job {_shown(message['id'])} attempt {message['n']} {_shown(message.get('f'))} "
+            f"{outcome} in {took_s:.3f} s" + ("" if ok else f": {error}"))
+    if line is not None:
+        line(f"[{jobs_log.who}] {text}")
+    else:
+        jobs_log.logger.info("[%s] %s", jobs_log.who, text, extra={
+            "job_id": message["id"], "attempt": message["n"], "queue": message.get("q"),
+            "outcome": outcome, "took_s": round(took_s, 6), "worker": jobs_log.who,
+            "error": None if ok else error})
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a log line: as it is when printable, else quoted, so that an id or func
+    holding a newline (anyone who can write to Redis picks them) cannot forge a line."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)

@@ -43,7 +43,10 @@ def test_no_popped_message_is_lost_while_redis_refuses_acks(own_redis, start_wor
     admin.config_set("maxmemory", 0)
     acks = worker.acks(len(ids), timeout_s=30)
     assert sorted(ack["id"] for ack in acks) == ids
-    assert all(ack["o"] == "ok" for ack in acks)
+    # On a busy machine a batch can outlast the hold limit (half of the 0.2 s heartbeat): its
+    # last message is then handed back unrun (rel), which a controller dispatches again.
+    assert all(ack["o"] == "ok" or (ack["o"] == "rel" and ack["e"].startswith("PrefetchHeld"))
+               for ack in acks), [(a["id"], a["o"], a.get("e")) for a in acks]
     assert admin.llen(KEYS.ready("default")) == 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import fakeredis
 import pytest
 
@@ -18,7 +21,16 @@ def controller(tmp_path, monkeypatch):
                      redis_client=fakeredis.FakeRedis(), clock=lambda: NOW_MS,
                      fork_snapshots=False)
     ctl.waits = []
-    monkeypatch.setattr(loop.time, "sleep", lambda s: ctl.waits.append(("sleep", s)))
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        # ``loop.time`` is the time module: another thread's sleeps are not the loop's.
+        if threading.current_thread() is threading.main_thread():
+            ctl.waits.append(("sleep", seconds))
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(loop.time, "sleep", sleep)
     monkeypatch.setattr(ctl.wire, "wait_then_read",
                         lambda timeout_s, *args: ctl.waits.append(("blpop", timeout_s)))
     yield ctl

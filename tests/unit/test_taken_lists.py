@@ -55,8 +55,8 @@ def _message(dispatcher: Dispatcher, journal: Journal, job_id: str) -> bytes:
 
 def test_a_dead_workers_unstarted_prefetch_is_released_and_the_rest_charged(journal):
     """w ran c (its beat named it) and had a in executor 1's taken list when it died; b it
-    may have popped and lost with itself. a goes back uncharged and leaves the list; b and c
-    are failed attempts."""
+    may have popped and lost with itself. a goes back uncharged; b and c are failed
+    attempts (c is not even looked for: a beat named it running, so it started)."""
     redis = fakeredis.FakeRedis()
     wire = ControllerWire(redis, KEYS)
     reconciler, dispatcher = _parts(journal)
@@ -74,9 +74,8 @@ def test_a_dead_workers_unstarted_prefetch_is_released_and_the_rest_charged(jour
     assert [jobs[job_id].failures for job_id in "abc"] == [0, 1, 1]
     assert jobs["a"].history[-1]["o"] == "released"
     assert jobs["a"].history[-1]["e"] == UNSTARTED_REASON
-    assert redis.exists(KEYS.taken("w", 1)) == 0
-    # Charged without a look at the taken list: c was named running, so it started.
-    assert redis.llen(KEYS.taken("w", 0)) == 1
+    # The lists are only read: a copy of an attempt that ended matches nothing again.
+    assert redis.llen(KEYS.taken("w", 1)) == 1 and redis.llen(KEYS.taken("w", 0)) == 1
 
 
 def test_a_live_workers_lists_are_never_searched(journal):
@@ -107,3 +106,35 @@ def test_a_beat_claiming_huge_executor_counts_costs_a_lapse_a_bounded_search(jou
     keys = witness.unstarted_keys(in_flight["a"], KEYS)
     assert len(keys) == MAX_TAKEN_SLOTS
     assert keys[0] == KEYS.taken("big", 0)
+
+
+def test_a_slot_left_out_of_the_last_beat_is_still_searched(journal):
+    """A worker reports the executors it runs now; one waiting to respawn drops out of the
+    count while its list may hold work, so the most it ever reported counts."""
+    reconciler, _ = _parts(journal)
+    witness, in_flight = reconciler.witness, journal.table.in_flight
+    witness.observe([{"id": "w", "queues": ["default"], "executors": 4}], 100, in_flight)
+    witness.observe([{"id": "w", "queues": ["default"], "executors": 3}], 200, in_flight)
+    witness.observe([], 300, in_flight)
+    assert witness.unstarted_keys(in_flight["a"], KEYS)[-1] == KEYS.taken("w", 3)
+
+
+def test_the_search_reads_a_bounded_tail_of_a_bounded_number_of_lists(journal, monkeypatch):
+    """However many stopped workers may hold a job, one lapse reads at most MAX_TAKEN_LISTS
+    lists, and MAX_TAKEN_TAIL messages of each."""
+    from fleet.controller import reconcile
+    redis = fakeredis.FakeRedis()
+    wire = ControllerWire(redis, KEYS)
+    reconciler, dispatcher = _parts(journal)
+    read: list[tuple[int, int]] = []
+    tails = wire.tails
+    monkeypatch.setattr(wire, "tails", lambda keys, count: read.append((len(keys), count))
+                        or tails(keys, count))
+    beats = [{"id": f"w{i}", "ts": 1, "queues": ["default"], "executors": 256}
+             for i in range(8)]
+    reconciler.on_heartbeats(beats, 100)
+    reconciler.on_heartbeats([], 300)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20 + 2 * HEARTBEAT_MS + 1)
+    assert read == [(reconcile.MAX_TAKEN_LISTS, reconcile.MAX_TAKEN_TAIL)]
+    assert [journal.table.jobs[job_id].failures for job_id in "abc"] == [1, 1, 1]
