@@ -95,7 +95,7 @@ class Witness:
 
     def unstarted_keys(self, job: JobRecord, keys: Keys) -> list[str]:
         """The taken lists where ``job``'s message is if a worker that stopped beating took
-        it and never started it. None when a heartbeat named it running: it started."""
+        it and never started it; none when a heartbeat named it running (it started)."""
         held = self.holders.get(job.id)
         if held is not None and held[0] == job.attempt:
             return []

@@ -291,26 +291,29 @@ def expire_lapsed(reconciler: Reconciler, wire: ControllerWire, keys: Keys,
         # In flight, so dispatched: dispatched_ms is set.
         removed = wire.remove([(keys.ready(job.queue), _message(dispatcher, job))
                                for job in lapsed])
-
-        def unstarted(jobs: list[JobRecord]) -> set[str]:
-            # Read, not removed: a copy left for an attempt that has ended matches nothing
-            # (the controller looks for current attempts only) and expires with its list.
-            wanted = {job.id: (reconciler.witness.unstarted_keys(job, keys),
-                               _message(dispatcher, job)) for job in jobs}
-            lists = sorted({key for found, _ in wanted.values() for key in found})
-            if not lists:
-                return set()
-            if len(lists) > MAX_TAKEN_LISTS:
-                log.warning("%d taken lists to search; searching %d", len(lists),
-                            MAX_TAKEN_LISTS)
-                lists = lists[:MAX_TAKEN_LISTS]
-            held = {key: set(tail) for key, tail in zip(
-                lists, wire.tails(lists, MAX_TAKEN_TAIL), strict=True)}
-            return {job_id for job_id, (found, message) in wanted.items()
-                    if any(message in held.get(key, ()) for key in found)}
-
-        reconciler.expire(lapsed, removed, now_ms, unstarted)
+        reconciler.expire(lapsed, removed, now_ms, lambda jobs: _unstarted(
+            jobs, reconciler.witness, wire, keys, dispatcher))
     return len(lapsed)
+
+
+def _unstarted(jobs: list[JobRecord], witness: Witness, wire: ControllerWire, keys: Keys,
+               dispatcher: Dispatcher) -> set[str]:
+    """The ids of ``jobs`` whose message is in a stopped worker's taken list (``Witness``).
+
+    Read, not removed: a copy left for an attempt that has ended matches nothing (the
+    controller looks for current attempts only) and expires with its list."""
+    wanted = {job.id: (witness.unstarted_keys(job, keys), _message(dispatcher, job))
+              for job in jobs}
+    lists = sorted({key for found, _ in wanted.values() for key in found})
+    if not lists:
+        return set()
+    if len(lists) > MAX_TAKEN_LISTS:
+        log.warning("%d taken lists to search; searching %d", len(lists), MAX_TAKEN_LISTS)
+        lists = lists[:MAX_TAKEN_LISTS]
+    held = {key: set(tail) for key, tail in zip(lists, wire.tails(lists, MAX_TAKEN_TAIL),
+                                                strict=True)}
+    return {job_id for job_id, (found, message) in wanted.items()
+            if any(message in held.get(key, ()) for key in found)}
 
 
 def _message(dispatcher: Dispatcher, job: JobRecord) -> bytes:

@@ -103,15 +103,16 @@ class Executor:
         self._job_line = line_writer(self.jobs_log.logger) if self.log_jobs else None
         self.health = RedisHealth(self.log)
         # Prefetched messages, each with its raw bytes when it is in the taken list (None
-        # for the first of a batch, which starts at once).
+        # for a message popped alone, which starts at once).
         self.buffer: deque[tuple[dict[str, Any], bytes | None]] = deque()
         self.taken_key = keys.taken(runner.identity.worker_id, slot)
         self.taken_ttl_ms = int(taken_ttl_s * 1000)
-        self.popped_into_taken = False  # the last pop was a batch moved into the list
         self.stale_taken: list[bytes] = []  # handed back or started: LREM at the next pop
         self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
-        self.sent: list[list[bytes]] = []  # acks written early, their RPUSH's replies unread
+        # Per command written early, its replies unread: the acks it pushed ([] for the taken
+        # list's commands).
+        self.sent: list[list[bytes]] = []
         self.done: tuple[str, int, bool] | None = None
         self.handled = 0
         self.stopping = False
@@ -139,7 +140,7 @@ class Executor:
 
     def _refill(self) -> None:
         try:
-            popped = self._fetch()
+            popped, taken = self._fetch()
         except TransportError as exc:
             self._tell_done()
             time.sleep(self.health.failed(exc))
@@ -147,7 +148,6 @@ class Executor:
         if not self.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
         self.popped_s = time.monotonic()
-        taken = self.popped_into_taken
         for raw in popped:
             message = self._admitted(raw)
             if message is not None:
@@ -173,9 +173,10 @@ class Executor:
             return message
         return None
 
-    def _fetch(self) -> list[bytes]:
+    def _fetch(self) -> tuple[list[bytes], bool]:
         """Push pending acks and pop up to ``prefetch`` messages from the first non-empty queue;
-        wait in BLPOP when every queue is empty.
+        wait in BLPOP when every queue is empty. Returns them, and whether they were moved
+        into the taken list (a batch).
 
         Redis may refuse the RPUSH (``OOM`` under ``noeviction``) and still run the LPOP
         written with it: whatever that popped is returned and run, and the acks are kept and
@@ -193,7 +194,6 @@ class Executor:
                                    if self.unpushed else [])
         commands += [("LREM", self.taken_key, -1, raw) for raw in self.stale_taken]
         count = self._pop_count()
-        self.popped_into_taken = count > 1
         pop = self._pop_commands(self.queue_keys[0], count)
         replies = self.wire.call(*commands, *pop)
         self.stale_taken = []
@@ -208,7 +208,7 @@ class Executor:
                 raise refusal  # nothing to run: back off, then push the acks alone
             self.health.failed(refusal)
         if popped or self.stopping:
-            return popped or []
+            return popped or [], count > 1
         # Going idle right after a job: wake the controller, or the ack just pushed may wait
         # for its next iteration (up to its idle wait) before the job counts as done.
         commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
@@ -216,8 +216,7 @@ class Executor:
         flush_logs()  # the job lines of the busy spell, before a wait of up to a second
         found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
                                                    BLOCK_TIMEOUT_S))[-1])
-        self.popped_into_taken = False
-        return [found[1]] if found else []
+        return [found[1]] if found else [], False
 
     def _pop_commands(self, key: str, count: int) -> list[Command]:
         """One message with ``LPOP`` (it starts at once); a batch moved into the taken list."""

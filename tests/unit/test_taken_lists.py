@@ -5,10 +5,8 @@ have not started (docs/protocol.md §3, §5 step 5)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import fakeredis
-import pytest
 
 from fleet.config import Settings
 from fleet.controller.dispatch import Dispatcher
@@ -17,28 +15,13 @@ from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
 from fleet.controller.options import DispatchOptions, ReconcileOptions
 from fleet.controller.reconcile import UNSTARTED_REASON, Reconciler, expire_lapsed
-from fleet.keys import Keys
 from fleet.state import PENDING
-from fleet.state import events as ev
 from fleet.transport import ControllerWire
-from fleet.wal import open_log
 
-HEARTBEAT_MS = 200
-LEASE_MS = 2000
-KEYS = Keys()
+from . import test_heal
+from .test_heal import HEARTBEAT_MS, KEYS, LEASE_MS, _message
 
-
-@pytest.fixture
-def journal(tmp_path) -> Iterator[Journal]:
-    log = open_log(str(tmp_path / "data"), lock=False)
-    journal = Journal(log.table, log.writer)
-    for job_id in ("a", "b", "c"):
-        journal.record(ev.enqueued({"id": job_id, "q": "default", "f": "m:f", "a": [],
-                                    "k": {}}, 0, 30.0, 3))
-        journal.record(ev.dispatched(job_id, 1, LEASE_MS, 10))
-    journal.commit()
-    yield journal
-    log.close()
+journal = test_heal.journal  # the fixture: jobs a, b and c, dispatched at 10 ms
 
 
 def _parts(journal: Journal) -> tuple[Reconciler, Dispatcher]:
@@ -46,11 +29,6 @@ def _parts(journal: Journal) -> tuple[Reconciler, Dispatcher]:
     reconciler = Reconciler(journal, ReconcileOptions.of(settings), random.Random(1),
                             Liveness(HEARTBEAT_MS))
     return reconciler, Dispatcher(journal, DispatchOptions.of(settings))
-
-
-def _message(dispatcher: Dispatcher, journal: Journal, job_id: str) -> bytes:
-    job = journal.table.in_flight[job_id]
-    return dispatcher.message(job, job.attempt, job.dispatched_ms)
 
 
 def test_a_dead_workers_unstarted_prefetch_is_released_and_the_rest_charged(journal):
