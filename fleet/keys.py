@@ -17,7 +17,7 @@ key                        type     written by                   read by
 {ns}:control               list     CLI / API (RPUSH)            controller (EVAL, LTRIM)
 {ns}:reply:<req>           list     controller (RPUSH, EXPIRE)   the CLI that sent <req>
 {ns}:cancel:<worker id>    list     controller (RPUSH, EXPIRE)   that worker's supervisor
-{ns}:taken:<worker>:<e>    list     executor e (LMOVE, LREM)     controller (LRANGE at a lapse)
+{ns}:taken:<worker>:<e>    list     executor e (LMOVE, LREM)     controller (LPOS at a lapse)
 {ns}:wake                  list     clients, CLI, executors      controller (BLPOP when idle, DEL)
 {ns}:generation            string   controller (SET … GET)       controller (rollback check)
 =========================  =======  ===========================  ============================

@@ -36,11 +36,9 @@ SILENT_BEATS = 3
 WORKER_RETRY_MAX_MS = 2000
 LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
 UNSTARTED_REASON = "prefetched by a worker that stopped before starting it"
-# A lapse's search of stopped workers' taken lists reads at most this many lists, and of each
-# its last MAX_TAKEN_TAIL messages (a batch is appended at the tail): a bounded read per step
-# however many workers died or what their heartbeats claimed.
-MAX_TAKEN_LISTS = 1024
-MAX_TAKEN_TAIL = 64
+# The lookups (LPOS of a job's message in a list) one step's lapses may make in stopped
+# workers' taken lists, however many workers died or what their heartbeats claimed.
+MAX_TAKEN_LOOKUPS = 1024
 
 
 class Reconciler:
@@ -300,20 +298,16 @@ def _unstarted(jobs: list[JobRecord], witness: Witness, wire: ControllerWire, ke
                dispatcher: Dispatcher) -> set[str]:
     """The ids of ``jobs`` whose message is in a stopped worker's taken list (``Witness``).
 
-    Read, not removed: a copy left for an attempt that has ended matches nothing (the
-    controller looks for current attempts only) and expires with its list."""
-    wanted = {job.id: (witness.unstarted_keys(job, keys), _message(dispatcher, job))
-              for job in jobs}
-    lists = sorted({key for found, _ in wanted.values() for key in found})
-    if not lists:
-        return set()
-    if len(lists) > MAX_TAKEN_LISTS:
-        log.warning("%d taken lists to search; searching %d", len(lists), MAX_TAKEN_LISTS)
-        lists = lists[:MAX_TAKEN_LISTS]
-    held = {key: set(tail) for key, tail in zip(lists, wire.tails(lists, MAX_TAKEN_TAIL),
-                                                strict=True)}
-    return {job_id for job_id, (found, message) in wanted.items()
-            if any(message in held.get(key, ()) for key in found)}
+    Looked for (LPOS), neither read nor removed: whatever else a list holds never reaches the
+    controller, and a copy left for an attempt that has ended matches nothing (the controller
+    looks for current attempts only) and expires with its list."""
+    searched = [(job.id, key, _message(dispatcher, job)) for job in jobs
+                for key in witness.unstarted_keys(job, keys)]
+    if len(searched) > MAX_TAKEN_LOOKUPS:
+        log.warning("%d taken-list lookups due; doing %d", len(searched), MAX_TAKEN_LOOKUPS)
+        searched = searched[:MAX_TAKEN_LOOKUPS]
+    found = wire.present([(key, message) for _, key, message in searched]) if searched else []
+    return {job_id for (job_id, _, _), hit in zip(searched, found, strict=True) if hit}
 
 
 def _message(dispatcher: Dispatcher, job: JobRecord) -> bytes:

@@ -257,14 +257,6 @@ class ControllerWire:
         return [bool(count) for count in pipe.execute()]
 
     @translated
-    def tails(self, keys: list[str], count: int) -> list[list[bytes]]:
-        """The last ``count`` items of each list (a read: nothing is removed)."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.lrange(key, -count, -1)
-        return list(pipe.execute())
-
-    @translated
     def advance_generation(self, value: int) -> tuple[bytes | None, str | None]:
         """Set the rollback marker to ``value``; returns what it held and Redis's run id (None
         where the server does not say, as fakeredis)."""

@@ -97,22 +97,39 @@ def test_a_slot_left_out_of_the_last_beat_is_still_searched(journal):
     assert witness.unstarted_keys(in_flight["a"], KEYS)[-1] == KEYS.taken("w", 3)
 
 
-def test_the_search_reads_a_bounded_tail_of_a_bounded_number_of_lists(journal, monkeypatch):
-    """However many stopped workers may hold a job, one lapse reads at most MAX_TAKEN_LISTS
-    lists, and MAX_TAKEN_TAIL messages of each."""
+def test_the_search_makes_a_bounded_number_of_lookups(journal, monkeypatch):
+    """However many stopped workers may hold a job, one step's lapses make at most
+    MAX_TAKEN_LOOKUPS lookups, and read no list's contents."""
     from fleet.controller import reconcile
     redis = fakeredis.FakeRedis()
     wire = ControllerWire(redis, KEYS)
     reconciler, dispatcher = _parts(journal)
-    read: list[tuple[int, int]] = []
-    tails = wire.tails
-    monkeypatch.setattr(wire, "tails", lambda keys, count: read.append((len(keys), count))
-                        or tails(keys, count))
+    looked: list[int] = []
+    present = wire.present
+    monkeypatch.setattr(wire, "present", lambda pairs: looked.append(len(pairs))
+                        or present(pairs))
     beats = [{"id": f"w{i}", "ts": 1, "queues": ["default"], "executors": 256}
              for i in range(8)]
     reconciler.on_heartbeats(beats, 100)
     reconciler.on_heartbeats([], 300)
     expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20)
     expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20 + 2 * HEARTBEAT_MS + 1)
-    assert read == [(reconcile.MAX_TAKEN_LISTS, reconcile.MAX_TAKEN_TAIL)]
+    assert looked == [reconcile.MAX_TAKEN_LOOKUPS]
     assert [journal.table.jobs[job_id].failures for job_id in "abc"] == [1, 1, 1]
+
+
+def test_junk_in_a_taken_list_is_never_read_and_never_matches(journal):
+    """Anyone who can write the list may fill it (a megabyte of junk, a copy of another
+    attempt): only the exact message of the current attempt counts, and nothing else in the
+    list reaches the controller."""
+    redis = fakeredis.FakeRedis()
+    wire = ControllerWire(redis, KEYS)
+    reconciler, dispatcher = _parts(journal)
+    stale = _message(dispatcher, journal, "b").replace(b'"n":1', b'"n":0')
+    redis.rpush(KEYS.taken("w", 0), b"x" * 1_000_000, stale, _message(dispatcher, journal, "a"))
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "queues": ["default"], "executors": 1}],
+                             100)
+    reconciler.on_heartbeats([], 300)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 20 + 2 * HEARTBEAT_MS + 1)
+    assert [journal.table.jobs[job_id].failures for job_id in "abc"] == [0, 1, 1]
