@@ -10,6 +10,13 @@ Two clocks, for two jobs:
   forget ids an hour early. The monotonic clock is disciplined by NTP's frequency correction,
   only not stepped, so the two clocks part only by the steps the wall clock took during the
   run; the controller logs each one (docs/reliability.md, "Lost messages and time").
+
+A restarted controller's run clock starts no earlier than the latest time its log recorded
+(``floor_ms``): a controller started while the wall clock is stepped back would otherwise
+count every lease and retry recorded before the restart from the wrong hour. With the floor,
+whatever was due D after a record comes due at most D after the restart, whatever the wall
+clock said at the start. A wall clock stepped *forward* at the start cannot be told from time
+that passed; leases then lapse early (their jobs run again: at-least-once, nothing lost).
 """
 
 from __future__ import annotations
@@ -29,15 +36,18 @@ def monotonic_ms() -> int:
 
 
 class RunClock:
-    """Epoch milliseconds that follow the monotonic clock: ``wall()`` at construction plus
-    the monotonic time elapsed since. Call it for the time."""
+    """Epoch milliseconds that follow the monotonic clock: ``wall()`` at construction (or
+    ``floor_ms``, if later) plus the monotonic time elapsed since. Call it for the time."""
 
     def __init__(self, wall: Callable[[], int] = now_ms,
-                 monotonic: Callable[[], int] = monotonic_ms) -> None:
+                 monotonic: Callable[[], int] = monotonic_ms, floor_ms: int = 0) -> None:
         self.wall = wall
         self.monotonic = monotonic
-        self._offset_ms = wall() - monotonic()
-        self._logged_step_ms = 0
+        start_ms = wall()
+        self._offset_ms = max(start_ms, floor_ms) - monotonic()
+        # A start behind the floor is a step the run began with: reported as one, not hidden.
+        self._logged_step_ms = 0 if start_ms >= floor_ms else self.step_ms()
+        self.behind_floor_ms = max(0, floor_ms - start_ms)
 
     def __call__(self) -> int:
         return self._offset_ms + self.monotonic()

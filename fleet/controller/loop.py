@@ -86,12 +86,13 @@ class Controller:
                  clock: Any = None, fork_snapshots: bool = True) -> None:
         self.settings = settings
         self.keys = Keys(settings.namespace)
-        # The run clock drives leases, due times and retention (a test may pass its own).
-        self.clock = clock if clock is not None else RunClock()
         self.metrics = Metrics()
         self.log = open_log(settings.data_dir, WalOptions(
             fsync=settings.fsync, fsync_interval_ms=settings.fsync_interval_ms,
             segment_bytes=settings.segment_bytes), files=files)
+        # The run clock drives leases, due times and retention (a test may pass its own); it
+        # starts no earlier than the log's latest time (fleet/clock.py).
+        self.clock = clock if clock is not None else RunClock(floor_ms=self.log.table.clock_ms)
         self.journal = Journal(self.log.table, self.log.writer)
         redis_client = redis_client or connect(settings.redis_url, namespace=settings.namespace)
         self.wire = ControllerWire(redis_client, self.keys,
@@ -155,6 +156,9 @@ class Controller:
             self.metrics_server = serve(self.metrics, self.settings.metrics_host,
                                         self.settings.metrics_port, self.healthy)
         log.info("controller epoch %d serving namespace %r", epoch, self.settings.namespace)
+        if getattr(self.clock, "behind_floor_ms", 0):
+            log.warning("the wall clock is %.1f s behind the log's latest record: the run "
+                        "clock goes on from the log", self.clock.behind_floor_ms / 1000)
 
     def run(self) -> int:
         """Loop until SIGTERM/SIGINT; returns the exit code."""

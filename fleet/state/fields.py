@@ -38,6 +38,7 @@ class TableFields:
     in_flight: dict[str, JobRecord]
     last_seq: int
     epoch: int
+    clock_ms: int
     schedules: dict[str, int]
     paused: set[str]
     counts: dict[str, int]

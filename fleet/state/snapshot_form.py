@@ -69,7 +69,8 @@ def dump(table: JobTable) -> dict[str, Any]:
     """
     jobs = table._jobs
     return {"version": SCHEMA_VERSION, "last_seq": table.last_seq, "epoch": table.epoch,
-            "paused": sorted(table.paused), "totals": dict(table.totals),
+            "clock_ms": table.clock_ms, "paused": sorted(table.paused),
+            "totals": dict(table.totals),
             "schedules": dict(table.schedules), "ready": _ready(table),
             "delayed": _delayed(table),
             "in_flight": [job.to_row() for job in table.in_flight.values()],
@@ -165,6 +166,7 @@ def load(table: JobTable, data: dict[str, Any]) -> JobTable:
     """Fill an empty ``table`` from ``dump()`` output; returns it."""
     table.last_seq = data["last_seq"]
     table.epoch = data["epoch"]
+    table.clock_ms = int(data.get("clock_ms", 0))  # absent from older snapshots
     table.paused = set(data["paused"])
     table.totals.update(data["totals"])
     table.schedules = dict(data.get("schedules", {}))

@@ -57,6 +57,10 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies, Expiry):
         self.in_flight: dict[str, JobRecord] = {}
         self.last_seq = 0
         self.epoch = 0
+        # The latest controller time a record carried that dates a lease or a due time (a
+        # dispatch, failure, expiry, boot or due record): where a restarted controller's run
+        # clock starts at the earliest (fleet/clock.py).
+        self.clock_ms = 0
         self.schedules: dict[str, int] = {}
         self.paused: set[str] = set()
         self.counts: dict[str, int] = dict.fromkeys(STATES, 0)
@@ -192,7 +196,8 @@ class JobTable(Transitions, ReadyIndex, ColdStore, Dependencies, Expiry):
     def canonical(self) -> dict[str, Any]:
         """A form for comparing two tables: every job's row sorted by id, indexes left out."""
         rows = sorted((job.to_row() for job in self.all_jobs()), key=_job_id_of)
-        return {"last_seq": self.last_seq, "epoch": self.epoch, "paused": sorted(self.paused),
+        return {"last_seq": self.last_seq, "epoch": self.epoch, "clock_ms": self.clock_ms,
+                "paused": sorted(self.paused),
                 "limits": self.limits,
                 "totals": dict(self.totals), "schedules": dict(self.schedules), "jobs": rows,
                 "graph": {**self.graph.canonical(),

@@ -83,6 +83,13 @@ class Transitions(TableFields):
                 self._lane(queue).append(flow[0], flow[2], job_id)
         return True
 
+    def _saw(self, at_ms: Any) -> None:
+        """Note the controller time of a record that changed the table (``clock_ms``; a
+        record that changes nothing is not logged, so replay would not see it). An older
+        log's record may have none."""
+        if at_ms.__class__ is int and at_ms > self.clock_ms:
+            self.clock_ms = at_ms
+
     def _on_dispatched(self, record: ev.Record) -> bool:
         _, job_id, attempt, lease_deadline_ms, at_ms = record
         job = self._jobs.get(job_id) or self._thaw(job_id)
@@ -105,6 +112,7 @@ class Transitions(TableFields):
         job.epoch = self.epoch  # travels in the message as "ep" (docs/protocol.md §2)
         self.in_flight[job_id] = job
         self.totals["dispatched"] += 1
+        self._saw(at_ms)
         return True
 
     def _on_acked(self, record: ev.Record) -> bool:
@@ -133,6 +141,7 @@ class Transitions(TableFields):
             job.history[-1]["tb"] = record[11]
         self.totals["failed"] += 1
         self._after_failure(job, error, retry_at_ms, final, at_ms or finished_ms or 0)
+        self._saw(at_ms)
         return True
 
     def _on_expired(self, record: ev.Record) -> bool:
@@ -144,6 +153,7 @@ class Transitions(TableFields):
         self.totals["expired"] += 1
         self._after_failure(job, "LeaseExpired: no ack before the lease ran out", retry_at_ms,
                             False, at_ms)
+        self._saw(at_ms)
         return True
 
     def _on_released(self, record: ev.Record) -> bool:
@@ -198,6 +208,7 @@ class Transitions(TableFields):
 
     def _on_booted(self, record: ev.Record) -> bool:
         self.epoch = max(self.epoch, record[1])
+        self._saw(record[-1])
         return True
 
     def _on_scheduled(self, record: ev.Record) -> bool:
@@ -219,6 +230,8 @@ class Transitions(TableFields):
                 moved = True
             else:
                 self._drop(entry)
+        if moved:  # else not logged: a replay would not see it
+            self._saw(at_ms)
         return moved
 
     # -- transitions -----------------------------------------------------------------------

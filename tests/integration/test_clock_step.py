@@ -18,10 +18,11 @@ LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 SITE = os.path.join(os.path.dirname(__file__), "faketime_site")
 
 
-def _faked_controller(local: LocalFleet, offset_file: str):
-    """A controller whose wall clock follows ``offset_file`` (re-read every second)."""
+def _faked_controller(local: LocalFleet, offset_file: str, offset: str = "+0"):
+    """A controller whose wall clock follows ``offset_file`` (re-read every second), set to
+    ``offset`` first."""
     with open(offset_file, "w") as handle:
-        handle.write("+0\n")
+        handle.write(offset + "\n")
     env = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": offset_file,
            "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1",
            "PYTHONPATH": os.pathsep.join([SITE, os.getcwd(), os.environ.get("PYTHONPATH", "")])}
@@ -88,3 +89,30 @@ def test_clock_stepped_forward_61_min_keeps_finished_ids_for_dedupe(local, offse
     assert local.client().status()["states"]["completed"] == 50
     local.stop_all()
     assert executions(log_path) == dict.fromkeys((j["id"] for j in jobs), 1)
+
+
+def test_controller_restarted_an_hour_behind_keeps_retries_recorded_before(local, offset_file,
+                                                                           tmp_path):
+    """Wall clock stepped back 1 h, three jobs failed once (a retry due 2-4 s later each), the
+    controller SIGKILLed and restarted while the step lasts: the new run clock goes on from
+    the log's latest time, so the retries run within their backoff, not an hour later."""
+    local.env.update(FLEET_BACKOFF_BASE_S="4", FLEET_BACKOFF_MAX_S="4",
+                     FLEET_ALLOW="fleet.testing.chaos")
+    log_path, markers = str(tmp_path / "exec.log"), tmp_path / "markers"
+    markers.mkdir()
+    specs = [build_spec("fleet.testing.chaos.jobs:flaky", job_id=f"flaky-{i}",
+                        kwargs={"log_path": log_path, "marker_dir": str(markers)})
+             for i in range(3)]
+    controller = _faked_controller(local, offset_file)
+    _step_clock(controller, offset_file, "-1h")
+    local.worker(2)
+    local.client().enqueue_many(specs)
+    local.wait_for(lambda s: s["totals"]["failed"] >= 3, timeout_s=30)
+    controller.kill9()
+    restarted = _faked_controller(local, offset_file, "-1h")
+    local.wait_for(finished(3), timeout_s=30)
+    assert "behind the log's latest record" in restarted.tail(200)
+    local.stop_all()
+    events = wal_events(local.data_dir)
+    assert sorted(e["id"] for e in events if e["t"] == "fail") == [f"flaky-{i}" for i in range(3)]
+    assert sorted(e["id"] for e in events if e["t"] == "ack") == [f"flaky-{i}" for i in range(3)]

@@ -67,6 +67,45 @@ def test_run_clock_ignores_wall_steps_and_reports_them(fake_time):
     assert clock.new_step_ms(1000) is None
 
 
+def test_run_clock_starts_no_earlier_than_its_floor(fake_time):
+    """Started an hour behind the log's latest time, the run clock goes on from the log; the
+    step it started with is reported at once, and the wall clock's return as a step later."""
+    floor = fake_time.wall_ms
+    fake_time.wall_ms -= HOUR_MS
+    clock = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms, floor_ms=floor)
+    assert clock() == floor
+    assert clock.behind_floor_ms == HOUR_MS
+    assert clock.new_step_ms(1000) is None  # already told, as behind_floor_ms
+    fake_time.advance(500)
+    assert clock() == floor + 500
+    fake_time.wall_ms += HOUR_MS
+    assert clock.new_step_ms(1000) == 0  # back in step with the run clock
+    ahead = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms, floor_ms=floor)
+    assert ahead() == fake_time.wall_ms and ahead.behind_floor_ms == 0  # a floor behind: unused
+
+
+def test_table_keeps_the_latest_controller_time_through_a_snapshot():
+    """``clock_ms`` is the latest time of a dispatch, failure, expiry, boot or due record that
+    changed the table; a record that changes nothing (and so is not logged) leaves it, and a
+    snapshot carries it (an older snapshot, without it, loads as 0)."""
+    table = JobTable()
+    spec = {"id": "j", "q": "default", "f": "m:f", "a": [], "k": {}}
+    table.apply(ev.booted(1, 1_000))
+    table.apply(ev.enqueued(spec, 9_999_999, 30.0, 3))  # an enqueue time does not count
+    assert table.clock_ms == 1_000
+    table.apply(ev.dispatched("j", 1, 40_000, 10_000))
+    assert table.clock_ms == 10_000
+    assert not table.apply(ev.dispatched("j", 1, 90_000, 60_000))  # stale: not logged
+    assert not table.apply(ev.due(70_000))  # nothing due: not logged
+    assert table.clock_ms == 10_000
+    table.apply(ev.expired("j", 1, 25_000, 20_000))
+    assert table.clock_ms == 20_000
+    assert JobTable.load(table.dump()).clock_ms == 20_000
+    old = table.dump()
+    del old["clock_ms"]
+    assert JobTable.load(old).clock_ms == 0
+
+
 def test_wall_clock_stepped_back_an_hour_does_not_stretch_a_lease(controller, fake_time):
     """Stepped back 1 h, a lease still ends ``lease_s`` after the dispatch."""
     _enqueue_and_dispatch(controller)
