@@ -51,6 +51,7 @@ from .journal import Journal
 from .limiter import record_config_limits
 from .liveness import Liveness
 from .options import DispatchOptions, IntakeOptions, JobDefaults, ReconcileOptions
+from .outage import Outage
 from .periodic import Scheduler
 from .reconcile import Reconciler, expire_lapsed
 from .retention import Retention
@@ -127,7 +128,7 @@ class Controller:
         self.snapshots = self.housekeeping.snapshots.taker
         self.housekeeping.buckets = self.dispatcher.buckets
         self.malformed_control = 0
-        self._redis_down_since: float | None = None
+        self.outage = Outage()
         self.metrics_server: WSGIServer | None = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -171,8 +172,7 @@ class Controller:
                 elif _gathers(self._inbox, self.journal.table, self.liveness.executors,
                               self.dispatcher.total_rate_per_s, self.settings.batch_size):
                     time.sleep(GATHER_S)
-                if self._redis_down_since is not None:
-                    self._redis_down_since = None
+                if self.outage.ended():
                     self.reconciler.redis_ok(self.clock())
             except TransportError as exc:
                 self._on_transport_error(exc)
@@ -183,11 +183,7 @@ class Controller:
         lost, so heal afterwards: recorded events stay queued for the next commit, intake and
         acks are read again (answered as duplicate / counted stale) and lost messages are
         found and re-dispatched by the healer."""
-        now = time.monotonic()
-        if self._redis_down_since is None:
-            self._redis_down_since = now
-            log.warning("%s; retrying", exc)
-        time.sleep(min(2.0, 0.1 + (now - self._redis_down_since) / 5))
+        time.sleep(self.outage.failed(exc))
         self.healer.start(self.clock())
         self.reconciler.redis_trouble(self.clock())
 
