@@ -36,6 +36,12 @@ SILENT_BEATS = 3
 WORKER_RETRY_MAX_MS = 2000
 LOST_REASON = "lease ran out with the message gone from Redis and no worker holding it"
 UNSTARTED_REASON = "prefetched by a worker that stopped before starting it"
+# "Found in a taken list" means "never started" only if the LREM its executor sends before the
+# start reached Redis. Should it not (a failed write, a failover dropping it), a job that
+# takes its worker down would go back uncharged each time; so after this many uncharged
+# releases in a row its next lapse is charged. A job prefetched behind a poison job sees at
+# most that job's retries + 1 such lapses, well below this.
+MAX_UNSTARTED_IN_A_ROW = 10
 # The lookups (LPOS of a job's message in a list) one step's lapses may make in stopped
 # workers' taken lists, however many workers died or what their heartbeats claimed.
 MAX_TAKEN_LOOKUPS = 1024
@@ -235,8 +241,13 @@ class Reconciler:
         """A failed attempt (EXPIRE) for each of ``jobs``, but those in ``unstarted``."""
         for job in jobs:
             if job.id in unstarted:
-                self.journal.record(ev.released(job.id, job.attempt, UNSTARTED_REASON, now_ms))
-                continue
+                if _unstarted_in_a_row(job) < MAX_UNSTARTED_IN_A_ROW:
+                    self.journal.record(ev.released(job.id, job.attempt, UNSTARTED_REASON,
+                                                    now_ms))
+                    continue
+                unstarted.discard(job.id)
+                log.warning("%s was found unstarted after %d lapses in a row: charging this "
+                            "one", job.id, MAX_UNSTARTED_IN_A_ROW)
             retry_at = retry_at_ms(now_ms, job.failures, self.options.backoff_base_s,
                                    self.options.backoff_max_s, self.rng)
             if self.journal.record(ev.expired(job.id, job.attempt, retry_at, now_ms)):
@@ -292,6 +303,16 @@ def expire_lapsed(reconciler: Reconciler, wire: ControllerWire, keys: Keys,
         reconciler.expire(lapsed, removed, now_ms, lambda jobs: _unstarted(
             jobs, reconciler.witness, wire, keys, dispatcher))
     return len(lapsed)
+
+
+def _unstarted_in_a_row(job: JobRecord) -> int:
+    """How many of the job's last attempts ended released as prefetched and unstarted."""
+    count = 0
+    for entry in reversed(job.history):
+        if entry.get("o") != "released" or entry.get("e") != UNSTARTED_REASON:
+            break
+        count += 1
+    return count
 
 
 def _unstarted(jobs: list[JobRecord], witness: Witness, wire: ControllerWire, keys: Keys,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import fakeredis
+import pytest
 
 from fleet.config import Settings
 from fleet.controller.dispatch import Dispatcher
@@ -14,7 +15,12 @@ from fleet.controller.heal import MAX_TAKEN_SLOTS
 from fleet.controller.journal import Journal
 from fleet.controller.liveness import Liveness
 from fleet.controller.options import DispatchOptions, ReconcileOptions
-from fleet.controller.reconcile import UNSTARTED_REASON, Reconciler, expire_lapsed
+from fleet.controller.reconcile import (
+    MAX_UNSTARTED_IN_A_ROW,
+    UNSTARTED_REASON,
+    Reconciler,
+    expire_lapsed,
+)
 from fleet.state import PENDING
 from fleet.transport import ControllerWire
 
@@ -54,6 +60,30 @@ def test_a_dead_workers_unstarted_prefetch_is_released_and_the_rest_charged(jour
     assert jobs["a"].history[-1]["e"] == UNSTARTED_REASON
     # The lists are only read: a copy of an attempt that ended matches nothing again.
     assert redis.llen(KEYS.taken("w", 1)) == 1 and redis.llen(KEYS.taken("w", 0)) == 1
+
+
+@pytest.mark.parametrize(("before", "charged"), [
+    (MAX_UNSTARTED_IN_A_ROW - 1, False), (MAX_UNSTARTED_IN_A_ROW, True)])
+def test_a_job_found_unstarted_too_many_times_in_a_row_is_charged(journal, before, charged):
+    """A job whose last attempts all went back uncharged from a dead worker's taken list (the
+    LREM sent before each start may never have reached Redis) is charged once that has
+    happened MAX_UNSTARTED_IN_A_ROW times in a row: a poison job cannot loop for free."""
+    redis = fakeredis.FakeRedis()
+    wire = ControllerWire(redis, KEYS)
+    reconciler, dispatcher = _parts(journal)
+    released = {"o": "released", "e": UNSTARTED_REASON, "ft": 1}
+    journal.table.jobs["a"].history.extend(
+        [{"o": "released", "e": "message gone from Redis", "ft": 1}] + [released] * before)
+    redis.rpush(KEYS.taken("w", 0), _message(dispatcher, journal, "a"))
+    reconciler.on_heartbeats([{"id": "w", "ts": 1, "queues": ["default"], "executors": 1,
+                               "jobs": []}], 100)
+    reconciler.on_heartbeats([], 300)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 200)
+    expire_lapsed(reconciler, wire, KEYS, dispatcher, LEASE_MS + 200 + 2 * HEARTBEAT_MS + 1)
+    job = journal.table.jobs["a"]
+    assert job.state == PENDING
+    assert job.failures == (1 if charged else 0)
+    assert job.history[-1]["o"] == ("expired" if charged else "released")
 
 
 def test_a_live_workers_lists_are_never_searched(journal):
