@@ -54,6 +54,32 @@ def refused(reply: object) -> TypeGuard[Refused]:
     return isinstance(reply, Refused)
 
 
+def denied(exc: BaseException) -> bool:
+    """True when Redis refused a command for the user's ACL (``NOPERM``)."""
+    text = str(exc)  # redis-py names the error NoPermissionError; its text may say NOPERM
+    return refused(exc) and (text.startswith("NoPermissionError") or "NOPERM" in text)
+
+
+def popped_one(reply: Any) -> Any:
+    """A pop's reply, or its refusal raised (nothing was popped then)."""
+    if refused(reply):
+        raise reply
+    return reply
+
+
+def popped_batch(replies: list[Any], count: int) -> list[bytes]:
+    """The messages of a pop of ``count`` (one ``LPOP``, or ``count`` ``LMOVE`` s), from its
+    replies; a refusal raised when nothing was popped (``LMOVE`` is refused under a
+    ``noeviction`` OOM, or by an ACL without the taken lists)."""
+    if count == 1:
+        return popped_one(replies[0]) or []
+    moved = [reply for reply in replies[:count] if reply is not None]
+    found = [reply for reply in moved if not refused(reply)]
+    if not found and moved:
+        raise moved[0]
+    return found
+
+
 def worker_client(url: str, namespace: str = Keys().namespace) -> RedisClient:
     """A client with one connection and no hidden retries.
 

@@ -48,7 +48,17 @@ from ..config import Settings
 from ..errors import TransportError
 from ..keys import TAKEN_TTL_S, Keys
 from ..protocol.dispatch import decode_dispatch
-from ..transport.pipe import Command, Pipe, RedisClient, Refused, refused, worker_client
+from ..transport.pipe import (
+    Command,
+    Pipe,
+    RedisClient,
+    Refused,
+    denied,
+    popped_batch,
+    popped_one,
+    refused,
+    worker_client,
+)
 from .handback import hand_back, hand_back_held
 from .logs import flush_logs, line_writer, log_job
 from .progress import ProgressCourier
@@ -86,6 +96,7 @@ class Executor:
         self.queue_keys = [keys.ready(queue) for queue in queues]
         self.runner = runner
         self.prefetch = prefetch  # 0: adaptive (the module docstring)
+        self.single_pops = False  # the ACL refuses the taken lists: no batches
         self.hold_limit_s = hold_limit_s
         self.short_run = 0  # jobs in a row that took under SHORT_JOB_S
         self.popped_s = 0.0  # when the buffer's messages were popped (monotonic)
@@ -142,6 +153,11 @@ class Executor:
         try:
             popped, taken = self._fetch()
         except TransportError as exc:
+            if self._pop_count() > 1 and denied(exc):  # an older ACL: no taken lists
+                self.single_pops = True
+                self.log.warning("Redis refused a batch pop (%s): popping one job at a time; "
+                                 "re-run `fleet acl --role worker` for this version", exc)
+                return
             self._tell_done()
             time.sleep(self.health.failed(exc))
             return
@@ -198,11 +214,11 @@ class Executor:
         replies = self.wire.call(*commands, *pop)
         self.stale_taken = []
         refusal = self._pushed(replies[0]) if self.unpushed else None
-        popped = _popped_batch(replies[-len(pop):], count)
+        popped = popped_batch(replies[-len(pop):], count)
         for key in self.queue_keys[1:]:
             if popped:
                 break
-            popped = _popped_batch(self.wire.call(*self._pop_commands(key, count)), count)
+            popped = popped_batch(self.wire.call(*self._pop_commands(key, count)), count)
         if refusal is not None:
             if not popped:
                 raise refusal  # nothing to run: back off, then push the acks alone
@@ -214,7 +230,7 @@ class Executor:
         commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
         self._tell_done()
         flush_logs()  # the job lines of the busy spell, before a wait of up to a second
-        found = _popped(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
+        found = popped_one(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
                                                    BLOCK_TIMEOUT_S))[-1])
         return [found[1]] if found else [], False
 
@@ -226,6 +242,8 @@ class Executor:
                 ("PEXPIRE", self.taken_key, self.taken_ttl_ms)]
 
     def _pop_count(self) -> int:
+        if self.single_pops:
+            return 1
         if self.prefetch:
             return self.prefetch
         return AUTO_PREFETCH if self.short_run >= AUTO_PREFETCH else 1
@@ -332,25 +350,6 @@ class Executor:
                     self.channel.send(event)
         except OSError:
             self.stopping = True  # the supervisor is gone
-
-
-def _popped(reply: Any) -> Any:
-    """A pop's reply, or its refusal raised (nothing was popped then)."""
-    if refused(reply):
-        raise reply
-    return reply
-
-
-def _popped_batch(replies: list[Any], count: int) -> list[bytes]:
-    """The messages of a pop (``_pop_commands``' replies); a refusal raised when nothing was
-    popped (``LMOVE`` is refused under a ``noeviction`` OOM)."""
-    if count == 1:
-        return _popped(replies[0]) or []
-    moved = [reply for reply in replies[:count] if reply is not None]
-    found = [reply for reply in moved if not refused(reply)]
-    if not found and moved:
-        raise moved[0]
-    return found
 
 
 def build_executor(settings: Settings, identity: Identity, client: RedisClient,

@@ -1,0 +1,43 @@
+"""A worker of this version under the worker ACL of an older one (no taken lists, no LMOVE,
+LREM or PEXPIRE: docs/security.md) still runs every job, one pop at a time, and says once
+what to re-run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import redis
+
+from fleet import build_spec
+from fleet.testing.cluster import finished
+
+OLD_GRANTS = ("~{fleet}:taken:*", "+lmove", "+lrem", "+pexpire")
+
+
+def _old_worker_url(redis_url: str) -> str:
+    rule = subprocess.run([sys.executable, "-m", "fleet", "acl", "--role", "worker",
+                           "--password", "old-pw"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert set(OLD_GRANTS) <= set(rule)
+    rule = [word for word in rule if word not in OLD_GRANTS]
+    rule[2] = "fleet-old-worker"
+    redis.Redis.from_url(redis_url).execute_command(*rule)
+    host_port = redis_url.split("//", 1)[1]
+    return f"redis://fleet-old-worker:old-pw@{host_port}"
+
+
+def test_a_worker_under_the_older_acl_runs_every_job_one_pop_at_a_time(local, redis_url):
+    url = _old_worker_url(redis_url)
+    try:
+        local.controller()
+        worker = local.worker(2, env={"FLEET_REDIS_URL": url})
+        local.client().enqueue_many([build_spec("tests.jobs:add", (i, 1), job_id=f"old-{i}")
+                                     for i in range(300)])
+        status = local.wait_for(finished(300), timeout_s=60)
+        assert status["states"]["completed"] == 300
+        tail = worker.tail(2000)
+        assert tail.count("re-run `fleet acl --role worker`") == 2  # once per executor
+    finally:
+        local.stop_all()
+        redis.Redis.from_url(redis_url).execute_command("ACL", "DELUSER", "fleet-old-worker")
