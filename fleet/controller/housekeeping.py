@@ -178,7 +178,8 @@ class Housekeeping:
             self.heal_again(now)
 
     def read_heartbeats(self, now: int) -> None:
-        beats = self.liveness.parse_beats(self.gate.beats(self.wire.read_workers(), now))
+        wall = getattr(self.clock, "wall", self.clock)  # heartbeats are sealed by it
+        beats = self.liveness.parse_beats(self.gate.beats(self.wire.read_workers(), wall()))
         self.liveness.read(beats)
         self.healer.on_reported(self.reconciler.on_heartbeats(beats, now))
         self.metrics.set_fleet(beats)
@@ -208,10 +209,11 @@ class Housekeeping:
             self.metrics.snapshot_age.set(time.time() - finished_s)
 
     def watch_clock(self) -> None:
+        getattr(self.clock, "pay_back", lambda _: None)(CLOCK_STEP_LOG_MS)
         step_ms = getattr(self.clock, "new_step_ms", lambda _: None)(CLOCK_STEP_LOG_MS)
         if step_ms is not None:
             log.warning("the wall clock stepped: it is now %+.1f s from the run clock, which "
-                        "leases, due times and retention keep to until a restart",
+                        "leases, due times and retention keep to",
                         step_ms / 1000)
 
     def compact(self, now: int) -> None:

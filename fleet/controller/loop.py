@@ -45,7 +45,7 @@ from .dispatch import Dispatcher
 from .fence import LOST, Fence, boot_epoch, claim_when_writable
 from .gate import Gate
 from .heal import Healer, heal
-from .housekeeping import Housekeeping, Snapshots
+from .housekeeping import CLOCK_STEP_LOG_MS, Housekeeping, Snapshots
 from .intake import Intake
 from .journal import Journal
 from .limiter import record_config_limits
@@ -99,7 +99,8 @@ class Controller:
         self.wire = ControllerWire(redis_client, self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, IntakeOptions.of(settings))
-        self.gate = Gate(settings, self.clock())
+        self.wall = getattr(self.clock, "wall", self.clock)  # what seals are dated by
+        self.gate = Gate(settings, self.wall())
         self.dispatcher = Dispatcher(self.journal, DispatchOptions.of(settings))
         self.liveness = Liveness(heartbeat_ms := int(settings.heartbeat_s * 1000))
         self.progress_of = self.liveness.progress_of  # for the Desk (control.py)
@@ -157,9 +158,7 @@ class Controller:
             self.metrics_server = serve(self.metrics, self.settings.metrics_host,
                                         self.settings.metrics_port, self.healthy)
         log.info("controller epoch %d serving namespace %r", epoch, self.settings.namespace)
-        if getattr(self.clock, "behind_floor_ms", 0):
-            log.warning("the wall clock is %.1f s behind the log's latest record: the run "
-                        "clock goes on from the log", self.clock.behind_floor_ms / 1000)
+        _report_floor(self.clock)
 
     def run(self) -> int:
         """Loop until SIGTERM/SIGINT; returns the exit code."""
@@ -245,11 +244,14 @@ class Controller:
             self._on_redis_lost(now)
         out = Outbox(trim_intake=len(inbox.intake), trim_acks=len(inbox.acks),
                      trim_control=len(inbox.control))
-        gate = self.gate  # seals are checked on the raw bytes, before anything parses them
-        out.receipts = gate.receipts(self.intake.handle(gate.intake(inbox.intake, now), now), now)
-        self.reconciler.handle_acks(gate.acks(inbox.acks, now), now)
+        # Seals are checked on the raw bytes, before anything parses them, against the wall
+        # clock: their senders stamp them with theirs.
+        gate, seal_ms = self.gate, self.wall()
+        out.receipts = gate.receipts(
+            self.intake.handle(gate.intake(inbox.intake, seal_ms), now), seal_ms)
+        self.reconciler.handle_acks(gate.acks(inbox.acks, seal_ms), now)
         out.replies = gate.replies(control.handle_requests(
-            self, gate.control(inbox.control, now), now) + gate.resend_replies(), now)
+            self, gate.control(inbox.control, seal_ms), now) + gate.resend_replies(), seal_ms)
         lapsed = expire_lapsed(self.reconciler, self.wire, self.keys, self.dispatcher, now)
         self.scheduler.fire_due(now)
         out.messages = heal(self.healer, self.wire, self.keys, self.journal.table,
@@ -339,6 +341,18 @@ def _gathers(inbox: Inbox | None, table: JobTable, executors: int, rate_per_s: f
         return False
     return len(inbox.acks) < min(GATHER_BELOW, batch_size) \
         and len(table.in_flight) >= 2 * max(1, executors)
+
+
+def _report_floor(clock: Any) -> None:
+    """Say where the run clock started, when not at the wall clock (fleet/clock.py)."""
+    if getattr(clock, "behind_floor_ms", 0) > CLOCK_STEP_LOG_MS:
+        log.warning("the wall clock is %.1f s behind the log's latest record: the run clock "
+                    "goes on from the log, and runs at 90 %% speed while ahead of the wall "
+                    "clock until it has given that back", clock.behind_floor_ms / 1000)
+    if getattr(clock, "floor_refused_ms", 0):
+        log.warning("the log's latest record is %.0f s ahead of the wall clock, more than a "
+                    "day: the run clock follows the wall clock, not the log",
+                    clock.floor_refused_ms / 1000)
 
 
 def _report_recovery(report: RecoveryReport, metrics: Metrics) -> None:

@@ -38,7 +38,8 @@ class Outage:
     def failed(self, exc: BaseException) -> float:
         """Note a failure; returns how long to wait before trying again (it grows from
         0.1 s to ``MAX_BACKOFF_S`` over the outage's first ten seconds)."""
-        now, kind = self.clock(), type(exc).__name__
+        # Its kind: the name before the message ("ConnectionError: ...", as transport says it).
+        now, kind = self.clock(), str(exc).split(":", 1)[0]
         self.failures += 1
         if self.since is None:
             self.since = now

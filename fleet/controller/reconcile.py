@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, json_problem
+from ..job import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, MAX_RETRIES_LIMIT, json_problem
 from ..keys import Keys
 from ..protocol.ack import attempt_in_head, decode_ack
 from ..state import JobRecord
@@ -40,8 +40,8 @@ UNSTARTED_REASON = "prefetched by a worker that stopped before starting it"
 # start reached Redis. Should it not (a failed write, a failover dropping it), a job that
 # takes its worker down would go back uncharged each time; so after this many uncharged
 # releases in a row its next lapse is charged. A job prefetched behind a poison job sees at
-# most that job's retries + 1 such lapses, well below this.
-MAX_UNSTARTED_IN_A_ROW = 10
+# most that job's attempts (``MAX_RETRIES_LIMIT`` + 1) such lapses: one more than that.
+MAX_UNSTARTED_IN_A_ROW = MAX_RETRIES_LIMIT + 2
 # The lookups (LPOS of a job's message in a list) one step's lapses may make in stopped
 # workers' taken lists, however many workers died or what their heartbeats claimed.
 MAX_TAKEN_LOOKUPS = 1024

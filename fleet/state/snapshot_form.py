@@ -166,7 +166,8 @@ def load(table: JobTable, data: dict[str, Any]) -> JobTable:
     """Fill an empty ``table`` from ``dump()`` output; returns it."""
     table.last_seq = data["last_seq"]
     table.epoch = data["epoch"]
-    table.clock_ms = int(data.get("clock_ms", 0))  # absent from older snapshots
+    table.clock_ms = 0  # absent from older snapshots
+    table._saw(data.get("clock_ms"))
     table.paused = set(data["paused"])
     table.totals.update(data["totals"])
     table.schedules = dict(data.get("schedules", {}))

@@ -54,6 +54,10 @@ def refused(reply: object) -> TypeGuard[Refused]:
     return isinstance(reply, Refused)
 
 
+class BatchRefused(Refused):
+    """Redis refused every move of a batch pop (``popped_batch``)."""
+
+
 def denied(exc: BaseException) -> bool:
     """True when Redis refused a command for the user's ACL (``NOPERM``)."""
     text = str(exc)  # redis-py names the error NoPermissionError; its text may say NOPERM
@@ -76,7 +80,7 @@ def popped_batch(replies: list[Any], count: int) -> list[bytes]:
     moved = [reply for reply in replies[:count] if reply is not None]
     found = [reply for reply in moved if not refused(reply)]
     if not found and moved:
-        raise moved[0]
+        raise BatchRefused(str(moved[0]))
     return found
 
 

@@ -49,6 +49,7 @@ from ..errors import TransportError
 from ..keys import TAKEN_TTL_S, Keys
 from ..protocol.dispatch import decode_dispatch
 from ..transport.pipe import (
+    BatchRefused,
     Command,
     Pipe,
     RedisClient,
@@ -153,7 +154,7 @@ class Executor:
         try:
             popped, taken = self._fetch()
         except TransportError as exc:
-            if self._pop_count() > 1 and denied(exc):  # an older ACL: no taken lists
+            if isinstance(exc, BatchRefused) and denied(exc):  # an ACL without taken lists
                 self.single_pops = True
                 self.log.warning("Redis refused a batch pop (%s): popping one job at a time; "
                                  "re-run `fleet acl --role worker` for this version", exc)

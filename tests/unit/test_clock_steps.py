@@ -11,8 +11,10 @@ from fleet.config import Settings
 from fleet.controller import Controller
 from fleet.controller.retention import Retention
 from fleet.keys import Keys
+from fleet.protocol.signing import BEAT, Seal
 from fleet.state import COMPLETED, IN_FLIGHT, JobTable
 from fleet.state import events as ev
+from fleet.wal import open_log
 
 HOUR_MS = 3_600_000
 LEASE_S = 30.0
@@ -82,6 +84,58 @@ def test_run_clock_starts_no_earlier_than_its_floor(fake_time):
     assert clock.new_step_ms(1000) == 0  # back in step with the run clock
     ahead = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms, floor_ms=floor)
     assert ahead() == fake_time.wall_ms and ahead.behind_floor_ms == 0  # a floor behind: unused
+
+
+def test_a_floor_the_wall_clock_stays_behind_is_given_back_at_90_percent_speed(fake_time):
+    """Started an hour ahead of a wall clock that is right (the run before kept to a clock
+    that was ahead), the run clock runs slow until it meets the wall clock: it never steps
+    back, the give-back is not reported as a step, and then it keeps time again."""
+    fake_time.wall_ms -= HOUR_MS
+    clock = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms,
+                     floor_ms=fake_time.wall_ms + HOUR_MS)
+    readings, steps = [clock()], []
+    for _ in range(11 * 3600):  # eleven hours, one pay_back a second (as housekeeping does)
+        fake_time.advance(1000)
+        clock.pay_back(1000)
+        readings.append(clock())
+        steps.append(clock.new_step_ms(1000))
+    assert readings == sorted(readings)  # never back
+    assert max(b - a for a, b in zip(readings, readings[1:], strict=False)) == 1000
+    assert min(b - a for a, b in zip(readings, readings[1:], strict=False)) == 900
+    assert 0 <= clock() - fake_time.wall_ms <= 1000 + 10 and clock.debt_ms <= 1000 + 10
+    assert steps == [None] * len(steps)
+    fake_time.advance(5000)
+    clock.pay_back(1000)
+    before = clock()
+    fake_time.advance(1000)
+    assert clock() - before == 1000  # paid back: full speed
+
+
+def test_a_floor_is_not_given_back_once_the_wall_clock_comes_back(fake_time):
+    """Started during a step back (the floor right), the run clock runs slow only until the
+    wall clock returns, then keeps full speed: what was due after a record stays due."""
+    floor = fake_time.wall_ms
+    fake_time.wall_ms -= HOUR_MS
+    clock = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms, floor_ms=floor)
+    for _ in range(10):
+        fake_time.advance(1000)
+        clock.pay_back(1000)
+    assert clock() == floor + 1000 + 9 * 900  # the first second at speed, nine slow
+    fake_time.wall_ms += HOUR_MS  # the step ends
+    clock.pay_back(1000)
+    before = clock()
+    fake_time.advance(10_000)
+    clock.pay_back(1000)
+    assert clock() - before == 10_000
+
+
+def test_a_floor_more_than_a_day_ahead_is_refused(fake_time):
+    """A log dated far in the future (a clock once set to the year 3000) cannot hold every
+    later run there: the run clock follows the wall clock and says why."""
+    clock = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms,
+                     floor_ms=32_503_680_000_000)
+    assert clock() == fake_time.wall_ms and clock.behind_floor_ms == 0
+    assert clock.floor_refused_ms > 24 * HOUR_MS
 
 
 def test_table_keeps_the_latest_controller_time_through_a_snapshot():
@@ -186,3 +240,36 @@ def test_a_stale_entry_before_the_boot_never_lets_a_later_job_go_early():
     retention = Retention(table, RETENTION_S, booted_ms)
     _finish(table, "new", booted_ms + 1)
     assert retention.due(booted_ms + HOUR_MS + 1, 100) == []
+
+
+def test_a_controller_started_behind_its_log_checks_seals_by_the_wall_clock(tmp_path,
+                                                                         fake_time):
+    """Restarted while the wall clock is an hour behind its log, the controller dates seals by
+    the wall clock its workers share: a fresh sealed heartbeat is taken, not refused as
+    older than the start."""
+    settings = Settings(data_dir=str(tmp_path / "data"), metrics_port=0, lease_s=LEASE_S,
+                        signing_key="k" * 32)
+    redis = fakeredis.FakeRedis()
+    first = Controller(settings, redis_client=redis, fork_snapshots=False,
+                       clock=RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms))
+    first.start(serve_metrics=False)
+    first.close()
+    fake_time.wall_ms -= HOUR_MS
+    log = open_log(settings.data_dir)
+    floor = log.table.clock_ms
+    log.close()
+    clock = RunClock(lambda: fake_time.wall_ms, lambda: fake_time.mono_ms, floor_ms=floor)
+    assert clock.behind_floor_ms > HOUR_MS - 1000
+    ctl = Controller(settings, redis_client=redis, clock=clock, fork_snapshots=False)
+    ctl.start(serve_metrics=False)
+    try:
+        fake_time.advance(100)
+        body = orjson.dumps({"id": "w1", "ts": fake_time.wall_ms, "queues": ["default"],
+                             "executors": 3, "jobs": []})
+        redis.sadd(Keys().workers, "w1")
+        redis.set(Keys().worker("w1"), Seal.of(settings, BEAT).seal(body, fake_time.wall_ms))
+        ctl.housekeeping.read_heartbeats(ctl.clock())
+        assert ctl.liveness.executors == 3
+        assert ctl.gate.rejected["heartbeat"] == 0
+    finally:
+        ctl.close()

@@ -33,10 +33,10 @@ def test_a_long_outage_is_said_every_repeat_and_its_end_once(outage, caplog):
     watch, clock = outage
     waits = []
     for _ in range(40):  # a try every 2 s for 80 s
-        waits.append(watch.failed(TransportError("Redis at 127.0.0.1:1 refused")))
+        waits.append(watch.failed(TransportError("ConnectionError: Redis at 127.0.0.1:1 refused")))
         clock.now += 2.0
     lines = _lines(caplog)
-    assert lines[0] == "Redis at 127.0.0.1:1 refused; retrying"
+    assert lines[0] == "ConnectionError: Redis at 127.0.0.1:1 refused; retrying"
     assert [line.split(" (")[0] for line in lines[1:]] == [
         "Redis still failing after 30 s", "Redis still failing after 60 s"]
     assert "(16 tries)" in lines[1] and "(31 tries)" in lines[2]
@@ -52,11 +52,11 @@ def test_a_long_outage_is_said_every_repeat_and_its_end_once(outage, caplog):
 def test_a_new_kind_of_error_is_said_at_once_and_a_new_outage_starts_afresh(outage, caplog):
     caplog.set_level(logging.INFO, logger="fleet.controller")
     watch, clock = outage
-    watch.failed(TransportError("connection refused"))
+    watch.failed(TransportError("ConnectionError: connection refused"))
     clock.now += 1.0
-    watch.failed(TransportError("connection refused"))  # same kind, too soon: not said
+    watch.failed(TransportError("ConnectionError: refused, port 2"))  # same kind: not said
     clock.now += 1.0
-    watch.failed(TimeoutError("timed out"))
+    watch.failed(TransportError("TimeoutError: timed out"))
     assert len(_lines(caplog)) == 2 and "timed out" in _lines(caplog)[1]
     watch.ended()
     clock.now += 500.0
