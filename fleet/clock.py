@@ -39,6 +39,13 @@ def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
+def wall_of(clock: Callable[[], int]) -> Callable[[], int]:
+    """The wall clock beside a run clock: what seals from other processes are dated by (a
+    test's plain callable is both)."""
+    wall: Callable[[], int] = getattr(clock, "wall", clock)
+    return wall
+
+
 # While a run clock that started at its floor is ahead of the wall clock, it gains 9 ms for
 # every 10 ms of monotonic time, until it has given back what the floor added.
 SLOW_DIVISOR = 10

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..clock import wall_of
 from ..config import Settings
 from ..metrics import Metrics
 from ..state import events as ev
@@ -178,8 +179,8 @@ class Housekeeping:
             self.heal_again(now)
 
     def read_heartbeats(self, now: int) -> None:
-        wall = getattr(self.clock, "wall", self.clock)  # heartbeats are sealed by it
-        beats = self.liveness.parse_beats(self.gate.beats(self.wire.read_workers(), wall()))
+        beats = self.liveness.parse_beats(self.gate.beats(self.wire.read_workers(),
+                                                          wall_of(self.clock)()))
         self.liveness.read(beats)
         self.healer.on_reported(self.reconciler.on_heartbeats(beats, now))
         self.metrics.set_fleet(beats)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ..clock import RunClock
+from ..clock import RunClock, wall_of
 from ..config import Settings
 from ..errors import TransportError
 from ..keys import Keys
@@ -99,7 +99,7 @@ class Controller:
         self.wire = ControllerWire(redis_client, self.keys,
                                    ReadLimits(settings.batch_bytes, settings.max_message_bytes))
         self.intake = Intake(self.journal, IntakeOptions.of(settings))
-        self.wall = getattr(self.clock, "wall", self.clock)  # what seals are dated by
+        self.wall = wall_of(self.clock)
         self.gate = Gate(settings, self.wall())
         self.dispatcher = Dispatcher(self.journal, DispatchOptions.of(settings))
         self.liveness = Liveness(heartbeat_ms := int(settings.heartbeat_s * 1000))

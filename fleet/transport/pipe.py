@@ -54,14 +54,16 @@ def refused(reply: object) -> TypeGuard[Refused]:
     return isinstance(reply, Refused)
 
 
+class Denied(Refused):
+    """Redis refused one command for the user's ACL (``NOPERM``)."""
+
+
 class BatchRefused(Refused):
-    """Redis refused every move of a batch pop (``popped_batch``)."""
+    """Redis refused every move of a batch pop (``popped_batch``); ``denied`` if by the ACL."""
 
-
-def denied(exc: BaseException) -> bool:
-    """True when Redis refused a command for the user's ACL (``NOPERM``)."""
-    text = str(exc)  # redis-py names the error NoPermissionError; its text may say NOPERM
-    return refused(exc) and (text.startswith("NoPermissionError") or "NOPERM" in text)
+    def __init__(self, refusal: Refused) -> None:
+        super().__init__(str(refusal))
+        self.denied = isinstance(refusal, Denied)
 
 
 def popped_one(reply: Any) -> Any:
@@ -80,7 +82,7 @@ def popped_batch(replies: list[Any], count: int) -> list[bytes]:
     moved = [reply for reply in replies[:count] if reply is not None]
     found = [reply for reply in moved if not refused(reply)]
     if not found and moved:
-        raise BatchRefused(str(moved[0]))
+        raise BatchRefused(moved[0])
     return found
 
 
@@ -111,7 +113,8 @@ def _failed(exc: redis.RedisError) -> TransportError:
 
 
 def _refusal(exc: redis.ResponseError) -> Refused:
-    return Refused(f"{type(exc).__name__}: {exc}")
+    kind = Denied if isinstance(exc, redis.exceptions.NoPermissionError) else Refused
+    return kind(f"{type(exc).__name__}: {exc}")
 
 
 class _Connection(Protocol):

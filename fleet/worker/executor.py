@@ -54,7 +54,6 @@ from ..transport.pipe import (
     Pipe,
     RedisClient,
     Refused,
-    denied,
     popped_batch,
     popped_one,
     refused,
@@ -154,7 +153,7 @@ class Executor:
         try:
             popped, taken = self._fetch()
         except TransportError as exc:
-            if isinstance(exc, BatchRefused) and denied(exc):  # an ACL without taken lists
+            if isinstance(exc, BatchRefused) and exc.denied:  # an ACL without taken lists
                 self.single_pops = True
                 self.log.warning("Redis refused a batch pop (%s): popping one job at a time; "
                                  "re-run `fleet acl --role worker` for this version", exc)
