@@ -273,3 +273,16 @@ def test_a_controller_started_behind_its_log_checks_seals_by_the_wall_clock(tmp_
         assert ctl.gate.rejected["heartbeat"] == 0
     finally:
         ctl.close()
+
+
+@pytest.mark.parametrize("bad", ["1764000000000", True, None, 1.5e12, [1], -5])
+def test_a_clock_ms_of_the_wrong_type_in_a_snapshot_or_record_moves_nothing(bad):
+    """A snapshot's ``clock_ms`` or a record's time that is not a positive int (hand-edited,
+    or from a newer fleet) is ignored, never raised on: the floor stays what it was."""
+    table = JobTable()
+    table.apply(ev.booted(1, 5_000))
+    data = table.dump()
+    data["clock_ms"] = bad
+    assert JobTable.load(data).clock_ms == 0
+    table.apply(ev.booted(2, bad))
+    assert table.clock_ms == 5_000
