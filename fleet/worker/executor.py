@@ -1,11 +1,14 @@
 """One executor process: pop a message, run it, ack, repeat (docs/protocol.md §3, §4).
 
 Round trips are what limit throughput, so after each job its ack and the pop of the next
-message go in one write (conn.py): ``RPUSH acks …; LPOP ready:<q1> <prefetch>``. A lower
+message go in one write (transport/pipe.py): ``RPUSH acks …; LPOP ready:<q1> <prefetch>``. A lower
 priority queue is tried only when the ones before it came back empty (a pipeline popping all
 of them would take work from every queue at once); when all are empty the executor waits in
 ``BLPOP`` on all of them, 1 s at a time so that it notices a stop (pushing ``{ns}:wake`` in
 the same write when a job has just finished, so that the controller records its ack now).
+Once a pop found them all empty, the next job's ack, that wake and the next ``BLPOP`` are one
+write, with an ``LLEN`` of each queue before the ``BLPOP``: a backlog seen there (more than
+the message it takes) brings the pops back (``_wait_for_one``).
 With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
 and the replies of those writes are read at the next pop (they came in while the jobs ran, so
 no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an executor pops up to
@@ -32,11 +35,8 @@ at_ms)``; a lock keeps its events and the loop's whole on the Pipe.
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import pickle
-import signal
 import threading
 import time
 from collections import deque
@@ -57,7 +57,6 @@ from ..transport.pipe import (
     popped_batch,
     popped_one,
     refused,
-    worker_client,
 )
 from .handback import hand_back, hand_back_held
 from .logs import flush_logs, line_writer, log_job
@@ -78,8 +77,6 @@ BLOCK_TIMEOUT_S = 1
 AUTO_PREFETCH = 8  # jobs per pop while they are short: one round trip and wake-up per batch
 SHORT_JOB_S = 0.002
 JOBS_LOGGER = "fleet.worker.jobs"  # one line per finished job (fleet worker --quiet: off)
-PR_SET_PDEATHSIG = 1
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Executor:
@@ -125,6 +122,7 @@ class Executor:
         # list's commands).
         self.sent: list[list[bytes]] = []
         self.done: tuple[str, int, bool] | None = None
+        self.drained = False  # the last pop found the queues empty: wait with the acks
         self.handled = 0
         self.stopping = False
 
@@ -209,6 +207,8 @@ class Executor:
         commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
                                    if self.unpushed else [])
         commands += [("LREM", self.taken_key, -1, raw) for raw in self.stale_taken]
+        if self.drained and not self.stopping:
+            return self._wait_for_one(commands), False
         count = self._pop_count()
         pop = self._pop_commands(self.queue_keys[0], count)
         replies = self.wire.call(*commands, *pop)
@@ -223,16 +223,39 @@ class Executor:
             if not popped:
                 raise refusal  # nothing to run: back off, then push the acks alone
             self.health.failed(refusal)
+        self.drained = not popped  # the queues ran dry
         if popped or self.stopping:
             return popped or [], count > 1
-        # Going idle right after a job: wake the controller, or the ack just pushed may wait
-        # for its next iteration (up to its idle wait) before the job counts as done.
-        commands = [("RPUSH", self.wake_key, b"1")] if self.done is not None else []
+        return self._wait_for_one([]), False
+
+    def _wait_for_one(self, commands: list[Command]) -> list[bytes]:
+        """After ``commands`` (the acks first, if any), wake the controller if a job has just
+        finished, or the ack may wait for its next iteration (up to its idle wait) before
+        the job counts as done, then wait in ``BLPOP``: one write. The ``LLEN`` of each
+        queue, read just before the ``BLPOP`` takes a message, says whether more were
+        waiting behind it; only then does the next fetch pop a batch again.
+
+        Raises:
+            TransportError: as ``_fetch``.
+        """
+        pushing = bool(commands) and commands[0][0] == "RPUSH"
+        if self.done is not None:
+            commands.append(("RPUSH", self.wake_key, b"1"))
         self._tell_done()
         flush_logs()  # the job lines of the busy spell, before a wait of up to a second
-        found = popped_one(self.wire.call(*commands, ("BLPOP", *self.queue_keys,
-                                                   BLOCK_TIMEOUT_S))[-1])
-        return [found[1]] if found else [], False
+        lengths = [("LLEN", key) for key in self.queue_keys]
+        replies = self.wire.call(*commands, *lengths, ("BLPOP", *self.queue_keys,
+                                                      BLOCK_TIMEOUT_S))
+        self.stale_taken = []
+        refusal = self._pushed(replies[0]) if pushing else None
+        found = popped_one(replies[-1])
+        waiting = sum(n for n in replies[-1 - len(lengths):-1] if isinstance(n, int))
+        self.drained = waiting <= 1
+        if refusal is not None:
+            if not found:
+                raise refusal
+            self.health.failed(refusal)
+        return [found[1]] if found else []
 
     def _pop_commands(self, key: str, count: int) -> list[Command]:
         """One message with ``LPOP`` (it starts at once); a batch moved into the taken list."""
@@ -368,31 +391,3 @@ def hold_limit_s(settings: Settings) -> float:
     re-dispatches what no worker names after two periods, could take it for lost; and never
     more than half a lease."""
     return min(settings.heartbeat_s, settings.lease_s) / 2
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its supervisor dies (Linux prctl)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the supervisor's own cleanup has to do
-    if os.getppid() != parent_pid:
-        os._exit(1)  # the supervisor died before prctl took effect
-
-
-def executor_main(settings: Settings, identity: Identity, slot: int, channel: Any,
-                  parent_pid: int) -> None:
-    """Entry point of an executor process, forked by the supervisor with SIGTERM and SIGINT
-    blocked so that neither reaches the supervisor's handlers inherited by the fork."""
-    die_with_parent(parent_pid)
-    signal.set_wakeup_fd(-1)
-    log = worker_log(__name__, f"{identity.worker_id}/e{slot}")
-    client = worker_client(settings.redis_url, settings.namespace)
-    executor = build_executor(settings, identity, client, channel, log, slot)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
-    signal.signal(signal.SIGTERM, executor.stop)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    try:
-        executor.run()
-    finally:
-        flush_logs()  # a forked process ends in os._exit: no logging.shutdown to do it

@@ -32,7 +32,7 @@ from ..keys import Keys
 from ..protocol.ack import encode_ack
 from ..protocol.signing import ACK, Seal
 from ..transport.pipe import worker_client
-from .executor import STOP_SIGNALS, executor_main
+from .entry import STOP_SIGNALS, executor_main
 from .handle import ExecutorHandle, RunningJob
 from .heartbeat import SupervisorLink, heartbeat_payload
 from .logs import flush_logs

@@ -74,7 +74,7 @@ def run_namespaces(settings: Settings, namespaces: Sequence[str], burst: bool = 
 
 
 def _fork_supervisor(settings: Settings, burst: bool) -> int:
-    from .executor import die_with_parent
+    from .entry import die_with_parent
     from .logs import flush_logs
     from .pool import Supervisor
 
