@@ -86,7 +86,7 @@ def _offer(system: FleetSystem, rate: float, seconds: float) -> tuple[int, float
     while sent < n:
         due = min(n, int((time.perf_counter() - perf0) * rate) + 1)
         if due <= sent:
-            time.sleep((sent / rate) - (time.perf_counter() - perf0))
+            time.sleep(max(0.0, sent / rate - (time.perf_counter() - perf0)))  # due by now
             continue
         system.client.enqueue_many([JobSpec(id=new_job_id(), func=FUNCS["lat"],
                                             args=[wall0 + i / rate]) for i in range(sent, due)])
