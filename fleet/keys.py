@@ -8,7 +8,7 @@ key                        type     written by                   read by
 =========================  =======  ===========================  ============================
 {ns}:intake                list     clients (RPUSH requests)     controller (EVAL, LTRIM)
 {ns}:receipt:<req>         list     controller (RPUSH, EXPIRE)   the client that sent <req>
-{ns}:ready:<queue>         list     controller (RPUSH, LREM)     workers (LPOP / BLPOP)
+{ns}:ready:<queue>         list     controller (RPUSH, LREM)     workers (LPOP/BLPOP, LLEN)
 {ns}:acks                  list     workers (RPUSH)              controller (EVAL, LTRIM)
 {ns}:workers               set      workers (SADD)               controller (SMEMBERS, SREM)
 {ns}:worker:<id>           string   worker supervisor (SET EX)   controller (MGET), status

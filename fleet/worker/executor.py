@@ -1,35 +1,32 @@
 """One executor process: pop a message, run it, ack, repeat (docs/protocol.md §3, §4).
 
 Round trips are what limit throughput, so after each job its ack and the pop of the next
-message go in one write (transport/pipe.py): ``RPUSH acks …; LPOP ready:<q1> <prefetch>``. A lower
-priority queue is tried only when the ones before it came back empty (a pipeline popping all
-of them would take work from every queue at once); when all are empty the executor waits in
-``BLPOP`` on all of them, 1 s at a time so that it notices a stop (pushing ``{ns}:wake`` in
-the same write when a job has just finished, so that the controller records its ack now).
-Once a pop found them all empty, the next job's ack, that wake and the next ``BLPOP`` are one
-write, with an ``LLEN`` of each queue before the ``BLPOP``: a backlog seen there (more than
-the message it takes) brings the pops back (``_wait_for_one``).
+message go in one write (transport/pipe.py): ``RPUSH acks …; LPOP ready:<q1> <prefetch>``. A
+lower priority queue is tried only when the ones before it came back empty; when all are
+empty the executor waits in ``BLPOP`` on all of them, 1 s at a time so that it notices a stop
+(pushing ``{ns}:wake`` in the same write when a job has just finished, so that the controller
+records its ack now). Once a pop found them all empty (*drained*), the next job's ack, that
+wake, an ``LLEN`` of each queue and the ``BLPOP`` are one write; more than one message in the
+queues' lengths brings the pops back (``_wait_for_one``).
 With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
-and the replies of those writes are read at the next pop (they came in while the jobs ran, so
-no job waits for Redis to answer). ``prefetch`` 0 (the default) adapts: an executor pops up to
-``AUTO_PREFETCH`` messages while its last ``AUTO_PREFETCH`` jobs each ran under
-``SHORT_JOB_S``, and one at a time as soon as one did not, so a queue of slow jobs is never
-prefetched. A prefetched job's lease is the one its dispatch recorded; a message held longer
-than ``hold_limit_s`` (half a heartbeat period, or of a lease if shorter) behind a job that
-turned out slow is handed back (``rel``) unrun rather than started that late
-(docs/worker.md, "Prefetch"). A batch is popped with one ``LMOVE`` per message into the
-executor's own list ``{ns}:taken:<worker>:<slot>``, and each message leaves it (``LREM``) in
-the write sent before its job starts: if the whole worker dies, the controller finds there
-what it took and never started, and dispatches those again without counting an attempt.
+and the replies of those writes are read at the next pop (no job waits for Redis to answer).
+``prefetch`` 0 (the default) adapts: an executor pops up to ``AUTO_PREFETCH`` messages while
+its last ``AUTO_PREFETCH`` jobs each ran under ``SHORT_JOB_S``, and one at a time as soon as
+one did not. A prefetched job's lease is the one its dispatch recorded; a message held longer
+than ``hold_limit_s`` (half a heartbeat period, or of a lease if shorter) is handed back
+(``rel``) unrun (docs/worker.md, "Prefetch"). A batch is popped with one ``LMOVE`` per message
+into the executor's own list ``{ns}:taken:<worker>:<slot>``, and each message leaves it
+(``LREM``) in the write sent before its job starts: if the whole worker dies, the controller
+finds there what it took and never started, and dispatches those again uncharged.
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
 timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
-``done`` is ``(id, n, ok)`` of the job finished just before, or None. A finished job whose
-successor does not follow at once (the executor is about to wait, or Redis failed) is told as
-``("f", id, n, ok)``; prefetched messages handed back for being held too long, as
-``("r",)``. On a clean exit it hands over the acks it could not push: ``("x", acks)``. An
-ack stays in memory until Redis took it. The latest progress of the running job goes the
-same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
+``done`` is ``(id, n, ok)`` of the job finished just before, or None; a finished job followed
+by a wait (or a failure of Redis) is told as ``("f", id, n, ok)``. Either is told only once
+the job's ack is written (or kept to be pushed again): the supervisor stops owing it then.
+Prefetched messages handed back for being held too long are told as ``("r",)``; on a clean
+exit the acks it could not push, as ``("x", acks)``. The running job's latest progress goes
+the same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
 at_ms)``; a lock keeps its events and the loop's whole on the Pipe.
 """
 
@@ -84,9 +81,9 @@ class Executor:
     it in-process on fakeredis)."""
 
     def __init__(self, client: RedisClient, keys: Keys, queues: tuple[str, ...], runner: Runner,
-                 prefetch: int = 1, channel: Any = None,
-                 log: WorkerLog | None = None, hold_limit_s: float = 0.5, slot: int = 0,
-                 taken_ttl_s: float = TAKEN_TTL_S) -> None:
+                 prefetch: int = 1, channel: Any = None, log: WorkerLog | None = None,
+                 hold_limit_s: float = 0.5, slot: int = 0, taken_ttl_s: float = TAKEN_TTL_S
+                 ) -> None:
         self.wire = Pipe(client)
         self.acks_key = keys.acks
         self.wake_key = keys.wake
@@ -98,8 +95,7 @@ class Executor:
         self.short_run = 0  # jobs in a row that took under SHORT_JOB_S
         self.popped_s = 0.0  # when the buffer's messages were popped (monotonic)
         self.channel = channel
-        # A real Pipe takes the pickle as bytes: Connection.send's ForkingPickler costs more
-        # than the write itself, once per job.
+        # A real Pipe takes bytes: Connection.send's ForkingPickler costs more than the write.
         self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
         self._tell_lock = threading.Lock()
         if channel is not None:
@@ -118,11 +114,11 @@ class Executor:
         self.stale_taken: list[bytes] = []  # handed back or started: LREM at the next pop
         self.epochs = EpochGate()
         self.unpushed: list[bytes] = []
-        # Per command written early, its replies unread: the acks it pushed ([] for the taken
-        # list's commands).
+        # Per command written early and not yet read: the acks it pushed ([] for the others).
         self.sent: list[list[bytes]] = []
         self.done: tuple[str, int, bool] | None = None
         self.drained = False  # the last pop found the queues empty: wait with the acks
+        self.no_lengths = False  # the ACL refuses LLEN: no drained mode
         self.handled = 0
         self.stopping = False
 
@@ -241,21 +237,31 @@ class Executor:
         pushing = bool(commands) and commands[0][0] == "RPUSH"
         if self.done is not None:
             commands.append(("RPUSH", self.wake_key, b"1"))
+        lengths = [] if self.no_lengths else [("LLEN", key) for key in self.queue_keys]
+        self.wire.send(*commands, *lengths, ("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))
+        # Told only once the ack is on the socket: killed before, the supervisor still owes it.
         self._tell_done()
         flush_logs()  # the job lines of the busy spell, before a wait of up to a second
-        lengths = [("LLEN", key) for key in self.queue_keys]
-        replies = self.wire.call(*commands, *lengths, ("BLPOP", *self.queue_keys,
-                                                      BLOCK_TIMEOUT_S))
+        replies = self.wire.settle()
         self.stale_taken = []
         refusal = self._pushed(replies[0]) if pushing else None
         found = popped_one(replies[-1])
-        waiting = sum(n for n in replies[-1 - len(lengths):-1] if isinstance(n, int))
-        self.drained = waiting <= 1
+        self.drained = self._backlog(replies[-1 - len(lengths):-1]) <= 1
         if refusal is not None:
             if not found:
                 raise refusal
             self.health.failed(refusal)
         return [found[1]] if found else []
+
+    def _backlog(self, lengths: list[Any]) -> int:
+        """How many messages the ``LLEN`` replies count (2 without them). A refused one (an
+        older ACL without ``llen``) ends the drained mode for good."""
+        denied = [n for n in lengths if refused(n)]
+        if denied:
+            self.no_lengths = True
+            self.log.warning("Redis refused LLEN (%s): waiting without the queue lengths; "
+                             "re-run `fleet acl --role worker` for this version", denied[0])
+        return sum(n for n in lengths if isinstance(n, int)) if lengths and not denied else 2
 
     def _pop_commands(self, key: str, count: int) -> list[Command]:
         """One message with ``LPOP`` (it starts at once); a batch moved into the taken list."""
@@ -296,12 +302,13 @@ class Executor:
         job_id, attempt = message["id"], message["n"]
         started_ms = now_ms()
         held = [(queued["id"], queued["n"]) for queued, _ in self.buffer]
+        # The held acks and a batch message's LREM (from the tail, where the batch is) go out
+        # before the supervisor hears that the job before finished and this one starts.
+        self._push_early(*(() if taken is None else (("LREM", self.taken_key, -1, taken),)),
+                         starting=taken)
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
                     self.done))
         self.done = None
-        # This job starts: out of the taken list first (from its tail, where the batch is).
-        self._push_early(*(() if taken is None else (("LREM", self.taken_key, -1, taken),)),
-                         starting=taken)
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line

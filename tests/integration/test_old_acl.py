@@ -1,5 +1,5 @@
 """A worker of this version under the worker ACL of an older one (no taken lists, no LMOVE,
-LREM or PEXPIRE: docs/security.md) still runs every job, one pop at a time, and says once
+LREM, PEXPIRE or LLEN: docs/security.md) still runs every job, one pop at a time, and says once
 what to re-run."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import redis
 from fleet import build_spec
 from fleet.testing.cluster import finished
 
-OLD_GRANTS = ("~{fleet}:taken:*", "+lmove", "+lrem", "+pexpire")
+OLD_GRANTS = ("~{fleet}:taken:*", "+lmove", "+lrem", "+pexpire", "+llen")
 
 
 def _old_worker_url(redis_url: str) -> str:
@@ -37,7 +37,12 @@ def test_a_worker_under_the_older_acl_runs_every_job_one_pop_at_a_time(local, re
         status = local.wait_for(finished(300), timeout_s=60)
         assert status["states"]["completed"] == 300
         tail = worker.tail(2000)
-        assert tail.count("re-run `fleet acl --role worker`") == 2  # once per executor
+        assert tail.count("refused a batch pop") == 2  # once per executor
+        # Each executor waits with the queue lengths until the first refusal, then without.
+        assert 1 <= tail.count("refused LLEN") <= 2
+        denied = [entry for entry in redis.Redis.from_url(redis_url).acl_log()
+                  if entry.get("object") == "llen"]
+        assert sum(int(entry["count"]) for entry in denied) <= 2
     finally:
         local.stop_all()
         redis.Redis.from_url(redis_url).execute_command("ACL", "DELUSER", "fleet-old-worker")

@@ -178,3 +178,92 @@ def test_a_backlog_behind_the_waited_for_message_brings_batch_pops_back():
     # (In a thread the job's soft timeout cannot set its signal: each is acked "fail".)
     assert [(ack["id"], ack["n"]) for ack in got] == [(f"j{i}", 1) for i in range(6)]
     assert client.llen(KEYS.ready("default")) == 0
+
+
+class _Witness:
+    """A supervisor's end of the Pipe that notes, for each event, the acks Redis holds."""
+
+    def __init__(self, client) -> None:
+        self.client, self.seen = client, []
+
+    def send(self, event) -> None:
+        acked = [orjson.loads(raw)["id"] for raw in self.client.lrange(KEYS.acks, 0, -1)]
+        self.seen.append((event, acked))
+
+
+def _witnessed_executor(prefetch: int, messages: list[bytes]):
+    server = fakeredis.FakeServer(version=(6, 2))
+    client = fakeredis.FakeRedis(server=server)
+    if messages:
+        client.rpush(KEYS.ready("default"), *messages)
+    witness = _Witness(client)
+    executor = build_executor(Settings(allow=("tests.jobs",), prefetch=prefetch), IDENTITY,
+                              client, channel=witness)
+    return client, executor, witness
+
+
+def test_a_drained_executor_tells_a_job_finished_only_once_its_ack_is_written():
+    """Killed between the two, the supervisor (which stops owing the ack when told) would
+    lose it: the job's lease would run out and the finished job would run again."""
+    client, executor, witness = _witnessed_executor(1, [])
+    worker = threading.Thread(target=executor.run, kwargs={"max_jobs": 2}, daemon=True)
+    worker.start()
+    wait_until(lambda: executor.drained, 10, what="a drained executor", poll_s=0.01)
+    client.rpush(KEYS.ready("default"), _message("a"))
+    wait_until(lambda: [e for e, _ in witness.seen if e[0] == "f"], 10, what="a's finish",
+               poll_s=0.01)
+    client.rpush(KEYS.ready("default"), _message("b"))
+    worker.join(10)
+    assert not worker.is_alive()
+    finished = [(event, acked) for event, acked in witness.seen if event[0] == "f"]
+    assert finished[0][0][1] == "a" and "a" in finished[0][1]
+
+
+def test_a_prefetched_job_starts_only_once_the_ack_of_the_one_before_is_written():
+    """The start event carries the finished job before it (``done``): that ack is already
+    in Redis when the supervisor hears of it."""
+    messages = [_message(f"p{i}") for i in range(4)]
+    client, executor, witness = _witnessed_executor(4, messages)
+    executor.run(max_jobs=4)
+    starts = [(event, acked) for event, acked in witness.seen if event[0] == "s"]
+    assert [event[1] for event, _ in starts] == ["p0", "p1", "p2", "p3"]
+    for event, acked in starts[1:]:
+        done_id = event[6][0]
+        assert done_id in acked, (event[1], done_id, acked)
+
+
+def test_a_refused_llen_ends_the_drained_mode_with_one_warning(caplog):
+    """An older worker ACL without ``llen``: the waits go without the lengths after the
+    first refusal (no NOPERM per wait), and the jobs still run."""
+    client, executor, writes, worker = _refusing_llen_executor(max_jobs=3)
+    for job_id in ("a", "b", "c"):
+        client.rpush(KEYS.ready("default"), _message(job_id))
+        wait_until(lambda j=job_id: [orjson.loads(r)["id"] for r in
+                                     client.lrange(KEYS.acks, 0, -1)],
+                   10, until=lambda ids, j=job_id: j in ids, what=f"{job_id}'s ack",
+                   poll_s=0.01)
+    worker.join(10)
+    assert not worker.is_alive() and executor.handled == 3
+    waits = [w for w in writes if "BLPOP" in w]
+    assert "LLEN" in waits[0] and not any("LLEN" in w for w in waits[1:])
+    assert executor.no_lengths and not executor.drained
+    warnings = [r for r in caplog.records if "refused LLEN" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def _refusing_llen_executor(max_jobs: int):
+    """``_idle_executor`` on a Redis that refuses every LLEN (sent with a bad argument)."""
+    server = fakeredis.FakeServer(version=(6, 2))
+    client = fakeredis.FakeRedis(server=server)
+    executor = build_executor(Settings(allow=("tests.jobs",), prefetch=1), IDENTITY, client)
+    writes = _record_writes(executor)
+    send = executor.wire.send
+
+    def refusing(*commands):
+        send(*(("LLEN", c[1], "no-such-arg") if c[0] == "LLEN" else c for c in commands))
+    executor.wire.send = refusing
+    worker = threading.Thread(target=executor.run, kwargs={"max_jobs": max_jobs}, daemon=True)
+    worker.start()
+    wait_until(lambda: any("BLPOP" in w for w in writes), 10, what="an idle wait",
+               poll_s=0.01)
+    return client, executor, writes, worker
