@@ -11,6 +11,7 @@ import redis
 
 from fleet import build_spec
 from fleet.testing.cluster import finished
+from tests.waiting import wait_until
 
 OLD_GRANTS = ("~{fleet}:taken:*", "+lmove", "+lrem", "+pexpire", "+llen")
 
@@ -36,9 +37,11 @@ def test_a_worker_under_the_older_acl_runs_every_job_one_pop_at_a_time(local, re
                                      for i in range(300)])
         status = local.wait_for(finished(300), timeout_s=60)
         assert status["states"]["completed"] == 300
-        tail = worker.tail(2000)
+        # Each executor waits with the queue lengths until the first refusal, then without;
+        # an executor busy from its start meets its first wait only once the jobs ran out.
+        tail = wait_until(lambda: worker.tail(2000), 10,
+                          until=lambda text: "refused LLEN" in text, what="an LLEN refusal")
         assert tail.count("refused a batch pop") == 2  # once per executor
-        # Each executor waits with the queue lengths until the first refusal, then without.
         assert 1 <= tail.count("refused LLEN") <= 2
         denied = [entry for entry in redis.Redis.from_url(redis_url).acl_log()
                   if entry.get("object") == "llen"]
