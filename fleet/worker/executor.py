@@ -226,10 +226,9 @@ class Executor:
 
     def _wait_for_one(self, commands: list[Command]) -> list[bytes]:
         """After ``commands`` (the acks first, if any), wake the controller if a job has just
-        finished, or the ack may wait for its next iteration (up to its idle wait) before
-        the job counts as done, then wait in ``BLPOP``: one write. The ``LLEN`` of each
-        queue, read just before the ``BLPOP`` takes a message, says whether more were
-        waiting behind it; only then does the next fetch pop a batch again.
+        finished (else its ack may wait out the controller's idle wait), then wait in
+        ``BLPOP``: one write. The ``LLEN`` of each queue, read just before the ``BLPOP`` takes
+        a message, says whether more wait behind it; only then does the next fetch pop again.
 
         Raises:
             TransportError: as ``_fetch``.
@@ -246,22 +245,23 @@ class Executor:
         self.stale_taken = []
         refusal = self._pushed(replies[0]) if pushing else None
         found = popped_one(replies[-1])
-        self.drained = self._backlog(replies[-1 - len(lengths):-1]) <= 1
+        self.drained = self._still_drained(replies[-1 - len(lengths):-1])
         if refusal is not None:
             if not found:
                 raise refusal
             self.health.failed(refusal)
         return [found[1]] if found else []
 
-    def _backlog(self, lengths: list[Any]) -> int:
-        """How many messages the ``LLEN`` replies count (2 without them). A refused one (an
-        older ACL without ``llen``) ends the drained mode for good."""
-        denied = [n for n in lengths if refused(n)]
-        if denied:
+    def _still_drained(self, lengths: list[Any]) -> bool:
+        """Whether the queues' ``LLEN`` replies count at most the message the ``BLPOP`` took.
+        A refused one (an older ACL without ``llen``) ends the drained mode for good."""
+        refusal = next(filter(refused, lengths), None)
+        if refusal is not None:
             self.no_lengths = True
             self.log.warning("Redis refused LLEN (%s): waiting without the queue lengths; "
-                             "re-run `fleet acl --role worker` for this version", denied[0])
-        return sum(n for n in lengths if isinstance(n, int)) if lengths and not denied else 2
+                             "re-run `fleet acl --role worker` for this version", refusal)
+            return False
+        return bool(lengths) and sum(n for n in lengths if isinstance(n, int)) <= 1
 
     def _pop_commands(self, key: str, count: int) -> list[Command]:
         """One message with ``LPOP`` (it starts at once); a batch moved into the taken list."""

@@ -127,13 +127,17 @@ def _record_writes(executor) -> list[list[str]]:
     return writes
 
 
-def _idle_executor(prefetch: int, max_jobs: int):
-    """An executor on an empty queue, running in a thread until it waits in BLPOP."""
+def _idle_executor(prefetch: int, max_jobs: int, rewrite=None):
+    """An executor on an empty queue, running in a thread until it waits in BLPOP; with
+    ``rewrite``, each command is passed through it on its way to Redis (and to the record)."""
     server = fakeredis.FakeServer(version=(6, 2))
     client = fakeredis.FakeRedis(server=server)
     executor = build_executor(Settings(allow=("tests.jobs",), prefetch=prefetch), IDENTITY,
                               client)
     writes = _record_writes(executor)
+    if rewrite is not None:
+        send = executor.wire.send
+        executor.wire.send = lambda *commands: send(*map(rewrite, commands))
     worker = threading.Thread(target=executor.run, kwargs={"max_jobs": max_jobs}, daemon=True)
     worker.start()
     wait_until(lambda: any("BLPOP" in w for w in writes), 10, what="an idle wait",
@@ -253,17 +257,5 @@ def test_a_refused_llen_ends_the_drained_mode_with_one_warning(caplog):
 
 def _refusing_llen_executor(max_jobs: int):
     """``_idle_executor`` on a Redis that refuses every LLEN (sent with a bad argument)."""
-    server = fakeredis.FakeServer(version=(6, 2))
-    client = fakeredis.FakeRedis(server=server)
-    executor = build_executor(Settings(allow=("tests.jobs",), prefetch=1), IDENTITY, client)
-    writes = _record_writes(executor)
-    send = executor.wire.send
-
-    def refusing(*commands):
-        send(*(("LLEN", c[1], "no-such-arg") if c[0] == "LLEN" else c for c in commands))
-    executor.wire.send = refusing
-    worker = threading.Thread(target=executor.run, kwargs={"max_jobs": max_jobs}, daemon=True)
-    worker.start()
-    wait_until(lambda: any("BLPOP" in w for w in writes), 10, what="an idle wait",
-               poll_s=0.01)
-    return client, executor, writes, worker
+    return _idle_executor(1, max_jobs, rewrite=lambda command: (
+        ("LLEN", command[1], "no-such-arg") if command[0] == "LLEN" else command))
