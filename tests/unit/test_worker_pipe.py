@@ -259,3 +259,18 @@ def _refusing_llen_executor(max_jobs: int):
     """``_idle_executor`` on a Redis that refuses every LLEN (sent with a bad argument)."""
     return _idle_executor(1, max_jobs, rewrite=lambda command: (
         ("LLEN", command[1], "no-such-arg") if command[0] == "LLEN" else command))
+
+
+def test_an_llen_reply_of_the_wrong_type_counts_nothing_and_breaks_nothing():
+    """A reply where a length should be (here the text ECHO returns) is no backlog: the
+    executor stays drained, keeps waiting with the lengths and runs every job."""
+    client, executor, writes, worker = _idle_executor(1, 3, rewrite=lambda command: (
+        ("ECHO", "not-a-length") if command[0] == "LLEN" else command))
+    for count, job_id in enumerate(("a", "b", "c"), start=1):
+        client.rpush(KEYS.ready("default"), _message(job_id))
+        wait_until(lambda: executor.handled, 10, until=lambda n, c=count: n >= c,
+                   what=f"{job_id} handled", poll_s=0.01)
+    worker.join(10)
+    assert not worker.is_alive() and executor.handled == 3
+    assert executor.drained and not executor.no_lengths
+    assert all("ECHO" in w for w in writes if "BLPOP" in w)
