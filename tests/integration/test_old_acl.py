@@ -37,10 +37,12 @@ def test_a_worker_under_the_older_acl_runs_every_job_one_pop_at_a_time(local, re
                                      for i in range(300)])
         status = local.wait_for(finished(300), timeout_s=60)
         assert status["states"]["completed"] == 300
-        # Each executor waits with the queue lengths until the first refusal, then without;
-        # an executor busy from its start meets its first wait only once the jobs ran out.
-        tail = wait_until(lambda: worker.tail(2000), 10,
-                          until=lambda text: "refused LLEN" in text, what="an LLEN refusal")
+        # An executor's lines reach the log when it next waits, and each waits with the queue
+        # lengths until the first refusal, then without: an executor busy from its start
+        # meets its first wait only once the jobs ran out, maybe after the 300th ack.
+        tail = wait_until(lambda: worker.tail(2000), 10, what="both executors' lines",
+                          until=lambda text: text.count("refused a batch pop") >= 2
+                          and "refused LLEN" in text)
         assert tail.count("refused a batch pop") == 2  # once per executor
         assert 1 <= tail.count("refused LLEN") <= 2
         denied = [entry for entry in redis.Redis.from_url(redis_url).acl_log()
