@@ -92,6 +92,14 @@ class JobSpec:
             wire["ex"] = self.expires_s
         return wire
 
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> JobSpec:
+        """The JobSpec whose ``to_wire`` is ``wire`` (a wire form ``validate_spec`` passed)."""
+        fields = {name: wire[key] for key, name in _SPEC_OF_WIRE if key in wire}
+        if "depends_on" in fields:
+            fields["depends_on"] = tuple(fields["depends_on"])
+        return cls(id=wire["id"], func=wire["f"], queue=wire.get("q", DEFAULT_QUEUE), **fields)
+
 
 def new_job_id() -> str:
     """A random, URL-safe job id."""
@@ -301,51 +309,68 @@ def _too_deep(value: Any, depth: int) -> bool:
     return False
 
 
-_FILE_FIELDS = frozenset((
-    "id", "func", "args", "kwargs", "payload", "queue", "timeout", "max_retries", "run_at_ms",
-    "depends_on", "allow_failure", "pass_results", "key", "priority", "expires_s"))
+# A job file's field and the wire key it becomes. A *truthy* field is sent only when true
+# (as ``to_wire`` leaves out an empty list, 0 or false); the others whenever they are not
+# null. ``depends_on`` (``dep``) is checked on its own: ``_file_parents``.
+_FILE_WIRE = {"args": ("a", True), "kwargs": ("k", True), "timeout": ("to", False),
+              "max_retries": ("mr", False), "run_at_ms": ("nb", True),
+              "allow_failure": ("af", True), "pass_results": ("pr", True),
+              "key": ("ky", False), "priority": ("py", True), "expires_s": ("ex", False)}
+_FILE_FIELDS = frozenset(("id", "func", "payload", "queue", "depends_on", *_FILE_WIRE))
+# The wire key of each JobSpec field (``JobSpec.from_wire``).
+_SPEC_OF_WIRE = (("a", "args"), ("k", "kwargs"), ("to", "timeout_s"), ("mr", "max_retries"),
+                 ("nb", "run_at_ms"), ("dep", "depends_on"), ("af", "allow_failure"),
+                 ("pr", "pass_results"), ("ky", "key"), ("py", "priority"),
+                 ("ex", "expires_s"))
 
 
-def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpec:
-    """Turn one entry of a job file into a JobSpec.
+def file_entry_wire(entry: Any, default_func: str = DEFAULT_FUNC) -> dict[str, Any]:
+    """The wire form of one entry of a job file, checked (``validate_spec``): what
+    ``spec_from_file_entry(entry).to_wire()`` would give, without building the JobSpec.
 
     Accepts fleet's own fields (``id``, ``func``, ``args``, ``kwargs``, ``queue``, ``timeout``,
     ``max_retries``, ``run_at_ms``, ``depends_on``, ``allow_failure``, ``pass_results``,
     ``key``, ``priority``, ``expires_s``) and
     the original plan's ``{"id": ..., "payload": {...}}``,
     where ``payload`` is the kwargs and a missing ``func`` means ``default_func``.
+
+    Raises:
+        JobSpecError: an unknown field, or a job ``validate_spec`` refuses.
     """
     if not isinstance(entry, dict):
         raise JobSpecError(f"each job must be a JSON object, got {type(entry).__name__}")
     if not _FILE_FIELDS.issuperset(entry):
         unknown = sorted(set(entry) - _FILE_FIELDS)
         raise JobSpecError(f"job {_shown(entry.get('id'))}: unknown field(s) {', '.join(unknown)}")
-    if "payload" in entry and "kwargs" in entry:
-        raise JobSpecError(f"job {_shown(entry.get('id'))}: give either payload or kwargs, "
-                           "not both")
-    kwargs: Any = entry.get("kwargs", entry.get("payload", {}))  # validate_spec checks it
-    spec = JobSpec(
-        id=entry["id"] if "id" in entry else new_job_id(),
-        func=entry.get("func", default_func),
-        args=entry.get("args", []),
-        kwargs=kwargs,
-        queue=entry.get("queue", DEFAULT_QUEUE),
-        timeout_s=entry.get("timeout"),
-        max_retries=entry.get("max_retries"),
-        run_at_ms=entry.get("run_at_ms", 0),
-        depends_on=_file_parents(entry),
-        allow_failure=entry.get("allow_failure", False),
-        pass_results=entry.get("pass_results", False),
-        key=entry.get("key"),
-        priority=entry.get("priority", 0),
-        expires_s=entry.get("expires_s"),
-    )
-    validate_spec(spec.to_wire())
-    return spec
+    if "payload" in entry:
+        if "kwargs" in entry:
+            raise JobSpecError(f"job {_shown(entry.get('id'))}: give either payload or kwargs, "
+                               "not both")
+        entry = {**entry, "kwargs": entry["payload"]}
+    wire: dict[str, Any] = {"id": entry["id"] if "id" in entry else new_job_id(),
+                            "f": entry.get("func", default_func),
+                            "q": entry.get("queue", DEFAULT_QUEUE)}
+    for name, value in entry.items():  # an entry names few fields: walk those it names
+        sent = _FILE_WIRE.get(name)
+        if sent is not None and (value if sent[1] else value is not None):
+            wire[sent[0]] = value
+    if "depends_on" in entry and (parents := _file_parents(entry)):
+        wire["dep"] = parents
+    validate_spec(wire)
+    return wire
 
 
-def _file_parents(entry: dict[str, Any]) -> tuple[str, ...]:
+def spec_from_file_entry(entry: Any, default_func: str = DEFAULT_FUNC) -> JobSpec:
+    """One entry of a job file as a JobSpec (its fields: ``file_entry_wire``).
+
+    Raises:
+        JobSpecError: as ``file_entry_wire``.
+    """
+    return JobSpec.from_wire(file_entry_wire(entry, default_func))
+
+
+def _file_parents(entry: dict[str, Any]) -> list[Any]:
     parents = entry.get("depends_on", ())
     if not isinstance(parents, list | tuple):
         raise JobSpecError(f"job {_shown(entry.get('id'))}: depends_on must be a list of job ids")
-    return tuple(parents)
+    return list(parents)

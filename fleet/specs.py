@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from .errors import JobSpecError
-from .job import DEFAULT_QUEUE, JobSpec, new_job_id, spec_from_file_entry, validate_spec
+from .job import DEFAULT_QUEUE, JobSpec, file_entry_wire, new_job_id, validate_spec
 from .options import check_call, check_options, parent_ids
 
 
@@ -97,7 +97,7 @@ def checked_wire(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
         JobSpecError: the job is invalid, or its arguments are not JSON.
     """
     if isinstance(spec, dict) and "f" not in spec:  # a job-file entry, not the wire form
-        spec = spec_from_file_entry(spec)
+        return file_entry_wire(spec)  # checked, once
     wire = spec.to_wire() if isinstance(spec, JobSpec) else spec
     try:
         orjson.dumps(wire)
@@ -107,10 +107,10 @@ def checked_wire(spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
     return wire
 
 
-def unique_ids(specs: Iterable[JobSpec]) -> None:
+def unique_ids(ids: Iterable[str]) -> None:
     """Raise JobSpecError naming the first id that appears twice."""
     seen: set[str] = set()
-    for spec in specs:
-        if spec.id in seen:
-            raise JobSpecError(f"job id {spec.id!r} appears more than once")
-        seen.add(spec.id)
+    for job_id in ids:
+        if job_id in seen:
+            raise JobSpecError(f"job id {job_id!r} appears more than once")
+        seen.add(job_id)

@@ -14,7 +14,7 @@ from ..client import Client
 from ..errors import EXIT_BAD_INPUT, FleetError, JobSpecError
 from ..flow import MAX_EXPIRES_S, MAX_PRIORITY, MIN_PRIORITY
 from ..handles import JobPage
-from ..job import JobSpec, new_job_id, spec_from_file_entry, validate_spec
+from ..job import JobSpec, file_entry_wire, new_job_id, validate_spec
 from ..protocol.intake import Receipt
 from ..specs import checked_wire, run_at_ms, unique_ids
 from ..state import IN_FLIGHT, STATES
@@ -45,8 +45,9 @@ def _parse_arg(text: str) -> Any:
         return text
 
 
-def read_job_file(path: str) -> list[JobSpec]:
-    """Jobs from a JSON array or JSON lines file (``-`` is stdin).
+def read_job_file(path: str) -> list[dict[str, Any]]:
+    """Jobs from a JSON array or JSON lines file (``-`` is stdin), in the wire form, each
+    checked once (``file_entry_wire``).
 
     Raises:
         JobSpecError: naming the file, line or index and what is wrong.
@@ -63,14 +64,14 @@ def read_job_file(path: str) -> list[JobSpec]:
     if not text:
         raise JobSpecError(f"{path} holds no jobs")
     entries = _decode_entries(text, path)
-    specs = []
+    wires = []
     for index, entry in enumerate(entries, 1):
         try:
-            specs.append(spec_from_file_entry(entry))
+            wires.append(file_entry_wire(entry))
         except JobSpecError as exc:
             raise JobSpecError(f"{path}: job {index}: {exc}") from None
-    unique_ids(specs)
-    return specs
+    unique_ids(wire["id"] for wire in wires)
+    return wires
 
 
 def _decode_entries(text: bytes, path: str) -> list[Any]:
@@ -142,31 +143,34 @@ def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwarg
     if (allow_failure or pass_results) and not parents:
         raise click.UsageError("--allow-failure and --pass-results need --after ID")
     if job_file:
-        specs = read_job_file(job_file)  # each checked, naming its line
+        wires = read_job_file(job_file)  # each checked, naming its line
     else:
         assert func is not None  # the usage check above: FUNC when there is no --file
         spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
                                _not_before_ms(delay, run_at))
-        specs = [dataclasses.replace(spec, depends_on=tuple(parents),
-                                     allow_failure=allow_failure, pass_results=pass_results)]
-        checked_wire(specs[0])
-    specs = [_with_flow(spec, key, priority, expires_s) for spec in specs]
+        wires = [checked_wire(dataclasses.replace(
+            spec, depends_on=tuple(parents), allow_failure=allow_failure,
+            pass_results=pass_results))]
+    if key is not None or priority is not None or expires_s is not None:
+        wires = [_with_flow(wire, key, priority, expires_s) for wire in wires]
     client = client_from(config_file, **flags)
-    receipts = _send(client, [spec.to_wire() for spec in specs])
+    receipts = _send(client, wires)
     _report(receipts, quiet)
 
 
-def _with_flow(spec: JobSpec, key: str | None, priority: int | None,
-               expires_s: float | None) -> JobSpec:
-    """``spec`` with the flags' key, priority and expiry where it gives none; checked."""
-    if key is None and priority is None and expires_s is None:
-        return spec
-    spec = dataclasses.replace(
-        spec, key=spec.key if spec.key is not None else key,
-        priority=spec.priority or (priority or 0),
-        expires_s=spec.expires_s if spec.expires_s is not None else expires_s)
-    validate_spec(spec.to_wire())
-    return spec
+def _with_flow(wire: dict[str, Any], key: str | None, priority: int | None,
+               expires_s: float | None) -> dict[str, Any]:
+    """A checked wire form with the flags' key, priority and expiry where it gives none;
+    checked again."""
+    wire = dict(wire)
+    if key is not None and "ky" not in wire:
+        wire["ky"] = key
+    if priority and not wire.get("py"):
+        wire["py"] = priority
+    if expires_s is not None and "ex" not in wire:
+        wire["ex"] = expires_s
+    validate_spec(wire)
+    return wire
 
 
 def _spec_from_args(func: str, args: tuple[str, ...], kwargs: str | None, job_id: str | None,
