@@ -1,5 +1,6 @@
 """An executor's process: bound to its supervisor's life, its signals set, then the loop
-(executor.py). The supervisor forks it with SIGTERM and SIGINT blocked (pool.py)."""
+(executor.py), built from the worker's settings (``build_executor``). The supervisor forks
+it with SIGTERM and SIGINT blocked (pool.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import signal
 from typing import Any
 
 from ..config import Settings
-from ..transport.pipe import worker_client
-from .executor import Executor, build_executor
+from ..keys import TAKEN_TTL_S, Keys
+from ..transport.pipe import RedisClient, worker_client
+from .executor import Executor
 from .logs import flush_logs
-from .wire import Identity, worker_log
+from .runner import Runner
+from .wire import Identity, WorkerLog, worker_log
 
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -44,3 +47,21 @@ def executor_main(settings: Settings, identity: Identity, slot: int, channel: An
         executor.run()
     finally:
         flush_logs()  # a forked process ends in os._exit: no logging.shutdown to do it
+
+
+def build_executor(settings: Settings, identity: Identity, client: RedisClient,
+                   channel: Any = None, log: WorkerLog | None = None, slot: int = 0
+                   ) -> Executor:
+    """An Executor configured from ``settings``."""
+    runner = Runner.from_settings(settings, identity)
+    return Executor(client, Keys(settings.namespace), settings.queues, runner,
+                    settings.prefetch, channel, log, hold_limit_s=hold_limit_s(settings),
+                    slot=slot, taken_ttl_s=max(TAKEN_TTL_S, 4 * settings.lease_s))
+
+
+def hold_limit_s(settings: Settings) -> float:
+    """How long a prefetched message may wait unstarted: half a heartbeat period, so that it
+    is running (and named by the next heartbeat) or handed back before a heal, which
+    re-dispatches what no worker names after two periods, could take it for lost; and never
+    more than half a lease."""
+    return min(settings.heartbeat_s, settings.lease_s) / 2

@@ -20,10 +20,13 @@ into the executor's own list ``{ns}:taken:<worker>:<slot>``, and each message le
 finds there what it took and never started, and dispatches those again uncharged.
 
 The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
-timeout_s, held, done)``, where ``held`` are the prefetched messages not yet started and
+timeout_s, held, done, owed)``, where ``held`` are the prefetched messages not yet started and
 ``done`` is ``(id, n, ok)`` of the job finished just before, or None; a finished job followed
-by a wait (or a failure of Redis) is told as ``("f", id, n, ok)``. Either is told only once
-the job's ack is written (or kept to be pushed again): the supervisor stops owing it then.
+by a wait (or a failure of Redis) is told as ``("f", id, n, ok, owed)``. Either is told only
+once the job's ack is written: the supervisor stops owing it then. ``owed`` are the acks
+written but not yet confirmed by Redis (or not written, after a failure): killed before they
+are, the supervisor pushes its copies, so that an ack Redis refused (OOM, an ACL) does not
+die with the process (handback.py; after a failure with no job to tell, ``("u", owed)``).
 Prefetched messages handed back for being held too long are told as ``("r",)``; on a clean
 exit the acks it could not push, as ``("x", acks)``. The running job's latest progress goes
 the same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
@@ -41,7 +44,6 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from ..clock import now_ms
-from ..config import Settings
 from ..errors import TransportError
 from ..keys import TAKEN_TTL_S, Keys
 from ..protocol.dispatch import decode_dispatch
@@ -55,13 +57,12 @@ from ..transport.pipe import (
     popped_one,
     refused,
 )
-from .handback import hand_back, hand_back_held
+from .handback import hand_back, hand_back_held, tell_owed
 from .logs import flush_logs, line_writer, log_job
 from .progress import ProgressCourier
 from .runner import Runner
 from .wire import (
     EpochGate,
-    Identity,
     RedisHealth,
     WorkerLog,
     worker_log,
@@ -152,7 +153,7 @@ class Executor:
                 self.log.warning("Redis refused a batch pop (%s): popping one job at a time; "
                                  "re-run `fleet acl --role worker` for this version", exc)
                 return
-            self._tell_done()
+            tell_owed(self)  # killed in the backoff, the supervisor pushes them
             time.sleep(self.health.failed(exc))
             return
         if not self.unpushed:  # else Redis refused the acks: keep backing off
@@ -307,7 +308,7 @@ class Executor:
         self._push_early(*(() if taken is None else (("LREM", self.taken_key, -1, taken),)),
                          starting=taken)
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
-                    self.done))
+                    self.done, self._owed()))
         self.done = None
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
@@ -364,10 +365,19 @@ class Executor:
         self.unpushed[:0] = [ack for acks in self.sent for ack in acks]
         self.sent = []
 
-    def _tell_done(self) -> None:
-        if self.done is not None:
-            self._tell(("f", *self.done))
-            self.done = None
+    def _tell_done(self) -> bool:
+        """Tell the supervisor the job just finished, if one did (whether one did)."""
+        if self.done is None:
+            return False
+        self._tell(("f", *self.done, self._owed()))
+        self.done = None
+        return True
+
+    def _owed(self) -> list[bytes]:
+        """The acks not yet confirmed in Redis (the supervisor's copies: module docstring)."""
+        if not (self.unpushed or self.sent):
+            return []
+        return [*self.unpushed, *(ack for acks in self.sent for ack in acks)]
 
     def _tell(self, event: Event) -> None:
         if self.channel is None:
@@ -381,20 +391,3 @@ class Executor:
         except OSError:
             self.stopping = True  # the supervisor is gone
 
-
-def build_executor(settings: Settings, identity: Identity, client: RedisClient,
-                   channel: Any = None, log: WorkerLog | None = None, slot: int = 0
-                   ) -> Executor:
-    """An Executor configured from ``settings``."""
-    runner = Runner.from_settings(settings, identity)
-    return Executor(client, Keys(settings.namespace), settings.queues, runner,
-                    settings.prefetch, channel, log, hold_limit_s=hold_limit_s(settings),
-                    slot=slot, taken_ttl_s=max(TAKEN_TTL_S, 4 * settings.lease_s))
-
-
-def hold_limit_s(settings: Settings) -> float:
-    """How long a prefetched message may wait unstarted: half a heartbeat period, so that it
-    is running (and named by the next heartbeat) or handed back before a heal, which
-    re-dispatches what no worker names after two periods, could take it for lost; and never
-    more than half a lease."""
-    return min(settings.heartbeat_s, settings.lease_s) / 2

@@ -31,8 +31,9 @@ from .wire import Identity, make_ack
 
 READ_BYTES = 64 * 1024
 # What an executor tells its supervisor over the Pipe (executor.py; read in ``_apply``):
-# ("s", id, attempt, started_ms, timeout_s, held, done), ("f", id, attempt, ok), ("r",),
-# ("x", acks), ("p", id, attempt, fraction, message, at_ms) (progress.py).
+# ("s", id, attempt, started_ms, timeout_s, held, done, owed), ("f", id, attempt, ok, owed),
+# ("u", owed), ("r",), ("x", acks), ("p", id, attempt, fraction, message, at_ms) (progress.py).
+# ``owed``: the acks Redis has not yet confirmed, pushed by the supervisor if the process dies.
 Event = tuple[Any, ...]
 _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
@@ -60,6 +61,7 @@ class ExecutorHandle:
         self.job: RunningJob | None = None
         self.held: list[tuple[str, int]] = []
         self.handed_acks: list[bytes] = []
+        self.owed_acks: list[bytes] = []  # unconfirmed in Redis: pushed if the process dies
         self.kill_reason: str | None = None
         self.killed_mono = 0.0
         self._owed: tuple[RunningJob | None, list[tuple[str, int]]] | None = None
@@ -112,18 +114,21 @@ class ExecutorHandle:
     def _apply(self, event: Event, finished: list[bool], now_mono: float) -> None:
         kind = event[0]
         if kind == "s":
-            _, job_id, attempt, started_ms, timeout_s, held, done = event
+            _, job_id, attempt, started_ms, timeout_s, held, done, self.owed_acks = event
             if done is not None:
                 self._finish(done, finished)
             self.job = RunningJob(job_id, attempt, started_ms, timeout_s, now_mono)
             self.held = list(held)
         elif kind == "f":
-            self._finish(event[1:], finished)
+            self._finish(event[1:4], finished)
+            self.owed_acks = event[4]
+        elif kind == "u":
+            self.owed_acks = event[1]
         elif kind == "r":  # the executor handed its prefetched messages back itself
             self.held = []
         elif kind == "x":
             self.handed_acks.extend(event[1])
-            self.job, self.held = None, []
+            self.job, self.held, self.owed_acks = None, [], []
         elif kind == "p":
             _, job_id, attempt, fraction, message, at_ms = event
             job = self.job

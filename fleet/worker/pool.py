@@ -146,7 +146,8 @@ class Supervisor:
             self.log.warning("executor e%d (pid %d) %s; starting a new one", handle.slot,
                              handle.pid, handle.describe_exit())
         self.failed += sum(1 for ack in acks if ack["o"] == "fail")
-        self.link.push(handle.handed_acks + [encode_ack(ack) for ack in acks])
+        self.link.push(handle.handed_acks + handle.owed_acks
+                       + [encode_ack(ack) for ack in acks])
 
     def _respawn_delay(self, handle: ExecutorHandle) -> float:
         """No delay for executors the supervisor killed; a growing one for a crash loop."""

@@ -3,6 +3,8 @@ forks, kills its supervisor or returns what JSON cannot hold. The test plays the
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,28 @@ def test_job_closing_every_descriptor_costs_its_executor_not_the_worker(start_wo
     assert worker.ack_for("closer")["o"] in ("ok", "fail")
     assert worker.ack_for("after", timeout_s=20)["r"] == 3
     assert worker.proc.poll() is None
+
+
+def test_an_ack_redis_refused_is_pushed_by_the_supervisor_when_its_executor_dies(
+        own_redis, start_worker):
+    """A job finished, Redis refused its ack, and the executor was killed while it backed
+    off: the supervisor, told the job finished, holds a copy of the ack and pushes it once
+    Redis takes it. Before, the ack died with the executor: the lease ran out and the job,
+    which had succeeded, ran again (or went dead with no retries left)."""
+    worker = start_worker(url=own_redis.url, count=1, FLEET_PREFETCH="1")
+    admin = redis.Redis.from_url(own_redis.url)
+    worker.push("default", "owed", "tests.jobs:sleep_s", 0.3)
+    worker.wait_running("owed")
+    admin.execute_command("ACL", "SETUSER", "default", "-rpush")  # the ack's push refused
+    try:
+        # The heartbeat (SET, allowed) counts the job done once the supervisor was told.
+        worker.wait_heartbeat(lambda beat: beat["done"] == 1 and not beat["jobs"])
+        assert admin.llen(KEYS.acks) == 0
+        (executor,) = worker.executor_pids()
+        os.kill(executor, signal.SIGKILL)
+        wait_until(lambda: not alive(executor), 10, what="the executor gone")
+    finally:
+        admin.execute_command("ACL", "SETUSER", "default", "+rpush")
+    ack = worker.ack_for("owed", timeout_s=15)
+    assert (ack["n"], ack["o"]) == (1, "ok")
+    wait_for_log(worker, "was killed by SIGKILL")

@@ -12,7 +12,7 @@ from fleet.keys import Keys
 from fleet.state import JobTable
 from fleet.state import events as ev
 from fleet.wal import read_snapshot, write_snapshot
-from fleet.worker.executor import build_executor
+from fleet.worker.entry import build_executor
 from fleet.worker.wire import EpochGate, Identity
 
 pytestmark = pytest.mark.timeout(60, method="thread")

@@ -13,7 +13,7 @@ import pytest
 
 from fleet.config import Settings
 from fleet.keys import Keys
-from fleet.worker.executor import build_executor
+from fleet.worker.entry import build_executor
 from fleet.worker.handle import ExecutorHandle
 from fleet.worker.wire import Identity
 from tests.waiting import wait_until
@@ -46,12 +46,12 @@ def pipe():
 def test_a_frame_cut_between_two_reads_is_read_whole(pipe):
     """Half a frame waits in the handle until the rest arrives; nothing is lost or misread."""
     handle, sender = pipe
-    body = pickle.dumps(("s", "a", 1, 1000, 5.0, [], None))
+    body = pickle.dumps(("s", "a", 1, 1000, 5.0, [], None, []))
     frame = len(body).to_bytes(4, "big") + body
     os.write(sender.fileno(), frame[:7])
     assert handle.read() == [] and handle.job is None
     os.write(sender.fileno(), frame[7:])
-    sender.send(("f", "a", 1, True))
+    sender.send(("f", "a", 1, True, []))
     assert handle.read() == [True]
     assert handle.job is None
 
@@ -62,7 +62,7 @@ def test_many_events_and_a_large_one_arrive_in_order(pipe):
     held = [(f"held-{i:05d}", 1) for i in range(5_000)]  # ~100 KiB pickled: several reads
     writer = threading.Thread(target=lambda: [
         sender.send(("s", f"j{i}", 1, 1000, 5.0, held if i == 150 else [],
-                     (f"j{i - 1}", 1, True) if i else None)) for i in range(300)])
+                     (f"j{i - 1}", 1, True) if i else None, [])) for i in range(300)])
     writer.start()
     finished: list[bool] = []
 
