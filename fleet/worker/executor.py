@@ -23,10 +23,11 @@ The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, sta
 timeout_s, held, done, owed)``, where ``held`` are the prefetched messages not yet started and
 ``done`` is ``(id, n, ok)`` of the job finished just before, or None; a finished job followed
 by a wait (or a failure of Redis) is told as ``("f", id, n, ok, owed)``. Either is told only
-once the job's ack is written: the supervisor stops owing it then. ``owed`` are the acks
-written but not yet confirmed by Redis (or not written, after a failure): killed before they
-are, the supervisor pushes its copies, so that an ack Redis refused (OOM, an ACL) does not
-die with the process (handback.py; after a failure with no job to tell, ``("u", owed)``).
+once the job's ack is written: the supervisor stops owing it then, but keeps a copy of it
+until Redis has confirmed it. ``owed`` is ``(reset, ack)``: the finished job's ack (or None),
+and whether every ack told before is confirmed (the supervisor's copies go). Killed before
+its acks are confirmed, the executor leaves them with its supervisor, who pushes them: an ack
+Redis refused (OOM, an ACL) does not die with the process. Each ack is copied once.
 Prefetched messages handed back for being held too long are told as ``("r",)``; on a clean
 exit the acks it could not push, as ``("x", acks)``. The running job's latest progress goes
 the same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
@@ -57,7 +58,7 @@ from ..transport.pipe import (
     popped_one,
     refused,
 )
-from .handback import hand_back, hand_back_held, tell_owed
+from .handback import hand_back, hand_back_held
 from .logs import flush_logs, line_writer, log_job
 from .progress import ProgressCourier
 from .runner import Runner
@@ -118,6 +119,8 @@ class Executor:
         # Per command written early and not yet read: the acks it pushed ([] for the others).
         self.sent: list[list[bytes]] = []
         self.done: tuple[str, int, bool] | None = None
+        self.done_ack: bytes | None = None  # the finished job's ack, for the supervisor's copy
+        self.owed_fresh = True  # every ack told to the supervisor is confirmed in Redis
         self.drained = False  # the last pop found the queues empty: wait with the acks
         self.no_lengths = False  # the ACL refuses LLEN: no drained mode
         self.handled = 0
@@ -153,7 +156,7 @@ class Executor:
                 self.log.warning("Redis refused a batch pop (%s): popping one job at a time; "
                                  "re-run `fleet acl --role worker` for this version", exc)
                 return
-            tell_owed(self)  # killed in the backoff, the supervisor pushes them
+            self._tell_done()  # with its ack: killed in the backoff, the supervisor pushes it
             time.sleep(self.health.failed(exc))
             return
         if not self.unpushed:  # else Redis refused the acks: keep backing off
@@ -297,6 +300,7 @@ class Executor:
         if refused(reply):
             return reply
         self.unpushed = []
+        self._confirmed()
         return None
 
     def _handle(self, message: dict[str, Any], taken: bytes | None) -> None:
@@ -309,7 +313,7 @@ class Executor:
                          starting=taken)
         self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
                     self.done, self._owed()))
-        self.done = None
+        self.done = self.done_ack = None
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
@@ -319,7 +323,7 @@ class Executor:
             log_job(self.jobs_log, self._job_line, message, ok, took_s, self.runner.last_error)
         self.unpushed.append(ack)
         self.handled += 1
-        self.done = (job_id, attempt, ok)
+        self.done, self.done_ack = (job_id, attempt, ok), ack
 
     def _push_early(self, *taken: Command, starting: bytes | None = None) -> None:
         """Write the RPUSH of acks still held (only a prefetched batch leaves any), and the
@@ -360,24 +364,27 @@ class Executor:
             if refused(reply):
                 self.unpushed[:0] = acks
                 self.health.failed(reply)
+        self._confirmed()
 
     def _unsent(self) -> None:
         self.unpushed[:0] = [ack for acks in self.sent for ack in acks]
         self.sent = []
 
-    def _tell_done(self) -> bool:
-        """Tell the supervisor the job just finished, if one did (whether one did)."""
-        if self.done is None:
-            return False
-        self._tell(("f", *self.done, self._owed()))
-        self.done = None
-        return True
+    def _tell_done(self) -> None:
+        if self.done is not None:
+            self._tell(("f", *self.done, self._owed()))
+            self.done = self.done_ack = None
 
-    def _owed(self) -> list[bytes]:
-        """The acks not yet confirmed in Redis (the supervisor's copies: module docstring)."""
+    def _owed(self) -> tuple[bool, bytes | None]:
+        """``(reset, ack)`` for the supervisor's copies of unconfirmed acks (the module
+        docstring); from now on, the acks told are not all confirmed."""
+        reset, self.owed_fresh = self.owed_fresh, False
+        return reset, self.done_ack
+
+    def _confirmed(self) -> None:
+        """Redis answered for every ack written: the supervisor's copies can go."""
         if not (self.unpushed or self.sent):
-            return []
-        return [*self.unpushed, *(ack for acks in self.sent for ack in acks)]
+            self.owed_fresh = True
 
     def _tell(self, event: Event) -> None:
         if self.channel is None:

@@ -2,12 +2,9 @@
 could not push (to its supervisor, who pushes them). The executor's stop and its hold limit
 come here (executor.py).
 
-The supervisor stops owing a job's ack once told the job finished, so every event that says
-so carries the acks Redis has not yet confirmed (``owed``: executor.py), and a failure tells
-them too (``tell_owed``). Killed before they are in Redis, the executor leaves them with its
-supervisor, who pushes them: a job that ran is never charged a lost lease (or run again) for
-an ack that died with the process. A copy pushed after the executor's own push got through
-is harmless: the controller fences acks by attempt."""
+The supervisor keeps a copy of each finished job's ack until Redis confirms it (executor.py,
+``owed``) and pushes its copies when the executor dies: a copy pushed after the executor's
+own push got through is harmless, since the controller fences acks by attempt."""
 
 from __future__ import annotations
 
@@ -39,13 +36,6 @@ def hand_back(ex: Executor) -> None:
             time.sleep(ex.health.failed(exc))
     ex._unsent()  # still unread after the tries: the supervisor pushes them
     ex._tell(("x", ex.unpushed))
-
-
-def tell_owed(ex: Executor) -> None:
-    """After Redis failed: tell the supervisor the job just finished with the acks not yet
-    confirmed, or, when no job did, those acks alone (``("u", owed)``)."""
-    if not ex._tell_done() and (ex.unpushed or ex.sent):
-        ex._tell(("u", ex._owed()))
 
 
 def hand_back_held(ex: Executor) -> None:

@@ -32,8 +32,9 @@ from .wire import Identity, make_ack
 READ_BYTES = 64 * 1024
 # What an executor tells its supervisor over the Pipe (executor.py; read in ``_apply``):
 # ("s", id, attempt, started_ms, timeout_s, held, done, owed), ("f", id, attempt, ok, owed),
-# ("u", owed), ("r",), ("x", acks), ("p", id, attempt, fraction, message, at_ms) (progress.py).
-# ``owed``: the acks Redis has not yet confirmed, pushed by the supervisor if the process dies.
+# ("r",), ("x", acks), ("p", id, attempt, fraction, message, at_ms) (progress.py).
+# ``owed`` is (reset, ack): the finished job's ack or None, and whether every ack told before
+# is confirmed in Redis. The copies held are pushed if the process dies.
 Event = tuple[Any, ...]
 _SIZE = struct.Struct("!i")
 _BIG_SIZE = struct.Struct("!Q")
@@ -114,16 +115,15 @@ class ExecutorHandle:
     def _apply(self, event: Event, finished: list[bool], now_mono: float) -> None:
         kind = event[0]
         if kind == "s":
-            _, job_id, attempt, started_ms, timeout_s, held, done, self.owed_acks = event
+            _, job_id, attempt, started_ms, timeout_s, held, done, owed = event
+            self._owe(owed)
             if done is not None:
                 self._finish(done, finished)
             self.job = RunningJob(job_id, attempt, started_ms, timeout_s, now_mono)
             self.held = list(held)
         elif kind == "f":
             self._finish(event[1:4], finished)
-            self.owed_acks = event[4]
-        elif kind == "u":
-            self.owed_acks = event[1]
+            self._owe(event[4])
         elif kind == "r":  # the executor handed its prefetched messages back itself
             self.held = []
         elif kind == "x":
@@ -134,6 +134,13 @@ class ExecutorHandle:
             job = self.job
             if job is not None and (job.job_id, job.attempt) == (job_id, attempt):
                 self.job = job._replace(progress=(fraction, message, at_ms))
+
+    def _owe(self, owed: tuple[bool, bytes | None]) -> None:
+        reset, ack = owed
+        if reset:
+            self.owed_acks = []
+        if ack is not None:
+            self.owed_acks.append(ack)
 
     def _finish(self, done: tuple[str, int, bool], finished: list[bool]) -> None:
         job_id, attempt, ok = done

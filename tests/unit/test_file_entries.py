@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,6 +60,17 @@ def spec_route(entry: dict[str, Any]) -> dict[str, Any]:
     return wire
 
 
+def checked_route(entry: dict[str, Any]) -> dict[str, Any]:
+    """What ``checked_wire`` made of a plain dict before: ``spec_route``, then a check that
+    the whole wire form encodes."""
+    wire = spec_route(entry)
+    try:
+        orjson.dumps(wire)
+    except TypeError:
+        raise JobSpecError("arguments must be JSON") from None
+    return wire
+
+
 def outcome(make: Any, entry: dict[str, Any]) -> Any:
     try:
         return make(entry)
@@ -81,6 +93,16 @@ def test_a_checked_entry_round_trips_through_a_jobspec(entry):
         return
     assert JobSpec.from_wire(wire).to_wire() == wire
     assert checked_wire(dict(entry)) == wire  # enqueue_many's plain dicts: the same form
+
+
+@pytest.mark.parametrize("field, value", [("run_at_ms", 2**70), ("max_retries", 2**64),
+                                          ("timeout", float("nan"))])
+def test_a_dict_from_python_whose_field_cannot_be_encoded_is_refused_before_sending(
+        field, value):
+    """A plain dict given to ``enqueue_many`` can hold what no JSON file can (an integer past
+    64 bits): refused with a one-line JobSpecError, as before, not a TypeError mid-send."""
+    entry = {"id": "j1", "func": "m:f", field: value}
+    assert outcome(checked_wire, entry) == outcome(checked_route, entry) == "refused"
 
 
 @pytest.mark.parametrize("parents", [0, None, {}, "p1", False])

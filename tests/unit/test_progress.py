@@ -151,7 +151,7 @@ def test_the_supervisor_keeps_progress_only_for_the_job_its_executor_runs():
     handle._apply(("p", "a", 2, 0.9, "old", 100), [], 0.0)
     handle._apply(("p", "b", 1, 0.9, "other", 100), [], 0.0)
     assert handle.job.progress == (0.4, "copying", 99)
-    handle._apply(("s", "b", 1, 20, 30.0, [], ("a", 1, True), []), [], 0.0)
+    handle._apply(("s", "b", 1, 20, 30.0, [], ("a", 1, True), (True, None)), [], 0.0)
     assert handle.job.progress is None
 
 

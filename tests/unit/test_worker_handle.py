@@ -37,7 +37,7 @@ def handle(monkeypatch):
 
 
 def start(handle, job_id="j1", held=(), done=None, timeout_s=5.0):
-    handle.sender.send(("s", job_id, 1, 1000, timeout_s, list(held), done, []))
+    handle.sender.send(("s", job_id, 1, 1000, timeout_s, list(held), done, (True, None)))
 
 
 def test_start_and_finish_events_track_the_running_job(handle):
@@ -45,7 +45,7 @@ def test_start_and_finish_events_track_the_running_job(handle):
     start(handle, "a")
     assert handle.read() == [] and handle.job.job_id == "a"
     start(handle, "b", done=("a", 1, True))
-    handle.sender.send(("f", "b", 1, False, []))
+    handle.sender.send(("f", "b", 1, False, (True, None)))
     assert handle.read() == [True, False]
     assert handle.job is None
 
@@ -79,7 +79,7 @@ def test_kill_decides_on_the_job_running_at_that_moment(handle):
     start(handle, "a")
     handle.read()
     handle.kill("cancel")
-    handle.sender.send(("f", "a", 1, True, []))
+    handle.sender.send(("f", "a", 1, True, (True, None)))
     handle.read()
     (ack,) = handle.exit_acks(IDENTITY)
     assert (ack["id"], ack["o"]) == ("a", "cancelled")
@@ -116,24 +116,22 @@ def test_clean_exit_hands_over_acks_and_owes_nothing(handle):
     assert handle.exit_acks(IDENTITY) == []
 
 
-def test_the_latest_event_says_which_acks_redis_has_not_confirmed(handle):
-    """Each "f", "s" and "u" carries the executor's unconfirmed acks: the supervisor keeps
-    the latest list (pushed if the process dies), and "x" leaves none."""
-    handle.sender.send(("f", "a", 1, True, [b"ack-a"]))
+def test_the_supervisor_keeps_each_finished_jobs_ack_until_all_are_confirmed(handle):
+    """"f" and "s" carry the finished job's ack (each copied once) and whether every ack
+    told before is confirmed in Redis; "x" leaves no copy."""
+    handle.sender.send(("f", "a", 1, True, (True, b"ack-a")))
     handle.read()
     assert handle.job is None and handle.owed_acks == [b"ack-a"]
-    handle.sender.send(("u", [b"ack-a", b"ack-b"]))
+    handle.sender.send(("s", "c", 1, 1000, 5.0, [], None, (False, None)))  # a not confirmed
+    handle.sender.send(("s", "d", 1, 1000, 5.0, [], ("c", 1, True), (False, b"ack-c")))
     handle.read()
-    assert handle.owed_acks == [b"ack-a", b"ack-b"]
-    handle.sender.send(("s", "c", 1, 1000, 5.0, [], None, []))  # confirmed before c started
+    assert handle.owed_acks == [b"ack-a", b"ack-c"] and handle.job.job_id == "d"
+    handle.sender.send(("s", "e", 1, 1000, 5.0, [], ("d", 1, True), (True, b"ack-d")))
     handle.read()
-    assert handle.owed_acks == []
-    handle.sender.send(("s", "d", 1, 1000, 5.0, [], ("c", 1, True), [b"ack-c"]))
+    assert handle.owed_acks == [b"ack-d"]  # a and c confirmed: their copies went
+    handle.sender.send(("x", [b"ack-d", b"ack-e"]))
     handle.read()
-    assert handle.owed_acks == [b"ack-c"] and handle.job.job_id == "d"
-    handle.sender.send(("x", [b"ack-c", b"ack-d"]))
-    handle.read()
-    assert handle.owed_acks == [] and handle.handed_acks == [b"ack-c", b"ack-d"]
+    assert handle.owed_acks == [] and handle.handed_acks == [b"ack-d", b"ack-e"]
 
 
 def test_heartbeat_payload_has_the_protocol_fields(handle):

@@ -46,12 +46,12 @@ def pipe():
 def test_a_frame_cut_between_two_reads_is_read_whole(pipe):
     """Half a frame waits in the handle until the rest arrives; nothing is lost or misread."""
     handle, sender = pipe
-    body = pickle.dumps(("s", "a", 1, 1000, 5.0, [], None, []))
+    body = pickle.dumps(("s", "a", 1, 1000, 5.0, [], None, (True, None)))
     frame = len(body).to_bytes(4, "big") + body
     os.write(sender.fileno(), frame[:7])
     assert handle.read() == [] and handle.job is None
     os.write(sender.fileno(), frame[7:])
-    sender.send(("f", "a", 1, True, []))
+    sender.send(("f", "a", 1, True, (True, None)))
     assert handle.read() == [True]
     assert handle.job is None
 
@@ -62,7 +62,7 @@ def test_many_events_and_a_large_one_arrive_in_order(pipe):
     held = [(f"held-{i:05d}", 1) for i in range(5_000)]  # ~100 KiB pickled: several reads
     writer = threading.Thread(target=lambda: [
         sender.send(("s", f"j{i}", 1, 1000, 5.0, held if i == 150 else [],
-                     (f"j{i - 1}", 1, True) if i else None, [])) for i in range(300)])
+                     (f"j{i - 1}", 1, True) if i else None, (True, None))) for i in range(300)])
     writer.start()
     finished: list[bool] = []
 
@@ -274,3 +274,25 @@ def test_an_llen_reply_of_the_wrong_type_counts_nothing_and_breaks_nothing():
     assert not worker.is_alive() and executor.handled == 3
     assert executor.drained and not executor.no_lengths
     assert all("ECHO" in w for w in writes if "BLPOP" in w)
+
+
+def test_each_finished_jobs_ack_is_copied_to_the_supervisor_once():
+    """A batch's start events each carry one ack, the job before's (not every ack still
+    unconfirmed), and only the first of the batch lets the older copies go; a supervisor
+    following them holds at most a batch's acks and the one finished after it."""
+    messages = [_message(f"p{i}") for i in range(8)]
+    client, executor, witness = _witnessed_executor(4, messages)
+    executor.run(max_jobs=8)
+    starts = [event for event, _ in witness.seen if event[0] == "s"]
+    assert [event[1] for event in starts] == [f"p{i}" for i in range(8)]
+    for event in starts[1:]:
+        reset, ack = event[7]
+        assert orjson.loads(ack)["id"] == event[6][0]  # the ack of the job told done
+    # A batch's pop confirmed every ack before it: its first start lets the copies go.
+    assert [event[7][0] for event in starts] == [True, False, False, False] * 2
+    handle = ExecutorHandle(0, FakeProcess(), None)
+    most = 0
+    for event, _ in witness.seen:
+        handle._apply(event, [], 0.0)
+        most = max(most, len(handle.owed_acks))
+    assert most == 4 + 1
