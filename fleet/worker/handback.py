@@ -1,10 +1,6 @@
 """Handing back what an executor holds: prefetched messages it will not start, and acks it
 could not push (to its supervisor, who pushes them). The executor's stop and its hold limit
-come here (executor.py).
-
-The supervisor keeps a copy of each finished job's ack until Redis confirms it (executor.py,
-``owed``) and pushes its copies when the executor dies: a copy pushed after the executor's
-own push got through is harmless, since the controller fences acks by attempt."""
+come here (executor.py)."""
 
 from __future__ import annotations
 

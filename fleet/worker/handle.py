@@ -62,7 +62,7 @@ class ExecutorHandle:
         self.job: RunningJob | None = None
         self.held: list[tuple[str, int]] = []
         self.handed_acks: list[bytes] = []
-        self.owed_acks: list[bytes] = []  # unconfirmed in Redis: pushed if the process dies
+        self.ack_copies: list[bytes] = []  # unconfirmed in Redis: pushed if the process dies
         self.kill_reason: str | None = None
         self.killed_mono = 0.0
         self._owed: tuple[RunningJob | None, list[tuple[str, int]]] | None = None
@@ -116,31 +116,34 @@ class ExecutorHandle:
         kind = event[0]
         if kind == "s":
             _, job_id, attempt, started_ms, timeout_s, held, done, owed = event
-            self._owe(owed)
+            self._copy_ack(owed)
             if done is not None:
                 self._finish(done, finished)
             self.job = RunningJob(job_id, attempt, started_ms, timeout_s, now_mono)
             self.held = list(held)
         elif kind == "f":
             self._finish(event[1:4], finished)
-            self._owe(event[4])
+            self._copy_ack(event[4])
         elif kind == "r":  # the executor handed its prefetched messages back itself
             self.held = []
         elif kind == "x":
             self.handed_acks.extend(event[1])
-            self.job, self.held, self.owed_acks = None, [], []
+            self.job, self.held, self.ack_copies = None, [], []
         elif kind == "p":
             _, job_id, attempt, fraction, message, at_ms = event
             job = self.job
             if job is not None and (job.job_id, job.attempt) == (job_id, attempt):
                 self.job = job._replace(progress=(fraction, message, at_ms))
 
-    def _owe(self, owed: tuple[bool, bytes | None]) -> None:
+    def _copy_ack(self, owed: tuple[bool, bytes | None]) -> None:
+        """Keep the event's copy of an unconfirmed ack; drop the older ones once all are in
+        Redis (a copy pushed after the executor's own push is harmless: acks are fenced by
+        attempt)."""
         reset, ack = owed
         if reset:
-            self.owed_acks = []
+            self.ack_copies = []
         if ack is not None:
-            self.owed_acks.append(ack)
+            self.ack_copies.append(ack)
 
     def _finish(self, done: tuple[str, int, bool], finished: list[bool]) -> None:
         job_id, attempt, ok = done

@@ -146,7 +146,7 @@ class Supervisor:
             self.log.warning("executor e%d (pid %d) %s; starting a new one", handle.slot,
                              handle.pid, handle.describe_exit())
         self.failed += sum(1 for ack in acks if ack["o"] == "fail")
-        self.link.push(handle.handed_acks + handle.owed_acks
+        self.link.push(handle.handed_acks + handle.ack_copies
                        + [encode_ack(ack) for ack in acks])
 
     def _respawn_delay(self, handle: ExecutorHandle) -> float:

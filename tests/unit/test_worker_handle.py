@@ -121,17 +121,17 @@ def test_the_supervisor_keeps_each_finished_jobs_ack_until_all_are_confirmed(han
     told before is confirmed in Redis; "x" leaves no copy."""
     handle.sender.send(("f", "a", 1, True, (True, b"ack-a")))
     handle.read()
-    assert handle.job is None and handle.owed_acks == [b"ack-a"]
+    assert handle.job is None and handle.ack_copies == [b"ack-a"]
     handle.sender.send(("s", "c", 1, 1000, 5.0, [], None, (False, None)))  # a not confirmed
     handle.sender.send(("s", "d", 1, 1000, 5.0, [], ("c", 1, True), (False, b"ack-c")))
     handle.read()
-    assert handle.owed_acks == [b"ack-a", b"ack-c"] and handle.job.job_id == "d"
+    assert handle.ack_copies == [b"ack-a", b"ack-c"] and handle.job.job_id == "d"
     handle.sender.send(("s", "e", 1, 1000, 5.0, [], ("d", 1, True), (True, b"ack-d")))
     handle.read()
-    assert handle.owed_acks == [b"ack-d"]  # a and c confirmed: their copies went
+    assert handle.ack_copies == [b"ack-d"]  # a and c confirmed: their copies went
     handle.sender.send(("x", [b"ack-d", b"ack-e"]))
     handle.read()
-    assert handle.owed_acks == [] and handle.handed_acks == [b"ack-d", b"ack-e"]
+    assert handle.ack_copies == [] and handle.handed_acks == [b"ack-d", b"ack-e"]
 
 
 def test_heartbeat_payload_has_the_protocol_fields(handle):

@@ -294,5 +294,5 @@ def test_each_finished_jobs_ack_is_copied_to_the_supervisor_once():
     most = 0
     for event, _ in witness.seen:
         handle._apply(event, [], 0.0)
-        most = max(most, len(handle.owed_acks))
+        most = max(most, len(handle.ack_copies))
     assert most == 4 + 1
