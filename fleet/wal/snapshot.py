@@ -39,17 +39,22 @@ def write_snapshot(table: JobTable, data_dir: str, files: Files | None = None) -
     files = files or Files()
     data = table.dump()
     rows = data.pop("done_rows")
-    body = orjson.dumps(data) + b"\n" + rows
+    # The parts are written one after another, never joined: the rows can be most of a
+    # snapshot, and each copy of them would be that much more fresh memory in the child.
+    parts = (orjson.dumps(data) + b"\n", rows)
+    size, crc = 0, 0
+    for part in parts:
+        size, crc = size + len(part), zlib.crc32(part, crc)
     header = orjson.dumps({"format": FORMAT, "version": SCHEMA_VERSION,
-                           "last_seq": table.last_seq, "size": len(body),
-                           "crc32": zlib.crc32(body)})
+                           "last_seq": table.last_seq, "size": size, "crc32": crc})
     directory = snapshot_dir(data_dir)
     files.makedirs(directory)
     final = os.path.join(directory, snapshot_name(table.last_seq))
     temp = final + ".tmp"
     fd = files.open_write(temp)
     try:
-        files.write(fd, header + b"\n" + body)
+        for part in (header + b"\n", *parts):
+            files.write(fd, part)
         files.fsync(fd)
     finally:
         files.close(fd)
