@@ -72,3 +72,66 @@ def test_a_file_entry_with_an_unknown_field_names_it():
     with pytest.raises(JobSpecError, match="unknown field.*colour"):
         spec_from_file_entry({"func": "m:f", "colour": "red", "args": []})
     assert isinstance(spec_from_file_entry({"func": "m:f"}), JobSpec)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("q", "default\n"), ("f", "m:f\n"), ("q", "\ndefault"), ("f", "m:f\n\n"),
+])
+def test_a_name_ending_in_a_newline_is_refused(field, value):
+    # ``$`` matches before a final newline: "default\n" passed as a queue, whose ready list
+    # no worker of "default" reads, and whose name broke every line that printed it.
+    validate_spec(_plain(**{field: value.strip()}))  # remembered as good, bare
+    with pytest.raises(JobSpecError, match="queue must" if field == "q" else "func must"):
+        validate_spec(_plain(**{field: value}))
+
+
+def test_a_remembered_func_is_not_thereby_a_good_queue():
+    validate_spec(_plain(f="tasks:add", q="tasks.add"))
+    with pytest.raises(JobSpecError, match="queue must"):
+        validate_spec(_plain(q="tasks:add"))
+    with pytest.raises(JobSpecError, match="func must"):
+        validate_spec(_plain(f="1tasks"))  # a good queue name, not a func
+    validate_spec(_plain(q="1tasks"))
+
+
+@pytest.mark.parametrize("value", [["m:f"], {"m": "f"}, 3, None, b"m:f"])
+def test_a_name_of_another_type_is_refused_not_looked_up(value):
+    # An unhashable value must not reach the set lookup (a TypeError, not a JobSpecError).
+    with pytest.raises(JobSpecError, match="func must"):
+        validate_spec(_plain(f=value))
+    with pytest.raises(JobSpecError, match="queue must"):
+        validate_spec(_plain(q=value))
+
+
+def test_the_remembered_names_are_bounded():
+    for n in range(job_module._GOOD_NAMES_MAX * 2 + 7):
+        validate_spec(_plain(q=f"q{n}", f=f"m:f{n}"))
+    assert len(job_module._GOOD_QUEUES) <= job_module._GOOD_NAMES_MAX
+    assert len(job_module._GOOD_FUNCS) <= job_module._GOOD_NAMES_MAX
+
+
+def test_a_deep_payload_of_few_bytes_is_still_measured():
+    # The bracket count is skipped only while the encoded body is too short to hold more
+    # brackets than the depth limit: one byte longer, and it counts.
+    deep: list[object] = []
+    for _ in range(job_module.MAX_JSON_DEPTH + 1):
+        deep = [deep]
+    with pytest.raises(JobSpecError, match="nested deeper"):
+        validate_spec(_plain(a=deep))
+    shallow: list[object] = []
+    for _ in range(job_module.MAX_JSON_DEPTH - 2):
+        shallow = [shallow]
+    assert validate_spec(_plain(a=shallow))["a"] == shallow
+
+
+def test_every_queue_check_refuses_a_final_newline():
+    # The pattern is shared: control commands (pause, limits) and configured limits too.
+    from fleet.controller.control import ControlError, _queue
+    from fleet.errors import ConfigError
+    from fleet.flow import check_limits
+
+    assert _queue({"queue": "emails"}) == "emails"
+    with pytest.raises(ControlError, match="queue must"):
+        _queue({"queue": "emails\n"})
+    with pytest.raises(ConfigError, match="queue must"):
+        check_limits("emails\n", {"concurrency": 1})
