@@ -123,16 +123,19 @@ def rate_text(rate: list[float]) -> str:
     return f"{count:g}/{unit}"
 
 
-def check_limits(queue: Any, limits: Any) -> dict[str, Any]:
+def check_limits(queue: Any, limits: Any, recorded: bool = False) -> dict[str, Any]:
     """A queue's limits as recorded: ``concurrency`` and ``per_key`` positive integers,
-    ``rate`` a ``[count, period_s]`` pair; absent kinds are unlimited.
+    ``rate`` a ``[count, period_s]`` pair; absent kinds are unlimited. ``recorded``: read
+    back from a log or snapshot, whose queue may be one an earlier fleet accepted
+    (``RECORDED_QUEUE_RE``).
 
     Raises:
         ConfigError: an unknown kind, or a value out of range or of the wrong type.
     """
-    from .job import QUEUE_RE  # job.py imports this module
+    from .job import QUEUE_RE, RECORDED_QUEUE_RE  # job.py imports this module
 
-    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+    pattern = RECORDED_QUEUE_RE if recorded else QUEUE_RE
+    if not isinstance(queue, str) or not pattern.match(queue):
         raise ConfigError(f"queue must match [A-Za-z0-9_.-]{{1,64}}, got {_shown(queue)}")
     if not isinstance(limits, dict):
         raise ConfigError(f"limits of queue {queue} must be a mapping, got {_shown(limits)}")

@@ -39,7 +39,7 @@ def checked_limits(queue: Any, limits: Any) -> dict[str, Any]:
         ValueError: they do not check (a damaged or hand-made log or snapshot).
     """
     try:
-        return check_limits(queue, limits)
+        return check_limits(queue, limits, recorded=True)
     except ConfigError as exc:
         raise ValueError(f"limits: {exc}") from None
 

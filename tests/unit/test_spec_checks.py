@@ -135,3 +135,52 @@ def test_every_queue_check_refuses_a_final_newline():
         _queue({"queue": "emails\n"})
     with pytest.raises(ConfigError, match="queue must"):
         check_limits("emails\n", {"concurrency": 1})
+
+
+def test_a_log_or_snapshot_with_limits_an_earlier_fleet_accepted_still_opens(tmp_path):
+    # The older ``$`` pattern let "emails\n" through `fleet limits set` and the config: its
+    # record must still replay, and its snapshot still load, or the controller cannot start.
+    from fleet.controller.journal import Journal
+    from fleet.state import events as ev
+    from fleet.wal import WalOptions, open_log, read_snapshot, write_snapshot
+
+    log = open_log(str(tmp_path), WalOptions())
+    journal = Journal(log.table, log.writer)
+    journal.record(ev.limits("emails\n", {"concurrency": 2}))
+    journal.commit()
+    path = write_snapshot(log.table, str(tmp_path / "snap"))
+    log.close()
+    reopened = open_log(str(tmp_path), WalOptions())
+    assert reopened.table.limits == {"emails\n": {"concurrency": 2}}
+    assert reopened.table.validate() == []
+    reopened.close()
+    assert read_snapshot(path).limits == {"emails\n": {"concurrency": 2}}
+
+
+def test_a_long_func_name_is_not_remembered():
+    # A func name has no length limit of its own: kept by a rejected job, 4,096 of them of
+    # 64 MiB each would be held by the controller.
+    long_name = "m:" + "f" * 100_000
+    with pytest.raises(JobSpecError, match="queue must"):
+        validate_spec(_plain(f=long_name, q="bad queue"))
+    assert validate_spec(_plain(f=long_name))["f"] == long_name
+    assert long_name not in job_module._GOOD_FUNCS
+
+
+def test_a_str_subclass_is_checked_by_its_pattern_and_never_remembered():
+    class Unhashable(str):
+        __hash__ = None  # type: ignore[assignment]
+
+    class Liar(str):
+        def __hash__(self) -> int:
+            return hash("evil\nqueue")
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    assert validate_spec(_plain(f=Unhashable("m:f")))["f"] == "m:f"
+    validate_spec(_plain(q=Liar("good")))
+    with pytest.raises(JobSpecError, match="queue must"):
+        validate_spec(_plain(q="evil\nqueue"))
+    with pytest.raises(JobSpecError, match="queue must"):
+        validate_spec(_plain(q=Unhashable("no good")))
