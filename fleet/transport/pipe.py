@@ -127,6 +127,20 @@ class _Connection(Protocol):
     def disconnect(self) -> None: ...
 
 
+# Forks this process descends through since the module was loaded (each child adds one):
+# a Pipe made before a fork is a parent's when the count has moved. ``os.getpid()`` is a
+# system call, and an executor asked it several times a job.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class Pipe:
     """Commands out in one write, replies back in order. A connection failure drops the
     connection (the next command reconnects), so a reply is never read out of turn.
@@ -141,7 +155,7 @@ class Pipe:
         self.client = client
         self.connection: _Connection = client.connection_pool.make_connection()
         self._outstanding = 0
-        self.owner_pid = os.getpid()
+        self._forks = _forks  # as many as this process has been through: it is the owner
 
     def call(self, *commands: Command) -> list[Any]:
         """Send ``commands`` and return their replies (a refused one as a ``Refused``).
@@ -193,13 +207,17 @@ class Pipe:
             raise _failed(exc) from None
         return replies
 
+    def owned(self) -> bool:
+        """Whether this process made the Pipe (and is no child forked from its maker)."""
+        return self._forks == _forks
+
     def check_owner(self) -> None:
         """Exit at once in a process forked from the owner (see the class docstring)."""
-        if os.getpid() != self.owner_pid:
+        if self._forks != _forks:
             os._exit(FORKED_CHILD_EXIT)
 
     def reset(self) -> None:
-        if os.getpid() != self.owner_pid:
+        if not self.owned():
             return  # a forked child must not shut down its parent's socket
         self._outstanding = 0
         self.connection.disconnect()
@@ -207,7 +225,7 @@ class Pipe:
     def close(self, with_client: bool = False) -> None:
         """Drop the connection (and close the client it came from, ``with_client``)."""
         self.reset()
-        if with_client and os.getpid() == self.owner_pid:
+        if with_client and self.owned():
             self.client.close()
 
 

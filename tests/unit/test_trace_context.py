@@ -247,8 +247,31 @@ def test_without_a_tracer_provider_a_run_builds_no_span(monkeypatch):
     from opentelemetry import trace
 
     monkeypatch.setattr(tracing, "_configured", False)
+    monkeypatch.setattr(tracing, "_next_check", 0.0)
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     message = {"id": "j", "n": 1, "q": "default", "f": "tests.jobs:add"}
     assert tracing.run_span(message) is tracing.run_span(message) is tracing._NULL
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: TracerProvider())
+    monkeypatch.setattr(tracing, "_next_check", 0.0)  # RECHECK_S later
+    assert tracing.run_span(message) is not tracing._NULL
+
+
+def test_while_no_tracer_provider_is_set_it_is_looked_for_once_a_recheck_interval(monkeypatch):
+    """The look reads os.environ (1.2-1.4 µs, twice a job): not once per job, but at most
+    once every RECHECK_S, so a provider set later is still found."""
+    from opentelemetry import trace
+
+    looks: list[int] = []
+    monkeypatch.setattr(trace, "get_tracer_provider",
+                        lambda: looks.append(1) or trace.ProxyTracerProvider())
+    monkeypatch.setattr(tracing, "_configured", False)
+    monkeypatch.setattr(tracing, "_next_check", 0.0)
+    clock = [1000.0]
+    monkeypatch.setattr(tracing, "monotonic", lambda: clock[0])
+    message = {"id": "j", "n": 1, "q": "default", "f": "tests.jobs:add"}
+    for _ in range(100):
+        assert tracing.run_span(message) is tracing._NULL
+    assert len(looks) == 1
+    clock[0] += tracing.RECHECK_S
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: TracerProvider())
     assert tracing.run_span(message) is not tracing._NULL
