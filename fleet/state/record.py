@@ -120,15 +120,12 @@ class JobRecord:
     def from_spec(cls, job_id: str, spec: str) -> JobRecord:
         """A pending, never dispatched job from its enqueue spec text (see ``events``).
 
-        Only the queue and the not-before time are read now, by slicing: the spec starts
-        ``["<queue>",<not_before_ms>,`` and queue names never hold a quote or an escape
-        (``fleet.job.QUEUE_RE``). The rest waits for ``_unpack``.
+        Only the queue and the not-before time are read now, by slicing (``spec_queue``).
+        The rest waits for ``_unpack``.
         """
-        queue_end = spec.index('"', 2)
+        queue, queue_end = spec_queue(spec)
         not_before_ms = int(spec[queue_end + 2:spec.index(",", queue_end + 2)])
-        # The queue name is interned: a million jobs share a handful of them.
-        job = cls(job_id, intern(spec[2:queue_end]), None, None, None, None, None, PENDING, 0,
-                  0, not_before_ms)
+        job = cls(job_id, queue, None, None, None, None, None, PENDING, 0, 0, not_before_ms)
         job._spec = spec
         job.flow = spec_flow(spec)
         job.lingers = True  # its id still stands in a ready list or the delayed heap
@@ -199,6 +196,21 @@ class JobRecord:
                 traceback: str | None = entry.get("tb")
                 return traceback
         return None
+
+
+def spec_queue(spec: str) -> tuple[str, int]:
+    """The queue an enqueue spec text starts with (``["<queue>",<not_before_ms>,...``), and
+    the index of the quote that ends it; interned, since a million jobs share a handful.
+
+    Sliced, not parsed: queue names hold no quote (``fleet.job.QUEUE_RE``). One an older
+    fleet let in may end in a newline, which the text holds as an escape: only such a name
+    is decoded.
+    """
+    end = spec.index('"', 2)
+    name = spec[2:end]
+    if "\\" in name:
+        name = orjson.loads(spec[1:end + 1])
+    return intern(name), end
 
 
 def _attempt_view(entry: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import orjson
 from .fields import Entry
 from .graph import Graph
 from .ready import checked_limits
-from .record import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord
+from .record import DEAD, PENDING, ROW_FIELDS, TERMINAL, WAITING, JobRecord, spec_queue
 
 if TYPE_CHECKING:
     from .table import JobTable
@@ -169,7 +169,7 @@ def _waiting_cold(table: JobTable) -> dict[str, dict[str, str]]:
     counts them without parsing one and keeps them as they are."""
     by_queue: dict[str, dict[str, str]] = defaultdict(dict)
     for job_id, value in table._cold_waiting.items():
-        by_queue[value[2:value.index('"', 2)]][job_id] = value
+        by_queue[spec_queue(value)[0]][job_id] = value
     return dict(by_queue)
 
 

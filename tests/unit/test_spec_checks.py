@@ -184,3 +184,33 @@ def test_a_str_subclass_is_checked_by_its_pattern_and_never_remembered():
         validate_spec(_plain(q="evil\nqueue"))
     with pytest.raises(JobSpecError, match="queue must"):
         validate_spec(_plain(q=Unhashable("no good")))
+
+
+def test_a_job_an_earlier_fleet_accepted_on_a_queue_ending_in_a_newline_keeps_its_queue(
+        tmp_path):
+    # Its record holds the queue in the spec text as an escape; the slice that reads the
+    # queue off the text must decode it, in the log, the table and the snapshot alike.
+    from fleet.controller.journal import Journal
+    from fleet.state import events as ev
+    from fleet.state.record import JobRecord
+    from fleet.wal import WalOptions, open_log, read_snapshot, write_snapshot
+
+    queue = "emails\n"
+    log = open_log(str(tmp_path), WalOptions())
+    journal = Journal(log.table, log.writer)
+    journal.record(ev.enqueued({"id": "old-1", "q": queue, "f": "m:f", "a": [], "k": {}},
+                               5, 30.0, 1))
+    journal.record(ev.enqueued({"id": "parent", "q": "default", "f": "m:f", "a": [], "k": {}},
+                               5, 30.0, 1))
+    journal.record(ev.enqueued_after({"id": "old-2", "q": queue, "f": "m:f", "a": [], "k": {},
+                                      "dep": ["parent"]}, 5, 30.0, 1))
+    journal.commit()
+    path = write_snapshot(log.table, str(tmp_path / "snap"))
+    log.close()
+    for table in (open_log(str(tmp_path), WalOptions()).table, read_snapshot(path)):
+        assert table.queue_counts[queue]["pending"] == 1
+        assert table.queue_counts[queue]["waiting"] == 1
+        assert table.get("old-1").queue == queue
+        assert table.validate() == []
+    spec = ev.enqueued({"id": "x", "q": queue, "f": "m:f", "a": [], "k": {}}, 5, 30.0, 1)[4]
+    assert JobRecord.from_spec("x", spec).queue == queue
