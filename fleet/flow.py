@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from .errors import ConfigError, JobSpecError
+from .names import good_queue, recorded_queue
 
 MAX_KEY_CHARS = 200
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
@@ -127,15 +128,12 @@ def check_limits(queue: Any, limits: Any, recorded: bool = False) -> dict[str, A
     """A queue's limits as recorded: ``concurrency`` and ``per_key`` positive integers,
     ``rate`` a ``[count, period_s]`` pair; absent kinds are unlimited. ``recorded``: read
     back from a log or snapshot, whose queue may be one an earlier fleet accepted
-    (``RECORDED_QUEUE_RE``).
+    (``fleet.names.RECORDED_QUEUE_RE``).
 
     Raises:
         ConfigError: an unknown kind, or a value out of range or of the wrong type.
     """
-    from .job import QUEUE_RE, RECORDED_QUEUE_RE  # job.py imports this module
-
-    pattern = RECORDED_QUEUE_RE if recorded else QUEUE_RE
-    if not isinstance(queue, str) or not pattern.match(queue):
+    if not (recorded_queue(queue) if recorded else good_queue(queue)):
         raise ConfigError(f"queue must match [A-Za-z0-9_.-]{{1,64}}, got {_shown(queue)}")
     if not isinstance(limits, dict):
         raise ConfigError(f"limits of queue {queue} must be a mapping, got {_shown(limits)}")

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError, ControlError, FleetError, JobNotFoundError
 from ..flow import LIMIT_KINDS, check_limits, limits_text
-from ..job import QUEUE_RE
+from ..names import good_queue
 from ..protocol.control import decode_control, encode_reply, error_reply, ok_reply
 from ..state import IN_FLIGHT, PENDING, WAITING, JobRecord, listing
 from ..state import events as ev
@@ -195,7 +195,7 @@ def _cancel(desk: Desk, args: dict[str, Any], now_ms: int) -> Any:
 
 def _queue(args: dict[str, Any]) -> str:
     queue = args.get("queue")
-    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+    if not good_queue(queue):
         raise ControlError(f"queue must match [A-Za-z0-9_.-]{{1,64}}, got {queue!r}")
     return queue
 

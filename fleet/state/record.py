@@ -202,7 +202,7 @@ def spec_queue(spec: str) -> tuple[str, int]:
     """The queue an enqueue spec text starts with (``["<queue>",<not_before_ms>,...``), and
     the index of the quote that ends it; interned, since a million jobs share a handful.
 
-    Sliced, not parsed: queue names hold no quote (``fleet.job.QUEUE_RE``). One an older
+    Sliced, not parsed: queue names hold no quote (``fleet.names.QUEUE_RE``). One an older
     fleet let in may end in a newline, which the text holds as an escape: only such a name
     is decoded.
     """

@@ -9,6 +9,7 @@ import math
 import pytest
 
 import fleet.job as job_module
+import fleet.names as names
 from fleet.errors import JobSpecError
 from fleet.job import JobSpec, new_job_id, spec_from_file_entry, validate_spec
 
@@ -104,10 +105,10 @@ def test_a_name_of_another_type_is_refused_not_looked_up(value):
 
 
 def test_the_remembered_names_are_bounded():
-    for n in range(job_module._GOOD_NAMES_MAX * 2 + 7):
+    for n in range(names._GOOD_NAMES_MAX * 2 + 7):
         validate_spec(_plain(q=f"q{n}", f=f"m:f{n}"))
-    assert len(job_module._GOOD_QUEUES) <= job_module._GOOD_NAMES_MAX
-    assert len(job_module._GOOD_FUNCS) <= job_module._GOOD_NAMES_MAX
+    assert len(names.GOOD_QUEUES) <= names._GOOD_NAMES_MAX
+    assert len(names.GOOD_FUNCS) <= names._GOOD_NAMES_MAX
 
 
 def test_a_deep_payload_of_few_bytes_is_still_measured():
@@ -164,7 +165,7 @@ def test_a_long_func_name_is_not_remembered():
     with pytest.raises(JobSpecError, match="queue must"):
         validate_spec(_plain(f=long_name, q="bad queue"))
     assert validate_spec(_plain(f=long_name))["f"] == long_name
-    assert long_name not in job_module._GOOD_FUNCS
+    assert long_name not in names.GOOD_FUNCS
 
 
 def test_a_str_subclass_is_checked_by_its_pattern_and_never_remembered():
