@@ -14,6 +14,7 @@ from ..client import Client
 from ..errors import EXIT_BAD_INPUT, FleetError, JobSpecError
 from ..flow import MAX_EXPIRES_S, MAX_PRIORITY, MIN_PRIORITY
 from ..handles import JobPage
+from ..heap import collector_paused
 from ..job import JobSpec, file_entry_wire, new_job_id, validate_spec
 from ..protocol.intake import Receipt
 from ..specs import checked_wire, run_at_ms, unique_ids
@@ -143,14 +144,28 @@ def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwarg
     if (allow_failure or pass_results) and not parents:
         raise click.UsageError("--allow-failure and --pass-results need --after ID")
     if job_file:
-        wires = read_job_file(job_file)  # each checked, naming its line
-    else:
-        assert func is not None  # the usage check above: FUNC when there is no --file
-        spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
-                               _not_before_ms(delay, run_at))
-        wires = [checked_wire(dataclasses.replace(
-            spec, depends_on=tuple(parents), allow_failure=allow_failure,
-            pass_results=pass_results))]
+        with collector_paused():  # a big file's jobs all live until the command ends
+            _enqueue_file(job_file, key, priority, expires_s, quiet, config_file, flags)
+        return
+    assert func is not None  # the usage check above: FUNC when there is no --file
+    spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
+                           _not_before_ms(delay, run_at))
+    wires = [checked_wire(dataclasses.replace(
+        spec, depends_on=tuple(parents), allow_failure=allow_failure, pass_results=pass_results))]
+    _enqueue_wires(wires, key, priority, expires_s, quiet, config_file, flags)
+
+
+def _enqueue_file(job_file: str, key: str | None, priority: int | None,
+                  expires_s: float | None, quiet: bool, config_file: str | None,
+                  flags: dict[str, Any]) -> None:
+    wires = read_job_file(job_file)  # each checked, naming its line
+    _enqueue_wires(wires, key, priority, expires_s, quiet, config_file, flags)
+
+
+def _enqueue_wires(wires: list[dict[str, Any]], key: str | None, priority: int | None,
+                   expires_s: float | None, quiet: bool, config_file: str | None,
+                   flags: dict[str, Any]) -> None:
+    """Send checked ``wires`` (with the flags' key, priority and expiry) and report each."""
     if key is not None or priority is not None or expires_s is not None:
         wires = [_with_flow(wire, key, priority, expires_s) for wire in wires]
     client = client_from(config_file, **flags)

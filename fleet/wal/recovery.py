@@ -15,15 +15,14 @@ The numbered procedure (docs/wal-format.md repeats it in prose):
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SnapshotError, WalCorruptError, WalError
+from ..heap import collector_paused
 from ..state import JobTable
 from .files import DirLock, Files
 from .frame import Scan, iter_frames
@@ -85,7 +84,7 @@ def open_log(data_dir: str, options: WalOptions | None = None, files: Files | No
     dir_lock = _claim_dir(data_dir, files, lock)
     report = RecoveryReport()
     try:
-        with _gc_paused():
+        with collector_paused():
             table = load_newest_snapshot(data_dir, files, report)
             tail_path, tail_bytes, last_seq = replay(data_dir, files, table, report,
                                                      cut_torn_tail=True)
@@ -178,26 +177,6 @@ def _apply_frame(table: JobTable, records: list[list[Any]], first_seq: int, last
         return table.replay(records, first_seq, last_seen)
     except ValueError as exc:
         raise WalCorruptError(os.path.basename(path), scan.good_bytes, str(exc)) from None
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Recovery builds millions of objects that all live on. Letting the cyclic collector
-    rescan the growing heap as they pile up nearly doubles its time; none of them is garbage.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            # Freeze + unfreeze moves every tracked object to the oldest generation (two list
-            # splices), so the first young collection does not scan all of them at once.
-            # Skipped if someone froze objects on purpose: unfreeze would undo that.
-            gc.freeze()
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
 
 
 def read_segments(data_dir: str, files: Files, from_seq: int = 1
