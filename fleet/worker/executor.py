@@ -7,7 +7,8 @@ empty the executor waits in ``BLPOP`` on all of them, 1 s at a time so that it n
 (pushing ``{ns}:wake`` in the same write when a job has just finished, so that the controller
 records its ack now). Once a pop found them all empty (*drained*), the next job's ack, that
 wake, an ``LLEN`` of each queue and the ``BLPOP`` are one write; more than one message in the
-queues' lengths brings the pops back (``_wait_for_one``).
+queues' lengths brings the pops back (``_wait_for_one``). The acks on their way, and those
+whose replies are still to be read, are the executor's outbox (outbox.py).
 With ``prefetch`` > 1 the ack of each job is written before the next prefetched job starts,
 and the replies of those writes are read at the next pop (no job waits for Redis to answer).
 ``prefetch`` 0 (the default) adapts: an executor pops up to ``AUTO_PREFETCH`` messages while
@@ -19,30 +20,27 @@ into the executor's own list ``{ns}:taken:<worker>:<slot>``, and each message le
 (``LREM``) in the write sent before its job starts: if the whole worker dies, the controller
 finds there what it took and never started, and dispatches those again uncharged.
 
-The executor tells its supervisor over a Pipe what it starts: ``("s", id, n, started_ms,
-timeout_s, held, done, owed)``, where ``held`` are the prefetched messages not yet started and
-``done`` is ``(id, n, ok)`` of the job finished just before, or None; a finished job followed
-by a wait (or a failure of Redis) is told as ``("f", id, n, ok, owed)``. Either is told only
-once the job's ack is written: the supervisor stops owing it then, but keeps a copy of it
-until Redis has confirmed it. ``owed`` is ``(reset, ack)``: the finished job's ack (or None),
-and whether every ack told before is confirmed (the supervisor's copies go). Killed before
-its acks are confirmed, the executor leaves them with its supervisor, who pushes them: an ack
-Redis refused (OOM, an ACL) does not die with the process. Each ack is copied once.
-Prefetched messages handed back for being held too long are told as ``("r",)``; on a clean
-exit the acks it could not push, as ``("x", acks)``. The running job's latest progress goes
-the same way, from a thread of its own (progress.py): ``("p", id, n, fraction, message,
-at_ms)``; a lock keeps its events and the loop's whole on the Pipe.
+The executor tells its supervisor over a Pipe what it starts (teller.py): ``("s", id, n,
+started_ms, timeout_s, held, done, owed)``, where ``held`` are the prefetched messages not yet
+started and ``done`` is ``(id, n, ok)`` of the job finished just before, or None; a finished
+job followed by a wait (or a failure of Redis) is told as ``("f", id, n, ok, owed)``. Either is
+told only once the job's ack is written: the supervisor stops owing it then, but keeps a copy
+of it until Redis has confirmed it. ``owed`` is ``(reset, ack)``: the finished job's ack (or
+None), and whether every ack told before is confirmed (the supervisor's copies go). Killed
+before its acks are confirmed, the executor leaves them with its supervisor, who pushes them:
+an ack Redis refused (OOM, an ACL) does not die with the process. Each ack is copied once.
+Prefetched messages handed back for being held too long are told as ``("r",)``; on a clean exit
+the acks it could not push, as ``("x", acks)``. The running job's latest progress goes the same
+way, from a thread of its own (progress.py): ``("p", id, n, fraction, message, at_ms)``; a lock
+keeps its events and the loop's whole on the Pipe.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
-import threading
 import time
 from collections import deque
-from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..clock import now_ms
 from ..errors import TransportError
@@ -53,24 +51,22 @@ from ..transport.pipe import (
     Command,
     Pipe,
     RedisClient,
-    Refused,
     popped_batch,
     popped_one,
     refused,
 )
 from .handback import hand_back, hand_back_held
 from .logs import flush_logs, line_writer, log_job
+from .outbox import Outbox
 from .progress import ProgressCourier
 from .runner import Runner
+from .teller import Teller
 from .wire import (
     EpochGate,
     RedisHealth,
     WorkerLog,
     worker_log,
 )
-
-if TYPE_CHECKING:
-    from .handle import Event
 
 BLOCK_TIMEOUT_S = 1
 AUTO_PREFETCH = 8  # jobs per pop while they are short: one round trip and wake-up per batch
@@ -96,12 +92,9 @@ class Executor:
         self.hold_limit_s = hold_limit_s
         self.short_run = 0  # jobs in a row that took under SHORT_JOB_S
         self.popped_s = 0.0  # when the buffer's messages were popped (monotonic)
-        self.channel = channel
-        # A real Pipe takes bytes: Connection.send's ForkingPickler costs more than the write.
-        self._send_bytes = channel.send_bytes if isinstance(channel, Connection) else None
-        self._tell_lock = threading.Lock()
+        self.teller = Teller(channel, self.stop)
         if channel is not None:
-            runner.progress = ProgressCourier(self._tell)
+            runner.progress = ProgressCourier(self.teller.tell)
         self.log = log or worker_log(__name__, runner.identity.worker_id)
         self.jobs_log = worker_log(JOBS_LOGGER, self.log.who)
         # Read once: --quiet and --log-level are set before the executors start.
@@ -115,12 +108,7 @@ class Executor:
         self.taken_ttl_ms = int(taken_ttl_s * 1000)
         self.stale_taken: list[bytes] = []  # handed back or started: LREM at the next pop
         self.epochs = EpochGate()
-        self.unpushed: list[bytes] = []
-        # Per command written early and not yet read: the acks it pushed ([] for the others).
-        self.sent: list[list[bytes]] = []
-        self.done: tuple[str, int, bool] | None = None
-        self.done_ack: bytes | None = None  # the finished job's ack, for the supervisor's copy
-        self.owed_fresh = True  # every ack told to the supervisor is confirmed in Redis
+        self.outbox = Outbox(self.wire, self.acks_key, self.health, self.teller)
         self.drained = False  # the last pop found the queues empty: wait with the acks
         self.no_lengths = False  # the ACL refuses LLEN: no drained mode
         self.handled = 0
@@ -136,7 +124,7 @@ class Executor:
             while not self.stopping and (max_jobs is None or self.handled < max_jobs):
                 self.wire.check_owner()  # a job's forked child must not run the next job
                 if self.buffer and time.monotonic() - self.popped_s > self.hold_limit_s:
-                    self._tell_done()
+                    self.teller.tell_done()
                     hand_back_held(self)
                 elif self.buffer:
                     self._handle(*self.buffer.popleft())
@@ -156,10 +144,10 @@ class Executor:
                 self.log.warning("Redis refused a batch pop (%s): popping one job at a time; "
                                  "re-run `fleet acl --role worker` for this version", exc)
                 return
-            self._tell_done()  # with its ack: killed in the backoff, the supervisor pushes it
+            self.teller.tell_done()  # with its ack: killed in the backoff, the supervisor pushes it
             time.sleep(self.health.failed(exc))
             return
-        if not self.unpushed:  # else Redis refused the acks: keep backing off
+        if not self.outbox.unpushed:  # else Redis refused the acks: keep backing off
             self.health.ok()
         self.popped_s = time.monotonic()
         for raw in popped:
@@ -179,7 +167,7 @@ class Executor:
         if message is None:
             self.log.warning("dropped a message that is not JSON or has no id/n: %.200r", raw)
         elif not self.epochs.admits(message):
-            self.unpushed.append(self.epochs.hand_back(message, self.runner.identity))
+            self.outbox.add(self.epochs.hand_back(message, self.runner.identity))
             self.log.warning("handed back %.200r attempt %s unrun: dispatched at epoch %s, "
                              "older than %d (%d so far)", message["id"], message["n"],
                              message.get("ep"), self.epochs.highest, self.epochs.refused)
@@ -201,11 +189,10 @@ class Executor:
             TransportError: the connection failed, or Redis refused a command and nothing
                 was popped.
         """
-        self._settle_sent()
-        if self.unpushed and self.health.failing:
-            self._push_acks()
-        commands: list[Command] = ([("RPUSH", self.acks_key, *self.unpushed)]
-                                   if self.unpushed else [])
+        self.outbox.settle()
+        if self.outbox.unpushed and self.health.failing:
+            self.outbox.push_alone()
+        commands = self.outbox.push_command()
         commands += [("LREM", self.taken_key, -1, raw) for raw in self.stale_taken]
         if self.drained and not self.stopping:
             return self._wait_for_one(commands), False
@@ -213,7 +200,7 @@ class Executor:
         pop = self._pop_commands(self.queue_keys[0], count)
         replies = self.wire.call(*commands, *pop)
         self.stale_taken = []
-        refusal = self._pushed(replies[0]) if self.unpushed else None
+        refusal = self.outbox.pushed(replies[0]) if self.outbox.unpushed else None
         popped = popped_batch(replies[-len(pop):], count)
         for key in self.queue_keys[1:]:
             if popped:
@@ -238,16 +225,16 @@ class Executor:
             TransportError: as ``_fetch``.
         """
         pushing = bool(commands) and commands[0][0] == "RPUSH"
-        if self.done is not None:
+        if self.teller.done is not None:
             commands.append(("RPUSH", self.wake_key, b"1"))
         lengths = [] if self.no_lengths else [("LLEN", key) for key in self.queue_keys]
         self.wire.send(*commands, *lengths, ("BLPOP", *self.queue_keys, BLOCK_TIMEOUT_S))
         # Told only once the ack is on the socket: killed before, the supervisor still owes it.
-        self._tell_done()
+        self.teller.tell_done()
         flush_logs()  # the job lines of the busy spell, before a wait of up to a second
         replies = self.wire.settle()
         self.stale_taken = []
-        refusal = self._pushed(replies[0]) if pushing else None
+        refusal = self.outbox.pushed(replies[0]) if pushing else None
         found = popped_one(replies[-1])
         self.drained = self._still_drained(replies[-1 - len(lengths):-1])
         if refusal is not None:
@@ -281,39 +268,16 @@ class Executor:
             return self.prefetch
         return AUTO_PREFETCH if self.short_run >= AUTO_PREFETCH else 1
 
-    def _push_acks(self) -> None:
-        """Push the unpushed acks alone.
-
-        Raises:
-            TransportError: the connection failed or Redis refused them (they stay).
-        """
-        self._settle_sent()
-        if not self.unpushed:
-            return
-        refusal = self._pushed(self.wire.call(("RPUSH", self.acks_key, *self.unpushed))[0])
-        if refusal is not None:
-            raise refusal
-
-    def _pushed(self, reply: Any) -> Refused | None:
-        """Forget the unpushed acks if ``reply`` (their RPUSH's) took them; else keep them
-        and return the refusal."""
-        if refused(reply):
-            return reply
-        self.unpushed = []
-        self._confirmed()
-        return None
-
     def _handle(self, message: dict[str, Any], taken: bytes | None) -> None:
         job_id, attempt = message["id"], message["n"]
         started_ms = now_ms()
         held = [(queued["id"], queued["n"]) for queued, _ in self.buffer]
         # The held acks and a batch message's LREM (from the tail, where the batch is) go out
         # before the supervisor hears that the job before finished and this one starts.
-        self._push_early(*(() if taken is None else (("LREM", self.taken_key, -1, taken),)),
-                         starting=taken)
-        self._tell(("s", job_id, attempt, started_ms, self.runner.timeout_of(message), held,
-                    self.done, self._owed()))
-        self.done = self.done_ack = None
+        lrem = () if taken is None else (("LREM", self.taken_key, -1, taken),)
+        if not self.outbox.send_early(*lrem) and taken is not None:
+            self.stale_taken.append(taken)  # its job starts anyway: out of the list next pop
+        self.teller.starting(job_id, attempt, started_ms, self.runner.timeout_of(message), held)
         started_s = time.perf_counter()
         ack, ok = self.runner.run(message, started_ms)
         self.wire.check_owner()  # a fork the job made, returning: not even a log line
@@ -321,80 +285,6 @@ class Executor:
         self.short_run = self.short_run + 1 if took_s < SHORT_JOB_S else 0
         if self.log_jobs:
             log_job(self.jobs_log, self._job_line, message, ok, took_s, self.runner.last_error)
-        self.unpushed.append(ack)
+        self.outbox.add(ack)
         self.handled += 1
-        self.done, self.done_ack = (job_id, attempt, ok), ack
-
-    def _push_early(self, *taken: Command, starting: bytes | None = None) -> None:
-        """Write the RPUSH of acks still held (only a prefetched batch leaves any), and the
-        ``taken`` list's commands, before the job runs; ``_settle_sent`` reads their replies at
-        the next pop. The acks reach Redis without a wait."""
-        acks = [("RPUSH", self.acks_key, *self.unpushed)] if self.unpushed else []
-        if not (acks or taken):
-            return
-        try:
-            self.wire.send(*acks, *taken)
-        except TransportError:  # the connection is dropped: earlier replies with it
-            self._unsent()
-            if starting is not None:  # its job starts anyway: out of the list at the next pop
-                self.stale_taken.append(starting)
-            return  # the acks go with the next round trip
-        if acks:
-            self.sent.append(self.unpushed)
-            self.unpushed = []
-        self.sent.extend([] for _ in taken)  # no acks: a refusal there is only noted
-
-    def _settle_sent(self) -> None:
-        """Read the replies of the acks written early: a refused push keeps its acks to be
-        pushed again, and so does a failed connection (maybe pushed, maybe not: an ack twice
-        is harmless, the controller fences acks by attempt).
-
-        Raises:
-            TransportError: the connection failed.
-        """
-        if not self.sent:
-            return
-        try:
-            replies = self.wire.settle()
-        except TransportError:
-            self._unsent()
-            raise
-        sent, self.sent = self.sent, []
-        for acks, reply in zip(sent, replies, strict=True):
-            if refused(reply):
-                self.unpushed[:0] = acks
-                self.health.failed(reply)
-        self._confirmed()
-
-    def _unsent(self) -> None:
-        self.unpushed[:0] = [ack for acks in self.sent for ack in acks]
-        self.sent = []
-
-    def _tell_done(self) -> None:
-        if self.done is not None:
-            self._tell(("f", *self.done, self._owed()))
-            self.done = self.done_ack = None
-
-    def _owed(self) -> tuple[bool, bytes | None]:
-        """``(reset, ack)`` for the supervisor's copies of unconfirmed acks (the module
-        docstring); from now on, the acks told are not all confirmed."""
-        reset, self.owed_fresh = self.owed_fresh, False
-        return reset, self.done_ack
-
-    def _confirmed(self) -> None:
-        """Redis answered for every ack written: the supervisor's copies can go."""
-        if not (self.unpushed or self.sent):
-            self.owed_fresh = True
-
-    def _tell(self, event: Event) -> None:
-        if self.channel is None:
-            return
-        try:
-            with self._tell_lock:
-                if self._send_bytes is not None:
-                    self._send_bytes(pickle.dumps(event, pickle.HIGHEST_PROTOCOL))
-                else:
-                    self.channel.send(event)
-        except OSError:
-            self.stopping = True  # the supervisor is gone
-
+        self.teller.finished(job_id, attempt, ok, ack)

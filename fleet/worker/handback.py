@@ -21,17 +21,17 @@ HAND_BACK_TRIES = 3
 
 def hand_back(ex: Executor) -> None:
     """Release prefetched messages, push what is unpushed, give the rest to the supervisor."""
-    ex._tell_done()
+    ex.teller.tell_done()
     release_held(ex, "WorkerShutdown: prefetched message handed back unrun")
     for _ in range(HAND_BACK_TRIES):
-        if not (ex.unpushed or ex.sent):
+        if not (ex.outbox.unpushed or ex.outbox.sent):
             break
         try:
-            ex._push_acks()
+            ex.outbox.push_alone()
         except TransportError as exc:
             time.sleep(ex.health.failed(exc))
-    ex._unsent()  # still unread after the tries: the supervisor pushes them
-    ex._tell(("x", ex.unpushed))
+    ex.outbox.unsent()  # still unread after the tries: the supervisor pushes them
+    ex.teller.tell(("x", ex.outbox.unpushed))
 
 
 def hand_back_held(ex: Executor) -> None:
@@ -41,11 +41,11 @@ def hand_back_held(ex: Executor) -> None:
     which would count as a failed attempt)."""
     release_held(ex, HELD_TOO_LONG)
     try:
-        ex._push_acks()
+        ex.outbox.push_alone()
     except TransportError as exc:
         time.sleep(ex.health.failed(exc))  # pushed with the next write
         return
-    ex._tell(("r",))
+    ex.teller.tell(("r",))
 
 
 def release_held(ex: Executor, why: str) -> None:
@@ -57,5 +57,5 @@ def release_held(ex: Executor, why: str) -> None:
     for message, _ in ex.buffer:
         ack = make_ack(message["id"], message["n"], "rel", ex.runner.identity, now_ms(),
                        e=why, **ex.runner.ack_fields(message))
-        ex.unpushed.append(ex.runner.seal_ack(encode_ack(ack)))
+        ex.outbox.add(ex.runner.seal_ack(encode_ack(ack)))
     ex.buffer.clear()

@@ -189,7 +189,7 @@ def test_acks_written_early_and_refused_are_kept_and_handed_over(client):
     runner.run(max_jobs=3)
     (handed,) = [event[1] for event in channel.events if event[0] == "x"]
     assert sorted(orjson.loads(ack)["id"] for ack in handed) == ["a", "b", "c"]
-    assert runner.sent == []
+    assert runner.outbox.sent == []
 
 
 def count_acks() -> int:
