@@ -108,7 +108,7 @@ class Executor:
         self.taken_ttl_ms = int(taken_ttl_s * 1000)
         self.stale_taken: list[bytes] = []  # handed back or started: LREM at the next pop
         self.epochs = EpochGate()
-        self.outbox = Outbox(self.wire, self.acks_key, self.health, self.teller)
+        self.outbox = Outbox(self.wire, self.acks_key, self.health, self.teller.confirmed)
         self.drained = False  # the last pop found the queues empty: wait with the acks
         self.no_lengths = False  # the ACL refuses LLEN: no drained mode
         self.handled = 0
@@ -147,7 +147,7 @@ class Executor:
             self.teller.tell_done()  # with its ack: killed in the backoff, the supervisor pushes it
             time.sleep(self.health.failed(exc))
             return
-        if not self.outbox.unpushed:  # else Redis refused the acks: keep backing off
+        if not self.outbox.unpushed:  # else Redis refused the acks: back off still
             self.health.ok()
         self.popped_s = time.monotonic()
         for raw in popped:

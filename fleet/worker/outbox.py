@@ -3,11 +3,11 @@ be written, and those written ahead of a job whose replies are read at the next 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import TransportError
 from ..transport.pipe import Command, Pipe, Refused, refused
-from .teller import Teller
 from .wire import RedisHealth
 
 
@@ -18,14 +18,15 @@ class Outbox:
     failed: maybe pushed, maybe not; an ack twice is harmless, the controller fences acks by
     attempt). ``sent`` holds, per command written early and not yet read, the acks it
     pushed (``[]`` for the others). Once Redis has answered for every ack, the supervisor's
-    copies can go (``Teller.confirmed``).
+    copies can go: ``on_confirmed`` (``Teller.confirmed``).
     """
 
-    def __init__(self, wire: Pipe, acks_key: str, health: RedisHealth, teller: Teller) -> None:
+    def __init__(self, wire: Pipe, acks_key: str, health: RedisHealth,
+                 on_confirmed: Callable[[], None]) -> None:
         self.wire = wire
         self.acks_key = acks_key
         self.health = health
-        self.teller = teller
+        self.on_confirmed = on_confirmed
         self.unpushed: list[bytes] = []
         self.sent: list[list[bytes]] = []
 
@@ -106,4 +107,4 @@ class Outbox:
     def confirmed(self) -> None:
         """If Redis has answered for every ack written, the supervisor's copies can go."""
         if not (self.unpushed or self.sent):
-            self.teller.confirmed()
+            self.on_confirmed()

@@ -44,7 +44,7 @@ SERIALISERS = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "clo
                "jsonpickle"}
 # The executor tells its own supervisor what it runs over an anonymous Pipe of one host (as
 # multiprocessing.Connection does); nothing from Redis or the disk is ever unpickled.
-LOCAL_PIPE_ONLY = {"worker/executor.py", "worker/handle.py"}
+LOCAL_PIPE_ONLY = {"worker/teller.py", "worker/handle.py"}
 
 
 # -- JSON, never pickle --------------------------------------------------------------------

@@ -26,18 +26,21 @@ def _collector_on():
 
 
 def test_off_inside_and_on_after() -> None:
+    """The collector is off inside the block and on again after it."""
     with collector_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
 
 
 def test_restored_after_an_exception() -> None:
+    """An exception inside the block still turns the collector back on."""
     with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("inside")
     assert gc.isenabled()
 
 
 def test_left_off_when_it_was_off() -> None:
+    """A collector that was off before stays off after."""
     gc.disable()
     with collector_paused():
         pass
@@ -45,6 +48,7 @@ def test_left_off_when_it_was_off() -> None:
 
 
 def test_nested_pauses_restore_once() -> None:
+    """An inner pause ending does not turn the collector on inside an outer one."""
     with collector_paused():
         with collector_paused():
             pass
@@ -53,6 +57,7 @@ def test_nested_pauses_restore_once() -> None:
 
 
 def test_objects_someone_froze_stay_frozen() -> None:
+    """Objects frozen on purpose before the pause are not unfrozen by it."""
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
@@ -65,6 +70,7 @@ def test_objects_someone_froze_stay_frozen() -> None:
 
 
 def test_objects_made_inside_are_collected_after() -> None:
+    """A cycle made during the pause is freed by a collection after it."""
     class Node:
         other: object = None
 
@@ -78,6 +84,7 @@ def test_objects_made_inside_are_collected_after() -> None:
 
 
 def test_enqueue_file_runs_with_the_collector_off(tmp_path, monkeypatch) -> None:
+    """`fleet enqueue --file` sends its jobs with the collector off, and turns it on after."""
     seen = []
 
     def send(client, wires):
@@ -95,6 +102,7 @@ def test_enqueue_file_runs_with_the_collector_off(tmp_path, monkeypatch) -> None
 
 
 def test_a_bad_file_leaves_the_collector_on(tmp_path) -> None:
+    """A job file refused at a bad line leaves the collector on."""
     path = tmp_path / "jobs.jsonl"
     path.write_text('{"func": "m:f"}\n{"func": "not a func"}\n')
     result = CliRunner().invoke(app, ["enqueue", "--file", str(path)])
@@ -105,6 +113,7 @@ def test_a_bad_file_leaves_the_collector_on(tmp_path) -> None:
 
 
 def test_one_job_from_flags_leaves_the_collector_alone(monkeypatch) -> None:
+    """`fleet enqueue FUNC ARGS` never pauses the collector."""
     seen = []
     monkeypatch.setattr(cli_jobs, "_send", lambda client, wires: seen.append(gc.isenabled())
                         or [])

@@ -52,10 +52,11 @@ def parts():
     pipe, channel = ScriptedPipe(), Channel()
     teller = Teller(channel, on_gone=lambda: None)
     health = RedisHealth(logging.LoggerAdapter(logging.getLogger("test"), {}))
-    return pipe, Outbox(pipe, "ns:acks", health, teller), teller, channel
+    return pipe, Outbox(pipe, "ns:acks", health, teller.confirmed), teller, channel
 
 
 def test_acks_written_early_are_confirmed_only_when_their_reply_is_read(parts) -> None:
+    """The supervisor's copies go only once Redis has answered for the acks written early."""
     pipe, outbox, teller, channel = parts
     outbox.add(b"a1")
     teller.finished("j1", 1, True, b"a1")
@@ -74,6 +75,7 @@ def test_acks_written_early_are_confirmed_only_when_their_reply_is_read(parts) -
 
 
 def test_a_refused_early_push_keeps_its_acks_first_and_in_order(parts) -> None:
+    """A refused early push puts its acks back ahead of newer ones, copies kept."""
     pipe, outbox, teller, _ = parts
     outbox.add(b"a1")
     outbox.add(b"a2")
@@ -88,6 +90,7 @@ def test_a_refused_early_push_keeps_its_acks_first_and_in_order(parts) -> None:
 
 
 def test_a_connection_lost_while_writing_early_keeps_every_ack(parts) -> None:
+    """A connection lost while writing early puts every ack back to be pushed."""
     pipe, outbox, _, _ = parts
     outbox.add(b"a1")
     outbox.send_early()
@@ -98,6 +101,7 @@ def test_a_connection_lost_while_writing_early_keeps_every_ack(parts) -> None:
 
 
 def test_a_connection_lost_while_reading_keeps_every_ack(parts) -> None:
+    """A connection lost while reading the replies puts every ack back to be pushed."""
     pipe, outbox, _, _ = parts
     outbox.add(b"a1")
     outbox.send_early()
@@ -108,6 +112,7 @@ def test_a_connection_lost_while_reading_keeps_every_ack(parts) -> None:
 
 
 def test_push_alone_reads_what_was_written_early_then_pushes_the_rest(parts) -> None:
+    """Pushing alone first reads the early writes, then pushes what is left."""
     pipe, outbox, teller, _ = parts
     outbox.add(b"a1")
     outbox.send_early()
@@ -120,6 +125,7 @@ def test_push_alone_reads_what_was_written_early_then_pushes_the_rest(parts) -> 
 
 
 def test_push_alone_refused_raises_and_keeps_the_acks(parts) -> None:
+    """A refused push alone raises and keeps its acks."""
     pipe, outbox, _, _ = parts
     outbox.add(b"a1")
     pipe.replies.append([Refused("NOPERM")])
@@ -129,12 +135,14 @@ def test_push_alone_refused_raises_and_keeps_the_acks(parts) -> None:
 
 
 def test_nothing_to_write_early_writes_nothing(parts) -> None:
+    """With no acks and no taken commands nothing is written."""
     pipe, outbox, _, _ = parts
     assert outbox.send_early()
     assert pipe.written == [] and outbox.sent == []
 
 
 def test_a_teller_whose_supervisor_is_gone_stops_its_executor() -> None:
+    """A Pipe whose supervisor is gone stops the executor."""
     class Gone:
         def send(self, event):
             raise BrokenPipeError
@@ -146,6 +154,7 @@ def test_a_teller_whose_supervisor_is_gone_stops_its_executor() -> None:
 
 
 def test_a_teller_without_a_channel_tells_nobody() -> None:
+    """An executor run without a supervisor (in-process tests) tells nobody."""
     teller = Teller(None, on_gone=lambda: pytest.fail("no channel is not a gone supervisor"))
     teller.finished("j", 1, False, b"ack")
     teller.tell_done()
