@@ -145,20 +145,14 @@ def enqueue(func: str | None, args: tuple[str, ...], job_file: str | None, kwarg
         raise click.UsageError("--allow-failure and --pass-results need --after ID")
     if job_file:
         with collector_paused():  # a big file's jobs all live until the command ends
-            _enqueue_file(job_file, key, priority, expires_s, quiet, config_file, flags)
+            wires = read_job_file(job_file)  # each checked, naming its line
+            _enqueue_wires(wires, key, priority, expires_s, quiet, config_file, flags)
         return
     assert func is not None  # the usage check above: FUNC when there is no --file
     spec = _spec_from_args(func, args, kwargs, job_id, queue, timeout, retries,
                            _not_before_ms(delay, run_at))
     wires = [checked_wire(dataclasses.replace(
         spec, depends_on=tuple(parents), allow_failure=allow_failure, pass_results=pass_results))]
-    _enqueue_wires(wires, key, priority, expires_s, quiet, config_file, flags)
-
-
-def _enqueue_file(job_file: str, key: str | None, priority: int | None,
-                  expires_s: float | None, quiet: bool, config_file: str | None,
-                  flags: dict[str, Any]) -> None:
-    wires = read_job_file(job_file)  # each checked, naming its line
     _enqueue_wires(wires, key, priority, expires_s, quiet, config_file, flags)
 
 
