@@ -82,9 +82,11 @@ class SupervisorLink:
             payload = self.beat_seal.seal(payload, self._beat_ts)
         ready_keys = [self.keys.ready(queue) for queue in measure]
 
-        commands: list[Command] = [("SADD", self.keys.workers, self.worker_id),
-                                   ("SET", self.keys.worker(self.worker_id), payload,
-                                    "EX", self.ttl_s)]
+        # The beat before the id: a controller that reads the set between the two commands
+        # finds the id's beat, rather than pruning the id as a worker whose beat expired.
+        commands: list[Command] = [("SET", self.keys.worker(self.worker_id), payload,
+                                    "EX", self.ttl_s),
+                                   ("SADD", self.keys.workers, self.worker_id)]
         commands += [("LLEN", key) for key in ready_keys]
         commands.append(("LPOP", self.keys.cancel(self.worker_id), CANCEL_BATCH))
         results = self._send(commands)

@@ -163,8 +163,10 @@ class Beat:
 
     def check(self, bench: Bench) -> None:
         before = _counter(bench.status(), ("malformed", "heartbeats"))
-        bench.redis.sadd(KEYS.workers, "garbage-worker")
+        # The beat before the id, as a worker writes them: the controller prunes an id whose
+        # beat it does not find, and would never read this one again.
         bench.redis.set(KEYS.worker("garbage-worker"), self.payload, ex=10)
+        bench.redis.sadd(KEYS.workers, "garbage-worker")
         try:
             wait_until(lambda: _counter(bench.status(), ("malformed", "heartbeats")), 10,
                        until=lambda n: n > before, what="a malformed heartbeat counted")

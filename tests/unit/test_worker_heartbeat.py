@@ -39,3 +39,17 @@ def test_refused_heartbeat_still_returns_the_cancels_it_popped(own_redis, caplog
     assert link.beat(b"{}") == ([], None)
     assert link.pending == [] and admin.llen(KEYS.acks) == 1
     link.close()
+
+
+def test_a_beat_is_written_before_its_worker_id(own_redis):
+    """The beat's SET goes before the SADD: a reader between them never prunes a live id."""
+    link = make_link(own_redis.url)
+    sent: list[tuple] = []
+    real_send = link._send
+    link._send = lambda commands: sent.extend(commands) or real_send(commands)
+    link.beat(b"{}", ["default"])
+    names = [command[0] for command in sent]
+    assert names.index("SET") < names.index("SADD")
+    admin = redis.Redis.from_url(own_redis.url)
+    assert admin.smembers(KEYS.workers) == {IDENTITY.worker_id.encode()}
+    link.close()
