@@ -45,7 +45,7 @@ _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 WORKER_FORGET_S = 3600.0
 
 # Process-wide in prometheus-client: it has no per-registry switch (and no annotations).
-disable_created_metrics()  # type: ignore[no-untyped-call]
+disable_created_metrics()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 class Metrics:
@@ -318,7 +318,7 @@ class BatchHistogram(Collector):
             for bound, count in zip(self.bounds, counts, strict=True):
                 cumulative += count
                 # prometheus-client leaves floatToGoString unannotated.
-                bound_text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+                bound_text: str = floatToGoString(bound)  # type: ignore[no-untyped-call, unused-ignore]
                 buckets.append((bound_text, cumulative))
             family.add_metric([queue], buckets, sum_value=total)
         yield family

@@ -28,8 +28,8 @@ from .job import trace_context
 try:
     from opentelemetry import propagate, trace
 except ImportError:  # the otel extra is not installed: tracing is off
-    propagate = None  # type: ignore[assignment]
-    trace = None  # type: ignore[assignment]
+    propagate = None  # type: ignore[assignment, unused-ignore]
+    trace = None  # type: ignore[assignment, unused-ignore]
 
 _NULL: contextlib.nullcontext[None] = contextlib.nullcontext()
 TRACE_FIELD = "tc"

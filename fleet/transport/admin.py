@@ -64,7 +64,7 @@ class Outsider:
     def debug_reload(self) -> None:
         """DEBUG RELOAD NOSAVE: back to the last dump, every client still connected."""
         # redis-py leaves execute_command unannotated.
-        self.client.execute_command("DEBUG", "RELOAD", "NOSAVE")  # type: ignore[no-untyped-call]
+        self.client.execute_command("DEBUG", "RELOAD", "NOSAVE")  # type: ignore[no-untyped-call, unused-ignore]
 
     @_outsider
     def used_memory(self) -> int:

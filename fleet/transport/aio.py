@@ -94,7 +94,7 @@ def aconnect(url: str, timeout_s: float = 5.0, namespace: str = Keys().namespace
     if target.kind != SINGLE:
         options = client_options(target, timeout_s, health_check_interval=30)
         if target.kind == SENTINEL:
-            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
                 list(target.hosts), sentinel_kwargs=sentinel_options(options), **options)
             client: aioredis.Redis = sentinel.master_for(target.service)
             return client

@@ -59,10 +59,10 @@ def connect(url: str, timeout_s: float = 5.0, namespace: str = Keys().namespace
 def client_for(target: RedisTarget, options: dict[str, Any], namespace: str) -> redis.Redis:
     """The client of a Sentinel or Cluster ``target`` with ``options`` (client_options)."""
     if target.kind == SENTINEL:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.hosts), sentinel_kwargs=sentinel_options(options), **options)
         # Every new connection of this client asks the sentinels for the master.
-        client: redis.Redis = sentinel.master_for(target.service)  # type: ignore[no-untyped-call]
+        client: redis.Redis = sentinel.master_for(target.service)  # type: ignore[no-untyped-call, unused-ignore]
         return client
     return slot_client(target, options, Keys(namespace).prefix)
 

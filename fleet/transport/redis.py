@@ -244,7 +244,7 @@ class ControllerWire:
         """For each ``(ready key, message)``: is the message still in that list (LPOS)?"""
         pipe = self.client.pipeline(transaction=False)
         for key, message in messages:
-            pipe.lpos(key, message)  # type: ignore[arg-type]  # redis-py says str; bytes work
+            pipe.lpos(key, message)  # type: ignore[arg-type, unused-ignore]  # redis-py says str; bytes work
         return [position is not None for position in pipe.execute()] if messages else []
 
     @translated
@@ -253,7 +253,7 @@ class ControllerWire:
         self.guard()
         pipe = self.client.pipeline(transaction=False)
         for key, message in messages:
-            pipe.lrem(key, 1, message)  # type: ignore[arg-type]  # redis-py says str; bytes work
+            pipe.lrem(key, 1, message)  # type: ignore[arg-type, unused-ignore]  # redis-py says str; bytes work
         return [bool(count) for count in pipe.execute()]
 
     @translated

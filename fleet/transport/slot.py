@@ -38,7 +38,7 @@ class SlotRouter:
     so a cluster that is down now does not stop a process from starting)."""
 
     def __init__(self, target: RedisTarget, options: dict[str, Any], slot_key: str) -> None:
-        self.nodes = [ClusterNode(host, port)  # type: ignore[no-untyped-call]
+        self.nodes = [ClusterNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
                       for host, port in target.hosts]
         self.options = {k: v for k, v in options.items() if k != "retry"}
         self.slot = key_slot(slot_key.encode())
@@ -77,7 +77,7 @@ class SlotConnection(redis.Connection):
 
     def __init__(self, **kwargs: Any) -> None:
         self.router: SlotRouter = kwargs.pop("router")
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call, unused-ignore]
 
     def connect_check_health(self, check_health: bool = True,
                              retry_socket_connect: bool = True) -> None:
@@ -96,7 +96,7 @@ class SlotConnection(redis.Connection):
             return super().read_response(*args, **kwargs)
         except REROUTED as exc:
             self.router.stale = True
-            self.disconnect()  # type: ignore[no-untyped-call]
+            self.disconnect()  # type: ignore[no-untyped-call, unused-ignore]
             raise moved(self.router.slot, exc) from None
 
 

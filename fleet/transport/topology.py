@@ -45,7 +45,7 @@ def sentinel_master(sentinel_port: int, service: str) -> Address | None:
     """The master address the Sentinel on ``sentinel_port`` names for ``service``."""
     client = _node(sentinel_port)
     try:
-        found = client.execute_command(  # type: ignore[no-untyped-call]
+        found = client.execute_command(  # type: ignore[no-untyped-call, unused-ignore]
             "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
     finally:
         client.close()
@@ -71,7 +71,7 @@ def cluster_state(port: int) -> str:
     """``cluster_state`` from CLUSTER INFO of the node on ``port`` (``ok`` or ``fail``)."""
     client = _node(port)
     try:
-        raw = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+        raw = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call, unused-ignore]
     finally:
         client.close()
     text = raw.decode() if isinstance(raw, bytes) else str(raw) if not isinstance(raw, dict) \
@@ -88,7 +88,7 @@ def cluster_slots(port: int) -> list[tuple[int, int, int, list[int]]]:
     ``port`` (CLUSTER SLOTS)."""
     client = _node(port)
     try:
-        raw = client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+        raw = client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call, unused-ignore]
     finally:
         client.close()
     ranges: list[tuple[int, int, int, list[int]]] = []
@@ -110,6 +110,6 @@ def cluster_failover(port: int, force: bool = True) -> None:
     client = _node(port)
     try:
         args = ("CLUSTER", "FAILOVER", "FORCE") if force else ("CLUSTER", "FAILOVER")
-        client.execute_command(*args)  # type: ignore[no-untyped-call]
+        client.execute_command(*args)  # type: ignore[no-untyped-call, unused-ignore]
     finally:
         client.close()

@@ -65,7 +65,7 @@ class SoftTimeout(UnixSignalDeathPenalty):
     def __init__(self, timeout_s: float) -> None:
         shown = int(timeout_s) if float(timeout_s).is_integer() else timeout_s
         # rq's timeouts carry no annotations
-        super().__init__(shown, JobTimeoutException)  # type: ignore[no-untyped-call]
+        super().__init__(shown, JobTimeoutException)  # type: ignore[no-untyped-call, unused-ignore]
         self._timeout_s = float(timeout_s)
         self._previous: Any = signal.SIG_DFL
 
