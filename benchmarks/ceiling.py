@@ -1,6 +1,8 @@
 """The physical ceiling on this machine: fsyncs per second on this disk, and Redis list
-throughput (``redis-benchmark -t lpush,rpop`` against a private server), and what the
-benchmark's like-for-like job body (one INCR round trip) costs in CPU by itself.
+throughput (``redis-benchmark -t lpush,rpop`` against a private server), what the
+benchmark's like-for-like job body (one INCR round trip) costs in CPU by itself, and how many
+of its 10 ms jobs eight processes run back to back with no queue at all (the ceiling of the
+"10 ms jobs, share of 800/s" row).
 
     .venv/bin/python benchmarks/ceiling.py [--seconds S] [--dir DIR]
 
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -85,6 +88,45 @@ def incr_round_trip(count: int) -> tuple[float, float, float]:
     return wall / count * 1e6, client_cpu / count * 1e6, server_cpu / count * 1e6
 
 
+def sleep_jobs(processes: int, jobs_each: int) -> tuple[float, float, float]:
+    """``processes`` processes each run the 10 ms job body (``time.sleep(0.010)`` then one
+    INCR, as ``peer_tasks.incr_sleep10``) ``jobs_each`` times back to back, with no queue: what
+    8 executors could reach if fetching and acking cost nothing. Returns the jobs per second of
+    all of them, and the mean wall milliseconds of one job's sleep and of its INCR."""
+    import multiprocessing  # noqa: PLC0415 - only this measure needs it
+
+    import redis  # noqa: PLC0415
+
+    def body(port: int, offset_s: float, out: Any) -> None:
+        client = redis.Redis(port=port)
+        client.ping()
+        time.sleep(offset_s)  # staggered as a queue's executors are, not waking all at once
+        slept = incr = 0.0
+        first = time.perf_counter()
+        for _ in range(jobs_each):
+            before = time.perf_counter()
+            time.sleep(0.010)
+            woke = time.perf_counter()
+            client.incr("bench:done")
+            slept, incr = slept + woke - before, incr + time.perf_counter() - woke
+        out.put((first, time.perf_counter(), slept, incr))
+
+    context = multiprocessing.get_context("fork")
+    with RedisServer() as server:
+        out = context.Queue()
+        workers = [context.Process(target=body, args=(server.port, index * 0.010 / processes, out))
+                   for index in range(processes)]
+        for worker in workers:
+            worker.start()
+        spans = [out.get() for _ in workers]
+        for worker in workers:
+            worker.join()
+    wall = max(span[1] for span in spans) - min(span[0] for span in spans)
+    jobs = processes * jobs_each
+    return (jobs / wall, sum(span[2] for span in spans) / jobs * 1e3,
+            sum(span[3] for span in spans) / jobs * 1e3)
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of one process."""
     with open(f"/proc/{pid}/stat") as handle:
@@ -111,6 +153,9 @@ def main() -> int:
     wall_us, client_us, server_us = incr_round_trip(50_000)
     print(f"| one INCR round trip (redis-py, one client), CPU per INCR | {wall_us:.0f} µs wall; "
           f"client {client_us:.0f} µs + Redis {server_us:.0f} µs of CPU |")
+    rate, sleep_ms, incr_ms = sleep_jobs(8, 500)
+    print(f"| 8 processes running the 10 ms job body back to back, no queue | {rate:,.0f} jobs/s "
+          f"({rate / 800:.1%} of 800/s); a job's sleep {sleep_ms:.2f} ms + INCR {incr_ms:.2f} ms |")
     return 0
 
 
