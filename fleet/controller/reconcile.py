@@ -179,7 +179,7 @@ class Reconciler:
         earliest = now_ms + self.lease_ms
         for job in self.journal.table.in_flight.values():
             # In flight, so leased: never None. (No cast: this runs per job per step.)
-            deadline: int = job.lease_deadline_ms  # type: ignore[assignment, unused-ignore]
+            deadline: int = job.lease_deadline_ms  # type: ignore[assignment]
             extension = self.extended.get(job.id)
             if extension is not None and extension[0] == job.attempt:
                 deadline = (extension[1] if (job.id, job.attempt) in self._rebased

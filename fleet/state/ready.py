@@ -139,7 +139,7 @@ class ReadyIndex(TableFields):
             return queued
         # Live, so the id is thawed or cold: one of the two finds it. (Not a cast: a call
         # per job taken.)
-        job: JobRecord = self._jobs.get(entry) or self._thaw(entry)  # type: ignore[assignment, unused-ignore]
+        job: JobRecord = self._jobs.get(entry) or self._thaw(entry)  # type: ignore[assignment]
         job.lingers = False
         return job
 
